@@ -1,0 +1,112 @@
+"""Validated configuration (pydantic): the one place defaults live; every run writes its resolved config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from assft.errors import ConfigError
+
+Triple = tuple[int, int, int]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class PreprocessConfig(_Config):
+    """Per-volume intensity normalisation, optional resampling, padding."""
+
+    normalization: Literal["zscore", "percentile", "none"] = "zscore"
+    nonzero: bool = True  # z-score statistics over nonzero voxels (MR background is 0)
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    target_spacing: tuple[float, float, float] | None = None
+    divisible_by: int = 8  # the default UNet halves the size three times
+
+
+class ModelConfig(_Config):
+    """A registered MONAI network and its constructor arguments."""
+
+    name: str = "unet"
+    in_channels: int = 1
+    out_channels: int = 3
+    params: dict[str, Any] = Field(default_factory=dict)  # overrides of the registry's defaults
+    dropout: float = 0.1  # MC-dropout (BALD) needs dropout layers in the net
+
+    @field_validator("params")
+    @classmethod
+    def _tuples(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # JSON turns tuples into lists; normalise so a config equals itself after a save/load round trip.
+        def fix(x: Any) -> Any:
+            return tuple(fix(i) for i in x) if isinstance(x, list | tuple) else x
+
+        return {k: fix(val) for k, val in v.items()}
+
+
+class InferenceConfig(_Config):
+    """Sliding-window inference (MONAI)."""
+
+    roi_size: Triple = (40, 56, 40)  # nnU-Net's hippocampus patch; one window covers a hippocampus volume
+    sw_batch_size: int = 4
+    overlap: float = 0.25
+    mode: Literal["gaussian", "constant"] = "gaussian"
+    device: str = "auto"
+    channels_last: bool = True  # channels_last_3d: ~1.5x faster CNN inference on CPU (measured, DEVELOPERS.md)
+
+
+class TrainConfig(_Config):
+    """Supervised training loop."""
+
+    patch_size: Triple = (40, 56, 40)
+    batch_size: int = 4
+    steps: int = 300
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    pos_fraction: float = 0.67  # fraction of patches centred on foreground (nnU-Net uses 1/3 forced fg; we oversample)
+    augment: bool = True
+    val_every: int = 100
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int | None = None
+
+    @field_validator("pos_fraction")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError("pos_fraction must be in [0, 1]")
+        return v
+
+
+def load_config(path: str | Path, model: type[BaseModel]) -> BaseModel:
+    """Load YAML/JSON into `model`; errors name the file, the field and the fix."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError("config file not found.", path=path, fix="check the path")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML ({exc}).", path=path, fix="fix the syntax") from exc
+    return parse_config(raw, model, source=path)
+
+
+def parse_config(raw: dict[str, Any], model: type[BaseModel], source: str | Path | None = None) -> BaseModel:
+    """Validate a dict into `model`, turning pydantic's errors into one ConfigError line per problem."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid {model.__name__}: {problems}.", path=source,
+                          fix="correct the listed fields (see docs/method.md for defaults)") from exc
+
+
+def config_hash(config: BaseModel | dict[str, Any]) -> str:
+    """Short stable hash of a config (sorted JSON), stored with every result."""
+    data = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,82 @@
+"""Cases (the unit of identity: a case_id string) and the dataset spec that lists them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from assft.errors import DataError
+
+
+@dataclass(frozen=True)
+class Case:
+    """One volume: `case_id` (file stem), its image file(s) (one per channel) and an optional label file."""
+
+    case_id: str
+    image_paths: tuple[Path, ...]
+    label_path: Path | None = None
+
+    @property
+    def image_path(self) -> Path:
+        """The first (usually only) image channel."""
+        return self.image_paths[0]
+
+
+@dataclass
+class DatasetSpec:
+    """A parsed dataset folder: layout, label map, cases in a stable order."""
+
+    root: Path
+    name: str
+    layout: str  # "msd" | "nnunet" | "folder"
+    labels: dict[int, str]
+    cases: list[Case]
+    modality: str = "unknown"
+    file_ending: str = ".nii.gz"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes including background."""
+        return max(self.labels) + 1 if self.labels else 0
+
+    @property
+    def case_ids(self) -> list[str]:
+        """Case ids in dataset order."""
+        return [c.case_id for c in self.cases]
+
+    @property
+    def has_labels(self) -> bool:
+        """True when every case has a label file."""
+        return bool(self.cases) and all(c.label_path is not None for c in self.cases)
+
+    def get(self, case_id: str) -> Case:
+        """The case with this id (DataError listing a few known ids when absent)."""
+        for case in self.cases:
+            if case.case_id == case_id:
+                return case
+        known = ", ".join(self.case_ids[:5])
+        raise DataError(f"case {case_id!r} is not in this dataset (first cases: {known}).", path=self.root,
+                        fix="check the case id or the split file")
+
+    def subset(self, case_ids: list[str] | set[str], *, keep_order_of: str = "dataset") -> DatasetSpec:
+        """A copy holding only `case_ids` (unknown ids are an error)."""
+        wanted = list(case_ids)
+        missing = sorted(set(wanted) - set(self.case_ids))
+        if missing:
+            raise DataError(f"{len(missing)} case ids not in the dataset: {', '.join(missing[:5])}.", path=self.root,
+                            fix="regenerate the split for this dataset")
+        if keep_order_of == "dataset":
+            keep = set(wanted)
+            cases = [c for c in self.cases if c.case_id in keep]
+        else:
+            by_id = {c.case_id: c for c in self.cases}
+            cases = [by_id[c] for c in wanted]
+        return DatasetSpec(self.root, self.name, self.layout, dict(self.labels), cases, self.modality,
+                           self.file_ending, dict(self.extra))
+
+    def without_labels(self) -> DatasetSpec:
+        """A copy whose cases carry no label paths (an unlabeled pool)."""
+        cases = [Case(c.case_id, c.image_paths, None) for c in self.cases]
+        return DatasetSpec(self.root, self.name, self.layout, dict(self.labels), cases, self.modality,
+                           self.file_ending, dict(self.extra))

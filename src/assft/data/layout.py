@@ -1,0 +1,129 @@
+"""Read a dataset folder in MSD layout, nnU-Net v2 layout, or as a plain folder of images (an unlabeled pool)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from assft.data.cases import Case, DatasetSpec
+from assft.data.io import load_json
+from assft.errors import DataError
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii")
+
+
+def strip_suffix(name: str) -> str:
+    """File name without .nii/.nii.gz."""
+    for suffix in IMAGE_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def load_dataset(path: str | Path, *, labels: dict[int, str] | None = None) -> DatasetSpec:
+    """Parse `path`: a folder with dataset.json (MSD or nnU-Net v2), or a folder of NIfTI images (unlabeled)."""
+    root = Path(path)
+    if not root.exists():
+        raise DataError("dataset folder not found.", path=root, fix="check the path")
+    if root.is_file():
+        raise DataError("expected a folder, got a file.", path=root, fix="pass the dataset folder")
+    meta_path = root / "dataset.json"
+    if meta_path.exists():
+        meta = load_json(meta_path)
+        if not isinstance(meta, dict):
+            raise DataError("dataset.json is not a JSON object.", path=meta_path, fix="see the MSD dataset.json format")
+        spec = _parse_nnunet(root, meta) if "channel_names" in meta or "file_ending" in meta else _parse_msd(root, meta)
+    else:
+        spec = _parse_folder(root, labels or {})
+    _check_unique_ids(spec)
+    if not spec.cases:
+        raise DataError("no cases found.", path=root,
+                        fix="add images (imagesTr/*.nii.gz with dataset.json, or *.nii.gz directly in the folder)")
+    return spec
+
+
+def _parse_labels(meta: dict[str, Any], meta_path: Path) -> dict[int, str]:
+    raw = meta.get("labels")
+    if not isinstance(raw, dict) or not raw:
+        raise DataError("dataset.json has no 'labels' map.", path=meta_path,
+                        fix='add "labels": {"0": "background", "1": "..."}')
+    out: dict[int, str] = {}
+    try:
+        for key, value in raw.items():
+            if isinstance(value, int | list):  # nnU-Net v2: {name: int} (regions as lists are not supported)
+                if isinstance(value, list):
+                    raise DataError(f"region-based label {key!r} is not supported.", path=meta_path,
+                                    fix="use one integer per class")
+                out[int(value)] = str(key)
+            else:  # MSD: {"0": name}
+                out[int(key)] = str(value)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"cannot parse 'labels' ({exc}).", path=meta_path,
+                        fix='use {"0": "background", ...} (MSD) or {"background": 0, ...} (nnU-Net v2)') from exc
+    if 0 not in out:
+        raise DataError("'labels' has no background class 0.", path=meta_path, fix="add label 0")
+    return out
+
+
+def _parse_msd(root: Path, meta: dict[str, Any]) -> DatasetSpec:
+    meta_path = root / "dataset.json"
+    labels = _parse_labels(meta, meta_path)
+    entries = meta.get("training")
+    if not isinstance(entries, list):
+        raise DataError("dataset.json has no 'training' list.", path=meta_path,
+                        fix='add "training": [{"image": "./imagesTr/X.nii.gz", "label": "./labelsTr/X.nii.gz"}]')
+    cases = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, str):
+            entry = {"image": entry}
+        if not isinstance(entry, dict) or "image" not in entry:
+            raise DataError(f"training entry {i} has no 'image'.", path=meta_path, fix="give every entry an image path")
+        images = entry["image"] if isinstance(entry["image"], list) else [entry["image"]]
+        image_paths = tuple((root / p).resolve() for p in images)
+        label_path = (root / entry["label"]).resolve() if entry.get("label") else None
+        cases.append(Case(strip_suffix(image_paths[0].name), image_paths, label_path))
+    modality = meta.get("modality", {})
+    return DatasetSpec(root, str(meta.get("name", root.name)), "msd", labels, cases,
+                       modality=str(modality.get("0", "unknown")) if isinstance(modality, dict) else str(modality),
+                       extra={k: v for k, v in meta.items() if k.startswith("assft")})
+
+
+def _parse_nnunet(root: Path, meta: dict[str, Any]) -> DatasetSpec:
+    meta_path = root / "dataset.json"
+    labels = _parse_labels(meta, meta_path)
+    ending = str(meta.get("file_ending", ".nii.gz"))
+    channels = meta.get("channel_names", {"0": "image"})
+    n_channels = len(channels) if isinstance(channels, dict) else 1
+    images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
+    if not images_dir.is_dir():
+        raise DataError("nnU-Net dataset has no imagesTr folder.", path=root, fix="put images in imagesTr/X_0000" + ending)
+    ids = sorted({f.name[: -len(ending) - 5] for f in images_dir.iterdir()
+                  if f.name.endswith("_0000" + ending)})
+    cases = []
+    for cid in ids:
+        image_paths = tuple(images_dir / f"{cid}_{c:04d}{ending}" for c in range(n_channels))
+        label = labels_dir / f"{cid}{ending}"
+        cases.append(Case(cid, image_paths, label if labels_dir.is_dir() else None))
+    return DatasetSpec(root, str(meta.get("name", root.name)), "nnunet", labels, cases,
+                       modality=str(next(iter(channels.values()))) if isinstance(channels, dict) and channels else "unknown",
+                       file_ending=ending, extra={k: v for k, v in meta.items() if k.startswith("assft")})
+
+
+def _parse_folder(root: Path, labels: dict[int, str]) -> DatasetSpec:
+    images_dir = root / "imagesTr" if (root / "imagesTr").is_dir() else root
+    files = sorted(f for f in images_dir.iterdir() if f.is_file() and f.name.endswith(IMAGE_SUFFIXES))
+    labels_dir = root / "labelsTr"
+    cases = []
+    for f in files:
+        cid = strip_suffix(f.name)
+        label = labels_dir / f.name
+        cases.append(Case(cid, (f,), label if label.exists() else None))
+    return DatasetSpec(root, root.name, "folder", labels, cases)
+
+
+def _check_unique_ids(spec: DatasetSpec) -> None:
+    seen: set[str] = set()
+    dups = sorted({c.case_id for c in spec.cases if c.case_id in seen or seen.add(c.case_id)})  # type: ignore[func-returns-value]
+    if dups:
+        raise DataError(f"duplicate case ids: {', '.join(dups[:5])}.", path=spec.root / "dataset.json",
+                        fix="list each case once")

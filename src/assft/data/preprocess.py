@@ -1,0 +1,102 @@
+"""Load a case as network input: per-volume intensity normalisation and optional resampling (MONAI transforms)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from monai.transforms import NormalizeIntensity, ScaleIntensityRangePercentiles, Spacing
+
+from assft.config import PreprocessConfig
+from assft.data.cases import Case
+from assft.data.io import read_volume
+from assft.errors import DataError
+
+
+@dataclass
+class LoadedCase:
+    """A preprocessed case: image (C, D, H, W) float32, label (D, H, W) int64 or None, original grid info."""
+
+    case_id: str
+    image: np.ndarray
+    label: np.ndarray | None
+    affine: np.ndarray
+    original_shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+
+
+def normalize_intensity(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """Normalise one channel (D, H, W) float32 per volume: z-score (over nonzero voxels) or percentile clip to [0,1]."""
+    if config.normalization == "none":
+        return image.astype(np.float32, copy=False)
+    if config.normalization == "zscore":
+        nonzero = config.nonzero and bool((image != 0).any())
+        out = NormalizeIntensity(nonzero=nonzero)(image[None])[0]
+    else:
+        lo, hi = config.percentiles
+        out = ScaleIntensityRangePercentiles(lower=lo, upper=hi, b_min=0.0, b_max=1.0, clip=True)(image[None])[0]
+    return np.asarray(out, dtype=np.float32)
+
+
+def spacing_of(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel spacing (mm) from a 4x4 affine."""
+    return tuple(float(s) for s in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0)))  # type: ignore[return-value]
+
+
+def load_case(case: Case, config: PreprocessConfig | None = None, *, with_label: bool = True) -> LoadedCase:
+    """Read, validate and preprocess one case; NaN/Inf voxels or an image/label shape mismatch are DataErrors."""
+    config = config or PreprocessConfig()
+    channels = []
+    affine = None
+    for path in case.image_paths:
+        data, aff = read_volume(path)
+        if data.ndim == 4 and data.shape[-1] == 1:
+            data = data[..., 0]
+        if data.ndim != 3:
+            raise DataError(f"expected a 3D volume, got shape {data.shape}.", path=path,
+                            fix="split 4D files into one file per channel (nnU-Net _0000, _0001 ...)")
+        if not np.isfinite(data).all():
+            raise DataError(f"image has {int((~np.isfinite(data)).sum())} NaN/Inf voxels.", path=path,
+                            fix="replace them (e.g. with 0) or remove the case; `assft data check` lists all")
+        channels.append(normalize_intensity(data, config))
+        affine = aff if affine is None else affine
+    shapes = {c.shape for c in channels}
+    if len(shapes) != 1:
+        raise DataError(f"channels have different shapes {sorted(shapes)}.", path=case.image_path,
+                        fix="resample all channels to one grid")
+    image = np.stack(channels)
+    label = None
+    if with_label and case.label_path is not None:
+        raw, _ = read_volume(case.label_path, dtype=np.float32)
+        if raw.shape != image.shape[1:]:
+            raise DataError(f"label shape {raw.shape} != image shape {image.shape[1:]}.", path=case.label_path,
+                            fix="re-export the label on the image grid")
+        if not np.isfinite(raw).all():
+            raise DataError("label contains NaN/Inf.", path=case.label_path, fix="re-export the label as integers")
+        label = raw.astype(np.int64)
+    original_shape = tuple(int(s) for s in image.shape[1:])
+    spacing = spacing_of(affine)
+    if config.target_spacing is not None and not np.allclose(spacing, config.target_spacing, atol=1e-3):
+        image, label = _resample(image, label, affine, config.target_spacing)
+    return LoadedCase(case.case_id, image, label, affine, original_shape, spacing)  # type: ignore[arg-type]
+
+
+def _resample(image: np.ndarray, label: np.ndarray | None, affine: np.ndarray,
+              target: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray | None]:
+    from monai.data import MetaTensor
+
+    img = MetaTensor(torch.from_numpy(image), affine=torch.as_tensor(affine))
+    out_img = Spacing(pixdim=target, mode="bilinear")(img)
+    out_label = None
+    if label is not None:
+        lab = MetaTensor(torch.from_numpy(label[None].astype(np.float32)), affine=torch.as_tensor(affine))
+        out_label = np.asarray(Spacing(pixdim=target, mode="nearest")(lab))[0].astype(np.int64)
+    return np.asarray(out_img, dtype=np.float32), out_label
+
+
+def restore_shape(probs: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Resize probs (C, D, H, W) back to the original grid `shape` (after resampling) with trilinear interpolation."""
+    if tuple(probs.shape[1:]) == tuple(shape):
+        return probs
+    return torch.nn.functional.interpolate(probs[None], size=shape, mode="trilinear", align_corners=False)[0]

@@ -1,0 +1,90 @@
+"""Supervised training of a registered network on a labeled dataset; writes best/last checkpoints and a log."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from assft.config import InferenceConfig, ModelConfig, PreprocessConfig, TrainConfig
+from assft.data.cases import DatasetSpec
+from assft.data.checks import check_dataset
+from assft.data.preprocess import load_case
+from assft.errors import ConfigError, DataError
+from assft.finetune.trainer import FitResult, fit
+from assft.models.checkpoint import Checkpoint, build_from_checkpoint, make_checkpoint, save_checkpoint
+from assft.models.zoo import build_model, size_divisor
+from assft.utils.atomic import atomic_write_json
+from assft.utils.seeding import seed_everything
+
+
+@dataclass
+class TrainOutput:
+    """Paths and numbers from `train_supervised`."""
+
+    best: Path
+    last: Path
+    log: Path
+    best_val_dice: float | None
+    seconds: float
+
+
+def check_sizes(model_config: ModelConfig, *sizes: tuple[int, int, int]) -> None:
+    """Patch and roi sizes must be multiples of the network's size divisor."""
+    div = size_divisor(model_config)
+    for size in sizes:
+        if any(s % div for s in size):
+            raise ConfigError(f"size {tuple(size)} is not a multiple of {div}, which {model_config.name!r} needs.",
+                              fix=f"round each of patch_size/roi_size to a multiple of {div}")
+
+
+def train_supervised(
+    train: DatasetSpec,
+    out_dir: str | Path,
+    *,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    preprocess: PreprocessConfig | None = None,
+    val: DatasetSpec | None = None,
+    init_checkpoint: str | Path | None = None,
+    allow_partial: bool = False,
+) -> TrainOutput:
+    """Train on every labeled case of `train` (validating on `val`), writing best.pt, last.pt and train_log.json."""
+    start = time.perf_counter()
+    train_config = train_config or TrainConfig()
+    preprocess = preprocess or PreprocessConfig()
+    if not train.has_labels:
+        raise DataError("training needs a label for every case.", path=train.root,
+                        fix="use a labeled dataset (labelsTr) or a split subset that has labels")
+    check_dataset(train, read_data=False).raise_if_problems()
+    num_classes = train.num_classes
+    if init_checkpoint is not None:
+        model, ckpt, report = build_from_checkpoint(init_checkpoint, out_channels=num_classes, allow_partial=allow_partial)
+        model_config = ckpt.model_config
+        init_info = {"init_checkpoint": str(init_checkpoint), "key_report": report.to_dict()}
+    else:
+        model_config = (model_config or ModelConfig()).model_copy(update={"out_channels": num_classes})
+        seed_everything(train_config.seed)
+        model = build_model(model_config)
+        init_info = {"init_checkpoint": None}
+    check_sizes(model_config, train_config.patch_size)
+    if train_config.num_threads:
+        torch.set_num_threads(train_config.num_threads)
+    labeled = [load_case(c, preprocess) for c in train.cases]
+    val_cases = [load_case(c, preprocess) for c in val.cases] if val is not None else []
+    inference = InferenceConfig(roi_size=train_config.patch_size, device=train_config.device, channels_last=False)
+    result: FitResult = fit(model, labeled, train_config, num_classes, val=val_cases, inference=inference)
+    out_dir = Path(out_dir)
+    metadata = {"train_cases": train.case_ids, "val_cases": val.case_ids if val else [], "dataset": str(train.root),
+                "train_config": train_config.model_dump(mode="json"), "best_val_dice": result.best_val_dice, **init_info}
+    for name, state in (("best", result.best_state), ("last", result.last_state)):
+        model.load_state_dict(state)
+        ckpt: Checkpoint = make_checkpoint(model, model_config, train.labels, kind="supervised", preprocess=preprocess,
+                                           metadata={**metadata, "which": name})
+        save_checkpoint(out_dir / f"{name}.pt", ckpt)
+    log = atomic_write_json(out_dir / "train_log.json", {**metadata, "seconds": result.seconds,
+                                                         "history": result.history})
+    return TrainOutput(out_dir / "best.pt", out_dir / "last.pt", log, result.best_val_dice,
+                       time.perf_counter() - start)

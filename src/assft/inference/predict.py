@@ -1,0 +1,137 @@
+"""One sliding-window pass per case (MONAI) yielding probabilities and, from hooks, embedding and norm moments."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.inferers import SlidingWindowInferer
+from torch import nn
+
+from assft.config import InferenceConfig, PreprocessConfig
+from assft.data.cases import Case
+from assft.data.preprocess import LoadedCase, load_case, restore_shape
+from assft.models.hooks import capture_embedding, capture_norm_moments
+from assft.models.zoo import resolve_device
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class PassResult:
+    """Everything one pass over a case produced; probs is transient and dropped by the caller after reduction."""
+
+    probs: torch.Tensor | None  # (C, D, H, W) float32 on the original grid
+    embedding: torch.Tensor | None = None  # (d,) float32, L2-normalised
+    norm_moments: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None  # layer -> mean (C,), var (C,)
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # extra stitched maps, e.g. "bald": (D, H, W)
+
+
+def make_inferer(config: InferenceConfig) -> SlidingWindowInferer:
+    """MONAI sliding-window inferer from the config (windows smaller than the roi are padded by MONAI)."""
+    return SlidingWindowInferer(roi_size=config.roi_size, sw_batch_size=config.sw_batch_size, overlap=config.overlap,
+                                mode=config.mode, progress=False)
+
+
+def prepare_model(model: nn.Module, config: InferenceConfig) -> nn.Module:
+    """Eval mode on the configured device; channels_last_3d memory format for CNNs on CPU when enabled."""
+    device = resolve_device(config.device)
+    model = model.to(device).eval()
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    return model
+
+
+def softmax_predictor(model: nn.Module, channels_last: bool) -> Predictor:
+    """Window -> class probabilities (B, C, d, h, w)."""
+
+    def predict(window: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            window = window.contiguous(memory_format=torch.channels_last_3d)
+        return torch.softmax(model(window).float(), dim=1)
+
+    return predict
+
+
+def run_pass(
+    model: nn.Module,
+    image: np.ndarray | torch.Tensor,
+    config: InferenceConfig,
+    *,
+    embedding_module: nn.Module | None = None,
+    norm_layers: dict[str, nn.Module] | None = None,
+    predictor: Predictor | None = None,
+    extra_channels: tuple[str, ...] = (),
+    original_shape: tuple[int, int, int] | None = None,
+) -> PassResult:
+    """Sliding-window pass over image (C, D, H, W) -> PassResult; hooks reduce activations per window.
+
+    `predictor` may return C + len(extra_channels) channels; the extra ones (e.g. a BALD map reduced over MC samples
+    inside each window) are stitched like probabilities and returned in `extra`.
+    """
+    device = next(model.parameters()).device
+    x = torch.as_tensor(image, dtype=torch.float32, device=device)[None]
+    predictor = predictor or softmax_predictor(model, config.channels_last)
+    inferer = make_inferer(config)
+    with torch.inference_mode():
+        emb_ctx = capture_embedding(embedding_module) if embedding_module is not None else _null()
+        mom_ctx = capture_norm_moments(norm_layers) if norm_layers else _null()
+        with emb_ctx as emb, mom_ctx as moments:
+            out = inferer(x, predictor)[0].float()
+        extra = {}
+        if extra_channels:
+            n = len(extra_channels)
+            extra = {name: out[-n + i] for i, name in enumerate(extra_channels)}
+            out = out[:-n]
+        if original_shape is not None:
+            out = restore_shape(out, original_shape)
+            extra = {k: restore_shape(v[None], original_shape)[0] for k, v in extra.items()}
+        return PassResult(
+            probs=out.cpu(),
+            embedding=emb.result() if emb is not None else None,
+            norm_moments={k: c.result() for k, c in moments.items()} if moments is not None else None,
+            extra={k: v.cpu() for k, v in extra.items()},
+        )
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def iter_loaded(cases: Iterable[Case], preprocess: PreprocessConfig, *, with_label: bool = False) -> Iterator[LoadedCase]:
+    """Stream preprocessed cases one at a time (never the whole pool in memory)."""
+    for case in cases:
+        yield load_case(case, preprocess, with_label=with_label)
+
+
+def predict_probs(model: nn.Module, loaded: LoadedCase, config: InferenceConfig) -> torch.Tensor:
+    """Class probabilities (C, D, H, W) float32 on the case's original grid."""
+    return run_pass(model, loaded.image, config, original_shape=loaded.original_shape).probs  # type: ignore[return-value]
+
+
+def predict_to_folder(model: nn.Module, cases: list[Case], preprocess: PreprocessConfig, config: InferenceConfig,
+                      out_dir: str | Path, *, save_probs: bool = False, show_progress: bool | None = None) -> list[Path]:
+    """Predict every case; write `ID.nii.gz` label maps (and `ID_probs.nii.gz`) with the input affine."""
+    from assft.data.io import write_label_map, write_volume
+    from assft.utils.progress import progress
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = prepare_model(model, config)
+    written = []
+    for loaded in progress(iter_loaded(cases, preprocess), "Predicting", total=len(cases), enabled=show_progress):
+        probs = predict_probs(model, loaded, config)
+        path = out_dir / f"{loaded.case_id}.nii.gz"
+        write_label_map(path, probs.argmax(0).numpy().astype(np.uint8), loaded.affine)
+        written.append(path)
+        if save_probs:
+            write_volume(out_dir / f"{loaded.case_id}_probs.nii.gz",
+                         np.moveaxis(probs.numpy().astype(np.float32), 0, -1), loaded.affine)
+    return written

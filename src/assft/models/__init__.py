@@ -1,0 +1,33 @@
+"""Models: registry of MONAI networks, checkpoints with key reports, activation hooks."""
+
+from assft.models.checkpoint import (
+    Checkpoint,
+    KeyReport,
+    build_from_checkpoint,
+    load_checkpoint,
+    load_weights,
+    make_checkpoint,
+    save_checkpoint,
+)
+from assft.models.hooks import capture_embedding, capture_norm_moments, enable_mc_dropout
+from assft.models.zoo import MODELS, bottleneck_module, build_model, head_keys, norm_layers, resolve_device, size_divisor
+
+__all__ = [
+    "MODELS",
+    "Checkpoint",
+    "KeyReport",
+    "bottleneck_module",
+    "build_from_checkpoint",
+    "build_model",
+    "capture_embedding",
+    "capture_norm_moments",
+    "enable_mc_dropout",
+    "head_keys",
+    "load_checkpoint",
+    "load_weights",
+    "make_checkpoint",
+    "norm_layers",
+    "resolve_device",
+    "save_checkpoint",
+    "size_divisor",
+]

@@ -1,0 +1,174 @@
+"""One checkpoint format (.pt): weights, model config, label map, kind, preprocessing, metadata, fingerprint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from assft.config import ModelConfig, PreprocessConfig
+from assft.errors import CheckpointError
+from assft.models.zoo import build_model, head_keys
+from assft.utils.atomic import atomic_torch_save
+
+FORMAT_VERSION = 1
+Kind = Literal["ssl-only", "supervised"]
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+@dataclass
+class Checkpoint:
+    """What an assft .pt file holds."""
+
+    state_dict: dict[str, torch.Tensor]
+    model_config: ModelConfig
+    labels: dict[int, str]
+    kind: Kind = "supervised"
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    fingerprint: dict[str, dict[str, list[float]]] | None = None  # norm layer -> {"mean": [...], "var": [...]}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of tensors and builtins (loadable with weights_only=True)."""
+        return {
+            "format": "assft-checkpoint",
+            "format_version": FORMAT_VERSION,
+            "state_dict": self.state_dict,
+            "model_config": self.model_config.model_dump(mode="json"),
+            "labels": {str(k): v for k, v in self.labels.items()},
+            "kind": self.kind,
+            "preprocess": self.preprocess.model_dump(mode="json"),
+            "metadata": self.metadata,
+            "fingerprint": self.fingerprint,
+        }
+
+
+@dataclass
+class KeyReport:
+    """How a state dict matched a model: loaded, missing, unexpected and shape-mismatched keys."""
+
+    loaded: list[str]
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]  # key, checkpoint shape, model shape
+
+    def summary(self) -> str:
+        """One line: counts and the first few offending keys."""
+        parts = [f"loaded {len(self.loaded)}", f"missing {len(self.missing)}", f"unexpected {len(self.unexpected)}",
+                 f"shape-mismatched {len(self.mismatched)}"]
+        details = []
+        if self.missing:
+            details.append("missing e.g. " + ", ".join(self.missing[:3]))
+        if self.unexpected:
+            details.append("unexpected e.g. " + ", ".join(self.unexpected[:3]))
+        if self.mismatched:
+            k, a, b = self.mismatched[0]
+            details.append(f"mismatched e.g. {k} {a} vs model {b}")
+        return ", ".join(parts) + (f" ({'; '.join(details)})" if details else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {"loaded": len(self.loaded), "missing": self.missing, "unexpected": self.unexpected,
+                "mismatched": [[k, list(a), list(b)] for k, a, b in self.mismatched]}
+
+
+def strip_prefixes(state_dict: dict[str, torch.Tensor], prefixes: tuple[str, ...] = _PREFIXES) -> dict[str, torch.Tensor]:
+    """Remove DataParallel/compile prefixes ('module.', '_orig_mod.') from keys."""
+    out = {}
+    for key, value in state_dict.items():
+        changed = True
+        while changed:
+            changed = False
+            for p in prefixes:
+                if key.startswith(p):
+                    key, changed = key[len(p):], True
+        out[key] = value
+    return out
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
+    """Atomically write `checkpoint` to `path`."""
+    return atomic_torch_save(path, checkpoint.to_dict())
+
+
+def make_checkpoint(model: nn.Module, model_config: ModelConfig, labels: dict[int, str], *, kind: Kind = "supervised",
+                    preprocess: PreprocessConfig | None = None, metadata: dict[str, Any] | None = None,
+                    fingerprint: dict | None = None) -> Checkpoint:
+    """Snapshot a live model into a Checkpoint (weights copied to CPU)."""
+    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    return Checkpoint(state, model_config, dict(labels), kind, preprocess or PreprocessConfig(), dict(metadata or {}),
+                      fingerprint)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read an assft checkpoint with torch.load(weights_only=True); clear errors for missing/corrupt/foreign files."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError("checkpoint not found.", path=path, fix="check the path (assft never downloads weights)")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint ({type(exc).__name__}: {str(exc)[:200]}).", path=path,
+                              fix="pass a .pt written by assft, or convert public weights with `assft import`") from exc
+    if not isinstance(raw, dict) or raw.get("format") != "assft-checkpoint":
+        raise CheckpointError("not an assft checkpoint (no 'format': 'assft-checkpoint').", path=path,
+                              fix="convert public weights with `assft import --format ... --weights FILE --out CKPT`")
+    try:
+        return Checkpoint(
+            state_dict=strip_prefixes(raw["state_dict"]),
+            model_config=ModelConfig.model_validate(raw["model_config"]),
+            labels={int(k): v for k, v in raw["labels"].items()},
+            kind=raw.get("kind", "supervised"),
+            preprocess=PreprocessConfig.model_validate(raw.get("preprocess") or {}),
+            metadata=raw.get("metadata") or {},
+            fingerprint=raw.get("fingerprint"),
+        )
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint is missing or has an invalid field ({exc}).", path=path,
+                              fix="re-save it with assft") from exc
+
+
+def compare_state_dicts(model_state: dict[str, torch.Tensor], ckpt_state: dict[str, torch.Tensor]) -> KeyReport:
+    """Classify checkpoint keys against a model's state dict."""
+    # monai.networks.utils.copy_model_state silently skips shape mismatches; we need them reported, so we compare here.
+    loaded, mismatched = [], []
+    for key, value in ckpt_state.items():
+        if key in model_state:
+            if tuple(value.shape) == tuple(model_state[key].shape):
+                loaded.append(key)
+            else:
+                mismatched.append((key, tuple(value.shape), tuple(model_state[key].shape)))
+    missing = [k for k in model_state if k not in ckpt_state]
+    unexpected = [k for k in ckpt_state if k not in model_state]
+    return KeyReport(loaded, missing, unexpected, mismatched)
+
+
+def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, head: frozenset[str] = frozenset(),
+                 allow_partial: bool = False, source: str | Path | None = None) -> KeyReport:
+    """Copy matching weights into `model`; a problem outside `head` keys is a CheckpointError unless allow_partial."""
+    model_state = model.state_dict()
+    report = compare_state_dicts(model_state, strip_prefixes(state_dict))
+    body_problems = ([k for k in report.missing if k not in head] + [k for k in report.unexpected if k not in head]
+                     + [k for k, _, _ in report.mismatched if k not in head])
+    if body_problems and not allow_partial:
+        raise CheckpointError(f"weights do not match the model outside the segmentation head: {report.summary()}.",
+                              path=source, fix="check the model name/params, or pass --allow-partial to load what fits")
+    model.load_state_dict({k: state_dict_value for k, state_dict_value in strip_prefixes(state_dict).items()
+                           if k in report.loaded}, strict=False)
+    return report
+
+
+def build_from_checkpoint(path: str | Path, *, out_channels: int | None = None, allow_partial: bool = False
+                          ) -> tuple[nn.Module, Checkpoint, KeyReport]:
+    """Build the checkpoint's network (optionally with a new head of `out_channels` classes) and load its weights."""
+    ckpt = load_checkpoint(path)
+    config = ckpt.model_config
+    if out_channels is not None and out_channels != config.out_channels:
+        config = config.model_copy(update={"out_channels": out_channels})
+    model = build_model(config)
+    report = load_weights(model, ckpt.state_dict, head=head_keys(config), allow_partial=allow_partial, source=path)
+    ckpt.model_config = config
+    return model, ckpt, report

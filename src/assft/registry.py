@@ -1,0 +1,62 @@
+"""A small named registry with loud duplicates and did-you-mean lookups (models, strategies, domains)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from assft.errors import UnknownNameError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps a name to an object; `register` is a decorator, `get` suggests the closest name on a miss."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator registering `obj` under `name`; a duplicate name raises ValueError at import time."""
+
+        def decorator(obj: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._items[name] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        """Return the object registered as `name` or raise UnknownNameError with suggestions."""
+        if name in self._items:
+            return self._items[name]
+        close = difflib.get_close_matches(name, list(self._items), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownNameError(
+            f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(sorted(self._items))}.",
+            fix=f"pass one of the known {self.kind} names",
+        )
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._items)
+
+    def describe(self) -> dict[str, str]:
+        """Name -> first docstring line, for `list` commands."""
+        out = {}
+        for name in self.names():
+            doc = (getattr(self._items[name], "__doc__", None) or "").strip().splitlines()
+            out[name] = doc[0] if doc else ""
+        return out
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)

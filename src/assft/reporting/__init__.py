@@ -1,0 +1,1 @@
+"""assft.reporting"""

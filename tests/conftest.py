@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny generated datasets and nets (seconds on 2 CPU cores), and the real hippocampus data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from assft.config import InferenceConfig, ModelConfig, TrainConfig
+
+HIPPOCAMPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hippocampus"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six 16^3 CT phantoms in MSD layout (labels 0..4)."""
+    from assft.data.synthetic import make_phantom_dataset
+
+    return make_phantom_dataset(tmp_path_factory.mktemp("phantoms"), 6, shape=(16, 16, 16), seed=0)
+
+
+@pytest.fixture()
+def tiny_model_config() -> ModelConfig:
+    """A 2-level UNet small enough for 16^3 volumes."""
+    return ModelConfig(name="unet", out_channels=5, params={"channels": (4, 8, 16), "strides": (2, 2)})
+
+
+@pytest.fixture()
+def tiny_inference() -> InferenceConfig:
+    """One 16^3 window, no channels_last (fastest for tiny nets)."""
+    return InferenceConfig(roi_size=(16, 16, 16), sw_batch_size=1, channels_last=False)
+
+
+@pytest.fixture()
+def tiny_train() -> TrainConfig:
+    """Three steps on 16^3 patches."""
+    return TrainConfig(steps=3, batch_size=2, patch_size=(16, 16, 16), val_every=3)
+
+
+@pytest.fixture(scope="session")
+def hippocampus_dir() -> Path:
+    """The real MSD hippocampus data; tests using it skip cleanly when it is absent."""
+    if not (HIPPOCAMPUS / "dataset.json").exists():
+        pytest.skip("../shared/data/hippocampus is absent")
+    return HIPPOCAMPUS
