@@ -11,7 +11,7 @@ from assft.config import InferenceConfig, ModelConfig, TrainConfig
 
 HIPPOCAMPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hippocampus"
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny tensors: threading overhead outweighs the second core
 
 
 @pytest.fixture(scope="session")

@@ -1,3 +1,65 @@
-"""assft: active source-free adaptation of 3D medical segmentation foundation models."""
+"""assft: active source-free adaptation of 3D medical segmentation foundation models.
+
+The public API is re-exported here. Names resolve lazily (PEP 562) so that `import assft` and `assft --help` stay
+fast: torch and MONAI load only when a name that needs them is first used. Importing assft has no side effects.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # errors and configuration
+    "AssftError": "assft.errors", "DataError": "assft.errors", "ConfigError": "assft.errors",
+    "CheckpointError": "assft.errors", "BudgetError": "assft.errors", "CampaignError": "assft.errors",
+    "UnknownNameError": "assft.errors",
+    "PreprocessConfig": "assft.config", "ModelConfig": "assft.config", "InferenceConfig": "assft.config",
+    "TrainConfig": "assft.config",
+    # data and domains
+    "Case": "assft.data", "DatasetSpec": "assft.data", "load_dataset": "assft.data", "check_dataset": "assft.data",
+    "load_case": "assft.data", "make_split": "assft.data", "load_split": "assft.data",
+    "make_phantom_dataset": "assft.data.synthetic",
+    "apply_shift": "assft.domains", "apply_domain_to_dataset": "assft.domains", "list_domains": "assft.domains",
+    # models and inference
+    "MODELS": "assft.models", "build_model": "assft.models", "load_checkpoint": "assft.models",
+    "save_checkpoint": "assft.models", "build_from_checkpoint": "assft.models", "make_checkpoint": "assft.models",
+    "run_pass": "assft.inference", "predict_to_folder": "assft.inference",
+    # training, fine-tuning, evaluation
+    "train_supervised": "assft.finetune.supervised", "fit": "assft.finetune.trainer",
+    "run_ssft": "assft.finetune.ssft", "FinetuneConfig": "assft.finetune.config",
+    "PseudoLabelConfig": "assft.finetune.config",
+    "evaluate_checkpoint": "assft.evaluation",
+    "compute_case_metrics": "assft.metrics", "compute_aubc": "assft.metrics", "paired_test": "assft.metrics",
+    "win_matrix": "assft.metrics",
+    # query
+    "run_query": "assft.query", "QueryConfig": "assft.query", "QueryResult": "assft.query",
+    "STRATEGIES": "assft.query", "compute_fingerprint": "assft.query",
+    # pre-training
+    "pretrain_ssl": "assft.pretrain", "import_weights": "assft.pretrain", "PretrainConfig": "assft.pretrain",
+    "IMPORT_FORMATS": "assft.pretrain",
+    # campaigns and reports
+    "CampaignConfig": "assft.campaign.config", "init_campaign": "assft.campaign.engine",
+    "next_round": "assft.campaign.engine", "import_labels": "assft.campaign.engine",
+    "finetune_round": "assft.campaign.engine", "run_campaign": "assft.campaign.engine",
+    "SimulationConfig": "assft.campaign.simulate", "run_simulation": "assft.campaign.simulate",
+    "run_demo": "assft.campaign.demo", "write_report": "assft.reporting", "build_report": "assft.reporting",
+    "load_runs": "assft.reporting",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'assft' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -35,7 +35,7 @@ def _register_optional() -> None:
     import importlib
 
     for name in ("assft.cli.query", "assft.cli.finetune", "assft.cli.pretrain", "assft.cli.campaign",
-                 "assft.cli.demo"):
+                 "assft.cli.demo", "assft.cli.report"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -54,21 +54,22 @@ def train_supervised(
     """Train on every labeled case of `train` (validating on `val`), writing best.pt, last.pt and train_log.json."""
     start = time.perf_counter()
     train_config = train_config or TrainConfig()
-    preprocess = preprocess or PreprocessConfig()
     if not train.has_labels:
         raise DataError("training needs a label for every case.", path=train.root,
                         fix="use a labeled dataset (labelsTr) or a split subset that has labels")
     check_dataset(train, read_data=False).raise_if_problems()
     num_classes = train.num_classes
+    seed_everything(train_config.seed)  # a new head (or a new net) is initialised reproducibly
     if init_checkpoint is not None:
         model, ckpt, report = build_from_checkpoint(init_checkpoint, out_channels=num_classes, allow_partial=allow_partial)
         model_config = ckpt.model_config
+        preprocess = preprocess or ckpt.preprocess  # the normalisation the weights were trained with
         init_info = {"init_checkpoint": str(init_checkpoint), "key_report": report.to_dict()}
     else:
         model_config = (model_config or ModelConfig()).model_copy(update={"out_channels": num_classes})
-        seed_everything(train_config.seed)
         model = build_model(model_config)
         init_info = {"init_checkpoint": None}
+    preprocess = preprocess or PreprocessConfig()
     check_sizes(model_config, train_config.patch_size)
     if train_config.num_threads:
         torch.set_num_threads(train_config.num_threads)

@@ -31,3 +31,5 @@ __all__ = [
     "save_checkpoint",
     "size_divisor",
 ]
+
+import assft.pretrain.genesis_net  # noqa: E402,F401  registers "genesis_unet" for imported Models Genesis / SuPreM weights

@@ -31,7 +31,8 @@ class NetworkSpec:
 MODELS: Registry[NetworkSpec] = Registry("model")
 
 
-def _params(config: ModelConfig, defaults: dict[str, Any]) -> dict[str, Any]:
+def resolve_params(config: ModelConfig, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The registry defaults overridden by `config.params` (unknown names are a ConfigError)."""
     unknown = sorted(set(config.params) - set(defaults))
     if unknown:
         raise ConfigError(f"unknown parameters {unknown} for model {config.name!r}; known: {sorted(defaults)}.",
@@ -57,7 +58,7 @@ def _unet_bottleneck(model: nn.Module) -> nn.Module:
 def _build_unet(config: ModelConfig) -> nn.Module:
     from monai.networks.nets import UNet
 
-    p = _params(config, UNET_DEFAULTS)
+    p = resolve_params(config, UNET_DEFAULTS)
     return UNet(spatial_dims=3, in_channels=config.in_channels, out_channels=config.out_channels,
                 channels=tuple(p["channels"]), strides=tuple(p["strides"]), num_res_units=p["num_res_units"],
                 norm=p["norm"], dropout=config.dropout)
@@ -72,7 +73,7 @@ MODELS.register("unet")(NetworkSpec(
 def _build_segresnet(config: ModelConfig) -> nn.Module:
     from monai.networks.nets import SegResNet
 
-    p = _params(config, SEGRESNET_DEFAULTS)
+    p = resolve_params(config, SEGRESNET_DEFAULTS)
     return SegResNet(spatial_dims=3, init_filters=p["init_filters"], in_channels=config.in_channels,
                      out_channels=config.out_channels, dropout_prob=config.dropout or None,
                      norm=p["norm"], blocks_down=tuple(p["blocks_down"]), blocks_up=tuple(p["blocks_up"]))
@@ -88,7 +89,7 @@ MODELS.register("segresnet")(NetworkSpec(
 def _build_swinunetr(config: ModelConfig) -> nn.Module:
     from monai.networks.nets import SwinUNETR
 
-    p = _params(config, SWIN_DEFAULTS)
+    p = resolve_params(config, SWIN_DEFAULTS)
     return SwinUNETR(in_channels=config.in_channels, out_channels=config.out_channels,
                      feature_size=p["feature_size"], depths=tuple(p["depths"]), num_heads=tuple(p["num_heads"]),
                      drop_rate=config.dropout, use_v2=p["use_v2"], spatial_dims=3)
@@ -103,7 +104,7 @@ MODELS.register("swinunetr")(NetworkSpec(
 def _build_dynunet(config: ModelConfig) -> nn.Module:
     from monai.networks.nets import DynUNet
 
-    p = _params(config, DYNUNET_DEFAULTS)
+    p = resolve_params(config, DYNUNET_DEFAULTS)
     strides = [tuple(s) if isinstance(s, list | tuple) else s for s in p["strides"]]
     return DynUNet(spatial_dims=3, in_channels=config.in_channels, out_channels=config.out_channels,
                    kernel_size=p["kernel_size"], strides=strides, upsample_kernel_size=strides[1:],

@@ -1,0 +1,252 @@
+"""Query speed benchmark (a script, not a test): one-pass scoring cost, BALD cost, memory vs pool size, selection.
+
+Measures on the real hippocampus volumes (../shared/data/hippocampus) with a randomly initialised default
+ModelConfig() UNet (3 classes) and the default InferenceConfig():
+
+1. `assft` scoring time (KD + embedding + probability statistics, one pass) / one plain MONAI sliding-window pass
+   over the same pool (target <= 1.15 when θ = θ0); and the same with θ != θ0 (two passes, reported separately).
+2. `bald` (T = 10 MC-dropout samples) scoring time / `assft` scoring time on the same volumes.
+3. Peak RSS of `run_query` over pools of 100 and 1,000 volumes (volumes repeated), each in a fresh subprocess.
+4. Greedy `assft` and `coreset` selection time over 100k random 256-d embeddings (target <= 5 s).
+
+Prints a markdown table and writes benchmarks/results/query_speed.json.
+
+    python benchmarks/query_speed.py            # ~5 min on 2 shared CPU cores (1 torch thread)
+    python benchmarks/query_speed.py --quick    # fewer volumes, tiny net for the 1,000-volume memory run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+HIPPOCAMPUS = ROOT.parent / "shared" / "data" / "hippocampus"
+RESULTS = ROOT / "benchmarks" / "results" / "query_speed.json"
+TINY_PARAMS = {"channels": (8, 16, 32, 64), "strides": (2, 2, 2)}
+
+
+def _checkpoint(path: Path, seed: int, params: dict | None = None) -> Path:
+    import torch
+
+    from assft.config import ModelConfig
+    from assft.models import build_model, make_checkpoint, save_checkpoint
+
+    config = ModelConfig(out_channels=3, params=params or {})
+    torch.manual_seed(seed)
+    labels = {0: "background", 1: "anterior", 2: "posterior"}
+    return save_checkpoint(path, make_checkpoint(build_model(config), config, labels,
+                                                 metadata={"train_config": {"patch_size": [40, 56, 40]}}))
+
+
+def _plain_pass(model, image, inference) -> None:
+    """One plain MONAI sliding-window pass with softmax: the reference cost."""
+    import torch
+    from monai.inferers import SlidingWindowInferer
+
+    inferer = SlidingWindowInferer(roi_size=inference.roi_size, sw_batch_size=inference.sw_batch_size,
+                                   overlap=inference.overlap, mode=inference.mode)
+    x = torch.as_tensor(image)[None]
+
+    def predict(window):
+        return torch.softmax(model(window.contiguous(memory_format=torch.channels_last_3d)).float(), 1)
+
+    with torch.inference_mode():
+        inferer(x, predict)
+
+
+def _feed(box: list):
+    """Yield whatever is put in `box`, one item per request (lets a streaming scorer be timed volume by volume)."""
+    while box:
+        yield box.pop()
+
+
+def bench_scoring(n_cases: int, n_bald: int, tmp: Path, reps: int = 3) -> dict:
+    """Per volume, `reps` rounds of (plain, assft, assft θ != θ0) in rotating order; each variant's time is its
+    minimum over the rounds (the usual estimator on a machine shared with other jobs), summed over volumes."""
+    import torch
+
+    from assft.config import InferenceConfig
+    from assft.data import load_case, load_dataset
+    from assft.inference import prepare_model
+    from assft.query import (
+        Need,
+        QueryConfig,
+        iter_summaries,
+        load_query_model,
+        make_strategy,
+        resolve_source_stats,
+        score_cases,
+    )
+
+    spec = load_dataset(HIPPOCAMPUS)
+    loaded = [load_case(c, with_label=False) for c in spec.cases[:n_cases]]
+    inference = InferenceConfig()
+    theta0 = load_query_model(_checkpoint(tmp / "theta0.pt", 0))
+    theta = load_query_model(_checkpoint(tmp / "theta.pt", 1))
+    config = QueryConfig()
+    needs = make_strategy("assft").resolve_needs(True)
+    stats0, _ = resolve_source_stats(theta0.model, theta0.checkpoint)
+    plain_model = prepare_model(theta0.model, inference)
+    for case in loaded[:2]:  # warm-up
+        _plain_pass(plain_model, case.image, inference)
+        score_cases([case], theta0, needs, config, inference, source_stats=stats0)
+    times = {"plain": 0.0, "assft": 0.0, "assft_two_models": 0.0, "bald": 0.0, "assft_bald_subset": 0.0}
+    split = {"pass_current_s": 0.0, "pass_pretrained_s": 0.0, "reduce_s": 0.0}
+    timings: dict[str, float] = {}
+    # one long-lived streaming scorer per variant, fed one volume at a time (models prepared once, as for a pool)
+    boxes: dict[str, list] = {"assft": [], "assft_two_models": []}
+    scorers = {
+        "assft": iter_summaries(_feed(boxes["assft"]), theta0, needs, config, inference, source_stats=stats0),
+        "assft_two_models": iter_summaries(_feed(boxes["assft_two_models"]), theta, needs, config, inference,
+                                           pretrained=theta0, source_stats=stats0, timings=timings),
+    }
+
+    def score(name: str, case) -> None:
+        boxes[name].append(case)
+        with torch.inference_mode():
+            next(scorers[name])
+
+    runs = {
+        "plain": lambda case: _plain_pass(plain_model, case.image, inference),
+        "assft": lambda case: score("assft", case),
+        "assft_two_models": lambda case: score("assft_two_models", case),
+    }
+    best = {name: np.full(n_cases, np.inf) for name in runs}  # min over repetitions: robust to a busy machine
+    first = {name: np.zeros(n_cases) for name in runs}
+    for i, case in enumerate(loaded):
+        for rep in range(reps):
+            names = list(runs)
+            k = (i + rep) % len(names)
+            for name in names[k:] + names[:k]:  # rotate the order: no variant always runs first
+                t0 = time.perf_counter()
+                runs[name](case)
+                dt = time.perf_counter() - t0
+                best[name][i] = min(best[name][i], dt)
+                if rep == 0:
+                    first[name][i] = dt
+        if i < n_bald:
+            times["assft_bald_subset"] += best["assft"][i]
+            t0 = time.perf_counter()
+            score_cases([case], theta0, {Need.MC_PROBS}, QueryConfig(mc_samples=10), inference)
+            times["bald"] += time.perf_counter() - t0
+    for name in runs:
+        times[name] = float(best[name].sum())
+        times[f"{name}_first_run"] = float(first[name].sum())
+    split.update({key: timings[key] / reps for key in split})
+    return {
+        "n_cases": n_cases, "n_bald_cases": n_bald, "seconds": times, "two_model_split_s": split,
+        "ratio_assft_over_plain": times["assft"] / times["plain"],
+        "ratio_assft_two_models_over_plain": times["assft_two_models"] / times["plain"],
+        "ratio_bald_T10_over_assft": times["bald"] / max(times["assft_bald_subset"], 1e-9),
+        "ratio_assft_over_plain_median_per_volume": float(np.median(best["assft"] / best["plain"])),
+        "ratio_assft_over_plain_first_run": times["assft_first_run"] / times["plain_first_run"],
+        "repetitions": reps,
+        "plain_s_per_volume": times["plain"] / n_cases,
+    }
+
+
+def rss_child(n_volumes: int, model_path: str, tiny: bool) -> None:
+    """Run the full `assft` query over `n_volumes` (hippocampus volumes repeated) and print peak RSS as JSON."""
+    import torch
+
+    torch.set_num_threads(1)
+    from assft.config import InferenceConfig
+    from assft.data import Case, load_dataset
+    from assft.query import QueryConfig, run_query
+
+    base = load_dataset(HIPPOCAMPUS).cases
+    cases = [Case(f"{base[i % len(base)].case_id}_r{i // len(base)}", base[i % len(base)].image_paths)
+             for i in range(n_volumes)]
+    start = time.perf_counter()
+    run_query(model_path, cases, QueryConfig(budget=10), inference=InferenceConfig(), seed=0)
+    print(json.dumps({"n_volumes": n_volumes, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "seconds": time.perf_counter() - start, "tiny_model": tiny}))
+
+
+def bench_rss(sizes: tuple[int, ...], tmp: Path, tiny: bool) -> list[dict]:
+    model = _checkpoint(tmp / "rss.pt", 0, TINY_PARAMS if tiny else None)
+    out = []
+    for n in sizes:
+        cmd = [sys.executable, __file__, "--rss-child", str(n), "--model", str(model)] + (["--tiny"] if tiny else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def bench_selection(n: int, d: int, budgets: tuple[int, ...]) -> list[dict]:
+    from assft.query import greedy_diverse_top_k, k_center_greedy
+
+    rng = np.random.default_rng(0)
+    ids = [f"case_{i:06d}" for i in range(n)]
+    z = rng.normal(size=(n, d)).astype(np.float32)
+    kd, asd = rng.random(n), rng.random(n)
+    rows = []
+    for budget in budgets:
+        t0 = time.perf_counter()
+        greedy_diverse_top_k(ids, kd, z, budget, np.random.default_rng(0), asd=asd)
+        t1 = time.perf_counter()
+        k_center_greedy(ids, z, budget, np.random.default_rng(0))
+        t2 = time.perf_counter()
+        rows.append({"n": n, "d": d, "budget": budget, "assft_greedy_s": t1 - t0, "coreset_s": t2 - t1})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer volumes; tiny net for the memory runs")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: two threads on a busy shared 2-core machine are several times slower)")
+    parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child, args.model, args.tiny)
+        return
+    if not (HIPPOCAMPUS / "dataset.json").exists():
+        sys.exit(f"{HIPPOCAMPUS} is absent: the benchmark needs the real hippocampus volumes")
+    import monai
+    import torch
+
+    torch.set_num_threads(args.threads)
+    n_cases, n_bald = (100, 10) if args.quick else (100, 20)
+    with tempfile.TemporaryDirectory() as tmp:
+        scoring = bench_scoring(n_cases, n_bald, Path(tmp), reps=2 if args.quick else 3)
+        rss = bench_rss((100, 1000), Path(tmp), tiny=args.quick)
+    selection = bench_selection(100_000, 256, (100,) if args.quick else (100, 1000))
+    result = {"scoring": scoring, "rss": rss, "selection": selection, "quick": args.quick, "threads": args.threads,
+              "versions": {"torch": torch.__version__, "monai": monai.__version__, "python": platform.python_version()},
+              "machine": platform.processor() or platform.machine()}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    s = scoring["seconds"]
+    lines = ["| measure | value | target |", "|---|---|---|",
+             f"| plain MONAI pass, s/volume ({n_cases} volumes) | {scoring['plain_s_per_volume']:.3f} | |",
+             f"| `assft` scoring / plain pass (θ = θ0), total | {scoring['ratio_assft_over_plain']:.3f} | <= 1.15 |",
+             f"| same, median of per-volume ratios | {scoring['ratio_assft_over_plain_median_per_volume']:.3f} | |",
+             f"| same, first round only (no minimum) | {scoring['ratio_assft_over_plain_first_run']:.3f} | |",
+             f"| `assft` scoring / plain pass (θ != θ0, two passes) | "
+             f"{scoring['ratio_assft_two_models_over_plain']:.3f} | reported |",
+             f"| `bald` T=10 / `assft` ({n_bald} volumes) | {scoring['ratio_bald_T10_over_assft']:.2f} | ~T |"]
+    for r in rss:
+        lines.append(f"| peak RSS, {r['n_volumes']} volumes{' (tiny net)' if r['tiny_model'] else ''} | "
+                     f"{r['maxrss_mb']:.0f} MB ({r['seconds']:.0f} s) | flat |")
+    for r in selection:
+        lines.append(f"| greedy `assft` / `coreset`, {r['n']:,} x {r['d']}, budget {r['budget']} | "
+                     f"{r['assft_greedy_s']:.2f} s / {r['coreset_s']:.2f} s | <= 5 s |")
+    print("\n".join(lines))
+    print(f"\nseconds: {', '.join(f'{k} {v:.1f}' for k, v in s.items())}; wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Campaign configuration (`campaign.yaml`), validated by pydantic; written into the campaign directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, field_validator
+
+from assft.config import InferenceConfig, _Config, parse_config
+from assft.errors import ConfigError
+from assft.utils.atomic import atomic_write_text
+
+CONFIG_NAME = "campaign.yaml"
+
+
+class CampaignConfig(_Config):
+    """One campaign: a model, a pool, a budget over rounds, a strategy, and how to fine-tune and evaluate."""
+
+    model: str  # θ: the checkpoint the campaign starts from
+    pretrained: str | None = None  # θ0 for KD (default: `model`)
+    pool: str  # dataset folder of the unlabeled target pool
+    pool_ids: list[str] | None = None  # restrict the pool to these case ids (a split subset)
+    test: str | None = None  # labeled target test set (simulation / monitoring)
+    test_ids: list[str] | None = None
+    budget: str = "20%"  # total volumes: N or P% of the pool
+    rounds: int = 3
+    strategy: str = "assft"
+    query: dict = Field(default_factory=dict)  # QueryConfig fields (validated by assft.query)
+    finetune: dict = Field(default_factory=dict)  # FinetuneConfig fields (validated by assft.finetune)
+    inference: InferenceConfig | None = None
+    oracle: Literal["folder", "ground_truth"] = "folder"
+    seed: int = 0
+
+    @field_validator("rounds")
+    @classmethod
+    def _rounds(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+
+def save_campaign_config(campaign_dir: str | Path, config: CampaignConfig) -> Path:
+    """Write campaign.yaml atomically."""
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    return atomic_write_text(Path(campaign_dir) / CONFIG_NAME, text)
+
+
+def load_campaign_config(campaign_dir: str | Path) -> CampaignConfig:
+    """Read and validate campaign.yaml of a campaign directory."""
+    path = Path(campaign_dir) / CONFIG_NAME
+    if not path.exists():
+        raise ConfigError("not a campaign directory (no campaign.yaml).", path=campaign_dir,
+                          fix="create one with `assft campaign init`")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML ({exc}).", path=path, fix="fix the syntax") from exc
+    return parse_config(raw, CampaignConfig, source=path)  # type: ignore[return-value]

@@ -1,0 +1,356 @@
+"""The round loop: query -> labels -> selective semi-supervised fine-tuning -> evaluation, resumable from the ledger.
+
+Each step reads the ledger, checks the round is at the step before it, does its work into the round's folder, and
+records the result atomically. A step killed halfway leaves the ledger at the previous step, so running it again
+redoes only that step; the same config and seed give the same ledger, interrupted or not.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from assft.campaign.budget import Budget
+from assft.campaign.config import CampaignConfig, load_campaign_config, save_campaign_config
+from assft.campaign.ledger import STEPS, Ledger, campaign_lock
+from assft.campaign.oracle import GroundTruthOracle, copy_labels, validate_label_folder
+from assft.data.cases import Case, DatasetSpec
+from assft.data.layout import load_dataset
+from assft.errors import CampaignError, ConfigError
+from assft.utils.atomic import atomic_write
+from assft.utils.seeding import derive_seed
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _versions() -> dict[str, str]:
+    from assft.query.api import versions
+
+    return versions()
+
+
+def round_dir(campaign_dir: Path, index: int) -> Path:
+    """Folder of round `index`: rounds/r001, rounds/r002, ..."""
+    return Path(campaign_dir) / "rounds" / f"r{index:03d}"
+
+
+def load_pool(config: CampaignConfig) -> DatasetSpec:
+    """The campaign's unlabeled pool (restricted to `pool_ids` when given)."""
+    spec = load_dataset(config.pool)
+    return spec.subset(config.pool_ids) if config.pool_ids else spec
+
+
+def load_test(config: CampaignConfig) -> DatasetSpec | None:
+    """The labeled target test set, if the campaign has one."""
+    if config.test is None:
+        return None
+    spec = load_dataset(config.test)
+    return spec.subset(config.test_ids) if config.test_ids else spec
+
+
+def campaign_budget(config: CampaignConfig, pool_size: int) -> Budget:
+    """Total budget resolved against the pool, split over the rounds."""
+    from assft.query.config import resolve_budget
+
+    return Budget(resolve_budget(config.budget, pool_size), config.rounds)
+
+
+def init_campaign(campaign_dir: str | Path, config: CampaignConfig) -> Path:
+    """Create a campaign directory (validated config + empty ledger); re-running with the same config is a no-op."""
+    from assft.models.checkpoint import load_checkpoint
+    from assft.query.strategies import make_strategy
+
+    campaign_dir = Path(campaign_dir)
+    make_strategy(config.strategy)  # unknown strategy -> did-you-mean error now, not in round 1
+    load_checkpoint(config.model)
+    if config.pretrained:
+        load_checkpoint(config.pretrained)
+    _query_config(config, 1)
+    _finetune_config(config, 1)
+    pool = load_pool(config)
+    budget = campaign_budget(config, len(pool.cases))
+    if (campaign_dir / "campaign.yaml").exists():
+        existing = load_campaign_config(campaign_dir)
+        if existing != config:
+            raise CampaignError("a different campaign already lives here.", path=campaign_dir,
+                                fix="choose a new --out folder, or continue it with `assft campaign next`")
+        return campaign_dir
+    campaign_dir.mkdir(parents=True, exist_ok=True)
+    with campaign_lock(campaign_dir):
+        save_campaign_config(campaign_dir, config)
+        ledger = Ledger.load(campaign_dir)
+        ledger.data["meta"] = {"pool_size": len(pool.cases), "budget_total": budget.total, "rounds": budget.rounds,
+                               "per_round": [budget.for_round(r) for r in range(1, budget.rounds + 1)],
+                               "strategy": config.strategy, "seed": config.seed, "started_at": _now(),
+                               "versions": _versions()}
+        ledger.save()
+    return campaign_dir
+
+
+def _query_config(config: CampaignConfig, budget: int):
+    from assft.config import parse_config
+    from assft.query.config import QueryConfig
+
+    return parse_config({**config.query, "strategy": config.strategy, "budget": budget}, QueryConfig)
+
+
+def _finetune_config(config: CampaignConfig, round_index: int):
+    from assft.config import parse_config
+    from assft.finetune.config import FinetuneConfig
+
+    raw = {**config.finetune, "seed": derive_seed(config.seed, "finetune", round_index)}
+    return parse_config(raw, FinetuneConfig)
+
+
+def current_model(campaign_dir: Path, config: CampaignConfig, ledger: Ledger, before_round: int) -> str:
+    """The newest fine-tuned checkpoint before `before_round` (the campaign's start model in round 1)."""
+    for record in reversed(ledger.rounds):
+        if record["round"] < before_round and record.get("checkpoint"):
+            return str(Path(campaign_dir) / record["checkpoint"])
+    return config.model
+
+
+def next_round(campaign_dir: str | Path, *, show_progress: bool | None = None) -> dict[str, Any]:
+    """Score the pool and choose the next round's volumes (idempotent while the round awaits labels)."""
+    from assft.query.api import run_query
+
+    campaign_dir = Path(campaign_dir)
+    with campaign_lock(campaign_dir):
+        config = load_campaign_config(campaign_dir)
+        ledger = Ledger.load(campaign_dir)
+        last = ledger.current()
+        if last is not None and last["status"] == "queried":
+            return last
+        if last is not None and last["status"] != "evaluated":
+            raise CampaignError(f"round {last['round']} is at step '{last['status']}'.", path=campaign_dir,
+                                fix="finish it first (`assft campaign finetune`)")
+        index = 1 if last is None else last["round"] + 1
+        pool = load_pool(config)
+        budget = campaign_budget(config, len(pool.cases))
+        if index > budget.rounds:
+            raise CampaignError(f"all {budget.rounds} rounds are done.", path=campaign_dir,
+                                fix="see `assft campaign status`; start a new campaign to spend more budget")
+        labeled = ledger.labeled_ids()
+        n = budget.clip(budget.for_round(index), len(pool.cases) - len(labeled))
+        start = time.perf_counter()
+        out = round_dir(campaign_dir, index)
+        model = current_model(campaign_dir, config, ledger, index)
+        result = run_query(model, pool, _query_config(config, n), pretrained=config.pretrained or config.model,
+                           labeled_ids=labeled, seed=derive_seed(config.seed, "query", index),
+                           inference=config.inference, out_dir=out / "query", show_progress=show_progress)
+        _write_to_annotate(out, pool, result.selected)
+        return ledger.update_round(index, "queried", selected=result.selected, model=_relative(model, campaign_dir),
+                                   budget=n, labeled_before=len(labeled),
+                                   query_files=["query/selection.csv", "query/selection.json"],
+                                   timings={"query_s": time.perf_counter() - start})
+
+
+def _relative(path: str | Path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _write_to_annotate(out: Path, pool: DatasetSpec, case_ids: list[str]) -> None:
+    """to_annotate.csv plus links (or copies) of the images in to_annotate/ for the annotator."""
+    folder = out / "to_annotate"
+    folder.mkdir(parents=True, exist_ok=True)
+    for case_id in case_ids:
+        source = pool.get(case_id).image_path
+        target = folder / source.name
+        if not target.exists():
+            try:
+                os.symlink(source.resolve(), target)
+            except OSError:  # filesystems without symlinks
+                import shutil
+
+                shutil.copyfile(source, target)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["case_id", "image", "expected_label_file"])
+            for case_id in case_ids:
+                writer.writerow([case_id, str(pool.get(case_id).image_path), f"{case_id}.nii.gz"])
+
+    atomic_write(out / "to_annotate.csv", write)
+
+
+def import_labels(campaign_dir: str | Path, labels_dir: str | Path) -> dict[str, Any]:
+    """Validate the annotator's labels for the queried round and record them; invalid input changes nothing."""
+    campaign_dir = Path(campaign_dir)
+    with campaign_lock(campaign_dir):
+        config = load_campaign_config(campaign_dir)
+        ledger = Ledger.load(campaign_dir)
+        last = _expect(ledger, campaign_dir, "queried", "run `assft campaign next` first")
+        found = validate_label_folder(labels_dir, load_pool(config), last["selected"])
+        copy_labels(found, campaign_dir / "labels")
+        return ledger.update_round(last["round"], "labeled", labels_received=sorted(found))
+
+
+def _expect(ledger: Ledger, campaign_dir: Path, status: str, fix: str) -> dict[str, Any]:
+    last = ledger.current()
+    if last is None or last["status"] != status:
+        where = "no round has started" if last is None else f"round {last['round']} is at step '{last['status']}'"
+        raise CampaignError(f"this step needs a round at step '{status}', but {where}.", path=campaign_dir, fix=fix)
+    return last
+
+
+def labeled_cases(campaign_dir: Path, config: CampaignConfig, ledger: Ledger, pool: DatasetSpec) -> list[Case]:
+    """The labeled set L: queried cases with their labels (ground truth in simulation, imported files otherwise)."""
+    cases = []
+    for case_id in ledger.labeled_ids():
+        case = pool.get(case_id)
+        if config.oracle == "ground_truth":
+            label = GroundTruthOracle(pool).annotate([case_id])[case_id]
+        else:
+            label = campaign_dir / "labels" / f"{case_id}.nii.gz"
+            if not label.exists():
+                label = label.with_suffix("")  # .nii
+        cases.append(Case(case_id, case.image_paths, label))
+    return cases
+
+
+def finetune_round(campaign_dir: str | Path, *, show_progress: bool | None = None) -> dict[str, Any]:
+    """SSFT on the labels so far, then evaluation on the test set (when the campaign has one)."""
+    from assft.finetune.ssft import run_ssft
+
+    campaign_dir = Path(campaign_dir)
+    with campaign_lock(campaign_dir):
+        config = load_campaign_config(campaign_dir)
+        ledger = Ledger.load(campaign_dir)
+        last = ledger.current()
+        if last is not None and last["status"] == "finetuned":
+            return _evaluate(campaign_dir, config, ledger, last)
+        last = _expect(ledger, campaign_dir, "labeled", "import the round's labels first (`assft campaign import-labels`)")
+        index = last["round"]
+        pool = load_pool(config)
+        start = time.perf_counter()
+        labeled = labeled_cases(campaign_dir, config, ledger, pool)
+        labeled_ids = {c.case_id for c in labeled}
+        unlabeled = [c for c in pool.cases if c.case_id not in labeled_ids]
+        out = round_dir(campaign_dir, index) / "finetune"
+        model = current_model(campaign_dir, config, ledger, index)
+        result = run_ssft(model, labeled, unlabeled, out, _finetune_config(config, index), labels=pool.labels or None,
+                          pretrained=config.pretrained or config.model, show_progress=show_progress)
+        pseudo = [{"case_id": r.case_id, "conf": r.conf, "sd": r.sd, "selected": r.selected,
+                   "true_dice": r.true_dice} for r in result.table]
+        record = ledger.update_round(index, "finetuned", checkpoint=_relative(result.checkpoint, campaign_dir),
+                                     pseudo_labels=pseudo, head=result.head.action,
+                                     timings={"finetune_s": time.perf_counter() - start})
+        return _evaluate(campaign_dir, config, ledger, record)
+
+
+def _evaluate(campaign_dir: Path, config: CampaignConfig, ledger: Ledger, record: dict[str, Any]) -> dict[str, Any]:
+    start = time.perf_counter()
+    metrics = evaluate_on_test(campaign_dir / record["checkpoint"], config)
+    meta = ledger.data["meta"]
+    return ledger.update_round(record["round"], "evaluated", metrics=metrics,
+                               labeled_total=len(ledger.labeled_ids()),
+                               budget_fraction=len(ledger.labeled_ids()) / max(meta.get("pool_size", 1), 1),
+                               timings={"evaluate_s": time.perf_counter() - start})
+
+
+def evaluate_on_test(checkpoint: str | Path, config: CampaignConfig) -> dict[str, Any] | None:
+    """Summary metrics (mean/per-class Dice, HD95, NSD) of a checkpoint on the campaign's test set, or None."""
+    from assft.evaluation import evaluate_checkpoint
+    from assft.metrics.segmentation import summarize_metrics
+
+    test = load_test(config)
+    if test is None:
+        return None
+    rows = evaluate_checkpoint(checkpoint, test, config.inference)
+    summary = summarize_metrics(rows)
+    return {"n_cases": summary["n_cases"], "mean_dice": summary["mean_dice"]["mean"],
+            "mean_hd95": summary["mean_hd95"]["mean"], "mean_nsd": summary["mean_nsd"]["mean"],
+            "dice": {k: v["mean"] for k, v in summary["dice"].items()},
+            "hd95": {k: v["mean"] for k, v in summary["hd95"].items()}}
+
+
+def run_campaign(campaign_dir: str | Path, *, show_progress: bool | None = None) -> Ledger:
+    """Simulation: run every remaining step of every round with the ground truth as the annotator (resumable)."""
+    campaign_dir = Path(campaign_dir)
+    config = load_campaign_config(campaign_dir)
+    if config.oracle != "ground_truth":
+        raise ConfigError("run_campaign needs oracle: ground_truth (a simulation).", path=campaign_dir / "campaign.yaml",
+                          fix="use `assft campaign next/import-labels/finetune` for real annotation")
+    _baseline(campaign_dir, config)
+    while True:
+        ledger = Ledger.load(campaign_dir)
+        last = ledger.current()
+        meta = ledger.data["meta"]
+        if last is not None and last["status"] == "evaluated" and last["round"] >= meta["rounds"]:
+            break
+        status = "evaluated" if last is None else last["status"]
+        if status == "evaluated":
+            next_round(campaign_dir, show_progress=show_progress)
+        elif status == "queried":
+            _import_ground_truth(campaign_dir)
+        else:
+            finetune_round(campaign_dir, show_progress=show_progress)
+    with campaign_lock(campaign_dir):
+        ledger = Ledger.load(campaign_dir)
+        ledger.data["meta"]["finished_at"] = _now()
+        ledger.save()
+    return ledger
+
+
+def _baseline(campaign_dir: Path, config: CampaignConfig) -> None:
+    """Budget-0 point of the curve: the start model on the test set (only a supervised model can be evaluated)."""
+    from assft.models.checkpoint import load_checkpoint
+
+    with campaign_lock(campaign_dir):
+        ledger = Ledger.load(campaign_dir)
+        if "baseline_metrics" in ledger.data["meta"]:
+            return
+        kind = load_checkpoint(config.model).kind
+        metrics = evaluate_on_test(config.model, config) if kind == "supervised" else None
+        ledger.data["meta"]["baseline_metrics"] = metrics
+        ledger.save()
+
+
+def _import_ground_truth(campaign_dir: Path) -> None:
+    with campaign_lock(campaign_dir):
+        config = load_campaign_config(campaign_dir)
+        ledger = Ledger.load(campaign_dir)
+        last = _expect(ledger, campaign_dir, "queried", "run `assft campaign next` first")
+        GroundTruthOracle(load_pool(config)).annotate(last["selected"])  # fails clearly if a label is missing
+        ledger.update_round(last["round"], "labeled", labels_received=sorted(last["selected"]))
+
+
+def campaign_status(campaign_dir: str | Path) -> dict[str, Any]:
+    """Config, meta and a row per round (status, selected, labeled so far, metrics) for display."""
+    campaign_dir = Path(campaign_dir)
+    config = load_campaign_config(campaign_dir)
+    ledger = Ledger.load(campaign_dir)
+    rows = []
+    for record in ledger.rounds:
+        metrics = record.get("metrics") or {}
+        rows.append({"round": record["round"], "status": record["status"], "selected": record.get("selected", []),
+                     "labeled_total": record.get("labeled_total"), "mean_dice": metrics.get("mean_dice"),
+                     "n_pseudo": sum(1 for p in record.get("pseudo_labels", []) if p["selected"])})
+    return {"config": config.model_dump(mode="json"), "meta": ledger.data["meta"], "rounds": rows,
+            "next_step": _next_step(ledger)}
+
+
+def _next_step(ledger: Ledger) -> str:
+    last = ledger.current()
+    rounds = ledger.data["meta"].get("rounds", 0)
+    if last is None:
+        return "assft campaign next"
+    follow = {"queried": "assft campaign import-labels", "labeled": "assft campaign finetune",
+              "finetuned": "assft campaign finetune"}
+    if last["status"] in follow:
+        return follow[last["status"]]
+    return "done" if last["round"] >= rounds else "assft campaign next"
+
+
+__all__ = ["STEPS", "campaign_status", "finetune_round", "import_labels", "init_campaign", "next_round",
+           "run_campaign"]

@@ -1,0 +1,142 @@
+"""Simulated campaigns: strategies x seeds x domains with the ground truth as the annotator, plus the bounds.
+
+Layout: OUT/{domain}/{strategy}/seed{S}/ (one campaign each) and OUT/{domain}/bounds.json. Everything resumes:
+a finished campaign is skipped, an unfinished one continues from its ledger, bounds are computed once.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field
+
+from assft.campaign.config import CampaignConfig
+from assft.campaign.engine import evaluate_on_test, init_campaign, load_pool, run_campaign
+from assft.config import InferenceConfig, _Config, parse_config
+from assft.errors import ConfigError
+from assft.utils.atomic import atomic_write_json
+from assft.utils.seeding import derive_seed
+
+
+class SimulationConfig(_Config):
+    """An experiment grid (`assft simulate --config exp.yaml`)."""
+
+    out: str
+    model: str
+    pretrained: str | None = None
+    data: str  # labeled dataset: the pool and the test set are split subsets of it
+    split: str | None = None  # split JSON (assft data split); default: every case is in the pool and the test set
+    pool_subset: str = "pool"
+    test_subset: str = "test"
+    domains: list[str] = Field(default_factory=lambda: ["identity"])
+    domain_seed: int = 0
+    strategies: list[str] = Field(default_factory=lambda: ["assft", "random", "fg-random"])
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    budget: str = "20%"
+    rounds: int = 3
+    query: dict = Field(default_factory=dict)
+    finetune: dict = Field(default_factory=dict)
+    inference: InferenceConfig | None = None
+    bounds: bool = True
+
+
+def load_simulation_config(path: str | Path) -> SimulationConfig:
+    """Read and validate an experiment YAML; relative paths are taken relative to the YAML file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError("experiment config not found.", path=path, fix="check the path")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML ({exc}).", path=path, fix="fix the syntax") from exc
+    for key in ("out", "model", "pretrained", "data", "split"):
+        if isinstance(raw.get(key), str) and not Path(raw[key]).is_absolute():
+            raw[key] = str((path.parent / raw[key]).resolve())
+    return parse_config(raw, SimulationConfig, source=path)  # type: ignore[return-value]
+
+
+def _domain_data(config: SimulationConfig, domain: str) -> str:
+    """The dataset in `domain` (shifted once into OUT/_data/DOMAIN and reused)."""
+    if domain == "identity":
+        return config.data
+    from assft.domains import apply_domain_to_dataset
+
+    target = Path(config.out) / "_data" / domain
+    if not (target / "dataset.json").exists():  # dataset.json is written last, so its presence means complete
+        apply_domain_to_dataset(config.data, target, domain, config.domain_seed)
+    return str(target)
+
+
+def _ids(config: SimulationConfig) -> tuple[list[str] | None, list[str] | None]:
+    if config.split is None:
+        return None, None
+    from assft.data.splits import load_split
+
+    splits = load_split(config.split)
+    for name in (config.pool_subset, config.test_subset):
+        if name not in splits:
+            raise ConfigError(f"split has no subset {name!r} (has {', '.join(splits)}).", path=config.split,
+                              fix="set pool_subset/test_subset to names in the split file")
+    return splits[config.pool_subset], splits[config.test_subset]
+
+
+def campaign_config(config: SimulationConfig, domain: str, strategy: str, seed: int) -> CampaignConfig:
+    """The campaign of one grid cell."""
+    pool_ids, test_ids = _ids(config)
+    data = _domain_data(config, domain)
+    return CampaignConfig(model=config.model, pretrained=config.pretrained, pool=data, pool_ids=pool_ids, test=data,
+                          test_ids=test_ids, budget=config.budget, rounds=config.rounds, strategy=strategy,
+                          query=config.query, finetune=config.finetune, inference=config.inference,
+                          oracle="ground_truth", seed=seed)
+
+
+def compute_bounds(config: SimulationConfig, domain: str) -> dict[str, Any]:
+    """Lower bound: the start model as is (supervised) ; upper bound: fine-tuned on the whole labeled pool."""
+    from assft.finetune.config import FinetuneConfig
+    from assft.finetune.ssft import run_ssft
+    from assft.models.checkpoint import load_checkpoint
+
+    path = Path(config.out) / domain / "bounds.json"
+    if path.exists():
+        import json
+
+        return json.loads(path.read_text())
+    start = time.perf_counter()
+    cell = campaign_config(config, domain, "random", 0)
+    pool = load_pool(cell)
+    lower = evaluate_on_test(config.model, cell) if load_checkpoint(config.model).kind == "supervised" else None
+    raw = dict(config.finetune)
+    ft = parse_config({**raw, "seed": derive_seed(0, "upper-bound")}, FinetuneConfig)
+    # Same optimisation budget as one round's two stages, all of it on the fully labeled pool.
+    ft = ft.model_copy(update={"ssft_steps": 0, "train": ft.train.model_copy(update={"steps": ft.train.steps + ft.ssft_steps}),
+                               "pseudo": ft.pseudo.model_copy(update={"reliability": "none"})})
+    result = run_ssft(config.model, pool.cases, [], Path(config.out) / domain / "upper_bound", ft,
+                      labels=pool.labels or None, pretrained=config.pretrained or config.model)
+    upper = evaluate_on_test(result.checkpoint, cell)
+    bounds = {"lower": lower, "upper": upper, "pool_size": len(pool.cases), "seconds": time.perf_counter() - start}
+    atomic_write_json(path, bounds)
+    return bounds
+
+
+def run_simulation(config: SimulationConfig, *, show_progress: bool | None = None,
+                   on_campaign: Any = None) -> list[Path]:
+    """Run (or resume) every campaign of the grid; returns the campaign directories."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "experiment.json", config.model_dump(mode="json"))
+    dirs = []
+    for domain in config.domains:
+        if config.bounds:
+            compute_bounds(config, domain)
+        for strategy in config.strategies:
+            for seed in config.seeds:
+                campaign_dir = out / domain / strategy / f"seed{seed}"
+                init_campaign(campaign_dir, campaign_config(config, domain, strategy, seed))
+                run_campaign(campaign_dir, show_progress=show_progress)
+                dirs.append(campaign_dir)
+                if on_campaign is not None:
+                    on_campaign(campaign_dir)
+    return dirs

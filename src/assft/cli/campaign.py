@@ -1,0 +1,118 @@
+"""`assft campaign init|next|import-labels|finetune|status` and `assft simulate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from assft.cli.common import console
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def register(root: typer.Typer) -> None:
+    """Add the campaign group and `simulate` to the root app."""
+    root.add_typer(app, name="campaign", help="A real annotation campaign, one step at a time (resumable).")
+    root.command("simulate")(simulate)
+
+
+@app.command("init")
+def init(
+    model: Path = typer.Option(..., "--model", help="Start checkpoint θ (assft .pt)."),
+    pool: Path = typer.Option(..., "--pool", help="Folder of unlabeled target volumes (or a dataset)."),
+    out: Path = typer.Option(..., "--out", help="Campaign directory to create."),
+    budget: str = typer.Option("20%", "--budget", help="Total volumes to annotate: N or P% of the pool."),
+    rounds: int = typer.Option(3, "--rounds", help="Rounds to spread the budget over."),
+    strategy: str = typer.Option("assft", "--strategy", help="Query strategy (see `assft query --help`)."),
+    pretrained: Path = typer.Option(None, "--pretrained", help="θ0 for KD when it differs from --model."),
+    test: Path = typer.Option(None, "--test", help="Labeled target test set to evaluate every round on."),
+    config_file: Path = typer.Option(None, "--config", help="YAML with query/finetune options (campaign.yaml fields)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice of the campaign."),
+) -> None:
+    """Create a campaign directory with a validated campaign.yaml and an empty ledger."""
+    import yaml
+
+    from assft.campaign.config import CampaignConfig
+    from assft.campaign.engine import init_campaign
+    from assft.config import parse_config
+
+    extra = yaml.safe_load(config_file.read_text()) if config_file else {}
+    raw = {**(extra or {}), "model": str(model), "pool": str(pool), "budget": budget, "rounds": rounds,
+           "strategy": strategy, "pretrained": str(pretrained) if pretrained else None,
+           "test": str(test) if test else None, "oracle": "folder", "seed": seed}
+    config = parse_config(raw, CampaignConfig, source=config_file)
+    init_campaign(out, config)  # type: ignore[arg-type]
+    console.print(f"campaign ready in {out}; next: assft campaign next {out}")
+
+
+@app.command("next")
+def next_cmd(campaign: Path = typer.Argument(..., help="Campaign directory.")) -> None:
+    """Score the pool and write the round's to-annotate list (to_annotate.csv and image links)."""
+    from rich.table import Table
+
+    from assft.campaign.engine import next_round, round_dir
+
+    record = next_round(campaign)
+    folder = round_dir(campaign, record["round"])
+    table = Table("rank", "case", title=f"round {record['round']}: annotate these {len(record['selected'])} volumes")
+    for rank, case_id in enumerate(record["selected"], 1):
+        table.add_row(str(rank), case_id)
+    console.print(table)
+    console.print(f"images: {folder / 'to_annotate'}; list: {folder / 'to_annotate.csv'}; scores: "
+                  f"{folder / 'query' / 'selection.csv'}")
+    console.print(f"put labels as ID.nii.gz in a folder, then: assft campaign import-labels {campaign} --labels DIR")
+
+
+@app.command("import-labels")
+def import_labels_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."),
+                      labels: Path = typer.Option(..., "--labels", help="Folder with ID.nii.gz for each queried case.")
+                      ) -> None:
+    """Validate the annotator's labels (shape, affine, values, NaN) and record them; invalid input changes nothing."""
+    from assft.campaign.engine import import_labels
+
+    record = import_labels(campaign, labels)
+    console.print(f"round {record['round']}: imported {len(record['labels_received'])} labels; next: "
+                  f"assft campaign finetune {campaign}")
+
+
+@app.command("finetune")
+def finetune_cmd(campaign: Path = typer.Argument(..., help="Campaign directory.")) -> None:
+    """Selective semi-supervised fine-tuning on the labels so far, then evaluation on the test set if any."""
+    from assft.campaign.engine import finetune_round
+
+    record = finetune_round(campaign)
+    dice = (record.get("metrics") or {}).get("mean_dice")
+    n_pseudo = sum(1 for p in record.get("pseudo_labels", []) if p["selected"])
+    text = f"round {record['round']}: fine-tuned with {record['labeled_total']} labeled + {n_pseudo} pseudo-labeled"
+    console.print(text + (f"; test Dice {dice:.3f}" if dice is not None else ""))
+
+
+@app.command("status")
+def status_cmd(campaign: Path = typer.Argument(..., help="Campaign directory.")) -> None:
+    """Rounds done, volumes labeled, Dice per round, and the next step."""
+    from rich.table import Table
+
+    from assft.campaign.engine import campaign_status
+
+    status = campaign_status(campaign)
+    meta = status["meta"]
+    table = Table("round", "status", "queried", "labeled total", "pseudo-labels", "test Dice",
+                  title=f"{meta.get('strategy')} campaign: {meta.get('budget_total')} of {meta.get('pool_size')} "
+                        f"volumes over {meta.get('rounds')} rounds")
+    for row in status["rounds"]:
+        dice = row["mean_dice"]
+        table.add_row(str(row["round"]), row["status"], str(len(row["selected"])), str(row["labeled_total"] or "-"),
+                      str(row["n_pseudo"]), f"{dice:.3f}" if dice is not None else "-")
+    console.print(table)
+    console.print(f"next: {status['next_step']}")
+
+
+def simulate(config: Path = typer.Option(..., "--config", help="Experiment YAML (strategies x seeds x domains)."),
+             ) -> None:
+    """Simulated campaigns with the ground truth as the annotator, plus lower/upper bounds (resumable)."""
+    from assft.campaign.simulate import load_simulation_config, run_simulation
+
+    experiment = load_simulation_config(config)
+    dirs = run_simulation(experiment, on_campaign=lambda d: console.print(f"finished {d}"))
+    console.print(f"{len(dirs)} campaigns in {experiment.out}; report: assft report {experiment.out} --out REPORT")

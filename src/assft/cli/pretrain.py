@@ -1,0 +1,97 @@
+"""`assft pretrain` (self-supervised pre-training) and `assft import` (public weights -> assft checkpoint)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from assft.cli.common import console, load_data, parse_triple
+
+SPLIT_HELP = "Split JSON from `assft data split`."
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to the root app."""
+    app.command("pretrain")(pretrain)
+    app.command("import")(import_weights)
+
+
+def pretrain(
+    images: Path = typer.Option(..., "--images", help="Unlabeled volumes: a dataset folder or a folder of images."),
+    out: Path = typer.Option(..., "--out", help="Checkpoint to write (NAME.resume.pt and fingerprint.json beside it)."),
+    model: str = typer.Option("unet", "--model", help="Registered network (unet, segresnet, swinunetr, dynunet, ...)."),
+    split: Path = typer.Option(None, "--split", help=SPLIT_HELP),
+    subset: str = typer.Option(None, "--subset", help="Split subset to pre-train on (e.g. source)."),
+    limit: int = typer.Option(None, "--limit", help="Use only the first N volumes."),
+    tasks: str = typer.Option("inpaint,rotation", help="Comma-separated pretext tasks (inpaint, rotation, contrastive)."),
+    steps: int = typer.Option(300, help="Optimizer steps."),
+    batch_size: int = typer.Option(4, help="Patches per step."),
+    patch: int = typer.Option(32, help="Cubic patch edge (a multiple of the network's divisor)."),
+    lr: float = typer.Option(1e-3, help="AdamW learning rate."),
+    mask_ratio: float = typer.Option(0.3, help="Fraction of each patch hidden by masked cubes."),
+    save_every: int = typer.Option(50, help="Steps between resume states."),
+    fingerprint_cases: int = typer.Option(None, help="Volumes used for the source fingerprint (default: all)."),
+    roi: str = typer.Option(None, "--roi", help="Sliding window D,H,W for the fingerprint pass."),
+    normalization: str = typer.Option("zscore", help="zscore or percentile."),
+    seed: int = typer.Option(0, help="Seed."),
+    resume: bool = typer.Option(False, "--resume/--no-resume", help="Continue from NAME.resume.pt if it exists."),
+) -> None:
+    """Self-supervised pre-training (masked inpainting + rotation) -> an ssl-only checkpoint with a fingerprint."""
+    from assft.config import InferenceConfig, ModelConfig, PreprocessConfig, parse_config
+    from assft.pretrain.config import PretrainConfig
+    from assft.pretrain.pretraining import default_roi, pretrain_ssl, ssl_model_config
+
+    config = parse_config({"tasks": [t.strip() for t in tasks.split(",") if t.strip()], "steps": steps,
+                           "batch_size": batch_size, "patch_size": patch, "lr": lr, "mask_ratio": mask_ratio,
+                           "save_every": save_every, "fingerprint_cases": fingerprint_cases, "seed": seed},
+                          PretrainConfig)
+    model_config = ModelConfig(name=model)
+    inference = InferenceConfig(roi_size=default_roi(ssl_model_config(model_config), parse_triple(roi)),
+                                channels_last=False)
+    preprocess = parse_config({"normalization": normalization}, PreprocessConfig)
+    data = load_data(images, split, subset, limit)
+    result = pretrain_ssl(data, out, model_config=model_config, config=config,  # type: ignore[arg-type]
+                          preprocess=preprocess, inference=inference, resume=resume)
+    losses = ", ".join(f"{k} {v:.3f}" for k, v in result.final_losses().items())
+    resumed = f" (resumed at step {result.resumed_from_step})" if result.resumed_from_step else ""
+    console.print(f"pre-trained on {len(data.cases)} volumes in {result.seconds:.0f} s{resumed}; final {losses}")
+    console.print(f"wrote {result.checkpoint} (ssl-only) and {result.fingerprint}")
+
+
+def import_weights(
+    format: str = typer.Option(..., "--format", help="swin-ssl, suprem, voco or models-genesis (docs/pretrain.md)."),
+    weights: Path = typer.Option(..., "--weights", help="The public weight file, already downloaded."),
+    out: Path = typer.Option(..., "--out", help="assft checkpoint to write."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle/--no-trust-pickle",
+                                      help="Allow pickled Python objects in the file (only for sources you trust)."),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="Write it even if encoder keys are missing."),
+    fingerprint_images: Path = typer.Option(None, "--fingerprint-images",
+                                            help="Optional source-like volumes to compute a fingerprint from."),
+    normalization: str = typer.Option("zscore", help="Intensity normalisation stored with it: zscore or percentile."),
+    seed: int = typer.Option(0, help="Seed of the random init of keys the file lacks (e.g. the decoder)."),
+) -> None:
+    """Convert public pre-trained weights into an ssl-only assft checkpoint and print the key report."""
+    from rich.table import Table
+
+    from assft.config import PreprocessConfig, parse_config
+    from assft.pretrain.importer import import_weights as run_import
+
+    fp_data = load_data(fingerprint_images) if fingerprint_images is not None else None
+    preprocess = parse_config({"normalization": normalization}, PreprocessConfig)
+    result = run_import(format, weights, out, trust_pickle=trust_pickle, allow_partial=allow_partial, seed=seed,
+                        preprocess=preprocess, fingerprint_data=fp_data)  # type: ignore[arg-type]
+    report = result.report
+    table = Table(title=f"{weights.name} as {format} -> {result.model_config.name} "
+                        f"{result.model_config.params}", show_header=True)
+    table.add_column("keys")
+    table.add_column("count", justify="right")
+    table.add_column("examples")
+    table.add_row("loaded", str(len(report.loaded)), ", ".join(report.loaded[:2]))
+    table.add_row("missing (random init)", str(len(report.missing)), ", ".join(report.missing[:3]))
+    table.add_row("unexpected (ignored)", str(len(report.unexpected)), ", ".join(report.unexpected[:3]))
+    table.add_row("shape-mismatched", str(len(report.mismatched)),
+                  ", ".join(f"{k} {a} vs {b}" for k, a, b in report.mismatched[:2]))
+    console.print(table)
+    fp = f" and {result.fingerprint}" if result.fingerprint else ""
+    console.print(f"wrote {result.checkpoint} (ssl-only){fp}")

@@ -1,0 +1,124 @@
+"""`assft query|fingerprint|list-strategies`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from assft.cli.common import console, parse_triple
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to the root app."""
+    app.command("query")(query)
+    app.command("fingerprint")(fingerprint)
+    app.command("list-strategies")(list_strategies)
+
+
+def query(
+    model: Path = typer.Option(..., "--model", exists=True, dir_okay=False, help="Current model θ (assft .pt)."),
+    pool: Path = typer.Option(..., "--pool", exists=True, file_okay=False, help="Unlabeled pool (dataset or folder)."),
+    budget: str = typer.Option(..., "--budget", help="Volumes to pick: N, or P% of the candidate pool."),
+    out: Path = typer.Option(..., "--out", help="Folder for selection.csv and selection.json."),
+    strategy: str = typer.Option(None, "--strategy", help="Registered strategy, see `assft list-strategies` "
+                                                          "(default assft)."),
+    pretrained: Path = typer.Option(None, "--pretrained", exists=True, dir_okay=False,
+                                    help="Frozen pre-trained θ0 for KD when it differs from --model."),
+    labeled: Path = typer.Option(None, "--labeled", exists=True, file_okay=False,
+                                 help="Already labeled volumes (their embeddings feed Div, coreset, TypiClust)."),
+    labeled_ids: Path = typer.Option(None, "--labeled-ids", exists=True, dir_okay=False,
+                                     help="File with ids of pool cases already labeled (one per line)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for tie-breaks and random strategies."),
+    config: Path = typer.Option(None, "--config", exists=True, dir_okay=False,
+                                help="QueryConfig YAML/JSON; the options below override it."),
+    alpha: float = typer.Option(None, "--alpha", help="Q = alpha*norm(DKD) + (1-alpha)*norm(ASD) (default 0.5)."),
+    dkd_combine: str = typer.Option(None, "--dkd-combine", help="product or sum (default product)."),
+    asd_threshold: str = typer.Option(None, "--asd-threshold", help="otsu or fixed (default otsu)."),
+    asd_fixed_threshold: float = typer.Option(None, "--asd-fixed-threshold", help="tau for 'fixed' (default 0.5)."),
+    asd_reduce: str = typer.Option(None, "--asd-reduce", help="class_balanced or mean (default class_balanced)."),
+    cold_start: str = typer.Option(None, "--cold-start", help="auto, always or never (default auto)."),
+    kd_source: str = typer.Option(None, "--kd-source", help="auto, running_stats or fingerprint (default auto)."),
+    fingerprint_file: Path = typer.Option(None, "--fingerprint", exists=True, dir_okay=False,
+                                          help="Source fingerprint (from `assft fingerprint`) for KD."),
+    embedding_source: str = typer.Option(None, "--embedding-source", help="current or pretrained (default current)."),
+    mc_samples: int = typer.Option(None, "--mc-samples", help="BALD MC-dropout samples T (default 10)."),
+    roi: str = typer.Option(None, "--roi", help="Sliding-window size D,H,W (default: the training patch)."),
+) -> None:
+    """Choose the volumes to annotate next; writes selection.csv/json and prints the picks with a rationale."""
+    from rich.table import Table
+
+    from assft.config import InferenceConfig, load_config, parse_config
+    from assft.query.api import read_case_ids, run_query
+    from assft.query.config import QueryConfig
+
+    base = load_config(config, QueryConfig).model_dump() if config else {}
+    overrides = {"strategy": strategy, "budget": budget, "alpha": alpha, "dkd_combine": dkd_combine,
+                 "asd_threshold": asd_threshold, "asd_fixed_threshold": asd_fixed_threshold, "asd_reduce": asd_reduce,
+                 "cold_start": cold_start, "kd_source": kd_source, "embedding_source": embedding_source,
+                 "mc_samples": mc_samples}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    query_config = parse_config(base, QueryConfig)
+    inference = InferenceConfig(roi_size=parse_triple(roi)) if roi else None
+    result = run_query(model, pool, query_config, pretrained=pretrained, labeled=labeled,  # type: ignore[arg-type]
+                       labeled_ids=read_case_ids(labeled_ids) if labeled_ids else (), seed=seed,
+                       inference=inference, fingerprint=fingerprint_file, out_dir=out)
+    table = Table(title=f"{result.selection.strategy}: {len(result.selected)} of {len(result.summaries)} volumes "
+                        f"(seed {seed})")
+    for column in ("rank", "case", "Q", "rationale"):
+        table.add_column(column, overflow="fold")
+    q = result.selection.columns.get("Q", {})
+    for rank, case_id in enumerate(result.selected, start=1):
+        table.add_row(str(rank), case_id, f"{q[case_id]:.3f}" if case_id in q else "-",
+                      result.selection.rationale.get(case_id, ""))
+    console.print(table)
+    if result.selection.notes.get("cold_start"):
+        console.print("cold start: SSL-only model, Q = DKD")
+    t = result.timings
+    console.print(f"scored {len(result.summaries)} volumes in {t.get('pool_scoring_s', 0):.1f} s "
+                  f"(θ0 pass {t.get('pass_pretrained_s', 0):.1f} s); wrote {out / 'selection.csv'} and "
+                  f"{out / 'selection.json'}")
+
+
+def fingerprint(
+    model: Path = typer.Option(..., "--model", exists=True, dir_okay=False, help="Pre-trained θ0 (assft .pt)."),
+    images: Path = typer.Option(..., "--images", exists=True, file_okay=False, help="Source images (dataset/folder)."),
+    out: Path = typer.Option(..., "--out", help="Fingerprint JSON to write."),
+    attach_to: Path = typer.Option(None, "--attach-to", help="Also write a copy of --model with the fingerprint."),
+    limit: int = typer.Option(None, "--limit", help="Use only the first N source images."),
+    roi: str = typer.Option(None, "--roi", help="Sliding-window size D,H,W (default: the training patch)."),
+) -> None:
+    """Per-layer channel means/variances of θ0's norm-layer inputs over source images (KD without BatchNorm)."""
+    from assft.cli.common import load_data
+    from assft.config import InferenceConfig
+    from assft.models.checkpoint import build_from_checkpoint
+    from assft.query.fingerprint import attach_fingerprint, compute_fingerprint, save_fingerprint
+
+    net, ckpt, _ = build_from_checkpoint(model, allow_partial=True)
+    patch = (ckpt.metadata.get("train_config") or {}).get("patch_size")
+    inference = InferenceConfig(roi_size=parse_triple(roi) or (tuple(patch) if patch else InferenceConfig().roi_size))
+    cases = load_data(images, limit=limit).cases
+    fp = compute_fingerprint(net, cases, ckpt.preprocess, inference, model_config=ckpt.model_config)
+    n_cases = len(cases)
+    save_fingerprint(out, fp, {"model": str(model), "images": str(images), "n_cases": n_cases,
+                               "weighting": "voxel count (law of total variance)"})
+    message = f"fingerprinted {len(fp)} norm layers over {n_cases} source images; wrote {out}"
+    if attach_to is not None:
+        attach_fingerprint(model, fp, attach_to)
+        message += f" and {attach_to}"
+    console.print(message)
+
+
+def list_strategies() -> None:
+    """Print the registered query strategies with what each needs from the pass."""
+    from rich.table import Table
+
+    from assft.query.strategies import STRATEGIES
+
+    table = Table(title="query strategies")
+    for column in ("name", "needs", "description"):
+        table.add_column(column, overflow="fold")
+    for name, doc in STRATEGIES.describe().items():
+        needs = ", ".join(sorted(n.value for n in STRATEGIES.get(name).requires)) or "-"
+        table.add_row(name, needs, doc)
+    console.print(table)

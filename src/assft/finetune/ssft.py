@@ -1,0 +1,326 @@
+"""Selective semi-supervised fine-tuning (SSFT) from any assft checkpoint.
+
+Stage 1 fits the labeled set L. Stage 2 predicts every unlabeled volume once (streamed), reduces it to
+(conf, sd) and picks the reliable set R. Stage 3 fits L and R, with the pseudo-label loss weighted by λ(t).
+Pseudo-labels live only in the stage-3 list (`pseudo=`); the labeled list is built once from L and never grows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from assft.config import ModelConfig, config_hash
+from assft.data.cases import Case, DatasetSpec
+from assft.data.preprocess import LoadedCase, load_case
+from assft.errors import CheckpointError, ConfigError, DataError
+from assft.finetune.config import FinetuneConfig
+from assft.finetune.pseudo_labels import PseudoLabelStats, ReliableSet, mark_selected, select_reliable
+from assft.finetune.trainer import fit
+from assft.models.checkpoint import Checkpoint, KeyReport, load_checkpoint, load_weights, make_checkpoint
+from assft.models.zoo import build_model, head_keys
+from assft.utils.seeding import derive_seed
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "finetuned.pt"
+TABLE_NAME = "pseudo_labels.csv"
+LOG_NAME = "ssft_log.json"
+PSEUDO_DIR = "pseudo_labels"
+
+
+def pseudo_weight_ramp(step: int, total_steps: int, ramp_fraction: float = 0.5) -> float:
+    """λ after `step` completed steps of `total_steps`: linear 0 -> 1 over the first `ramp_fraction`, then 1."""
+    if step < 0 or total_steps < 0:
+        raise ValueError(f"step ({step}) and total_steps ({total_steps}) must be >= 0")
+    ramp = ramp_fraction * total_steps
+    if ramp <= 0:
+        return 1.0
+    return float(min(1.0, step / ramp))
+
+
+@dataclass(frozen=True)
+class HeadDecision:
+    """What happened to the segmentation head: "new" (SSL-only input), "reused", or "replaced" (label maps differ)."""
+
+    action: Literal["new", "reused", "replaced"]
+    reason: str
+    checkpoint_labels: dict[int, str]
+    labels: dict[int, str]
+
+
+@dataclass
+class SSFTResult:
+    """Outcome of `run_ssft`: the fine-tuned weights, the pseudo-label table, timings and where files went."""
+
+    state_dict: dict[str, torch.Tensor]  # final weights (CPU)
+    stage1_state: dict[str, torch.Tensor]  # weights after stage 1 (labeled only)
+    model_config: ModelConfig
+    labels: dict[int, str]
+    head: HeadDecision
+    key_report: KeyReport
+    labeled_ids: tuple[str, ...]
+    table: list[PseudoLabelStats]  # one row per unlabeled volume, in pool order
+    reliable: ReliableSet
+    history: dict[str, list[dict]]
+    timings: dict[str, float]
+    checkpoint: Path | None = None
+    table_path: Path | None = None
+    log_path: Path | None = None
+    pseudo_label_paths: list[Path] = field(default_factory=list)
+
+    @property
+    def selected_ids(self) -> tuple[str, ...]:
+        """Case ids of the reliable set R (sorted)."""
+        return self.reliable.case_ids
+
+
+def build_finetune_model(checkpoint: Checkpoint, labels: dict[int, str], *, seed: int, allow_partial: bool = False,
+                         source: str | Path | None = None) -> tuple[nn.Module, ModelConfig, HeadDecision, KeyReport]:
+    """The checkpoint's network with a head for `labels`: reused when the label maps agree, otherwise new.
+
+    A new head's initialisation is seeded by `seed` without touching the global torch RNG.
+    """
+    num_classes = max(labels) + 1
+    config = checkpoint.model_config.model_copy(update={"out_channels": num_classes})
+    if checkpoint.kind == "ssl-only":
+        head = HeadDecision("new", f"SSL-only checkpoint: attached a new {num_classes}-class head",
+                            dict(checkpoint.labels), dict(labels))
+    elif dict(checkpoint.labels) == dict(labels):
+        head = HeadDecision("reused", "the checkpoint's label map equals the dataset's: reused its head",
+                            dict(checkpoint.labels), dict(labels))
+    else:
+        head = HeadDecision("replaced", f"the checkpoint's classes {checkpoint.labels} differ from the dataset's "
+                            f"{labels}: replaced the head with a new {num_classes}-class one",
+                            dict(checkpoint.labels), dict(labels))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "head"))
+        model = build_model(config)
+    keys = head_keys(config)
+    state = checkpoint.state_dict if head.action == "reused" else \
+        {k: v for k, v in checkpoint.state_dict.items() if k not in keys}
+    report = load_weights(model, state, head=keys, allow_partial=allow_partial, source=source)
+    return model, config, head, report
+
+
+def run_ssft(
+    model: str | Path | Checkpoint,
+    labeled: DatasetSpec | Sequence[Case],
+    unlabeled: DatasetSpec | Sequence[Case],
+    out_dir: str | Path | None,
+    config: FinetuneConfig | None = None,
+    *,
+    labels: dict[int, str] | None = None,
+    pretrained: str | Path | Checkpoint | None = None,
+    save_pseudo_labels: bool = False,
+    allow_partial: bool = False,
+    show_progress: bool | None = None,
+) -> SSFTResult:
+    """Fine-tune `model` on `labeled`, then (SSFT) on `labeled` + reliable pseudo-labels of `unlabeled`.
+
+    Args:
+        model: an assft checkpoint (path or loaded `Checkpoint`), SSL-only or supervised.
+        labeled: the labeled set L (every case needs a label file).
+        unlabeled: the pool; cases also in L are left out. Label files of pool cases are read only to score the
+            pseudo-labels (true Dice, when `config.record_true_dice`), never for training.
+        out_dir: where finetuned.pt, pseudo_labels.csv and ssft_log.json go (None: write nothing).
+        config: stages, reliability variant, seed (same config -> same result).
+        labels: the class map (default: `labeled.labels` for a DatasetSpec, else the checkpoint's).
+        pretrained: the weights θ0 that stage 3 restarts from when `config.restart_from_pretrained` (default: model).
+        save_pseudo_labels: also write out_dir/pseudo_labels/ID.nii.gz for the selected cases.
+
+    Returns:
+        SSFTResult with the final weights, the per-case table and timings.
+
+    Raises:
+        DataError: a labeled case has no label or labels outside the class map.
+        ConfigError: no class map, or sizes the network cannot take.
+        CheckpointError: the weights do not fit the network.
+    """
+    from assft.finetune.supervised import check_sizes
+
+    config = config or FinetuneConfig()
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    ckpt, source = (model, None) if isinstance(model, Checkpoint) else (load_checkpoint(model), model)
+    labeled_cases, labels = _check_labeled(labeled, labels, ckpt)
+    labeled_ids = tuple(c.case_id for c in labeled_cases)
+    pool, truth = _split_pool(unlabeled, set(labeled_ids), config.record_true_dice)
+
+    net, model_config, head, report = build_finetune_model(ckpt, labels, seed=config.seed,
+                                                           allow_partial=allow_partial, source=source)
+    (logger.warning if head.action == "replaced" else logger.info)(head.reason)
+    inference = config.resolved_inference()
+    check_sizes(model_config, config.train.patch_size, inference.roi_size)
+    if config.train.num_threads:
+        torch.set_num_threads(config.train.num_threads)
+    num_classes = model_config.out_channels
+    theta0 = _theta0(net, pretrained, labels, config, allow_partial)
+
+    t = time.perf_counter()
+    labeled_loaded = tuple(_load_labeled(c, ckpt, num_classes) for c in labeled_cases)  # L: built once, never extended
+    stage1_config = config.train.model_copy(update={"seed": derive_seed(config.seed, "stage1")})
+    stage1 = fit(net, labeled_loaded, stage1_config, num_classes)
+    net.load_state_dict(stage1.last_state)
+    timings["stage1"] = time.perf_counter() - t
+
+    table: list[PseudoLabelStats] = []
+    reliable = select_reliable([], config.pseudo.reliability)
+    pseudo_loaded: list[LoadedCase] = []
+    pseudo_paths: list[Path] = []
+    stage3_history: list[dict] = []
+    if config.ssft and pool:
+        pseudo_dir = Path(out_dir) / PSEUDO_DIR if out_dir is not None and save_pseudo_labels else None
+        table, reliable, pseudo_loaded, pseudo_paths = _stage2(
+            net, model_config, ckpt, labeled_loaded, pool, truth, labels, config, pseudo_dir, timings, show_progress)
+        if set(labeled_ids) & {p.case_id for p in pseudo_loaded}:  # structurally impossible; guard the invariant
+            raise DataError("a pseudo-labeled case is also labeled.", fix="report this as a bug")
+
+    if pseudo_loaded and config.ssft_steps > 0:
+        t = time.perf_counter()
+        if config.restart_from_pretrained:
+            net.load_state_dict(theta0)
+        stage3_config = config.train.model_copy(update={"steps": config.ssft_steps,
+                                                        "seed": derive_seed(config.seed, "stage3")})
+        total, ramp = config.ssft_steps, config.ramp_fraction
+        stage3 = fit(net, labeled_loaded, stage3_config, num_classes, pseudo=pseudo_loaded,
+                     pseudo_weight=lambda step: pseudo_weight_ramp(step - 1, total, ramp))
+        net.load_state_dict(stage3.last_state)
+        stage3_history = stage3.history
+        timings["stage3"] = time.perf_counter() - t
+    elif config.ssft and pool:
+        logger.info("stage 3 skipped: the reliable set is empty or ssft_steps is 0")
+
+    final_state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
+    timings["total"] = time.perf_counter() - t_start
+    result = SSFTResult(final_state, stage1.last_state, model_config, labels, head, report, labeled_ids, table,
+                        reliable, {"stage1": stage1.history, "stage3": stage3_history}, timings,
+                        pseudo_label_paths=pseudo_paths)
+    if out_dir is not None:
+        _write_outputs(result, net, ckpt, config, Path(out_dir), source, len(pool))
+    return result
+
+
+def _check_labeled(labeled: DatasetSpec | Sequence[Case], labels: dict[int, str] | None,
+                   ckpt: Checkpoint) -> tuple[tuple[Case, ...], dict[int, str]]:
+    """The labeled cases (each must have a label file) and the class map to fine-tune for."""
+    cases = tuple(labeled.cases if isinstance(labeled, DatasetSpec) else labeled)
+    labels = dict(labels or (labeled.labels if isinstance(labeled, DatasetSpec) else {}) or
+                  (ckpt.labels if ckpt.kind == "supervised" else {}))
+    if not labels or 0 not in labels:
+        raise ConfigError("no class map for the labeled set.", fix="pass labels={0: 'background', ...} or a dataset")
+    if not cases:
+        raise DataError("the labeled set is empty.", fix="fine-tuning needs at least one labeled case")
+    missing = [c.case_id for c in cases if c.label_path is None]
+    if missing:
+        raise DataError(f"{len(missing)} labeled cases have no label file: {', '.join(missing[:5])}.",
+                        path=labeled.root if isinstance(labeled, DatasetSpec) else None,
+                        fix="give every labeled case a label (labelsTr)")
+    return cases, labels
+
+
+def _stage2(net: nn.Module, model_config: ModelConfig, ckpt: Checkpoint, labeled: Sequence[LoadedCase],
+            pool: list[Case], truth: dict[str, Path], labels: dict[int, str], config: FinetuneConfig,
+            pseudo_dir: Path | None, timings: dict[str, float], show_progress: bool | None
+            ) -> tuple[list[PseudoLabelStats], ReliableSet, list[LoadedCase], list[Path]]:
+    """Score the pool, pick R, and predict R's pseudo-labels (two streaming passes)."""
+    from assft.finetune.pseudo_labels import iter_pseudo_labels, score_pool
+
+    t = time.perf_counter()
+    table = score_pool(net, model_config, labeled, pool, truth, ckpt.preprocess, config.resolved_inference(),
+                       config.pseudo, labels, show_progress=show_progress)
+    reliable = select_reliable(table, config.pseudo.reliability, config.pseudo.qc, config.pseudo.qd)
+    table = mark_selected(table, reliable)
+    timings["stage2_score"] = time.perf_counter() - t
+    t = time.perf_counter()
+    chosen = [c for c in pool if c.case_id in set(reliable.case_ids)]
+    pseudo_loaded, paths = [], []
+    for loaded, path in iter_pseudo_labels(net, chosen, ckpt.preprocess, config.resolved_inference(),
+                                           config.pseudo, pseudo_dir):
+        pseudo_loaded.append(loaded)
+        if path is not None:
+            paths.append(path)
+    timings["stage2_pseudo_labels"] = time.perf_counter() - t
+    return table, reliable, pseudo_loaded, paths
+
+
+def _split_pool(unlabeled: DatasetSpec | Sequence[Case], labeled_ids: set[str],
+                record_true_dice: bool) -> tuple[list[Case], dict[str, Path]]:
+    """Pool cases stripped of their label paths (so training cannot read them) + {case_id: label} for diagnostics."""
+    cases = unlabeled.cases if isinstance(unlabeled, DatasetSpec) else unlabeled
+    pool, truth = [], {}
+    for case in cases:
+        if case.case_id in labeled_ids:
+            continue
+        if record_true_dice and case.label_path is not None:
+            truth[case.case_id] = case.label_path
+        pool.append(Case(case.case_id, case.image_paths, None))
+    dropped = len(cases) - len(pool)
+    if dropped:
+        logger.info("left %d labeled cases out of the unlabeled pool", dropped)
+    return pool, truth
+
+
+def _load_labeled(case: Case, ckpt: Checkpoint, num_classes: int) -> LoadedCase:
+    loaded = load_case(case, ckpt.preprocess, with_label=True)
+    found = np.unique(loaded.label)  # type: ignore[arg-type]
+    if found.min() < 0 or found.max() >= num_classes:
+        raise DataError(f"label values {found.tolist()} outside 0..{num_classes - 1}.", path=case.label_path,
+                        fix="check the dataset's label map (dataset.json 'labels')")
+    return loaded
+
+
+def _theta0(net: nn.Module, pretrained: str | Path | Checkpoint | None, labels: dict[int, str],
+            config: FinetuneConfig, allow_partial: bool) -> dict[str, torch.Tensor]:
+    """The weights stage 3 restarts from (θ0 with the same head init), or {} when not needed."""
+    if not config.restart_from_pretrained:
+        return {}
+    if pretrained is None:
+        return {k: v.detach().clone() for k, v in net.state_dict().items()}
+    ckpt = pretrained if isinstance(pretrained, Checkpoint) else load_checkpoint(pretrained)
+    other, _, _, _ = build_finetune_model(ckpt, labels, seed=config.seed, allow_partial=allow_partial,
+                                          source=None if isinstance(pretrained, Checkpoint) else pretrained)
+    state = other.state_dict()
+    mine = net.state_dict()
+    bad = [k for k in mine if k not in state or state[k].shape != mine[k].shape]
+    if bad:
+        raise CheckpointError(f"the pretrained weights do not fit the fine-tuned network (e.g. {bad[0]}).",
+                              fix="pass the θ0 checkpoint the model was fine-tuned from")
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def _write_outputs(result: SSFTResult, net: nn.Module, ckpt: Checkpoint, config: FinetuneConfig, out_dir: Path,
+                   source: str | Path | None, pool_size: int) -> None:
+    from assft.finetune.pseudo_labels import write_pseudo_label_table
+    from assft.models.checkpoint import save_checkpoint
+    from assft.utils.atomic import atomic_write_json
+
+    meta: dict[str, Any] = {
+        "init_checkpoint": str(source) if source is not None else None,
+        "init_kind": ckpt.kind,
+        "head": {"action": result.head.action, "reason": result.head.reason},
+        "labeled_cases": list(result.labeled_ids),
+        "pseudo_labeled_cases": list(result.selected_ids),
+        "finetune_config": config.model_dump(mode="json"),
+        "config_hash": config_hash(config),
+        "train_config": config.train.model_dump(mode="json"),  # read by predict/evaluate for the roi size
+        "which": "finetuned",
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    new = make_checkpoint(net, result.model_config, result.labels, kind="supervised", preprocess=ckpt.preprocess,
+                          metadata=meta, fingerprint=ckpt.fingerprint)
+    new.state_dict = result.state_dict
+    result.checkpoint = save_checkpoint(out_dir / CHECKPOINT_NAME, new)
+    if result.table:
+        result.table_path = write_pseudo_label_table(out_dir / TABLE_NAME, result.table)
+    log = {**meta, "key_report": result.key_report.to_dict(), "pool_size": pool_size,
+           "reliable": result.reliable.to_dict(), "timings": result.timings, "history": result.history}
+    result.log_path = atomic_write_json(out_dir / LOG_NAME, log)

@@ -1,0 +1,49 @@
+"""Pre-training: self-supervised pretext training, source fingerprints, import of public weights."""
+
+from assft.pretrain import genesis_net  # noqa: F401  (registers the "genesis_unet" model)
+from assft.pretrain.config import PretrainConfig
+from assft.pretrain.fingerprint import (
+    FINGERPRINT_FILE,
+    compute_fingerprint,
+    load_fingerprint,
+    save_fingerprint,
+)
+from assft.pretrain.formats import IMPORT_FORMATS, ImportFormat, detect_format
+from assft.pretrain.genesis_net import GenesisUNet3D
+from assft.pretrain.importer import ImportOutput, import_weights, read_weight_file
+from assft.pretrain.pretext import (
+    compute_inpainting_loss,
+    compute_masked_input,
+    compute_nt_xent,
+    compute_rotation,
+    make_cube_mask,
+)
+from assft.pretrain.pretraining import PretrainOutput, pretrain_ssl
+from assft.pretrain.state import load_resume_state, resume_path
+from assft.pretrain.trainer import PretextResult, fit_pretext
+
+__all__ = [
+    "FINGERPRINT_FILE",
+    "IMPORT_FORMATS",
+    "GenesisUNet3D",
+    "ImportFormat",
+    "ImportOutput",
+    "PretextResult",
+    "PretrainConfig",
+    "PretrainOutput",
+    "compute_fingerprint",
+    "compute_inpainting_loss",
+    "compute_masked_input",
+    "compute_nt_xent",
+    "compute_rotation",
+    "detect_format",
+    "fit_pretext",
+    "import_weights",
+    "load_fingerprint",
+    "load_resume_state",
+    "make_cube_mask",
+    "pretrain_ssl",
+    "read_weight_file",
+    "resume_path",
+    "save_fingerprint",
+]

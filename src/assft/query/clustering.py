@@ -1,0 +1,149 @@
+"""Embedding-space selectors for the baselines: k-center greedy (Coreset), k-means++ seeding (BADGE), TypiClust.
+
+All work on the canonical case_id order of `selection.canonical_order` and keep a running minimum-distance array,
+so one pick costs one (n, d) matrix-vector product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from assft.query.selection import Ranked, canonical_order, check_budget, check_finite, pick_best, to_columns
+
+
+def _sq_distances(x: np.ndarray, sq_norms: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances of rows x (n, d) to one point (d,) -> (n,) float64, >= 0."""
+    return np.maximum(sq_norms + float(point @ point) - 2.0 * (x @ point).astype(np.float64), 0.0)
+
+
+def _min_sq_distances(x: np.ndarray, sq_norms: np.ndarray, reference: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    ref = np.asarray(reference, dtype=x.dtype)
+    best = np.full(x.shape[0], np.inf)
+    for start in range(0, ref.shape[0], chunk):
+        block = ref[start:start + chunk]
+        d = sq_norms[:, None] + (block.astype(np.float64) ** 2).sum(1)[None] - 2.0 * (x @ block.T)
+        best = np.minimum(best, np.maximum(d, 0.0).min(axis=1))
+    return best
+
+
+def k_center_greedy(case_ids: Sequence[str], embeddings: np.ndarray, budget: int, rng: np.random.Generator, *,
+                    reference: np.ndarray | None = None) -> Ranked:
+    """Coreset: repeatedly pick the case farthest (Euclidean) from the labeled set and the picks so far.
+
+    With no labeled set the first pick is the case farthest from the pool mean. Column `coreset_distance`: the
+    distance to the nearest labeled/picked case when picked (after the last pick for the others).
+    """
+    n = len(case_ids)
+    check_budget(budget, n)
+    ids, order, tiebreak = canonical_order(case_ids, rng)
+    x = np.ascontiguousarray(np.asarray(embeddings)[order], dtype=np.float32)
+    check_finite("embedding", x.sum(axis=1), ids)
+    sq_norms = (x.astype(np.float64) ** 2).sum(axis=1)
+    has_reference = reference is not None and len(reference) > 0
+    if has_reference:
+        min_d = _min_sq_distances(x, sq_norms, reference)
+    else:
+        min_d = _sq_distances(x, sq_norms, x.mean(axis=0))  # only to choose the first pick
+    remaining = np.ones(n, dtype=bool)
+    at_pick = np.full(n, np.nan)
+    picks: list[int] = []
+    for _ in range(budget):
+        pick = pick_best(min_d, remaining, tiebreak)
+        at_pick[pick] = np.sqrt(min_d[pick])
+        to_pick = _sq_distances(x, sq_norms, x[pick])
+        min_d = to_pick if not picks and not has_reference else np.minimum(min_d, to_pick)
+        picks.append(pick)
+        remaining[pick] = False
+    rest = np.flatnonzero(remaining)
+    at_pick[rest] = np.sqrt(min_d[rest])
+    rest = rest[np.lexsort((tiebreak[rest], -min_d[rest]))]
+    return Ranked([ids[i] for i in picks], [ids[i] for i in picks] + [ids[i] for i in rest.tolist()],
+                  to_columns(ids, {"coreset_distance": at_pick}))
+
+
+def kmeans_pp_select(case_ids: Sequence[str], embeddings: np.ndarray, budget: int, rng: np.random.Generator
+                     ) -> Ranked:
+    """BADGE: k-means++ seeding on gradient embeddings; the first centre is the largest embedding (BADGE's choice),
+    then each pick is drawn with probability proportional to the squared distance to the nearest pick. When every
+    remaining distance is 0 (duplicates), the largest remaining embedding is taken, so picks never repeat.
+    Column `badge_norm`: the embedding's L2 norm (gradient magnitude)."""
+    n = len(case_ids)
+    check_budget(budget, n)
+    ids, order, tiebreak = canonical_order(case_ids, rng)
+    x = np.ascontiguousarray(np.asarray(embeddings)[order], dtype=np.float64)
+    check_finite("gradient embedding", x.sum(axis=1), ids)
+    sq_norms = (x ** 2).sum(axis=1)
+    remaining = np.ones(n, dtype=bool)
+    picks = [pick_best(sq_norms, remaining, tiebreak)]
+    remaining[picks[0]] = False
+    min_d = _sq_distances(x, sq_norms, x[picks[0]])
+    while len(picks) < budget:
+        weights = np.where(remaining, min_d, 0.0)
+        total = weights.sum()
+        if total > 0:
+            pick = int(rng.choice(n, p=weights / total))
+        else:
+            pick = pick_best(sq_norms, remaining, tiebreak)
+        picks.append(pick)
+        remaining[pick] = False
+        min_d = np.minimum(min_d, _sq_distances(x, sq_norms, x[pick]))
+    rest = np.flatnonzero(remaining)
+    rest = rest[np.lexsort((tiebreak[rest], -sq_norms[rest]))]
+    return Ranked([ids[i] for i in picks], [ids[i] for i in picks] + [ids[i] for i in rest.tolist()],
+                  to_columns(ids, {"badge_norm": np.sqrt(sq_norms)}))
+
+
+def _typicality(points: np.ndarray, k: int) -> np.ndarray:
+    """1 / mean distance to the k nearest other points of the same cluster; 0 for a singleton."""
+    if len(points) < 2:
+        return np.zeros(len(points))
+    k = min(k, len(points) - 1)
+    sq = (points ** 2).sum(1)
+    d = np.sqrt(np.maximum(sq[:, None] + sq[None] - 2.0 * points @ points.T, 0.0))
+    np.fill_diagonal(d, np.inf)
+    knn = np.partition(d, k - 1, axis=1)[:, :k]
+    return 1.0 / (knn.mean(axis=1) + 1e-12)
+
+
+def typiclust_select(case_ids: Sequence[str], embeddings: np.ndarray, budget: int, rng: np.random.Generator, *,
+                     reference: np.ndarray | None = None, k_neighbors: int = 20) -> Ranked:
+    """TypiClust: k-means (|L| + budget clusters) on pool and labeled embeddings; from the clusters with the fewest
+    labeled/picked members (largest first) take the most typical case. Columns `typicality`, `cluster`."""
+    from sklearn.cluster import KMeans
+
+    n = len(case_ids)
+    check_budget(budget, n)
+    ids, order, tiebreak = canonical_order(case_ids, rng)
+    x = np.ascontiguousarray(np.asarray(embeddings)[order], dtype=np.float64)
+    check_finite("embedding", x.sum(axis=1), ids)
+    ref = np.zeros((0, x.shape[1])) if reference is None else np.asarray(reference, dtype=np.float64)
+    points = np.concatenate([x, ref])
+    n_clusters = min(len(ref) + budget, len(np.unique(points.round(12), axis=0)))
+    kmeans = KMeans(n_clusters=n_clusters, n_init=3, random_state=int(rng.integers(2**31 - 1)))
+    labels = kmeans.fit_predict(points)
+    pool_labels, ref_labels = labels[:n], labels[n:]
+    typicality = np.zeros(n)
+    for c in range(n_clusters):
+        members = np.flatnonzero(labels == c)
+        typ = _typicality(points[members], k_neighbors)
+        pool_members = members < n
+        typicality[members[pool_members]] = typ[pool_members]
+    sizes = np.bincount(labels, minlength=n_clusters)
+    covered = np.bincount(ref_labels, minlength=n_clusters).astype(float)
+    remaining = np.ones(n, dtype=bool)
+    picks = []
+    for _ in range(budget):
+        open_clusters = np.unique(pool_labels[remaining])
+        # fewest labeled/picked members first, then the largest cluster, then the smallest cluster id
+        best = open_clusters[np.lexsort((open_clusters, -sizes[open_clusters], covered[open_clusters]))[0]]
+        pick = pick_best(np.where(pool_labels == best, typicality, -np.inf), remaining & (pool_labels == best),
+                         tiebreak)
+        picks.append(pick)
+        remaining[pick] = False
+        covered[best] += 1
+    rest = np.flatnonzero(remaining)
+    rest = rest[np.lexsort((tiebreak[rest], -typicality[rest]))]
+    return Ranked([ids[i] for i in picks], [ids[i] for i in picks] + [ids[i] for i in rest.tolist()],
+                  to_columns(ids, {"typicality": typicality, "cluster": pool_labels}))

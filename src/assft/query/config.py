@@ -1,0 +1,135 @@
+"""Query configuration (every method.md option, recorded with each selection), the Need enum, budget resolution."""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from assft.errors import BudgetError
+
+
+class Need(str, Enum):
+    """What a strategy needs from the one pass per volume; the scorer computes only the union of these."""
+
+    PROBS = "probs"  # class probabilities of θ, reduced to entropy / ASD / confidence / foreground size
+    MC_PROBS = "mc_probs"  # T MC-dropout samples of θ, reduced per window to a BALD map
+    EMBEDDING = "embedding"  # pooled, L2-normalised bottleneck embedding z (d,)
+    NORM_STATS = "norm_stats"  # input moments of θ0's normalisation layers -> KD
+    GRAD_EMBEDDING = "grad_embedding"  # BADGE last-layer gradient embedding (C * F,)
+
+
+PROB_NEEDS = frozenset({Need.PROBS, Need.MC_PROBS, Need.GRAD_EMBEDDING})  # need a segmentation head
+
+
+class QueryConfig(BaseModel):
+    """Options of one query (method.md); defaults live here only. Every field is written to selection.json."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    strategy: str = "assft"
+    budget: int | str = "10%"  # N volumes or "P%" of the candidate pool (pool minus labeled cases)
+    alpha: float = 0.5  # Q = alpha * norm(DKD) + (1 - alpha) * norm(ASD)
+    dkd_combine: Literal["product", "sum"] = "product"  # DKD = norm(KD) * Div, or (norm(KD) + norm(Div)) / 2
+    asd_threshold: Literal["otsu", "fixed"] = "otsu"  # foreground threshold tau on 1 - p0
+    asd_fixed_threshold: float = 0.5
+    asd_threshold_clip: tuple[float, float] = (0.1, 0.9)  # Otsu's tau is clipped to this range
+    asd_reduce: Literal["class_balanced", "mean"] = "class_balanced"
+    asd_empty_top_fraction: float = 0.01  # empty foreground: mean of the top 1 % entropy voxels
+    otsu_bins: int = 256
+    cold_start: Literal["auto", "always", "never"] = "auto"  # auto: Q = DKD when the model has no head (SSL-only)
+    kd_source: Literal["auto", "running_stats", "fingerprint"] = "auto"
+    kd_eps: float = 1e-5  # variances are clamped at this value in the Gaussian KL
+    embedding_source: Literal["current", "pretrained"] = "current"  # z from θ (round >= 2) or θ0
+    mc_samples: int = 10  # BALD: T stochastic passes per window
+    typiclust_neighbors: int = 20  # TypiClust typicality: k nearest neighbours inside a cluster
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha(cls, v: float) -> float:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError("alpha must be in [0, 1]")
+        return v
+
+    @field_validator("asd_fixed_threshold", "asd_empty_top_fraction")
+    @classmethod
+    def _unit(cls, v: float) -> float:
+        if not 0.0 < v <= 1.0:
+            raise ValueError("must be in (0, 1]")
+        return v
+
+    @field_validator("mc_samples", "typiclust_neighbors", "otsu_bins")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+    @field_validator("mc_samples")
+    @classmethod
+    def _mc(cls, v: int) -> int:
+        if v < 2:
+            raise ValueError("BALD needs at least 2 MC samples")
+        return v
+
+    @field_validator("kd_eps")
+    @classmethod
+    def _eps(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("kd_eps must be > 0")
+        return v
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, v: int | str) -> int | str:
+        parse_budget(v)
+        return v
+
+    @model_validator(mode="after")
+    def _clip(self) -> QueryConfig:
+        lo, hi = self.asd_threshold_clip
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError("asd_threshold_clip must satisfy 0 <= low <= high <= 1")
+        return self
+
+
+def parse_budget(budget: int | str) -> tuple[str, float]:
+    """`12` or "12" -> ("count", 12); "5%" -> ("percent", 5.0); anything else is a BudgetError with the fix."""
+    fix = 'give a number of volumes (e.g. 10) or a percentage of the pool (e.g. "5%")'
+    if isinstance(budget, bool):
+        raise BudgetError(f"invalid budget {budget!r}.", fix=fix)
+    if isinstance(budget, int):
+        if budget < 1:
+            raise BudgetError(f"budget must be at least 1 volume, got {budget}.", fix=fix)
+        return "count", float(budget)
+    text = str(budget).strip()
+    try:
+        if text.endswith("%"):
+            value = float(text[:-1])
+            if not 0.0 < value <= 100.0:
+                raise BudgetError(f"budget percentage must be in (0, 100], got {text}.", fix=fix)
+            return "percent", value
+        count = int(text)
+    except ValueError as exc:
+        raise BudgetError(f"cannot parse budget {budget!r}.", fix=fix) from exc
+    if count < 1:
+        raise BudgetError(f"budget must be at least 1 volume, got {count}.", fix=fix)
+    return "count", float(count)
+
+
+def resolve_budget(budget: int | str, pool_size: int) -> int:
+    """Number of volumes to pick from a candidate pool of `pool_size`; a budget above the pool is a BudgetError.
+
+    A percentage is rounded to the nearest volume (at least 1): "5%" of 30 -> 2.
+    """
+    kind, value = parse_budget(budget)
+    if pool_size < 1:
+        raise BudgetError("the candidate pool is empty (every pool case is already labeled).",
+                          fix="add unlabeled volumes to the pool or remove ids from the labeled list")
+    n = int(value) if kind == "count" else max(1, math.floor(value * pool_size / 100.0 + 0.5))
+    if n > pool_size:
+        raise BudgetError(f"budget {n} is larger than the candidate pool of {pool_size} volumes "
+                          "(pool minus labeled cases).", fix=f"ask for at most {pool_size} volumes, or a percentage")
+    return n

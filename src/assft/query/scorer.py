@@ -1,0 +1,179 @@
+"""The one-pass scorer: streams the pool volume by volume and yields a CaseSummary per case (the only place that
+runs passes for a query).
+
+With θ = θ0 one sliding-window pass per volume yields everything. When the current model θ differs from θ0, KD (and,
+with embedding_source "pretrained", the embedding) comes from a second pass of θ0 over the same loaded volume: the
+pool is still read once, and the extra cost is reported in the timings ("pass_pretrained_s").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from assft.config import InferenceConfig
+from assft.data.cases import Case
+from assft.data.preprocess import LoadedCase, load_case
+from assft.inference.predict import prepare_model, run_pass
+from assft.models.checkpoint import Checkpoint, build_from_checkpoint
+from assft.models.zoo import bottleneck_module
+from assft.query.config import Need, QueryConfig
+from assft.query.predictors import Gate, WindowPredictor, capture_features, find_head_module
+from assft.query.scores import Moments
+from assft.query.summaries import CaseSummary, summarize_pass
+
+
+@dataclass
+class QueryModel:
+    """A network with the checkpoint it came from (config, labels, kind, preprocessing, fingerprint)."""
+
+    model: nn.Module
+    checkpoint: Checkpoint
+    path: Path | None = None
+
+    @property
+    def has_head(self) -> bool:
+        """False for an SSL-only checkpoint (no segmentation head for the target classes yet)."""
+        return self.checkpoint.kind != "ssl-only"
+
+    @property
+    def name(self) -> str:
+        """The registered network name (for hook look-ups)."""
+        return self.checkpoint.model_config.name
+
+
+def load_query_model(path: str | Path, *, allow_partial: bool = False) -> QueryModel:
+    """Build a checkpoint's network with its weights (CheckpointError on a missing/foreign/mismatched file)."""
+    model, ckpt, _ = build_from_checkpoint(path, allow_partial=allow_partial)
+    return QueryModel(model, ckpt, Path(path))
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    """What each model computes per volume, resolved from the needs and whether θ is θ0."""
+
+    current: frozenset[Need]
+    pretrained: frozenset[Need]
+
+    @staticmethod
+    def build(needs: Iterable[Need], same_model: bool, embedding_source: str) -> PassPlan:
+        """Split `needs` between the current model θ and the frozen pre-trained θ0."""
+        needs = frozenset(needs)
+        if same_model:
+            return PassPlan(needs, frozenset())
+        current = needs - {Need.NORM_STATS}
+        pretrained = needs & {Need.NORM_STATS}
+        if Need.EMBEDDING in needs and embedding_source == "pretrained":
+            current, pretrained = current - {Need.EMBEDDING}, pretrained | {Need.EMBEDDING}
+        return PassPlan(current, pretrained)
+
+
+def _run(qm: QueryModel, image, inference: InferenceConfig, needs: frozenset[Need], config: QueryConfig,
+         norm_layers: Mapping[str, nn.Module] | None) -> dict:
+    gate = Gate(open=False)
+    with capture_features(
+        embedding_module=bottleneck_module(qm.model, qm.name) if Need.EMBEDDING in needs else None,
+        norm_layers=dict(norm_layers) if Need.NORM_STATS in needs and norm_layers else None,
+        head_module=find_head_module(qm.model, qm.checkpoint.model_config) if Need.GRAD_EMBEDDING in needs else None,
+        gate=gate,
+    ) as capture:
+        predictor = WindowPredictor(qm.model, channels_last=inference.channels_last, gate=gate, capture=capture,
+                                    probs=Need.PROBS in needs,
+                                    mc_samples=config.mc_samples if Need.MC_PROBS in needs else 0,
+                                    grad=Need.GRAD_EMBEDDING in needs)
+        result = run_pass(qm.model, image, inference, predictor=predictor, extra_channels=predictor.extra_channels)
+        out: dict = {}
+        if Need.PROBS in needs:
+            out["probs"] = result.probs
+        if Need.MC_PROBS in needs:
+            out["bald_map"] = result.extra["bald"]
+        if capture.embedding is not None:
+            out["embedding"] = capture.embedding.result()
+        if capture.moments:
+            out["norm_moments"] = capture.norm_moments()
+        if Need.GRAD_EMBEDDING in needs:
+            out["grad_embedding"] = predictor.grad_embedding()
+    return out
+
+
+def iter_summaries(
+    cases: Iterable[Case | LoadedCase],
+    current: QueryModel,
+    needs: Iterable[Need],
+    config: QueryConfig,
+    inference: InferenceConfig,
+    *,
+    pretrained: QueryModel | None = None,
+    source_stats: Mapping[str, Moments] | None = None,
+    timings: MutableMapping[str, float] | None = None,
+) -> Iterator[CaseSummary]:
+    """Yield one CaseSummary per case, streaming: one volume (and its maps) in memory at a time.
+
+    Args:
+        cases: `Case`s to load with the checkpoint's preprocessing, or already loaded `LoadedCase`s.
+        current: θ (probabilities, BALD, BADGE, and the embedding by default).
+        needs: what to compute (the union of the strategies' `requires`).
+        config: query options (ASD threshold/reduction, MC samples, embedding source, KD eps).
+        inference: sliding-window settings, shared by θ and θ0.
+        pretrained: θ0 for KD; None or `current` itself means θ = θ0 (a single pass).
+        source_stats: θ0's source statistics (from `resolve_source_stats`); required for Need.NORM_STATS.
+        timings: accumulates seconds under load_s, pass_current_s, pass_pretrained_s, reduce_s and a "cases" count.
+
+    Raises:
+        ConfigError: probabilities asked of an SSL-only model, or BALD for a net without dropout.
+    """
+    needs = frozenset(needs)
+    pretrained = pretrained or current
+    same = pretrained is current
+    plan = PassPlan.build(needs, same, config.embedding_source)
+    if Need.NORM_STATS in needs and not source_stats:
+        raise ValueError("Need.NORM_STATS requires source_stats (see assft.query.fingerprint.resolve_source_stats)")
+    norm_modules = None
+    if source_stats:
+        modules = dict(pretrained.model.named_modules())
+        norm_modules = {name: modules[name] for name in source_stats}
+    timings = timings if timings is not None else {}
+    for key in ("load_s", "pass_current_s", "pass_pretrained_s", "reduce_s", "cases"):
+        timings.setdefault(key, 0.0)
+    if plan.current:
+        prepare_model(current.model, inference)
+    if plan.pretrained:
+        prepare_model(pretrained.model, inference)
+    same_preprocess = current.checkpoint.preprocess == pretrained.checkpoint.preprocess
+    for item in cases:
+        t0 = time.perf_counter()
+        loaded = item if isinstance(item, LoadedCase) else load_case(item, current.checkpoint.preprocess,
+                                                                     with_label=False)
+        timings["load_s"] += time.perf_counter() - t0
+        parts: dict = {}
+        if plan.pretrained:
+            t0 = time.perf_counter()
+            image0 = loaded.image
+            if not same_preprocess and isinstance(item, Case):
+                image0 = load_case(item, pretrained.checkpoint.preprocess, with_label=False).image
+            parts.update(_run(pretrained, image0, inference, plan.pretrained, config, norm_modules))
+            timings["pass_pretrained_s"] += time.perf_counter() - t0
+        if plan.current:
+            t0 = time.perf_counter()
+            parts.update(_run(current, loaded.image, inference, plan.current, config, norm_modules))
+            timings["pass_current_s"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        summary = summarize_pass(loaded.case_id, config, source_stats=source_stats, **parts)
+        if summary.n_voxels == 0:
+            summary.n_voxels = int(loaded.image[0].size)
+        del parts, loaded
+        timings["reduce_s"] += time.perf_counter() - t0
+        timings["cases"] += 1
+        yield summary
+
+
+def score_cases(cases: Iterable[Case | LoadedCase], current: QueryModel, needs: Iterable[Need], config: QueryConfig,
+                inference: InferenceConfig, **kwargs) -> list[CaseSummary]:
+    """`iter_summaries` collected into a list (summaries are small; the maps are already dropped)."""
+    with torch.inference_mode():
+        return list(iter_summaries(cases, current, needs, config, inference, **kwargs))

@@ -1,0 +1,106 @@
+"""CaseSummary: the small per-case record one pass is reduced to (maps are dropped as soon as it is built)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from assft.query.config import QueryConfig
+from assft.query.scores import (
+    Moments,
+    compute_asd,
+    compute_confidence,
+    compute_foreground_mask,
+    compute_knowledge_divergence,
+    compute_voxel_entropy,
+)
+
+SCALAR_FIELDS = ("kd", "asd", "entropy", "entropy_foreground", "confidence", "foreground_fraction",
+                 "foreground_threshold", "predicted_foreground_voxels", "bald")
+
+
+@dataclass
+class CaseSummary:
+    """Everything strategies may use about one volume; fields a pass did not compute stay None.
+
+    Scalars: kd (KD vs θ0's source statistics), asd, entropy (mean normalised voxel entropy), entropy_foreground
+    (its mean over Omega), confidence (mean over Omega of max_c p), foreground_fraction (|Omega| / voxels),
+    foreground_threshold (tau), predicted_foreground_voxels (argmax >= 1), bald (mean voxel BALD, nats).
+    Vectors: embedding (d,) float32 L2-normalised; grad_embedding (C * F,) float32 (BADGE).
+    """
+
+    case_id: str
+    n_voxels: int = 0
+    kd: float | None = None
+    asd: float | None = None
+    entropy: float | None = None
+    entropy_foreground: float | None = None
+    confidence: float | None = None
+    foreground_fraction: float | None = None
+    foreground_threshold: float | None = None
+    predicted_foreground_voxels: int | None = None
+    bald: float | None = None
+    embedding: np.ndarray | None = None
+    grad_embedding: np.ndarray | None = None
+
+    def scalars(self) -> dict[str, float]:
+        """The computed scalar fields by name (None ones left out)."""
+        return {name: getattr(self, name) for name in SCALAR_FIELDS if getattr(self, name) is not None}
+
+    def nbytes(self) -> int:
+        """Approximate size in memory of the arrays it holds (it must stay small)."""
+        return sum(getattr(self, f.name).nbytes for f in fields(self)
+                   if isinstance(getattr(self, f.name), np.ndarray))
+
+
+def summarize_probs(probs: torch.Tensor, config: QueryConfig) -> dict[str, float | int]:
+    """Reduce probs (C, D, H, W) to the probability statistics of CaseSummary (entropy, ASD, confidence, ...)."""
+    entropy = compute_voxel_entropy(probs)
+    mask, tau = compute_foreground_mask(probs, config.asd_threshold, config.asd_fixed_threshold,
+                                        config.asd_threshold_clip, config.otsu_bins)
+    n_mask = int(mask.sum())
+    return {
+        "entropy": float(entropy.mean(dtype=torch.float64)),
+        "entropy_foreground": float((entropy * mask).sum(dtype=torch.float64) / n_mask) if n_mask else 0.0,
+        "asd": compute_asd(probs, entropy=entropy, mask=mask, reduce=config.asd_reduce,
+                           top_fraction=config.asd_empty_top_fraction),
+        "confidence": compute_confidence(probs, mask),
+        "foreground_fraction": n_mask / mask.numel(),
+        "foreground_threshold": tau,
+        "predicted_foreground_voxels": int((probs[1:].amax(0) > probs[0]).sum()),  # argmax >= 1, ties to 0
+    }
+
+
+def summarize_pass(
+    case_id: str,
+    config: QueryConfig,
+    *,
+    probs: torch.Tensor | None = None,
+    bald_map: torch.Tensor | None = None,
+    embedding: torch.Tensor | None = None,
+    grad_embedding: torch.Tensor | None = None,
+    norm_moments: Mapping[str, Moments] | None = None,
+    source_stats: Mapping[str, Moments] | None = None,
+) -> CaseSummary:
+    """Build a CaseSummary from what one (or two, θ and θ0) passes produced; shapes as in run_pass."""
+    summary = CaseSummary(case_id)
+    if probs is not None:
+        summary.n_voxels = int(probs[0].numel())
+        for key, value in summarize_probs(probs, config).items():
+            setattr(summary, key, value)
+    if bald_map is not None:
+        summary.n_voxels = int(bald_map.numel())
+        summary.bald = float(bald_map.double().mean())
+    if norm_moments is not None and source_stats is not None:
+        summary.kd = compute_knowledge_divergence(norm_moments, source_stats, config.kd_eps)
+    # Copies owned by numpy, never views of torch storage: a small long-lived torch tensor per case pins glibc heap
+    # pages between the large transient activations and made RSS grow ~0.5 MB per volume (measured).
+    if embedding is not None:
+        summary.embedding = np.array(embedding.detach().float().cpu().reshape(-1).tolist(), dtype=np.float32)
+    if grad_embedding is not None:
+        summary.grad_embedding = np.array(grad_embedding.detach().float().cpu().reshape(-1).tolist(),
+                                          dtype=np.float32)
+    return summary

@@ -1,0 +1,193 @@
+"""Find and read campaign ledgers under a folder: one `RunData` per (domain, strategy, seed), plus the bounds.
+
+Layout written by `assft simulate`: RUNS/{domain}/{strategy}/seed{S}/ledger.json (+ campaign.yaml) and optionally
+RUNS/{domain}/bounds.json. Any folder tree works: every `ledger.json` below the root is read; the strategy and seed
+come from the ledger meta (then campaign.yaml, then the folder names) and the domain is the folder two levels above
+the campaign folder (or "default" when the tree is too shallow to have one).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assft.errors import DataError
+
+__all__ = ["DEFAULT_DOMAIN", "RunData", "RunSet", "load_runs"]
+
+DEFAULT_DOMAIN = "default"
+LEDGER_NAME = "ledger.json"
+CONFIG_NAME = "campaign.yaml"
+BOUNDS_NAME = "bounds.json"
+
+
+@dataclass(frozen=True)
+class RunData:
+    """One campaign's evaluated curve: budgets (labeled volumes) and per-round metrics, budget-0 point first if any."""
+
+    domain: str
+    strategy: str
+    seed: int
+    path: Path  # the campaign folder
+    pool_size: int | None
+    budget_total: int | None
+    rounds_planned: int | None
+    baseline: dict[str, Any] | None  # meta.baseline_metrics (the budget-0 point), or None
+    rounds: tuple[dict[str, Any], ...]  # evaluated rounds with metrics, in round order
+
+    @property
+    def complete(self) -> bool:
+        """True when every planned round was evaluated (unknown plan: True)."""
+        return self.rounds_planned is None or len(self.rounds) >= self.rounds_planned
+
+    @property
+    def budgets(self) -> list[float]:
+        """Labeled volumes at each curve point: 0 (when a baseline exists), then labeled_total per round."""
+        head = [0.0] if self.baseline is not None else []
+        return head + [float(r["labeled_total"]) for r in self.rounds]
+
+    def curve(self, metric: str = "mean_dice") -> list[float]:
+        """The metric at each point of `budgets` (NaN where a round lacks it)."""
+        points = ([self.baseline] if self.baseline is not None else []) + [r["metrics"] for r in self.rounds]
+        return [_number(p.get(metric)) for p in points]
+
+    @property
+    def final(self) -> dict[str, Any] | None:
+        """Metrics of the last evaluated round."""
+        return self.rounds[-1]["metrics"] if self.rounds else None
+
+
+@dataclass
+class RunSet:
+    """Every run found under `root`, the bounds per domain, and ledgers that were skipped (with the reason)."""
+
+    root: Path
+    runs: list[RunData]
+    bounds: dict[str, dict[str, dict[str, Any] | None]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def domains(self) -> list[str]:
+        """Domain names, sorted."""
+        return sorted({r.domain for r in self.runs})
+
+    @property
+    def strategies(self) -> list[str]:
+        """Strategy names, sorted ("assft" first when present, as the method of interest)."""
+        names = sorted({r.strategy for r in self.runs})
+        return sorted(names, key=lambda n: n != "assft")
+
+    def select(self, domain: str, strategy: str) -> list[RunData]:
+        """Runs of one (domain, strategy), by seed."""
+        return sorted((r for r in self.runs if r.domain == domain and r.strategy == strategy), key=lambda r: r.seed)
+
+
+def _number(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out if math.isfinite(out) else math.nan
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read JSON ({exc}).", path=path,
+                        fix="restore the file from the run folder; assft writes it atomically") from exc
+
+
+def _campaign_yaml(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_NAME
+    if not path.exists():
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _domain_dir(folder: Path, root: Path) -> Path | None:
+    """The folder two levels above the campaign folder, when it lies within `root` (else None)."""
+    depth = len(folder.relative_to(root).parts)
+    return folder.parent.parent if depth >= 2 else None
+
+
+def _read_run(ledger_path: Path, root: Path) -> RunData | str:
+    """A RunData, or the reason the ledger is skipped."""
+    data = _read_json(ledger_path)
+    if not isinstance(data, dict) or not isinstance(data.get("rounds"), list):
+        return f"{ledger_path}: not an assft ledger (no 'rounds' list)"
+    folder = ledger_path.parent
+    meta = data.get("meta") or {}
+    config = _campaign_yaml(folder)
+    strategy = meta.get("strategy") or config.get("strategy") or (folder.parent.name if folder != root else None)
+    seed = meta.get("seed", config.get("seed"))
+    if seed is None and folder.name.startswith("seed") and folder.name[4:].isdigit():
+        seed = int(folder.name[4:])
+    if not strategy:
+        return f"{ledger_path}: no strategy in the ledger meta or {CONFIG_NAME}"
+    domain_dir = _domain_dir(folder, root)
+    domain = DEFAULT_DOMAIN if domain_dir is None else (domain_dir.name or DEFAULT_DOMAIN)
+    rounds = []
+    for record in sorted(data["rounds"], key=lambda r: r.get("round", 0)):
+        if record.get("status") == "evaluated" and isinstance(record.get("metrics"), dict):
+            if record.get("labeled_total") is None:
+                return f"{ledger_path}: round {record.get('round')} is evaluated but has no labeled_total"
+            rounds.append(record)
+    baseline = meta.get("baseline_metrics")
+    return RunData(domain=domain, strategy=str(strategy), seed=int(seed or 0), path=folder,
+                   pool_size=meta.get("pool_size"), budget_total=meta.get("budget_total"),
+                   rounds_planned=meta.get("rounds"), baseline=baseline if isinstance(baseline, dict) else None,
+                   rounds=tuple(rounds))
+
+
+def load_runs(root: str | Path) -> RunSet:
+    """Read every ledger.json under `root` (a runs folder or a single campaign folder) and the domains' bounds.
+
+    Raises:
+        DataError: `root` is missing, holds no ledger.json, two ledgers claim the same (domain, strategy, seed), or no
+            ledger has an evaluated round with metrics.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError("the runs folder does not exist.", path=root,
+                        fix="pass the --out folder of `assft simulate` or a campaign folder")
+    ledgers = sorted(root.rglob(LEDGER_NAME))
+    if not ledgers:
+        raise DataError(f"no {LEDGER_NAME} found in this folder or below it.", path=root,
+                        fix="pass the --out folder of `assft simulate` (RUNS/domain/strategy/seedS/ledger.json) "
+                            "or a campaign folder")
+    runs: list[RunData] = []
+    skipped: list[str] = []
+    seen: dict[tuple[str, str, int], Path] = {}
+    bounds: dict[str, dict[str, dict[str, Any] | None]] = {}
+    for path in ledgers:
+        run = _read_run(path, root)
+        if isinstance(run, str):
+            skipped.append(run)
+            continue
+        key = (run.domain, run.strategy, run.seed)
+        if key in seen:
+            raise DataError(f"two ledgers are domain={key[0]!r} strategy={key[1]!r} seed={key[2]}: {seen[key]} and "
+                            f"{run.path}.", path=root, fix="report each simulation folder separately")
+        seen[key] = run.path
+        if not run.rounds:
+            skipped.append(f"{run.path}: no evaluated round with test metrics yet")
+            continue
+        runs.append(run)
+        domain_dir = _domain_dir(run.path, root)
+        if run.domain not in bounds and domain_dir is not None and (domain_dir / BOUNDS_NAME).exists():
+            raw = _read_json(domain_dir / BOUNDS_NAME)
+            bounds[run.domain] = {k: raw.get(k) if isinstance(raw.get(k), dict) else None for k in ("lower", "upper")}
+    if not runs:
+        raise DataError(f"found {len(ledgers)} ledger(s) but none has an evaluated round with test metrics.",
+                        path=root, fix="run the campaigns with a labeled --test set; skipped: " + "; ".join(skipped))
+    return RunSet(root=root, runs=runs, bounds=bounds, skipped=skipped)

@@ -1,0 +1,177 @@
+"""The sections of the report as `Document` blocks, each a table of numbers read from the summary dict (so report.md,
+report.html and summary.json agree by construction)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from assft.reporting.document import Document, fmt, fmt_stats
+
+__all__ = ["build_document"]
+
+_SIGN = {1: "+", 0: "0", -1: "−"}
+_TEST_NAMES = {"wilcoxon": "Wilcoxon signed-rank", "ttest": "paired t"}
+
+
+def _overview(doc: Document, summary: dict[str, Any], skipped: list[str]) -> None:
+    doc.heading("Runs")
+    rows = []
+    for domain in summary["domains"]:
+        for strategy in summary["strategies"]:
+            runs = [r for r in summary["runs"] if r["domain"] == domain and r["strategy"] == strategy]
+            if not runs:
+                continue
+            flags = [f"seed {r['seed']}: {r['rounds_evaluated']}/{r['rounds_planned']} rounds"
+                     for r in runs if not r["complete"]]
+            rows.append([domain, strategy, ", ".join(str(r["seed"]) for r in runs),
+                         str(max(r["rounds_evaluated"] for r in runs)),
+                         "yes" if not flags else "INCOMPLETE (" + "; ".join(flags) + ")"])
+    doc.table(["domain", "strategy", "seeds", "rounds", "complete"], rows)
+    if any(not r["has_baseline"] for r in summary["runs"]):
+        doc.paragraph("Runs without a budget-0 (start model) point integrate their AUBC from their first round.")
+    for note in skipped:
+        doc.paragraph(f"Skipped: {note}")
+
+
+def _curves(doc: Document, figure: str | None) -> None:
+    doc.heading("Dice vs budget")
+    doc.paragraph("Mean Dice on the target test set over seeds (line) and the spread over seeds (band), against the "
+                  "number of labeled volumes (top axis: % of the pool). Dashed: upper bound (all of the pool "
+                  "labeled); dotted: lower bound (start model), when known.")
+    if figure:
+        doc.image(figure, "Dice vs budget")
+
+
+def _aubc(doc: Document, summary: dict[str, Any], ranks: dict[str, dict[str, int | None]]) -> None:
+    doc.heading("AUBC")
+    rows = []
+    for domain, by_strategy in summary["aubc"].items():
+        order = sorted(by_strategy, key=lambda s: (ranks[domain].get(s) or 10**6, s))
+        for strategy in order:
+            row = by_strategy[strategy]
+            note = ("incomplete: seed " + ", ".join(map(str, row["incomplete_seeds"]))) if row["incomplete_seeds"] \
+                else ""
+            rows.append([domain, strategy, fmt_stats(row), str(ranks[domain].get(strategy) or "–"), str(row["n"]),
+                         note])
+    doc.table(["domain", "strategy", "AUBC", "rank", "seeds", "note"], rows,
+              caption="Area under the Dice-vs-labeled-volumes curve (trapezoid, divided by the budget range "
+                      "[0, final budget], or [first round, final budget] without a budget-0 point), mean ± std "
+                      "over seeds; rank 1 = best per domain.")
+
+
+def _count(value: float | None) -> str:
+    """A number of volumes: an integer, or one decimal for a mean over seeds that stopped at different budgets."""
+    return fmt(value, 0 if value is None or float(value).is_integer() else 1)
+
+
+def _final(doc: Document, summary: dict[str, Any]) -> None:
+    doc.heading("Final round")
+    rows = [[domain, strategy, _count(row["budget"]["mean"]), fmt_stats(row["mean_dice"]),
+             fmt_stats(row["mean_hd95"], 2), fmt_stats(row["mean_nsd"])]
+            for domain, by_strategy in summary["final"].items() for strategy, row in by_strategy.items()]
+    doc.table(["domain", "strategy", "labeled", "Dice", "HD95 (mm)", "NSD"], rows,
+              caption="Test metrics after the last evaluated round, mean ± std over seeds.")
+
+
+def _gap(doc: Document, summary: dict[str, Any]) -> None:
+    doc.heading("Gap closed")
+    if not summary["gap_closed"]:
+        doc.paragraph("No lower and upper bound (bounds.json) with a mean Dice: the gap closed is not reported.")
+        return
+    rows = []
+    for domain, by_strategy in summary["gap_closed"].items():
+        bounds = summary["bounds"][domain]
+        for strategy, row in by_strategy.items():
+            rows.append([domain, strategy, fmt(bounds["lower"]), fmt(bounds["upper"]), fmt_stats(row["final"]),
+                         fmt(row["early_budget"], 1), fmt_stats(row["early"])])
+    pct = round(100 * summary["early_fraction"])
+    doc.table(["domain", "strategy", "lower", "upper", "gap closed (final)", f"labeled at {pct} % budget",
+               f"gap closed ({pct} % budget)"], rows,
+              caption="(Dice − lower) / (upper − lower): 0 = start model, 1 = fully labeled pool; at the final "
+                      "round "
+                      f"and interpolated at {pct} % of the total budget (– when outside the evaluated budgets).")
+
+
+def _p(value: float | None) -> str:
+    return "p=–" if value is None else f"p={value:.3g}"
+
+
+def _wins(doc: Document, comparison: dict[str, Any], figure: str | None) -> None:
+    doc.heading("Pairwise comparison")
+    matrix = comparison["win_matrix"]
+    if matrix is None:
+        doc.paragraph("Only one strategy: nothing to compare.")
+    else:
+        names = matrix["strategies"]
+        rows = []
+        for i, name in enumerate(names):
+            cells = ["–" if i == j else f"{_SIGN[matrix['matrix'][i][j]]} ({_p(matrix['p_values'][i][j])})"
+                     for j in range(len(names))]
+            rows.append([name, *cells, str(matrix["wins"][name]), str(matrix["losses"][name])])
+        doc.table(["strategy", *names, "wins", "losses"], rows,
+                  caption=f"Row vs column on per-run AUBC paired by (domain, seed), "
+                          f"{_TEST_NAMES.get(matrix['method'], matrix['method'])} test, "
+                          f"α = {matrix['alpha']}, n = {matrix['n_pairs']} pairs: + significantly better, "
+                          "− significantly worse, 0 no significant difference.")
+        if matrix["note"]:
+            doc.paragraph(f"Note: {matrix['note']}")
+        if figure:
+            doc.image(figure, "win matrix")
+    versus = comparison["assft_vs_fg_random"]
+    if versus is not None:
+        doc.paragraph(f"`{versus['a']}` vs `{versus['b']}` (AUBC, {versus['method']}, n = {versus['n']}): mean "
+                      f"difference {fmt(versus['mean_diff'], 4)}, p = {fmt(versus['p_value'], 4)}."
+                      + (f" {versus['note']}" if versus["note"] else ""))
+
+
+def _per_class(doc: Document, summary: dict[str, Any]) -> None:
+    doc.heading("Per-class Dice (final round)")
+    for domain, by_strategy in summary["per_class_dice"].items():
+        classes = list(dict.fromkeys(c for row in by_strategy.values() for c in row))
+        if not classes:
+            continue
+        rows = [[strategy, *(fmt_stats(row.get(c)) for c in classes)] for strategy, row in by_strategy.items()]
+        doc.table(["strategy", *classes], rows, caption=f"{domain}: mean ± std over seeds.")
+
+
+def _pseudo(doc: Document, summary: dict[str, Any], figures: dict[str, str]) -> None:
+    if not summary["pseudo_labels"]:
+        return
+    doc.heading("Pseudo-label diagnostic (Fig. 5)")
+    rows = []
+    for domain, by_strategy in summary["pseudo_labels"].items():
+        for strategy, per_round in by_strategy.items():
+            for row in per_round:
+                rows.append([domain, strategy, str(row["round"]), fmt(row["selected"]["mean"]),
+                             str(row["selected"]["n"]), fmt(row["unselected"]["mean"]), str(row["unselected"]["n"])])
+    doc.table(["domain", "strategy", "round", "selected Dice", "n selected", "unselected Dice", "n unselected"], rows,
+              caption="True Dice of the pseudo-labels SSFT kept (selected) vs discarded, pooled over seeds; a "
+                      "reliable selection keeps the better ones.")
+    for name, path in figures.items():
+        doc.image(path, f"pseudo-labels {name}")
+
+
+def _timings(doc: Document, summary: dict[str, Any]) -> None:
+    doc.heading("Timings")
+    rows = [[strategy, str(row["n_rounds"]), fmt(row["query_s"], 1), fmt(row["finetune_s"], 1),
+             fmt(row["evaluate_s"], 1)] for strategy, row in summary["timings"].items()]
+    doc.table(["strategy", "rounds", "query (s)", "fine-tune (s)", "evaluate (s)"], rows,
+              caption="Mean seconds per round over every domain and seed.")
+
+
+def build_document(summary: dict[str, Any], comparison: dict[str, Any], figures: dict[str, Any], *,
+                   source: str, skipped: list[str]) -> Document:
+    """The whole report: runs, curves, AUBC, final metrics, gap closed, comparisons, per-class, Fig. 5, timings."""
+    doc = Document("assft report")
+    doc.paragraph(f"Runs read from `{source}`: {len(summary['runs'])} campaigns, {len(summary['domains'])} "
+                  f"domain(s), {len(summary['strategies'])} strategies. All numbers are also in `summary.json`.")
+    _overview(doc, summary, skipped)
+    _curves(doc, figures.get("curves"))
+    _aubc(doc, summary, comparison["ranks"])
+    _final(doc, summary)
+    _gap(doc, summary)
+    _wins(doc, comparison, figures.get("win_matrix"))
+    _per_class(doc, summary)
+    _pseudo(doc, summary, figures.get("pseudo_labels", {}))
+    _timings(doc, summary)
+    return doc

@@ -1,0 +1,166 @@
+"""Numbers of the report, per (domain, strategy) over seeds: budget curves, AUBC, final metrics, gap closed, per-class
+Dice, pseudo-label quality and timings. Pure functions of a `RunSet`; every table of the report reads from here.
+
+Spread over seeds is the sample standard deviation (ddof=1; 0 for a single seed). NaN/inf values are left out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from assft.errors import AssftError
+from assft.metrics.curves import compute_aubc, compute_gap_closed, interpolate_at_budget
+from assft.reporting.runs import RunData, RunSet
+
+__all__ = ["TIMING_KEYS", "compute_stats", "run_aubc", "summarize_runs"]
+
+TIMING_KEYS = ("query_s", "finetune_s", "evaluate_s")
+FINAL_KEYS = ("mean_dice", "mean_hd95", "mean_nsd")
+
+
+def compute_stats(values: Iterable[float | None]) -> dict[str, Any]:
+    """{"mean", "std" (ddof=1, 0 for one value), "min", "max", "n"} over the finite values; None entries when n = 0."""
+    array = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    if array.size == 0:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    std = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return {"mean": float(array.mean()), "std": std, "min": float(array.min()), "max": float(array.max()),
+            "n": int(array.size)}
+
+
+def _finite_points(run: RunData, metric: str = "mean_dice") -> tuple[list[float], list[float]]:
+    pairs = [(x, y) for x, y in zip(run.budgets, run.curve(metric)) if math.isfinite(y)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def run_aubc(run: RunData) -> float | None:
+    """Normalised AUBC of one run's (labeled volumes, mean Dice) curve over [first budget, last budget], or None.
+
+    The first budget is 0 when the ledger has a baseline (budget-0) point; fewer than 2 points, or a curve that
+    `compute_aubc` rejects (e.g. two rounds at the same budget), give None.
+    """
+    x, y = _finite_points(run)
+    if len(x) < 2:
+        return None
+    try:
+        return compute_aubc(x, y)
+    except AssftError:
+        return None
+
+
+def _curves(runs: list[RunData]) -> list[dict[str, Any]]:
+    """Mean/std/min/max over seeds of mean Dice at each budget (labeled volumes), sorted by budget."""
+    by_budget: dict[float, list[float]] = defaultdict(list)
+    pool = next((r.pool_size for r in runs if r.pool_size), None)
+    for run in runs:
+        for x, y in zip(*_finite_points(run)):
+            by_budget[x].append(y)
+    return [{"budget": x, "fraction": (x / pool if pool else None), **compute_stats(by_budget[x])}
+            for x in sorted(by_budget)]
+
+
+def _gap(run: RunData, bounds: dict[str, Any] | None,
+         early_fraction: float) -> tuple[float | None, float | None, float]:
+    """(gap closed at the final round, at `early_fraction` of the total budget, that budget) of one run."""
+    x, y = _finite_points(run)
+    total = run.budget_total or (x[-1] if x else 0.0)
+    early_budget = early_fraction * float(total)
+    lower = (bounds or {}).get("lower") or {}
+    upper = (bounds or {}).get("upper") or {}
+    lo, up = lower.get("mean_dice"), upper.get("mean_dice")
+    if lo is None or up is None or not x:
+        return None, None, early_budget
+    try:
+        final = compute_gap_closed(y[-1], lo, up)
+        early = None
+        if len(x) >= 2 and x[0] <= early_budget <= x[-1]:
+            early = compute_gap_closed(interpolate_at_budget(x, y, early_budget), lo, up)
+    except AssftError:  # equal or non-finite bounds: the gap is undefined
+        return None, None, early_budget
+    return final, early, early_budget
+
+
+def _final_metric(run: RunData, key: str) -> float | None:
+    value = (run.final or {}).get(key)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def pseudo_label_rows(runset: RunSet) -> dict[tuple[str, str], dict[int, list[dict[str, Any]]]]:
+    """{(domain, strategy): {round: pseudo-label rows with a true Dice, pooled over seeds}} (evaluated rounds only)."""
+    out: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = {}
+    for run in runset.runs:
+        for record in run.rounds:
+            rows = [p for p in record.get("pseudo_labels") or [] if p.get("true_dice") is not None]
+            if rows:
+                out.setdefault((run.domain, run.strategy), {}).setdefault(int(record["round"]), []).extend(rows)
+    return {key: dict(sorted(value.items())) for key, value in sorted(out.items())}
+
+
+def _pseudo_summary(runset: RunSet) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for (domain, strategy), by_round in pseudo_label_rows(runset).items():
+        out.setdefault(domain, {})[strategy] = [
+            {"round": r,
+             "selected": compute_stats(float(p["true_dice"]) for p in rows if p.get("selected")),
+             "unselected": compute_stats(float(p["true_dice"]) for p in rows if not p.get("selected"))}
+            for r, rows in by_round.items()]
+    return out
+
+
+def _timings(runset: RunSet, strategies: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for strategy in strategies:
+        records = [r for run in runset.runs if run.strategy == strategy for r in run.rounds]
+        row: dict[str, Any] = {"n_rounds": len(records)}
+        for key in TIMING_KEYS:
+            row[key] = compute_stats((r.get("timings") or {}).get(key) for r in records)["mean"]
+        out[strategy] = row
+    return out
+
+
+def summarize_runs(runset: RunSet, *, early_fraction: float = 0.25) -> dict[str, Any]:
+    """Every per-(domain, strategy) number of the report, JSON-ready (no comparison statistics; see `compare_runs`).
+
+    Returns:
+        {"domains", "strategies", "runs", "bounds", "curves", "aubc", "final", "gap_closed", "per_class_dice",
+        "pseudo_labels", "timings", "early_fraction"}; "aubc"/"final"/... are {domain: {strategy: ...}}.
+    """
+    domains, strategies = runset.domains, runset.strategies
+    out: dict[str, Any] = {
+        "domains": domains, "strategies": strategies, "early_fraction": early_fraction,
+        "runs": [{"domain": r.domain, "strategy": r.strategy, "seed": r.seed, "path": str(r.path),
+                  "rounds_evaluated": len(r.rounds), "rounds_planned": r.rounds_planned, "complete": r.complete,
+                  "has_baseline": bool(r.baseline and r.baseline.get("mean_dice") is not None)}
+                 for r in sorted(runset.runs, key=lambda r: (r.domain, r.strategy, r.seed))],
+        "bounds": {d: {k: (runset.bounds.get(d, {}).get(k) or {}).get("mean_dice") for k in ("lower", "upper")}
+                   for d in domains},
+        "curves": {}, "aubc": {}, "final": {}, "gap_closed": {}, "per_class_dice": {},
+        "pseudo_labels": _pseudo_summary(runset), "timings": _timings(runset, strategies),
+    }
+    for domain in domains:
+        for strategy in strategies:
+            runs = runset.select(domain, strategy)
+            if not runs:
+                continue
+            out["curves"].setdefault(domain, {})[strategy] = _curves(runs)
+            per_seed = {str(r.seed): run_aubc(r) for r in runs}
+            out["aubc"].setdefault(domain, {})[strategy] = {
+                **compute_stats(per_seed.values()), "per_seed": per_seed,
+                "incomplete_seeds": [r.seed for r in runs if not r.complete]}
+            out["final"].setdefault(domain, {})[strategy] = {
+                "budget": compute_stats(float(r.rounds[-1]["labeled_total"]) for r in runs),
+                **{key: compute_stats(_final_metric(r, key) for r in runs) for key in FINAL_KEYS}}
+            gaps = [_gap(r, runset.bounds.get(domain), early_fraction) for r in runs]
+            if any(g[0] is not None for g in gaps):
+                out["gap_closed"].setdefault(domain, {})[strategy] = {
+                    "final": compute_stats(g[0] for g in gaps), "early": compute_stats(g[1] for g in gaps),
+                    "early_budget": compute_stats(g[2] for g in gaps)["mean"]}
+            classes = sorted({c for r in runs for c in ((r.final or {}).get("dice") or {})})
+            out["per_class_dice"].setdefault(domain, {})[strategy] = {
+                c: compute_stats(((r.final or {}).get("dice") or {}).get(c) for r in runs) for c in classes}
+    return out

@@ -1,0 +1,218 @@
+"""Campaigns: budget, config validation, the real annotation workflow, the lock, invalid labels, kill/resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assft.campaign.budget import Budget
+from assft.campaign.config import CampaignConfig
+from assft.campaign.engine import (
+    campaign_status,
+    finetune_round,
+    import_labels,
+    init_campaign,
+    next_round,
+    round_dir,
+)
+from assft.campaign.ledger import Ledger, campaign_lock
+from assft.config import ModelConfig, TrainConfig, parse_config
+from assft.data.io import write_label_map
+from assft.errors import BudgetError, CampaignError, ConfigError, UnknownNameError
+
+FINETUNE = {"train": {"steps": 2, "batch_size": 1, "patch_size": [16, 16, 16]}, "ssft_steps": 2}
+INFERENCE = {"roi_size": [16, 16, 16], "channels_last": False}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Ten 16^3 phantoms (6 pool, 4 test) and a 3-step source model."""
+    from assft.data import load_dataset, make_split, save_split
+    from assft.data.synthetic import make_phantom_dataset
+    from assft.finetune.supervised import train_supervised
+
+    root = tmp_path_factory.mktemp("campaign")
+    data = make_phantom_dataset(root / "data", 10, shape=(16, 16, 16), seed=0)
+    spec = load_dataset(data)
+    split = make_split(spec.case_ids, {"pool": 6, "test": 4}, 0)
+    save_split(root / "split.json", split, seed=0, fractions={}, dataset=data)
+    model = train_supervised(spec.subset(split["pool"][:2]), root / "src",
+                             model_config=ModelConfig(out_channels=5, params={"channels": (4, 8, 16), "strides": (2, 2)}),
+                             train_config=TrainConfig(steps=3, batch_size=2, patch_size=(16, 16, 16))).best
+    return {"root": root, "data": data, "split": split, "model": model, "spec": spec}
+
+
+def make_config(setup: dict, **overrides) -> CampaignConfig:
+    raw = {"model": str(setup["model"]), "pool": str(setup["data"]), "pool_ids": setup["split"]["pool"],
+           "test": str(setup["data"]), "test_ids": setup["split"]["test"], "budget": "2", "rounds": 2,
+           "strategy": "random", "finetune": FINETUNE, "inference": INFERENCE, **overrides}
+    return CampaignConfig.model_validate(raw)
+
+
+def test_budget_splits_over_rounds_without_overshoot() -> None:
+    budget = Budget(7, 3)
+    assert [budget.for_round(r) for r in (1, 2, 3)] == [3, 2, 2] and budget.spent_after(3) == 7
+    assert budget.clip(3, available=1) == 1
+    with pytest.raises(BudgetError, match="cannot be split over 3 rounds"):
+        Budget(2, 3)
+    with pytest.raises(BudgetError, match="outside 1..3"):
+        budget.for_round(4)
+
+
+def test_config_errors_are_clear(setup: dict, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="rounds: Value error, must be >= 1"):
+        parse_config({"model": "m.pt", "pool": "p", "rounds": 0}, CampaignConfig)
+    with pytest.raises(ConfigError, match="budgte: Extra inputs are not permitted"):
+        parse_config({"model": "m.pt", "pool": "p", "budgte": 3}, CampaignConfig)
+    with pytest.raises(UnknownNameError, match="Did you mean 'random'"):
+        init_campaign(tmp_path / "c", make_config(setup, strategy="randon"))
+    with pytest.raises(BudgetError, match="larger than the candidate pool of 6"):
+        init_campaign(tmp_path / "c", make_config(setup, budget="9"))
+    assert not (tmp_path / "c" / "campaign.yaml").exists()
+
+
+def _write_labels(setup: dict, folder: Path, case_ids: list[str], *, shape=(16, 16, 16), value=1, nan=False) -> None:
+    from assft.data.io import write_volume
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for case_id in case_ids:
+        label = np.zeros(shape, np.uint8)
+        label[4:8, 4:8, 4:8] = value
+        if nan:
+            write_volume(folder / f"{case_id}.nii.gz", np.where(label > 0, np.nan, 0).astype(np.float32))
+        else:
+            write_label_map(folder / f"{case_id}.nii.gz", label)
+
+
+def test_real_workflow_with_invalid_labels(setup: dict, tmp_path: Path) -> None:
+    camp = tmp_path / "camp"
+    init_campaign(camp, make_config(setup, oracle="folder"))
+    first = next_round(camp)
+    assert len(first["selected"]) == 1 and first["status"] == "queried"
+    assert next_round(camp)["selected"] == first["selected"]  # idempotent while awaiting labels
+    assert (round_dir(camp, 1) / "to_annotate.csv").exists()
+    assert len(list((round_dir(camp, 1) / "to_annotate").iterdir())) == 1
+    before = (camp / "ledger.json").read_bytes()
+    case = first["selected"][0]
+    bad = {
+        "wrong shape": dict(shape=(16, 16, 8)),
+        "not in dataset.json": dict(value=9),
+        "NaN": dict(nan=True),
+    }
+    for name, kwargs in bad.items():
+        folder = tmp_path / name.replace(" ", "_")
+        _write_labels(setup, folder, [case], **kwargs)
+        with pytest.raises(CampaignError, match="nothing was imported") as info:
+            import_labels(camp, folder)
+        assert case in str(info.value)
+        assert (camp / "ledger.json").read_bytes() == before and not (camp / "labels").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CampaignError, match=f"missing label for queried case {case}"):
+        import_labels(camp, tmp_path / "empty")
+    assert (camp / "ledger.json").read_bytes() == before
+    with pytest.raises(CampaignError, match="needs a round at step 'labeled'"):
+        finetune_round(camp)
+    _write_labels(setup, tmp_path / "good", [case])
+    assert import_labels(camp, tmp_path / "good")["labels_received"] == [case]
+    record = finetune_round(camp)
+    assert record["status"] == "evaluated" and record["labeled_total"] == 1
+    assert 0.0 <= record["metrics"]["mean_dice"] <= 1.0
+    assert all(p["case_id"] != case for p in record["pseudo_labels"])  # pseudo-labels never include labeled cases
+    status = campaign_status(camp)
+    assert status["next_step"] == "assft campaign next" and status["rounds"][0]["labeled_total"] == 1
+
+
+def test_lock_refuses_a_second_process(setup: dict, tmp_path: Path) -> None:
+    camp = tmp_path / "camp"
+    init_campaign(camp, make_config(setup))
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from assft.campaign.ledger import campaign_lock\n"
+        f"with campaign_lock({str(camp)!r}):\n    print('locked', flush=True); time.sleep(30)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(CampaignError, match=f"another assft process \\(pid {holder.pid}\\)"):
+            next_round(camp)
+    finally:
+        holder.kill()
+        holder.wait()
+    with campaign_lock(camp):  # released when the holder dies
+        pass
+
+
+def _simulate_cmd(setup: dict, out: Path) -> tuple[list[str], Path]:
+    config = {"out": str(out), "model": str(setup["model"]), "data": str(setup["data"]),
+              "split": str(setup["root"] / "split.json"), "domains": ["identity"], "strategies": ["assft"],
+              "seeds": [0], "budget": "2", "rounds": 2, "finetune": FINETUNE, "inference": INFERENCE,
+              "bounds": False}
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(json.dumps(config))
+    return [sys.executable, "-m", "assft.cli.app", "simulate", "--config", str(path)], out / "identity" / "assft" / "seed0"
+
+
+KILLER = """
+import os, signal, sys
+mode, n, config = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+count = [0]
+
+def die_after(fn):
+    def wrapper(*args, **kwargs):
+        if mode == "during":  # die inside the call: the step is half done
+            count[0] += 1
+            if count[0] == n:
+                os.kill(os.getpid(), signal.SIGKILL)
+        out = fn(*args, **kwargs)
+        if mode == "after":  # die right after the call: the step is recorded, the next not started
+            count[0] += 1
+            if count[0] == n:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return out
+    return wrapper
+
+from assft.campaign import ledger
+from assft.finetune import ssft
+if mode == "after":
+    ledger.Ledger.save = die_after(ledger.Ledger.save)
+else:
+    ssft.fit = die_after(ssft.fit)
+sys.argv = ["assft", "simulate", "--config", config]
+from assft.cli.app import main
+main()
+"""
+
+
+def _run_killed(config: Path, mode: str, n: int) -> int:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", KILLER, mode, str(n), str(config)], env=env, capture_output=True,
+                          timeout=300)
+    return proc.returncode
+
+
+@pytest.mark.slow
+def test_kill_and_resume_give_the_identical_ledger(setup: dict, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd, camp = _simulate_cmd(setup, tmp_path / "straight")
+    subprocess.run(cmd, check=True, env=env, capture_output=True)
+    reference = Ledger.load(camp).canonical()
+    assert [r["status"] for r in reference["rounds"]] == ["evaluated", "evaluated"]
+
+    cmd, camp = _simulate_cmd(setup, tmp_path / "killed")
+    config = Path(cmd[-1])
+    ledger = camp / "ledger.json"
+    # kill -9 after the 3rd ledger write (round 1 queried), inside the first fine-tuning (round 1 labeled, model
+    # half-trained), then after the 2nd write of the resumed run (round 1 finetuned/evaluated): each leaves work to do
+    for mode, n in (("after", 3), ("during", 1), ("after", 2)):
+        assert _run_killed(config, mode, n) == -signal.SIGKILL
+        assert "finished_at" not in json.loads(ledger.read_text())["meta"]
+    subprocess.run(cmd, check=True, env=env, capture_output=True)
+    resumed = Ledger.load(camp).canonical()
+    assert resumed == reference

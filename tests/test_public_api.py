@@ -1,0 +1,32 @@
+"""The public API: every re-exported name resolves, has a docstring, and importing assft is side-effect free."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import assft
+
+
+def test_every_export_resolves_and_is_documented() -> None:
+    for name in assft.__all__:
+        value = getattr(assft, name)
+        if callable(value) and not isinstance(value, type(assft)):
+            assert (value.__doc__ or "").strip(), f"{name} has no docstring"
+
+
+def test_import_is_light_and_configures_nothing() -> None:
+    code = ("import logging, sys; import assft; "
+            "assert 'torch' not in sys.modules and 'monai' not in sys.modules, 'heavy import'; "
+            "assert not logging.getLogger().handlers, 'logging configured'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    try:
+        assft.no_such_name  # noqa: B018
+    except AttributeError as exc:
+        assert "no_such_name" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")
