@@ -14,14 +14,6 @@ from assft.models import build_from_checkpoint, head_keys, load_checkpoint
 from assft.pretrain import GenesisUNet3D, detect_format, import_weights
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def swin_state() -> dict[str, torch.Tensor]:
     """A small MONAI SwinUNETR (feature_size 12, 3 classes): the reference weights every Swin format is made from."""

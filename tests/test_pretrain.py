@@ -30,15 +30,6 @@ INFERENCE = InferenceConfig(roi_size=(16, 16, 16), sw_batch_size=1, channels_las
 RECIPE = PretrainConfig(patch_size=16, batch_size=4, steps=10, lr=3e-3, save_every=5)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two OpenMP threads on a shared 2-core machine are much slower for these tiny tensors."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory):
     """Four 16^3 phantoms (labels are ignored by pre-training)."""

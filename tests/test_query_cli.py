@@ -19,15 +19,6 @@ from assft.models import build_model, load_checkpoint, make_checkpoint, save_che
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two OpenMP threads on a shared 2-core machine are ~20x slower for these tiny tensors."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """Six 16^3 phantoms and a tiny BatchNorm UNet checkpoint (and an InstanceNorm one)."""

@@ -31,15 +31,6 @@ TINY = {"channels": (4, 8, 16), "strides": (2, 2)}
 META = {"train_config": {"patch_size": [16, 16, 16]}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two OpenMP threads on a shared 2-core machine are ~20x slower for these tiny tensors."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture()
 def inference() -> InferenceConfig:
     return InferenceConfig(roi_size=(16, 16, 16), sw_batch_size=1, channels_last=False)

@@ -22,15 +22,6 @@ from assft.models import build_from_checkpoint, build_model, head_keys, load_che
 PARAMS = {"channels": (4, 8, 16), "strides": (2, 2)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # On the shared 2-core machine two intra-op threads are ~50x slower than one for these tiny nets.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _checkpoint(path: Path, out_channels: int, labels: dict[int, str], kind: str = "supervised", seed: int = 0) -> Path:
     config = ModelConfig(name="unet", out_channels=out_channels, params=PARAMS)
     torch.manual_seed(seed)

@@ -21,14 +21,6 @@ from assft.reporting.pseudo_labels_plot import plot_pseudo_label_dice
 TINY = ["--steps", "2", "--ssft-steps", "2", "--batch-size", "2", "--patch", "16", "--seed", "0"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture()
 def tiny_checkpoint(tmp_path: Path) -> Path:
     config = ModelConfig(name="unet", out_channels=5, params={"channels": (4, 8, 16), "strides": (2, 2)})

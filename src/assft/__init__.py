@@ -30,13 +30,17 @@ _EXPORTS: dict[str, str] = {
     # training, fine-tuning, evaluation
     "train_supervised": "assft.finetune.supervised", "fit": "assft.finetune.trainer",
     "run_ssft": "assft.finetune.ssft", "FinetuneConfig": "assft.finetune.config",
-    "PseudoLabelConfig": "assft.finetune.config",
+    "PseudoLabelConfig": "assft.finetune.config", "SSFTResult": "assft.finetune.ssft",
+    "pseudo_weight_ramp": "assft.finetune.ssft", "select_reliable": "assft.finetune.pseudo_labels",
+    "plot_pseudo_label_dice": "assft.reporting.pseudo_labels_plot",
     "evaluate_checkpoint": "assft.evaluation",
     "compute_case_metrics": "assft.metrics", "compute_aubc": "assft.metrics", "paired_test": "assft.metrics",
     "win_matrix": "assft.metrics",
     # query
     "run_query": "assft.query", "QueryConfig": "assft.query", "QueryResult": "assft.query",
-    "STRATEGIES": "assft.query", "compute_fingerprint": "assft.query",
+    "STRATEGIES": "assft.query", "compute_fingerprint": "assft.query", "Need": "assft.query",
+    "CaseSummary": "assft.query", "make_strategy": "assft.query", "attach_fingerprint": "assft.query",
+    "load_query_model": "assft.query", "iter_summaries": "assft.query",
     # pre-training
     "pretrain_ssl": "assft.pretrain", "import_weights": "assft.pretrain", "PretrainConfig": "assft.pretrain",
     "IMPORT_FORMATS": "assft.pretrain",

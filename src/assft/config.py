@@ -82,16 +82,23 @@ class TrainConfig(_Config):
         return v
 
 
-def load_config(path: str | Path, model: type[BaseModel]) -> BaseModel:
-    """Load YAML/JSON into `model`; errors name the file, the field and the fix."""
+def read_yaml(path: str | Path, *, missing_fix: str = "check the path") -> dict[str, Any]:
+    """Read a YAML (or JSON) mapping; a missing file, bad syntax or a non-mapping is a ConfigError naming the file."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError("config file not found.", path=path, fix="check the path")
+        raise ConfigError("config file not found.", path=path, fix=missing_fix)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML ({exc}).", path=path, fix="fix the syntax") from exc
-    return parse_config(raw, model, source=path)
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping of option: value.", path=path, fix="see the documented config fields")
+    return raw
+
+
+def load_config(path: str | Path, model: type[BaseModel]) -> BaseModel:
+    """Load YAML/JSON into `model`; errors name the file, the field and the fix."""
+    return parse_config(read_yaml(path), model, source=path)
 
 
 def parse_config(raw: dict[str, Any], model: type[BaseModel], source: str | Path | None = None) -> BaseModel:

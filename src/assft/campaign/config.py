@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, field_validator
 
-from assft.config import InferenceConfig, _Config, parse_config
+from assft.config import InferenceConfig, _Config, parse_config, read_yaml
 from assft.errors import ConfigError
 from assft.utils.atomic import atomic_write_text
 
@@ -53,8 +53,4 @@ def load_campaign_config(campaign_dir: str | Path) -> CampaignConfig:
     if not path.exists():
         raise ConfigError("not a campaign directory (no campaign.yaml).", path=campaign_dir,
                           fix="create one with `assft campaign init`")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML ({exc}).", path=path, fix="fix the syntax") from exc
-    return parse_config(raw, CampaignConfig, source=path)  # type: ignore[return-value]
+    return parse_config(read_yaml(path), CampaignConfig, source=path)  # type: ignore[return-value]  # type: ignore[return-value]

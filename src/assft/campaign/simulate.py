@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field
 
 from assft.campaign.config import CampaignConfig
 from assft.campaign.engine import evaluate_on_test, init_campaign, load_pool, run_campaign
-from assft.config import InferenceConfig, _Config, parse_config
+from assft.config import InferenceConfig, _Config, parse_config, read_yaml
 from assft.errors import ConfigError
 from assft.utils.atomic import atomic_write_json
 from assft.utils.seeding import derive_seed
@@ -46,12 +45,7 @@ class SimulationConfig(_Config):
 def load_simulation_config(path: str | Path) -> SimulationConfig:
     """Read and validate an experiment YAML; relative paths are taken relative to the YAML file."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError("experiment config not found.", path=path, fix="check the path")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML ({exc}).", path=path, fix="fix the syntax") from exc
+    raw = read_yaml(path)
     for key in ("out", "model", "pretrained", "data", "split"):
         if isinstance(raw.get(key), str) and not Path(raw[key]).is_absolute():
             raw[key] = str((path.parent / raw[key]).resolve())
@@ -110,8 +104,10 @@ def compute_bounds(config: SimulationConfig, domain: str) -> dict[str, Any]:
     lower = evaluate_on_test(config.model, cell) if load_checkpoint(config.model).kind == "supervised" else None
     raw = dict(config.finetune)
     ft = parse_config({**raw, "seed": derive_seed(0, "upper-bound")}, FinetuneConfig)
-    # Same optimisation budget as one round's two stages, all of it on the fully labeled pool.
-    ft = ft.model_copy(update={"ssft_steps": 0, "train": ft.train.model_copy(update={"steps": ft.train.steps + ft.ssft_steps}),
+    # The optimisation budget a whole campaign spends (every round's two stages), all on the fully labeled pool;
+    # with one round's worth the campaigns, which keep training round after round, overtook the "upper" bound.
+    steps = config.rounds * (ft.train.steps + ft.ssft_steps)
+    ft = ft.model_copy(update={"ssft_steps": 0, "train": ft.train.model_copy(update={"steps": steps}),
                                "pseudo": ft.pseudo.model_copy(update={"reliability": "none"})})
     result = run_ssft(config.model, pool.cases, [], Path(config.out) / domain / "upper_bound", ft,
                       labels=pool.labels or None, pretrained=config.pretrained or config.model)

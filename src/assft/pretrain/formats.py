@@ -44,16 +44,9 @@ IMPORT_FORMATS: Registry[ImportFormat] = Registry("import format")
 
 def strip_wrappers(state: StateDict, prefixes: tuple[str, ...] = WRAPPER_PREFIXES) -> StateDict:
     """Remove DataParallel / wrapper prefixes (`module.`, `backbone.`, `model.`) from every key, repeatedly."""
-    out = {}
-    for key, value in state.items():
-        changed = True
-        while changed:
-            changed = False
-            for p in prefixes:
-                if key.startswith(p):
-                    key, changed = key[len(p):], True
-        out[key] = value
-    return out
+    from assft.models.checkpoint import strip_prefixes
+
+    return strip_prefixes(state, prefixes)
 
 
 def detect_format(state: StateDict) -> str | None:
