@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+from assft.utils.provenance import run_provenance  # noqa: E402
 
 
 def run(cmd: list[str]) -> float:
@@ -76,16 +76,9 @@ def main() -> None:
         result = summarize_metrics(evaluate_checkpoint(model, load_dataset(shifted)))
         dice = result["mean_dice"]["mean"]
         rows.append({"domain": domain, "mean_dice": dice, "drop": source["mean_dice"]["mean"] - dice})
-    import torch
-
-    import assft
 
     out = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}",
-        "versions": {"assft": assft.__version__, "torch": torch.__version__, "python": platform.python_version()},
-        "git_sha": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                  cwd=ROOT).stdout.strip(),
+        **run_provenance(ROOT),
         "train_cases": 40, "test_cases": 20, "steps": args.steps, "train_seconds": train_s, "eval_seconds": eval_s,
         "source_summary": {"mean_dice": source["mean_dice"], "mean_hd95": source["mean_hd95"],
                            "mean_nsd": source["mean_nsd"]},

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
-import subprocess
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+
+from assft.utils.provenance import run_provenance  # noqa: E402
 
 
 def main() -> None:
@@ -66,12 +65,8 @@ def main() -> None:
         keep = (subs == sub) | ~shifted
         rows.append({"sub_domain": sub, "n": int((subs == sub).sum()),
                      "auroc": float(roc_auc_score(shifted[keep], scores[keep]))})
-    import torch
 
-    out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, CPU",
-           "git_sha": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                     cwd=ROOT).stdout.strip(),
+    out = {**run_provenance(ROOT),
            "model": str(args.model), "n_pool": len(ids), "n_unshifted": int((~shifted).sum()),
            "note": "simulated shifts on single-site MSD hippocampus", "rows": rows,
            "kd_mean_shifted": float(scores[shifted].mean()), "kd_mean_unshifted": float(scores[~shifted].mean())}

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+
+from assft.utils.provenance import run_provenance  # noqa: E402
 
 
 def parse_ints(text: str) -> list[int]:
@@ -124,14 +123,8 @@ def main() -> None:
                             "ssl_wins": int((diffs > 0).sum())},
         })
 
-    import assft
-
     result = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {args.threads} torch thread(s), {platform.processor() or 'cpu'} (shared)",
-        "versions": {"assft": assft.__version__, "torch": torch.__version__, "python": platform.python_version()},
-        "git_sha": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                  cwd=ROOT).stdout.strip(),
+        **run_provenance(ROOT),
         "split": {k: len(v) for k, v in split.items()}, "split_seed": 0,
         "model": "unet (ModelConfig defaults)",
         "ssl": ssl_info, "finetune": {"steps": args.ft_steps, "batch_size": args.batch_size, "patch": [40, 56, 40]},

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+from assft.utils.provenance import run_provenance  # noqa: E402
 
 
 def main() -> None:
@@ -60,16 +59,9 @@ def main() -> None:
                                                             f"({time.perf_counter() - start:.0f} s)", flush=True))
     out = args.results / args.preset
     report = write_report(work / "runs", out)
-    import torch
-
-    import assft
 
     provenance = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, no GPU",
-        "versions": {"assft": assft.__version__, "torch": torch.__version__, "python": platform.python_version()},
-        "git_sha": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                  cwd=ROOT).stdout.strip(),
+        **run_provenance(ROOT),
         "preset": preset, "domains": domains, "seconds": time.perf_counter() - start,
         "note": "target domains are simulated shifts of single-site MSD hippocampus data",
     }
