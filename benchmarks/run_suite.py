@@ -1,15 +1,20 @@
 """Strategy comparison on real volumes: source model, simulated target domains, campaigns, bounds, report.
 
-Presets live in benchmarks/configs/{quick,full}.yaml. Everything is cached in --work and resumes after an
-interruption (campaign ledgers, bounds, the source model). Results (report.md/html, summary.json, PNGs, and a
-provenance.json with date, machine, versions and git SHA) are written to benchmarks/results/<preset>/.
+Presets live in benchmarks/configs/<preset>.yaml: `quick` (<= 10 min), `full` (one domain <= 60 min; pass
+--domains to run one at a time), `ablations` (method.md's ablations as named arms, scored on a validation split, never
+on the test split) and `ssl` (the SSL-pretrained source-model arm). Everything is cached in --work and resumes after
+an interruption (campaign ledgers, bounds, the source model, shared by presets with the same source split). Results
+(report.md/html, summary.json, PNGs, and a provenance.json with date, machine, versions and git SHA) are written to
+benchmarks/results/<preset>/ from every campaign found in the preset's work folder.
 
 Usage: python benchmarks/run_suite.py --preset quick [--data ../shared/data/hippocampus] [--domains bias,t2like]
+       [--only assft,random] [--threads 1] [--report-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import tempfile
 import time
@@ -18,54 +23,89 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+PRESETS = ROOT / "benchmarks" / "configs"
 
 from assft.utils.provenance import run_provenance  # noqa: E402
 
 
+def source_model(preset: dict, spec, split: dict, work: Path) -> Path:
+    """The start model θ: supervised on the source split, or SSL-pretrained on its images (cached by recipe)."""
+    source = preset.get("source", {"kind": "supervised", "steps": 300})
+    kind, steps = source["kind"], int(source["steps"])
+    key = hashlib.sha256(json.dumps([kind, steps, sorted(split["source"])]).encode()).hexdigest()[:10]
+    folder = work / f"source-{kind}-{key}"
+    path = folder / ("best.pt" if kind == "supervised" else "ssl.pt")
+    if path.exists():
+        return path
+    print(f"{kind} source model on {len(split['source'])} unshifted cases, {steps} steps", flush=True)
+    if kind == "supervised":
+        from assft.config import ModelConfig, TrainConfig
+        from assft.finetune.supervised import train_supervised
+
+        train_supervised(spec.subset(split["source"]), folder, model_config=ModelConfig(),
+                         train_config=TrainConfig(steps=steps, seed=0, val_every=steps))
+    elif kind == "ssl":
+        from assft.pretrain import PretrainConfig, pretrain_ssl
+
+        pretrain_ssl(spec.subset(split["source"]), path, config=PretrainConfig(steps=steps, seed=0), resume=True)
+    else:
+        raise SystemExit(f"unknown source kind {kind!r} (supervised or ssl)")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="quick", choices=["quick", "full"])
+    parser.add_argument("--preset", default="quick", choices=sorted(p.stem for p in PRESETS.glob("*.yaml")))
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "hippocampus")
     parser.add_argument("--domains", default=None, help="Comma-separated subset of the preset's domains.")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "assft_suite")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--only", default=None, help="Comma-separated subset of the preset's strategies and arms.")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (1 when two suites share 2 cores).")
+    parser.add_argument("--report-only", action="store_true", help="Only rebuild the report from the work folder.")
     args = parser.parse_args()
-    preset = yaml.safe_load((ROOT / "benchmarks" / "configs" / f"{args.preset}.yaml").read_text())
+    preset = yaml.safe_load((PRESETS / f"{args.preset}.yaml").read_text())
     domains = args.domains.split(",") if args.domains else preset["domains"]
+    strategies, arms = preset.get("strategies", []), preset.get("arms", {})
+    if args.only:
+        only = args.only.split(",")
+        unknown = sorted(set(only) - set(strategies) - set(arms))
+        if unknown:
+            raise SystemExit(f"--only: {unknown} are not strategies or arms of the {args.preset} preset")
+        strategies, arms = [s for s in strategies if s in only], {k: v for k, v in arms.items() if k in only}
+
+    import torch
 
     from assft.campaign.simulate import SimulationConfig, run_simulation
-    from assft.config import ModelConfig, TrainConfig
     from assft.data import load_dataset, make_split, save_split
-    from assft.finetune.supervised import train_supervised
     from assft.reporting import write_report
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     work = args.work / args.preset
     work.mkdir(parents=True, exist_ok=True)
-    spec = load_dataset(args.data)
-    split = make_split(spec.case_ids, preset["split"], seed=0)
-    save_split(work / "split.json", split, seed=0, fractions=preset["split"], dataset=args.data)
-    model = work / "source" / "best.pt"
-    if not model.exists():
-        print(f"training the source model on {len(split['source'])} unshifted cases", flush=True)
-        train_supervised(spec.subset(split["source"]), work / "source", model_config=ModelConfig(),
-                         train_config=TrainConfig(steps=preset["source_steps"], seed=0,
-                                                  val_every=preset["source_steps"]))
-    experiment = SimulationConfig(
-        out=str(work / "runs"), model=str(model), data=str(args.data), split=str(work / "split.json"),
-        domains=domains, strategies=preset["strategies"], seeds=preset["seeds"], budget=preset["budget"],
-        rounds=preset["rounds"], finetune=preset["finetune"])
-    run_simulation(experiment, on_campaign=lambda d: print(f"finished {d.relative_to(work)} "
-                                                            f"({time.perf_counter() - start:.0f} s)", flush=True))
+    if not args.report_only:
+        spec = load_dataset(args.data)
+        split = make_split(spec.case_ids, preset["split"], seed=0)
+        save_split(work / "split.json", split, seed=0, fractions=preset["split"], dataset=args.data)
+        model = source_model(preset, spec, split, args.work)
+        experiment = SimulationConfig(
+            out=str(work / "runs"), model=str(model), data=str(args.data), split=str(work / "split.json"),
+            test_subset=preset.get("test_subset", "test"), domains=domains, strategies=strategies,
+            arms=arms, seeds=preset["seeds"], budget=preset["budget"], rounds=preset["rounds"],
+            query=preset.get("query", {}), finetune=preset["finetune"])
+        run_simulation(experiment, on_campaign=lambda d: print(f"finished {d.relative_to(work)} "
+                                                                f"({time.perf_counter() - start:.0f} s)", flush=True))
     out = args.results / args.preset
     report = write_report(work / "runs", out)
-
     provenance = {
         **run_provenance(ROOT),
-        "preset": preset, "domains": domains, "seconds": time.perf_counter() - start,
+        "preset": preset, "domains": domains, "seconds": time.perf_counter() - start, "threads": args.threads,
         "note": "target domains are simulated shifts of single-site MSD hippocampus data",
     }
-    (out / "provenance.json").write_text(json.dumps(provenance, indent=2))
+    name = "provenance.json" if args.domains is None else f"provenance_{'_'.join(domains)}.json"
+    (out / name).write_text(json.dumps(provenance, indent=2))
     print(f"done in {provenance['seconds']:.0f} s; report {report.markdown}")
 
 

@@ -93,6 +93,10 @@ def test_foreground_mask_otsu_is_clipped_and_fixed_is_fixed() -> None:
     assert tau == pytest.approx(0.1) and not mask.any()
     mask, tau = compute_foreground_mask(probs, method="fixed", fixed=0.02)
     assert tau == 0.02 and int(mask.sum()) == 32
+    probs[0] = 1.0  # certain background everywhere: "none" still keeps every voxel (whole-volume ablation)
+    probs[1] = 0.0
+    mask, tau = compute_foreground_mask(probs, method="none")
+    assert tau == 0.0 and bool(mask.all())
 
 
 def _two_region(fg_probs: tuple[float, ...], bg_probs: tuple[float, ...], fg_slices: int = 2) -> torch.Tensor:

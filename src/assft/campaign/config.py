@@ -27,6 +27,7 @@ class CampaignConfig(_Config):
     budget: str = "20%"  # total volumes: N or P% of the pool
     rounds: int = 3
     strategy: str = "assft"
+    arm: str | None = None  # display name of a variant (e.g. "assft+ssft"); reports group by it (default: strategy)
     query: dict = Field(default_factory=dict)  # QueryConfig fields (validated by assft.query)
     finetune: dict = Field(default_factory=dict)  # FinetuneConfig fields (validated by assft.finetune)
     inference: InferenceConfig | None = None
@@ -53,4 +54,4 @@ def load_campaign_config(campaign_dir: str | Path) -> CampaignConfig:
     if not path.exists():
         raise ConfigError("not a campaign directory (no campaign.yaml).", path=campaign_dir,
                           fix="create one with `assft campaign init`")
-    return parse_config(read_yaml(path), CampaignConfig, source=path)  # type: ignore[return-value]  # type: ignore[return-value]
+    return parse_config(read_yaml(path), CampaignConfig, source=path)  # type: ignore[return-value]

@@ -2,6 +2,9 @@
 
 Layout: OUT/{domain}/{strategy}/seed{S}/ (one campaign each) and OUT/{domain}/bounds.json. Everything resumes:
 a finished campaign is skipped, an unfinished one continues from its ledger, bounds are computed once.
+
+Arms are named variants for ablations: `arms: {assft-sum: {strategy: assft, query: {dkd_combine: sum}}}` runs
+into OUT/{domain}/assft-sum/seed{S} with the arm's query/fine-tuning settings merged over the experiment's.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from assft.campaign.config import CampaignConfig
 from assft.campaign.engine import evaluate_on_test, init_campaign, load_pool, run_campaign
@@ -18,6 +21,22 @@ from assft.config import InferenceConfig, _Config, parse_config, read_yaml
 from assft.errors import ConfigError
 from assft.utils.atomic import atomic_write_json
 from assft.utils.seeding import derive_seed
+
+
+class ArmConfig(_Config):
+    """A named variant of a strategy: its query and fine-tuning settings override the experiment's (deep merge)."""
+
+    strategy: str
+    query: dict = Field(default_factory=dict)
+    finetune: dict = Field(default_factory=dict)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """`base` with `override` applied recursively (nested dicts merge; other values replace)."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 class SimulationConfig(_Config):
@@ -33,6 +52,7 @@ class SimulationConfig(_Config):
     domains: list[str] = Field(default_factory=lambda: ["identity"])
     domain_seed: int = 0
     strategies: list[str] = Field(default_factory=lambda: ["assft", "random", "fg-random"])
+    arms: dict[str, ArmConfig] = Field(default_factory=dict)  # named variants, run after `strategies`
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     budget: str = "20%"
     rounds: int = 3
@@ -40,6 +60,13 @@ class SimulationConfig(_Config):
     finetune: dict = Field(default_factory=dict)
     inference: InferenceConfig | None = None
     bounds: bool = True
+
+    @model_validator(mode="after")
+    def _arm_names(self) -> SimulationConfig:
+        clash = sorted(set(self.arms) & set(self.strategies))
+        if clash:
+            raise ValueError(f"arm names {clash} are also strategies; campaigns would share a folder")
+        return self
 
 
 def load_simulation_config(path: str | Path) -> SimulationConfig:
@@ -77,13 +104,21 @@ def _ids(config: SimulationConfig) -> tuple[list[str] | None, list[str] | None]:
     return splits[config.pool_subset], splits[config.test_subset]
 
 
-def campaign_config(config: SimulationConfig, domain: str, strategy: str, seed: int) -> CampaignConfig:
-    """The campaign of one grid cell."""
+def campaign_config(config: SimulationConfig, domain: str, strategy: str, seed: int,
+                    arm: str | None = None) -> CampaignConfig:
+    """The campaign of one grid cell (`arm`: the name of one of `config.arms`, else a plain strategy)."""
     pool_ids, test_ids = _ids(config)
     data = _domain_data(config, domain)
+    query, finetune = config.query, config.finetune
+    if arm is not None:
+        if arm not in config.arms:
+            raise ConfigError(f"unknown arm {arm!r} (arms: {', '.join(config.arms) or 'none'}).",
+                              fix="add it under `arms:` in the experiment YAML")
+        spec = config.arms[arm]
+        strategy, query, finetune = spec.strategy, deep_merge(query, spec.query), deep_merge(finetune, spec.finetune)
     return CampaignConfig(model=config.model, pretrained=config.pretrained, pool=data, pool_ids=pool_ids, test=data,
-                          test_ids=test_ids, budget=config.budget, rounds=config.rounds, strategy=strategy,
-                          query=config.query, finetune=config.finetune, inference=config.inference,
+                          test_ids=test_ids, budget=config.budget, rounds=config.rounds, strategy=strategy, arm=arm,
+                          query=query, finetune=finetune, inference=config.inference,
                           oracle="ground_truth", seed=seed)
 
 
@@ -127,10 +162,11 @@ def run_simulation(config: SimulationConfig, *, show_progress: bool | None = Non
     for domain in config.domains:
         if config.bounds:
             compute_bounds(config, domain)
-        for strategy in config.strategies:
+        cells = [(strategy, None) for strategy in config.strategies] + [(None, arm) for arm in config.arms]
+        for strategy, arm in cells:
             for seed in config.seeds:
-                campaign_dir = out / domain / strategy / f"seed{seed}"
-                init_campaign(campaign_dir, campaign_config(config, domain, strategy, seed))
+                campaign_dir = out / domain / (arm or strategy) / f"seed{seed}"
+                init_campaign(campaign_dir, campaign_config(config, domain, strategy or "", seed, arm))
                 run_campaign(campaign_dir, show_progress=show_progress)
                 dirs.append(campaign_dir)
                 if on_campaign is not None:

@@ -33,7 +33,7 @@ class QueryConfig(BaseModel):
     budget: int | str = "10%"  # N volumes or "P%" of the candidate pool (pool minus labeled cases)
     alpha: float = 0.5  # Q = alpha * norm(DKD) + (1 - alpha) * norm(ASD)
     dkd_combine: Literal["product", "sum"] = "product"  # DKD = norm(KD) * Div, or (norm(KD) + norm(Div)) / 2
-    asd_threshold: Literal["otsu", "fixed"] = "otsu"  # foreground threshold tau on 1 - p0
+    asd_threshold: Literal["otsu", "fixed", "none"] = "otsu"  # tau on 1 - p0; "none": the whole volume (ablation)
     asd_fixed_threshold: float = 0.5
     asd_threshold_clip: tuple[float, float] = (0.1, 0.9)  # Otsu's tau is clipped to this range
     asd_reduce: Literal["class_balanced", "mean"] = "class_balanced"

@@ -67,7 +67,8 @@ def compute_foreground_mask(probs: torch.Tensor, method: str = "otsu", fixed: fl
                             clip: tuple[float, float] = (0.1, 0.9), bins: int = 256) -> tuple[torch.Tensor, float]:
     """Adaptive foreground Omega = {v : 1 - p0_v >= tau}: probs (C, D, H, W) -> (mask (D, H, W) bool, tau).
 
-    tau is Otsu's threshold of 1 - p0 over the volume clipped to `clip` (method "otsu"), or `fixed`.
+    tau is Otsu's threshold of 1 - p0 over the volume clipped to `clip` (method "otsu"), or `fixed`; method "none"
+    keeps every voxel (whole-volume entropy, the ablation of the foreground restriction).
     """
     _check_probs(probs)
     foreground = 1.0 - probs[0].float()
@@ -75,8 +76,10 @@ def compute_foreground_mask(probs: torch.Tensor, method: str = "otsu", fixed: fl
         tau = min(max(compute_otsu_threshold(foreground, bins), clip[0]), clip[1])
     elif method == "fixed":
         tau = float(fixed)
+    elif method == "none":
+        tau = 0.0
     else:
-        raise ConfigError(f"unknown foreground threshold {method!r}.", fix="use 'otsu' or 'fixed'")
+        raise ConfigError(f"unknown foreground threshold {method!r}.", fix="use 'otsu', 'fixed' or 'none'")
     return foreground >= tau, tau
 
 

@@ -128,7 +128,9 @@ def _read_run(ledger_path: Path, root: Path) -> RunData | str:
     folder = ledger_path.parent
     meta = data.get("meta") or {}
     config = _campaign_yaml(folder)
-    strategy = meta.get("strategy") or config.get("strategy") or (folder.parent.name if folder != root else None)
+    # A named arm (a strategy with other query/fine-tuning settings) is reported under its own name.
+    strategy = (meta.get("arm") or config.get("arm") or meta.get("strategy") or config.get("strategy")
+                or (folder.parent.name if folder != root else None))
     seed = meta.get("seed", config.get("seed"))
     if seed is None and folder.name.startswith("seed") and folder.name[4:].isdigit():
         seed = int(folder.name[4:])

@@ -1,0 +1,101 @@
+"""Named arms of a simulation: settings merge over the experiment's, runs land in their own folder and report name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from assft.campaign.config import load_campaign_config
+from assft.campaign.simulate import SimulationConfig, campaign_config, deep_merge, run_simulation
+from assft.errors import ConfigError
+from assft.finetune.config import FinetuneConfig
+from assft.query.config import QueryConfig
+from assft.reporting.runs import load_runs
+
+from test_campaign import FINETUNE, INFERENCE, setup  # noqa: F401  (module-scoped phantom fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_deep_merge_keeps_nested_siblings() -> None:
+    base = {"train": {"steps": 20, "batch_size": 2}, "ssft_steps": 0, "pseudo": {"reliability": "none", "qc": 0.5}}
+    merged = deep_merge(base, {"ssft_steps": 20, "pseudo": {"reliability": "both"}})
+    assert merged == {"train": {"steps": 20, "batch_size": 2}, "ssft_steps": 20,
+                      "pseudo": {"reliability": "both", "qc": 0.5}}
+    assert base["pseudo"]["reliability"] == "none"  # the base is not modified
+
+
+def _experiment(setup: dict, out: Path, **overrides) -> SimulationConfig:  # noqa: F811
+    raw = {"out": str(out), "model": str(setup["model"]), "data": str(setup["data"]),
+           "split": str(setup["root"] / "split.json"), "strategies": ["random"], "seeds": [0], "budget": "2",
+           "rounds": 1, "finetune": {**FINETUNE, "ssft_steps": 0, "pseudo": {"reliability": "none"}},
+           "inference": INFERENCE, "bounds": False, **overrides}
+    return SimulationConfig.model_validate(raw)
+
+
+def test_arm_settings_override_the_experiment(setup: dict, tmp_path: Path) -> None:  # noqa: F811
+    config = _experiment(setup, tmp_path, arms={"random+ssft": {"strategy": "random",
+                                                                "finetune": {"ssft_steps": 2,
+                                                                             "pseudo": {"reliability": "all"}}}})
+    cell = campaign_config(config, "identity", "", 0, arm="random+ssft")
+    assert cell.arm == "random+ssft" and cell.strategy == "random"
+    assert cell.finetune["ssft_steps"] == 2 and cell.finetune["pseudo"] == {"reliability": "all"}
+    assert cell.finetune["train"] == FINETUNE["train"]
+    plain = campaign_config(config, "identity", "random", 0)
+    assert plain.arm is None and plain.finetune["ssft_steps"] == 0
+    with pytest.raises(ConfigError, match="unknown arm 'nope'"):
+        campaign_config(config, "identity", "", 0, arm="nope")
+
+
+def test_arm_name_may_not_be_a_strategy(setup: dict, tmp_path: Path) -> None:  # noqa: F811
+    with pytest.raises(ValueError, match="also strategies"):
+        _experiment(setup, tmp_path, arms={"random": {"strategy": "random"}})
+
+
+def test_arms_run_into_their_folder_and_report_under_their_name(setup: dict, tmp_path: Path) -> None:  # noqa: F811
+    config = _experiment(setup, tmp_path, arms={"random-mean": {"strategy": "random", "query": {"asd_reduce": "mean"}}})
+    dirs = run_simulation(config, show_progress=False)
+    assert [d.relative_to(tmp_path).as_posix() for d in dirs] == ["identity/random/seed0", "identity/random-mean/seed0"]
+    assert load_campaign_config(dirs[1]).query == {"asd_reduce": "mean"}
+    runs = load_runs(tmp_path)
+    assert sorted(r.strategy for r in runs.runs) == ["random", "random-mean"]
+    assert all(len(r.rounds) == 1 for r in runs.runs)
+
+
+def test_benchmark_presets_are_valid_experiments() -> None:
+    for path in sorted((ROOT / "benchmarks" / "configs").glob("*.yaml")):
+        preset = yaml.safe_load(path.read_text())
+        config = SimulationConfig(out="o", model="m", data="d", strategies=preset.get("strategies", []),
+                                  arms=preset.get("arms", {}), seeds=preset["seeds"], budget=preset["budget"],
+                                  rounds=preset["rounds"], finetune=preset["finetune"])
+        assert config.seeds and (config.strategies or config.arms), path.name
+        for arm in config.arms.values():  # every arm's merged settings are valid query / fine-tuning configs
+            FinetuneConfig.model_validate(deep_merge(config.finetune, arm.finetune))
+            QueryConfig.model_validate(deep_merge(config.query, {**arm.query, "strategy": arm.strategy}))
+
+
+def test_simulation_from_an_ssl_only_model(setup: dict, tmp_path: Path) -> None:  # noqa: F811
+    """The SSL-pretrained source arm: cold-start query (DKD only), a new head in round 1, no lower bound."""
+    from assft.config import InferenceConfig, ModelConfig
+    from assft.data import load_dataset
+    from assft.models.checkpoint import load_checkpoint
+    from assft.pretrain import PretrainConfig, pretrain_ssl
+
+    spec = load_dataset(setup["data"])
+    ssl = pretrain_ssl(spec.subset(setup["split"]["test"]), tmp_path / "ssl.pt",
+                       model_config=ModelConfig(params={"channels": (4, 8, 16), "strides": (2, 2)}),
+                       config=PretrainConfig(patch_size=16, batch_size=2, steps=2),
+                       inference=InferenceConfig(**INFERENCE)).checkpoint
+    assert load_checkpoint(ssl).kind == "ssl-only"
+    config = _experiment(setup, tmp_path / "runs", model=str(ssl), strategies=["assft"], rounds=2, bounds=True)
+    (campaign,) = run_simulation(config, show_progress=False)
+    runs = load_runs(tmp_path / "runs")
+    (run,) = runs.runs
+    assert run.baseline is None and len(run.rounds) == 2
+    assert [r["labeled_total"] for r in run.rounds] == [1, 2]
+    assert all(0.0 <= r["metrics"]["mean_dice"] <= 1.0 for r in run.rounds)
+    assert runs.bounds["identity"]["lower"] is None and runs.bounds["identity"]["upper"] is not None
+    first_query = load_campaign_config(campaign)
+    assert first_query.strategy == "assft"
