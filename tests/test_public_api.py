@@ -30,3 +30,14 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         assert "no_such_name" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_every_subpackage_imports_first_without_a_cycle() -> None:
+    """Each package imported first in a fresh interpreter (a circular import only shows in some orders)."""
+    packages = ["inference", "models", "query", "pretrain"]  # the packages that import one another
+    code = ("import importlib, subprocess, sys\n"
+            "for p in sys.argv[1:]:\n"
+            "    r = subprocess.run([sys.executable, '-c', f'import assft.{p}'], capture_output=True, text=True)\n"
+            "    print(p, 'ok' if r.returncode == 0 else r.stderr.strip().splitlines()[-1])\n")
+    out = subprocess.run([sys.executable, "-c", code, *packages], capture_output=True, text=True)
+    assert out.stdout.split("\n")[:-1] == [f"{p} ok" for p in packages], out.stdout + out.stderr

@@ -202,3 +202,30 @@ def test_kd_without_running_stats_needs_a_fingerprint(phantom_dir: Path, tmp_pat
     with pytest.raises(CheckpointError, match="unknown to the model"):
         run_query(ckpt, phantom_dir, QueryConfig(strategy="kd", budget=2), inference=inference,
                   fingerprint={"no.such.layer": {"mean": [0.0], "var": [1.0]}})
+
+
+def test_theta0_moment_cache_skips_the_theta0_pass(phantom_dir: Path, tmp_path: Path,
+                                                   inference: InferenceConfig) -> None:
+    """A campaign's second query reuses θ0's moments: no θ0 forward, bit-identical KD and the same selection."""
+    theta0_path = _checkpoint(tmp_path / "theta0.pt", seed=0)
+    theta = load_query_model(_checkpoint(tmp_path / "theta.pt", seed=1))
+    cache = tmp_path / "theta0_moments.json"
+    config = QueryConfig(strategy="assft", budget=2)
+    first = run_query(theta, phantom_dir, config, pretrained=theta0_path, inference=inference, theta0_cache=cache)
+    assert cache.exists() and first.timings["theta0_cached"] == 0 and first.timings["pass_pretrained_s"] > 0
+
+    theta0 = load_query_model(theta0_path)
+    calls0 = _count_forwards(theta0.model)
+    second = run_query(theta, phantom_dir, config, pretrained=theta0, inference=inference, theta0_cache=cache)
+    n = len(second.summaries)
+    assert calls0[0] == 0 and second.timings["theta0_cached"] == n
+    assert [s.kd for s in second.summaries] == [s.kd for s in first.summaries]  # exact: float64 survives JSON
+    assert second.selected == first.selected
+
+    # another θ0 (or window) has another key: the cache is ignored and rewritten, never misused
+    other = run_query(theta, phantom_dir, config, pretrained=_checkpoint(tmp_path / "other.pt", seed=2),
+                      inference=inference, theta0_cache=cache)
+    assert other.timings["theta0_cached"] == 0 and [s.kd for s in other.summaries] != [s.kd for s in first.summaries]
+    cache.write_text("{not json")  # a corrupt cache is only a miss
+    again = run_query(theta, phantom_dir, config, pretrained=theta0_path, inference=inference, theta0_cache=cache)
+    assert again.timings["theta0_cached"] == 0 and [s.kd for s in again.summaries] == [s.kd for s in first.summaries]

@@ -35,6 +35,9 @@ def _versions() -> dict[str, str]:
     return versions()
 
 
+THETA0_CACHE = "theta0_moments.json"  # θ0's norm moments per pool volume: KD costs one θ0 pass per volume
+
+
 def round_dir(campaign_dir: Path, index: int) -> Path:
     """Folder of round `index`: rounds/r001, rounds/r002, ..."""
     return Path(campaign_dir) / "rounds" / f"r{index:03d}"
@@ -143,7 +146,8 @@ def next_round(campaign_dir: str | Path, *, show_progress: bool | None = None) -
         model = current_model(campaign_dir, config, ledger, index)
         result = run_query(model, pool, _query_config(config, n), pretrained=config.pretrained or config.model,
                            labeled_ids=labeled, seed=derive_seed(config.seed, "query", index),
-                           inference=config.inference, out_dir=out / "query", show_progress=show_progress)
+                           inference=config.inference, out_dir=out / "query", show_progress=show_progress,
+                           theta0_cache=campaign_dir / THETA0_CACHE)
         _write_to_annotate(out, pool, result.selected)
         return ledger.update_round(index, "queried", selected=result.selected, model=_relative(model, campaign_dir),
                                    budget=n, labeled_before=len(labeled),

@@ -32,4 +32,4 @@ __all__ = [
     "size_divisor",
 ]
 
-import assft.pretrain.genesis_net  # noqa: E402,F401  registers "genesis_unet" for imported Models Genesis / SuPreM weights
+import assft.models.genesis_net  # noqa: E402,F401  registers "genesis_unet" for imported Models Genesis / SuPreM weights

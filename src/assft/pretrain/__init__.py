@@ -1,6 +1,5 @@
 """Pre-training: self-supervised pretext training, source fingerprints, import of public weights."""
 
-from assft.pretrain import genesis_net  # noqa: F401  (registers the "genesis_unet" model)
 from assft.pretrain.config import PretrainConfig
 from assft.pretrain.fingerprint import (
     FINGERPRINT_FILE,
@@ -9,7 +8,7 @@ from assft.pretrain.fingerprint import (
     save_fingerprint,
 )
 from assft.pretrain.formats import IMPORT_FORMATS, ImportFormat, detect_format
-from assft.pretrain.genesis_net import GenesisUNet3D
+from assft.models.genesis_net import GenesisUNet3D
 from assft.pretrain.importer import ImportOutput, import_weights, read_weight_file
 from assft.pretrain.pretext import (
     compute_inpainting_loss,

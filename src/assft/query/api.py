@@ -158,6 +158,7 @@ def run_query(
     fingerprint: str | Path | dict | None = None,
     out_dir: str | Path | None = None,
     show_progress: bool | None = None,
+    theta0_cache: str | Path | None = None,
 ) -> QueryResult:
     """Score the pool once (streaming) and select `config.budget` volumes with `config.strategy`.
 
@@ -172,6 +173,8 @@ def run_query(
         inference: sliding-window settings (default: roi = the checkpoint's training patch).
         fingerprint: source fingerprint file or mapping for KD (networks without BatchNorm running statistics).
         out_dir: when given, selection.csv and selection.json are written there.
+        theta0_cache: a JSON file of θ0's norm moments per volume (`assft.query.moment_cache`), read to skip θ0's
+            pass for volumes seen before and updated; campaigns keep one, so KD costs one θ0 pass per volume.
 
     Returns:
         QueryResult (selected ids in pick order, ranked rows, timings, provenance).
@@ -214,12 +217,26 @@ def run_query(
                                                        base.path)
     timings: dict[str, float] = {}
     kwargs = {"pretrained": theta0, "source_stats": source_stats}
+    cache_key, moments = None, None
+    base_path = (theta0 or current).path
+    if theta0_cache is not None and source_stats and base_path is not None:
+        from assft.query.moment_cache import load_moment_cache, moment_cache_key
+
+        cache_key = moment_cache_key(base_path, (theta0 or current).checkpoint.preprocess.model_dump(mode="json"),
+                                     inference)
+        moments = load_moment_cache(theta0_cache, cache_key)
+        kwargs["theta0_moments"] = moments
+    known = len(moments or {})
     summaries: list[CaseSummary] = []
     if needs:
         summaries = score_cases(progress(candidates, "Scoring pool", total=len(candidates), enabled=show_progress),
                                 current, needs, config, inference, timings=timings, **kwargs)
     else:
         summaries = [CaseSummary(c.case_id) for c in candidates]
+    if moments is not None and len(moments) > known:
+        from assft.query.moment_cache import save_moment_cache
+
+        save_moment_cache(theta0_cache, cache_key, moments)  # type: ignore[arg-type]
     timings["pool_scoring_s"] = time.perf_counter() - start
 
     reference = None

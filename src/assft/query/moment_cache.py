@@ -1,0 +1,50 @@
+"""θ0's norm-layer moments per volume, kept on disk between query rounds (KD never changes for a volume).
+
+One JSON file: {"key": ..., "moments": {case_id: {layer: [mean list, var list]}}}. The key hashes θ0's checkpoint
+bytes, its preprocessing and the sliding-window settings, so a cache written for another θ0 or window is ignored
+(and rewritten), never misused. float64 values survive JSON exactly (repr round-trip). Written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from assft.config import InferenceConfig
+from assft.utils.atomic import atomic_write_json
+
+__all__ = ["load_moment_cache", "moment_cache_key", "save_moment_cache"]
+
+
+def moment_cache_key(checkpoint_path: str | Path, preprocess: dict, inference: InferenceConfig) -> str:
+    """Hash of θ0's file, its preprocessing and the window settings that shape the moments."""
+    digest = hashlib.sha256(Path(checkpoint_path).read_bytes())
+    window = inference.model_dump(mode="json")
+    window.pop("device", None)
+    digest.update(json.dumps([preprocess, window], sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def load_moment_cache(path: str | Path, key: str) -> dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """case id -> {layer: (mean (C,), var (C,)) float64}; empty when the file is missing, unreadable or for another key."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(raw, dict) or raw.get("key") != key:
+        return {}
+    return {case: {layer: (torch.tensor(m, dtype=torch.float64), torch.tensor(v, dtype=torch.float64))
+                   for layer, (m, v) in layers.items()}
+            for case, layers in raw.get("moments", {}).items()}
+
+
+def save_moment_cache(path: str | Path, key: str, moments: dict[str, dict]) -> Path:
+    """Write the cache atomically."""
+    data = {case: {layer: [torch.as_tensor(m).double().tolist(), torch.as_tensor(v).double().tolist()]
+                   for layer, (m, v) in layers.items()}
+            for case, layers in sorted(moments.items())}
+    return atomic_write_json(Path(path), {"key": key, "moments": data})
