@@ -101,10 +101,12 @@ def main() -> None:
     report = write_report(work / "runs", out)
     provenance = {
         **run_provenance(ROOT),
-        "preset": preset, "domains": domains, "seconds": time.perf_counter() - start, "threads": args.threads,
+        "preset": preset, "domains": domains, "only": args.only, "seconds": time.perf_counter() - start,
+        "threads": args.threads,
         "note": "target domains are simulated shifts of single-site MSD hippocampus data",
     }
-    name = "provenance.json" if args.domains is None else f"provenance_{'_'.join(domains)}.json"
+    parts = ([args.domains] if args.domains else []) + ([args.only] if args.only else [])  # one file per partial run
+    name = "provenance.json" if not parts else f"provenance_{'_'.join(parts).replace(',', '_')}.json"
     (out / name).write_text(json.dumps(provenance, indent=2))
     print(f"done in {provenance['seconds']:.0f} s; report {report.markdown}")
 

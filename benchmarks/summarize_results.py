@@ -60,10 +60,12 @@ def main() -> None:
     for s in order:
         cells = [f"{_fmt(summary['aubc'][d].get(s))} ({ranks[d].get(s)})" for d in domains]
         print(f"| {s} | " + " | ".join(cells) + f" | {mean_rank[s]:.1f} |")
-    bounds = summary["bounds"]
-    print("| *bounds (lower / upper Dice)* | " + " | ".join(
-        f"{(bounds.get(d) or {}).get('lower') or float('nan'):.3f} / {(bounds.get(d) or {}).get('upper') or float('nan'):.3f}"
-        for d in domains) + " | |")
+    def bound(domain: str, which: str) -> str:
+        value = (summary["bounds"].get(domain) or {}).get(which)
+        return "–" if value is None else f"{value:.3f}"
+
+    print("| *bounds (lower / upper Dice)* | " + " | ".join(f"{bound(d, 'lower')} / {bound(d, 'upper')}"
+                                                             for d in domains) + " | |")
 
     print("\nGap closed, (Dice - lower) / (upper - lower): final point / early point")
     print("| strategy | " + " | ".join(domains) + " |")

@@ -90,8 +90,8 @@ def init_campaign(campaign_dir: str | Path, config: CampaignConfig) -> Path:
         ledger = Ledger.load(campaign_dir)
         ledger.data["meta"] = {"pool_size": len(pool.cases), "budget_total": budget.total, "rounds": budget.rounds,
                                "per_round": [budget.for_round(r) for r in range(1, budget.rounds + 1)],
-                               "strategy": config.strategy, "arm": config.arm or config.strategy, "seed": config.seed, "started_at": _now(),
-                               "versions": _versions()}
+                               "strategy": config.strategy, "arm": config.arm or config.strategy,
+                               "seed": config.seed, "started_at": _now(), "versions": _versions()}
         ledger.save()
     return campaign_dir
 
