@@ -218,12 +218,10 @@ def run_query(
     timings: dict[str, float] = {}
     kwargs = {"pretrained": theta0, "source_stats": source_stats}
     cache_key, moments = None, None
-    base_path = (theta0 or current).path
-    if theta0_cache is not None and source_stats and base_path is not None:
+    if theta0_cache is not None and source_stats and base.path is not None:  # `base` is θ0 (set with source_stats)
         from assft.query.moment_cache import load_moment_cache, moment_cache_key
 
-        cache_key = moment_cache_key(base_path, (theta0 or current).checkpoint.preprocess.model_dump(mode="json"),
-                                     inference)
+        cache_key = moment_cache_key(base.path, base.checkpoint.preprocess.model_dump(mode="json"), inference)
         moments = load_moment_cache(theta0_cache, cache_key)
         kwargs["theta0_moments"] = moments
     known = len(moments or {})
