@@ -8,7 +8,7 @@ an interruption (campaign ledgers, bounds, the source model, shared by presets w
 benchmarks/results/<preset>/ from every campaign found in the preset's work folder.
 
 Usage: python benchmarks/run_suite.py --preset quick [--data ../shared/data/hippocampus] [--domains bias,t2like]
-       [--only assft,random] [--threads 1] [--report-only]
+       [--only assft,random] [--threads 1] [--jobs 2] [--report-only]
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--only", default=None, help="Comma-separated subset of the preset's strategies and arms.")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 when two suites share 2 cores).")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="Campaigns at once in worker processes, sharing the threads (2 on the 2-core machine).")
     parser.add_argument("--report-only", action="store_true", help="Only rebuild the report from the work folder.")
     args = parser.parse_args()
     preset = yaml.safe_load((PRESETS / f"{args.preset}.yaml").read_text())
@@ -96,13 +98,14 @@ def main() -> None:
             arms=arms, seeds=preset["seeds"], budget=preset["budget"], rounds=preset["rounds"],
             query=preset.get("query", {}), finetune=preset["finetune"])
         run_simulation(experiment, on_campaign=lambda d: print(f"finished {d.relative_to(work)} "
-                                                                f"({time.perf_counter() - start:.0f} s)", flush=True))
+                                                                f"({time.perf_counter() - start:.0f} s)", flush=True),
+                       jobs=args.jobs)
     out = args.results / args.preset
     report = write_report(work / "runs", out)
     provenance = {
         **run_provenance(ROOT),
         "preset": preset, "domains": domains, "only": args.only, "seconds": time.perf_counter() - start,
-        "threads": args.threads,
+        "threads": args.threads, "jobs": args.jobs,
         "note": "target domains are simulated shifts of single-site MSD hippocampus data",
     }
     parts = ([args.domains] if args.domains else []) + ([args.only] if args.only else [])  # one file per partial run

@@ -2,10 +2,12 @@
 
 Prints: AUBC per strategy x domain (mean ± sd over seeds, rank per domain, mean rank), the fraction of the
 lower-to-upper-bound gap closed at the last budget point and at the early one, and paired Wilcoxon tests of chosen
-strategies against a reference over every (domain, seed) pair. Also writes the numbers to JSON (--json).
+strategies against a reference over every (domain, seed) pair, plus any extra pairs (--pairs a:b, e.g. the full
+method against the reference given the same SSFT, to split a gain into its query and fine-tuning parts). Also writes the numbers to JSON (--json).
 
 Usage: python benchmarks/summarize_results.py benchmarks/results/full/summary.json [--reference fg-random]
-       [--against assft,assft+ssft] [--json benchmarks/results/full/tables.json]
+       [--against assft,assft+ssft] [--pairs assft+ssft:fg-random+ssft,assft+ssft:assft]
+       [--json benchmarks/results/full/tables.json]
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def main() -> None:
     parser.add_argument("summary", type=Path)
     parser.add_argument("--reference", default="fg-random")
     parser.add_argument("--against", default="assft,assft+ssft")
+    parser.add_argument("--pairs", default="", help="Extra paired tests, comma-separated a:b.")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     summary = json.loads(args.summary.read_text())
@@ -88,8 +91,20 @@ def main() -> None:
         tests[s] = t
         if t["p_value"] is not None:
             print(f"| {s} | {t['n']} | {t['mean_diff']:+.4f} | {t['wins']}/{t['n']} | {t['p_value']:.3f} |")
+    extra = {}
+    pairs = [tuple(p.split(":", 1)) for p in args.pairs.split(",") if ":" in p]
+    pairs = [(a, b) for a, b in pairs if a in strategies and b in strategies]
+    if pairs:
+        print("\nOther paired Wilcoxon tests (per-run AUBC, over (domain, seed) pairs)")
+        print("| a vs b | n | mean AUBC difference | wins of a | p |")
+        print("|---|---|---|---|---|")
+        for a, b in pairs:
+            t = extra[f"{a} vs {b}"] = paired(summary, a, b)
+            if t["p_value"] is not None:
+                print(f"| {a} vs {b} | {t['n']} | {t['mean_diff']:+.4f} | {t['wins']}/{t['n']} | {t['p_value']:.3f} |")
     if args.json:
-        args.json.write_text(json.dumps({"mean_rank": mean_rank, "tests_vs_" + args.reference: tests}, indent=2))
+        args.json.write_text(json.dumps({"mean_rank": mean_rank, "tests_vs_" + args.reference: tests,
+                                         "other_tests": extra}, indent=2))
 
 
 if __name__ == "__main__":

@@ -99,3 +99,26 @@ def test_simulation_from_an_ssl_only_model(setup: dict, tmp_path: Path) -> None:
     assert runs.bounds["identity"]["lower"] is None and runs.bounds["identity"]["upper"] is not None
     first_query = load_campaign_config(campaign)
     assert first_query.strategy == "assft"
+
+
+def test_parallel_campaigns_match_the_sequential_run(setup: dict, tmp_path: Path) -> None:  # noqa: F811
+    import json
+
+    def outcome(out: Path, jobs: int) -> dict:
+        config = _experiment(setup, out, strategies=["random", "entropy"], seeds=[0, 1])
+        finished: list[Path] = []
+        dirs = run_simulation(config, show_progress=False, jobs=jobs, on_campaign=finished.append)
+        assert sorted(finished) == sorted(dirs)  # every campaign is reported once, in either mode
+        ledgers = {d.relative_to(out).as_posix(): json.loads((d / "ledger.json").read_text()) for d in dirs}
+        return {k: (v["rounds"][0]["selected"], v["rounds"][0]["metrics"]["mean_dice"]) for k, v in ledgers.items()}
+
+    sequential, parallel = outcome(tmp_path / "seq", 1), outcome(tmp_path / "par", 2)
+    assert sequential.keys() == parallel.keys() and len(sequential) == 4
+    for key, (selected, dice) in sequential.items():
+        assert parallel[key][0] == selected, key
+        assert parallel[key][1] == pytest.approx(dice, abs=1e-4), key  # 1 vs 2 torch threads: summation order
+
+
+def test_jobs_must_be_positive(setup: dict, tmp_path: Path) -> None:  # noqa: F811
+    with pytest.raises(ConfigError, match="jobs must be at least 1"):
+        run_simulation(_experiment(setup, tmp_path), jobs=0)

@@ -109,10 +109,12 @@ def status_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."))
 
 
 def simulate(config: Path = typer.Option(..., "--config", help="Experiment YAML (strategies x seeds x domains)."),
+             jobs: int = typer.Option(1, "--jobs", min=1,
+                                      help="Campaigns run at once in worker processes (e.g. one per core)."),
              ) -> None:
     """Simulated campaigns with the ground truth as the annotator, plus lower/upper bounds (resumable)."""
     from assft.campaign.simulate import load_simulation_config, run_simulation
 
     experiment = load_simulation_config(config)
-    dirs = run_simulation(experiment, on_campaign=lambda d: console.print(f"finished {d}"))
+    dirs = run_simulation(experiment, on_campaign=lambda d: console.print(f"finished {d}"), jobs=jobs)
     console.print(f"{len(dirs)} campaigns in {experiment.out}; report: assft report {experiment.out} --out REPORT")
