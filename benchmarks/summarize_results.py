@@ -27,6 +27,10 @@ def _fmt(row: dict | None, digits: int = 3) -> str:
     return f"{row['mean']:.{digits}f} ± {row['std'] or 0:.{digits}f}"
 
 
+def _p(value: float) -> str:
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def paired(summary: dict, a: str, b: str) -> dict:
     """Wilcoxon of per-seed AUBC of `a` vs `b` over every (domain, seed) both have."""
     xs, ys = [], []
@@ -90,7 +94,7 @@ def main() -> None:
         t = paired(summary, s, args.reference)
         tests[s] = t
         if t["p_value"] is not None:
-            print(f"| {s} | {t['n']} | {t['mean_diff']:+.4f} | {t['wins']}/{t['n']} | {t['p_value']:.3f} |")
+            print(f"| {s} | {t['n']} | {t['mean_diff']:+.4f} | {t['wins']}/{t['n']} | {_p(t['p_value'])} |")
     extra = {}
     pairs = [tuple(p.split(":", 1)) for p in args.pairs.split(",") if ":" in p]
     pairs = [(a, b) for a, b in pairs if a in strategies and b in strategies]
@@ -101,7 +105,7 @@ def main() -> None:
         for a, b in pairs:
             t = extra[f"{a} vs {b}"] = paired(summary, a, b)
             if t["p_value"] is not None:
-                print(f"| {a} vs {b} | {t['n']} | {t['mean_diff']:+.4f} | {t['wins']}/{t['n']} | {t['p_value']:.3f} |")
+                print(f"| {a} vs {b} | {t['n']} | {t['mean_diff']:+.4f} | {t['wins']}/{t['n']} | {_p(t['p_value'])} |")
     if args.json:
         args.json.write_text(json.dumps({"mean_rank": mean_rank, "tests_vs_" + args.reference: tests,
                                          "other_tests": extra}, indent=2))
