@@ -61,7 +61,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "assft_suite")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--only", default=None, help="Comma-separated subset of the preset's strategies and arms.")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (1 when two suites share 2 cores).")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: follow the load, as the assft command does).")
     parser.add_argument("--jobs", type=int, default=1,
                         help="Campaigns at once in worker processes, sharing the threads (2 on the 2-core machine).")
     parser.add_argument("--report-only", action="store_true", help="Only rebuild the report from the work folder.")
@@ -82,8 +83,9 @@ def main() -> None:
     from assft.data import load_dataset, make_split, save_split
     from assft.reporting import write_report
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from assft.utils.threads import set_thread_policy
+
+    set_thread_policy(args.threads)  # None: follow the load (assft's default)
     start = time.perf_counter()
     work = args.work / args.preset
     work.mkdir(parents=True, exist_ok=True)

@@ -154,9 +154,9 @@ def compute_bounds(config: SimulationConfig, domain: str) -> dict[str, Any]:
 
 def _run_one(campaign_dir: str, threads: int) -> str:
     """Worker body for `jobs > 1` (module level so `spawn` can pickle it)."""
-    import torch
+    from assft.utils.threads import set_thread_policy
 
-    torch.set_num_threads(threads)
+    set_thread_policy(threads)  # a fixed share: cores / jobs
     run_campaign(campaign_dir, show_progress=False)
     return campaign_dir
 
@@ -193,9 +193,9 @@ def run_simulation(config: SimulationConfig, *, show_progress: bool | None = Non
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    import torch
+    from assft.utils.threads import governor
 
-    threads = max(1, torch.get_num_threads() // jobs)
+    threads = max(1, governor().max_threads // jobs)  # cores (or the explicit --threads) shared by the workers
     # spawn, not fork: forking after torch has run its OpenMP pool (bounds, datasets) can deadlock the children.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_run_one, str(d), threads) for d in dirs]

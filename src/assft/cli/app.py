@@ -21,8 +21,21 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    threads: str = typer.Option(
+        None, "--threads", envvar="ASSFT_THREADS", show_default="auto",
+        help="torch threads: a number, or 'auto' (all cores, one fewer per core another process keeps busy)."),
+) -> None:
+    from assft.errors import ConfigError
+    from assft.utils.threads import parse_threads, set_thread_policy
+
     STATE["debug"] = debug
+    try:
+        count = parse_threads(threads)
+    except ValueError as exc:
+        raise ConfigError(f"--threads: {exc}.", fix="pass --threads 1 (or 2, ...) or --threads auto") from None
+    set_thread_policy(count)
 
 
 app.add_typer(data_cli.app, name="data", help="Check datasets, make splits, generate phantoms.")

@@ -161,7 +161,9 @@ def run_ssft(
     inference = config.resolved_inference()
     check_sizes(model_config, config.train.patch_size, inference.roi_size)
     if config.train.num_threads:
-        torch.set_num_threads(config.train.num_threads)
+        from assft.utils.threads import set_thread_policy
+
+        set_thread_policy(config.train.num_threads)
     num_classes = model_config.out_channels
     theta0 = _theta0(net, pretrained, labels, config, allow_partial)
 

@@ -72,7 +72,9 @@ def train_supervised(
     preprocess = preprocess or PreprocessConfig()
     check_sizes(model_config, train_config.patch_size)
     if train_config.num_threads:
-        torch.set_num_threads(train_config.num_threads)
+        from assft.utils.threads import set_thread_policy
+
+        set_thread_policy(train_config.num_threads)
     labeled = [load_case(c, preprocess) for c in train.cases]
     val_cases = [load_case(c, preprocess) for c in val.cases] if val is not None else []
     inference = InferenceConfig(roi_size=train_config.patch_size, device=train_config.device, channels_last=False)

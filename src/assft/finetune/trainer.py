@@ -25,6 +25,7 @@ from assft.data.preprocess import LoadedCase
 from assft.finetune.losses import SegmentationLoss
 from assft.models.zoo import resolve_device
 from assft.utils.seeding import derive_seed
+from assft.utils.threads import tick
 
 
 @dataclass
@@ -132,6 +133,7 @@ def fit(
     history: list[dict] = []
     best_dice, best_state = None, None
     for step in range(1, config.steps + 1):
+        tick()  # follow the machine's load between steps (see assft.utils.threads)
         image, label = next(batches)
         loss = loss_fn(model(image.to(device)), label.to(device))
         record = {"step": step, "loss_labeled": float(loss.detach())}

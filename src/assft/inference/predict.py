@@ -72,6 +72,9 @@ def run_pass(
     `predictor` may return C + len(extra_channels) channels; the extra ones (e.g. a BALD map reduced over MC samples
     inside each window) are stitched like probabilities and returned in `extra`.
     """
+    from assft.utils.threads import tick
+
+    tick()  # follow the machine's load between volumes (see assft.utils.threads)
     device = next(model.parameters()).device
     x = torch.as_tensor(image, dtype=torch.float32, device=device)[None]
     predictor = predictor or softmax_predictor(model, config.channels_last)

@@ -114,7 +114,9 @@ def pretrain_ssl(
         state = load_resume_state(state_path)
         check_resumable(state, run_config, data.case_ids, state_path)
     if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+        from assft.utils.threads import set_thread_policy
+
+        set_thread_policy(config.num_threads)
     torch.manual_seed(derive_seed(config.seed, "pretrain-model"))
     model = build_model(model_config)
     volumes = [load_case(c, preprocess, with_label=False).image
