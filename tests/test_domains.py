@@ -123,9 +123,11 @@ def test_mixed_pool_is_heterogeneous() -> None:
 
 
 def test_describe_case_plain_domain() -> None:
-    assert describe_case("bias", "c", 0) == {
+    record = describe_case("bias", "c", 0)
+    assert {k: record[k] for k in ("domain", "sub_domain", "severity", "shifted")} == {
         "domain": "bias", "sub_domain": "bias", "severity": DEFAULT_SEVERITY["bias"], "shifted": True,
     }
+    assert set(record["params"]) == {"log_gamma", "coeffs"} and len(record["params"]["coeffs"]) == 20
 
 
 def test_unknown_domain_suggests() -> None:
@@ -186,3 +188,47 @@ def test_apply_domain_to_dataset_missing_json(tmp_path) -> None:
         apply_domain_to_dataset(tmp_path, tmp_path / "out", "bias", seed=0)
     with pytest.raises(UnknownNameError):
         apply_domain_to_dataset(tmp_path, tmp_path / "out", "bais", seed=0)
+
+
+# --- multisite: sites with parameters fixed per site, unequal shares, recorded provenance --------------------------
+
+
+def test_multisite_sites_are_fixed_per_site_and_distinct() -> None:
+    from assft.domains.shifts import MIXED_SUBDOMAINS, multisite_sites
+
+    sites = multisite_sites(0)
+    assert sites == multisite_sites(0)  # a pure function of the seed
+    assert sorted(k for k, _, _ in (sites[s] for s in (1, 2, 3, 4))) == sorted(MIXED_SUBDOMAINS)  # one type each
+    assert sites[0] == ("identity", 0.0, {})
+    assert multisite_sites(1) != sites  # another domain seed, other sites
+    # every case of a site gets exactly the site's parameters (not a per-volume draw)
+    by_site: dict = {}
+    for i in range(200):
+        record = describe_case("multisite", f"case_{i:03d}", 0)
+        by_site.setdefault(record["site"], []).append(record)
+    for site, records in by_site.items():
+        kind, severity, params = sites[site]
+        assert all(r["sub_domain"] == kind and r["params"] == params for r in records)
+        assert all(r["severity"] == round(severity, 6) for r in records)
+
+
+def test_multisite_shares_follow_the_plan() -> None:
+    from assft.domains.shifts import MULTISITE_SHARES
+
+    n = 4000
+    counts = np.bincount([describe_case("multisite", f"id{i}", 3)["site"] for i in range(n)], minlength=5) / n
+    expected = np.array([1 - sum(MULTISITE_SHARES), *MULTISITE_SHARES])
+    assert np.abs(counts - expected).max() < 0.025  # 4000 draws: sd of a share <= 0.008
+
+
+def test_multisite_noise_is_per_volume_but_deterministic() -> None:
+    from assft.domains.shifts import multisite_sites
+
+    sites = multisite_sites(0)
+    lowfield_site = next(s for s, (kind, _, _) in sites.items() if kind == "lowfield")
+    ids = [f"case_{i:03d}" for i in range(200)]
+    same = [c for c in ids if describe_case("multisite", c, 0)["site"] == lowfield_site][:2]
+    image = np.full((12, 12, 12), 100.0, np.float32)
+    a, b = (apply_shift(image, "multisite", case_id=c, seed=0) for c in same)
+    assert not np.array_equal(a, b)  # two volumes of one site: same blur and noise level, different noise draws
+    assert np.array_equal(a, apply_shift(image, "multisite", case_id=same[0], seed=0))

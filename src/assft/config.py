@@ -67,6 +67,9 @@ class TrainConfig(_Config):
     steps: int = 300
     lr: float = 2e-3
     weight_decay: float = 1e-5
+    warmup_steps: int = 0  # linear learning-rate warm-up, then cosine decay to 0 over the remaining steps
+    bn_mode: Literal["train", "frozen"] = "train"  # frozen: BatchNorm keeps its running statistics (eval mode)
+    l2sp: float = 0.0  # weight of the L2-SP penalty (l2sp / 2) * ||w - w_start||^2 toward the starting weights
     pos_fraction: float = 0.67  # fraction of patches centred on foreground (nnU-Net uses 1/3 forced fg; we oversample)
     augment: bool = True
     val_every: int = 100
@@ -79,6 +82,20 @@ class TrainConfig(_Config):
     def _fraction(cls, v: float) -> float:
         if not 0.0 <= v <= 1.0:
             raise ValueError("pos_fraction must be in [0, 1]")
+        return v
+
+    @field_validator("warmup_steps")
+    @classmethod
+    def _warmup(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("must be >= 0")
+        return v
+
+    @field_validator("l2sp", "lr")
+    @classmethod
+    def _non_negative(cls, v: float) -> float:
+        if v < 0:
+            raise ValueError("must be >= 0")
         return v
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, field_validator
 
+from assft.adapt.config import AdaptConfig
 from assft.config import InferenceConfig, _Config, parse_config, read_yaml
 from assft.errors import ConfigError
 from assft.utils.atomic import atomic_write_text
@@ -31,6 +32,7 @@ class CampaignConfig(_Config):
     query: dict = Field(default_factory=dict)  # QueryConfig fields (validated by assft.query)
     finetune: dict = Field(default_factory=dict)  # FinetuneConfig fields (validated by assft.finetune)
     inference: InferenceConfig | None = None
+    adapt: AdaptConfig | None = None  # round 0: test-time adaptation of `model` on the pool before any label
     oracle: Literal["folder", "ground_truth"] = "folder"
     seed: int = 0
 

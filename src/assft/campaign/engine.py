@@ -111,12 +111,43 @@ def _finetune_config(config: CampaignConfig, round_index: int):
     return parse_config(raw, FinetuneConfig)
 
 
+ADAPTED_CHECKPOINT = Path("round0") / "adapted.pt"
+
+
+def start_model(campaign_dir: Path, config: CampaignConfig) -> str:
+    """The model round 1 starts from: the round-0 adapted checkpoint when adaptation is configured, else `model`."""
+    if config.adapt is not None and config.adapt.method != "none":
+        return str(Path(campaign_dir) / ADAPTED_CHECKPOINT)
+    return config.model
+
+
 def current_model(campaign_dir: Path, config: CampaignConfig, ledger: Ledger, before_round: int) -> str:
     """The newest fine-tuned checkpoint before `before_round` (the campaign's start model in round 1)."""
     for record in reversed(ledger.rounds):
         if record["round"] < before_round and record.get("checkpoint"):
             return str(Path(campaign_dir) / record["checkpoint"])
-    return config.model
+    return start_model(campaign_dir, config)
+
+
+def adapt_start(campaign_dir: str | Path) -> dict[str, Any] | None:
+    """Round 0: adapt the start model to the unlabeled pool (no labels) once; recorded in the ledger meta."""
+    from assft.adapt import adapt_checkpoint
+
+    campaign_dir = Path(campaign_dir)
+    with campaign_lock(campaign_dir):
+        config = load_campaign_config(campaign_dir)
+        if config.adapt is None or config.adapt.method == "none":
+            return None
+        ledger = Ledger.load(campaign_dir)
+        done = ledger.data["meta"].get("adaptation")
+        if done and (campaign_dir / ADAPTED_CHECKPOINT).exists():
+            return done
+        pool = load_pool(config)
+        result = adapt_checkpoint(config.model, pool, config.adapt, campaign_dir / ADAPTED_CHECKPOINT)
+        record = {**result.to_dict(), "checkpoint": str(ADAPTED_CHECKPOINT)}
+        ledger.data["meta"]["adaptation"] = record
+        ledger.save()
+        return record
 
 
 def next_round(campaign_dir: str | Path, *, show_progress: bool | None = None) -> dict[str, Any]:
@@ -124,6 +155,7 @@ def next_round(campaign_dir: str | Path, *, show_progress: bool | None = None) -
     from assft.query.api import run_query
 
     campaign_dir = Path(campaign_dir)
+    adapt_start(campaign_dir)
     with campaign_lock(campaign_dir):
         config = load_campaign_config(campaign_dir)
         ledger = Ledger.load(campaign_dir)
@@ -241,13 +273,17 @@ def finetune_round(campaign_dir: str | Path, *, show_progress: bool | None = Non
         labeled_ids = {c.case_id for c in labeled}
         unlabeled = [c for c in pool.cases if c.case_id not in labeled_ids]
         out = round_dir(campaign_dir, index) / "finetune"
-        model = current_model(campaign_dir, config, ledger, index)
-        result = run_ssft(model, labeled, unlabeled, out, _finetune_config(config, index), labels=pool.labels or None,
+        ft = _finetune_config(config, index)
+        # "previous": continue from the last round's weights; "start": every round restarts from the start model.
+        model = current_model(campaign_dir, config, ledger, index) if ft.round_init == "previous" else \
+            start_model(campaign_dir, config)
+        result = run_ssft(model, labeled, unlabeled, out, ft, labels=pool.labels or None,
                           pretrained=config.pretrained or config.model, show_progress=show_progress)
         pseudo = [{"case_id": r.case_id, "conf": r.conf, "sd": r.sd, "selected": r.selected,
                    "true_dice": r.true_dice} for r in result.table]
         record = ledger.update_round(index, "finetuned", checkpoint=_relative(result.checkpoint, campaign_dir),
-                                     pseudo_labels=pseudo, head=result.head.action,
+                                     pseudo_labels=pseudo, head=result.head.action, compute=result.compute,
+                                     init_model=_relative(model, campaign_dir),
                                      timings={"finetune_s": time.perf_counter() - start})
         return _evaluate(campaign_dir, config, ledger, record)
 
@@ -307,16 +343,21 @@ def run_campaign(campaign_dir: str | Path, *, show_progress: bool | None = None)
 
 
 def _baseline(campaign_dir: Path, config: CampaignConfig) -> None:
-    """Budget-0 point of the curve: the start model on the test set (only a supervised model can be evaluated)."""
+    """Budget-0 point of the curve: the start model (adapted, when round 0 adapts) on the test set; with
+    adaptation the model as is is recorded too (`unadapted_metrics`). Only a supervised model can be evaluated."""
     from assft.models.checkpoint import load_checkpoint
 
+    adapt_start(campaign_dir)
     with campaign_lock(campaign_dir):
         ledger = Ledger.load(campaign_dir)
-        if "baseline_metrics" in ledger.data["meta"]:
+        meta = ledger.data["meta"]
+        if "baseline_metrics" in meta:
             return
-        kind = load_checkpoint(config.model).kind
-        metrics = evaluate_on_test(config.model, config) if kind == "supervised" else None
-        ledger.data["meta"]["baseline_metrics"] = metrics
+        supervised = load_checkpoint(config.model).kind == "supervised"
+        start = start_model(campaign_dir, config)
+        meta["baseline_metrics"] = evaluate_on_test(start, config) if supervised else None
+        if start != config.model:
+            meta["unadapted_metrics"] = evaluate_on_test(config.model, config) if supervised else None
         ledger.save()
 
 

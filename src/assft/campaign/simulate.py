@@ -9,14 +9,16 @@ into OUT/{domain}/assft-sum/seed{S} with the arm's query/fine-tuning settings me
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from assft.campaign.config import CampaignConfig
 from assft.campaign.engine import evaluate_on_test, init_campaign, load_pool, run_campaign
+from assft.adapt.config import AdaptConfig
 from assft.config import InferenceConfig, _Config, parse_config, read_yaml
 from assft.errors import ConfigError
 from assft.utils.atomic import atomic_write_json
@@ -60,6 +62,9 @@ class SimulationConfig(_Config):
     finetune: dict = Field(default_factory=dict)
     inference: InferenceConfig | None = None
     bounds: bool = True
+    adapt: AdaptConfig | None = None  # round 0 of every campaign: adapt the source model to the domain's pool
+    reference_adaptations: list[Literal["adabn", "tent"]] = Field(default_factory=list)  # budget-0 reference lines
+    upper_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])  # the upper bound is trained once per seed
 
     @model_validator(mode="after")
     def _arm_names(self) -> SimulationConfig:
@@ -116,40 +121,111 @@ def campaign_config(config: SimulationConfig, domain: str, strategy: str, seed: 
                               fix="add it under `arms:` in the experiment YAML")
         spec = config.arms[arm]
         strategy, query, finetune = spec.strategy, deep_merge(query, spec.query), deep_merge(finetune, spec.finetune)
-    return CampaignConfig(model=config.model, pretrained=config.pretrained, pool=data, pool_ids=pool_ids, test=data,
+    # With adaptation, every campaign of the domain starts from the same adapted checkpoint (made once, in
+    # `prepare_start`), and KD keeps measuring against the frozen pre-trained θ0.
+    adapted = config.adapt is not None and config.adapt.method != "none"
+    model = str(adapted_start_path(config, domain)) if adapted else config.model
+    pretrained = (config.pretrained or config.model) if adapted else config.pretrained
+    return CampaignConfig(model=model, pretrained=pretrained, pool=data, pool_ids=pool_ids, test=data,
                           test_ids=test_ids, budget=config.budget, rounds=config.rounds, strategy=strategy, arm=arm,
                           query=query, finetune=finetune, inference=config.inference,
                           oracle="ground_truth", seed=seed)
 
 
+def adapted_start_path(config: SimulationConfig, domain: str, method: str | None = None) -> Path:
+    """Where the domain's adapted start model lives: OUT/{domain}/start/{method}.pt."""
+    method = method or (config.adapt.method if config.adapt is not None else "none")
+    return Path(config.out) / domain / "start" / f"{method}.pt"
+
+
+def prepare_start(config: SimulationConfig, domain: str) -> dict[str, Any]:
+    """Adapt the source model to the domain's pool once per method (the start and the reference lines); cached."""
+    from assft.adapt import adapt_checkpoint
+
+    methods = list(dict.fromkeys(([config.adapt.method] if config.adapt and config.adapt.method != "none" else [])
+                                 + list(config.reference_adaptations)))
+    done = {}
+    for method in methods:
+        path = adapted_start_path(config, domain, method)
+        info = path.with_suffix(".json")
+        if not (path.exists() and info.exists()):
+            base = config.adapt if config.adapt is not None and config.adapt.method == method else AdaptConfig()
+            pool = load_pool(_unadapted_cell(config, domain))
+            result = adapt_checkpoint(config.model, pool, base.model_copy(update={"method": method}), path)
+            atomic_write_json(info, result.to_dict())
+        done[method] = json.loads(info.read_text())
+    return done
+
+
+def _unadapted_cell(config: SimulationConfig, domain: str) -> CampaignConfig:
+    return campaign_config(config.model_copy(update={"adapt": None}), domain, "random", 0)
+
+
+def round_steps(config: SimulationConfig) -> int:
+    """Optimizer steps one round of a plain (experiment-level) campaign spends."""
+    from assft.finetune.config import FinetuneConfig
+
+    first, third = parse_config(dict(config.finetune), FinetuneConfig).stage_steps()
+    return first + third
+
+
 def compute_bounds(config: SimulationConfig, domain: str) -> dict[str, Any]:
-    """Lower bound: the start model as is (supervised) ; upper bound: fine-tuned on the whole labeled pool."""
+    """Budget-0 references and the upper bound of a domain, cached in OUT/{domain}/bounds.json.
+
+    lower: the start model as is (supervised only); references: the start model adapted without labels (each of
+    `reference_adaptations`, and the campaigns' start when `adapt` is set); upper: the campaigns' start model
+    fine-tuned on the whole labeled pool with the optimizer steps a campaign spends in total (rounds x steps per
+    round), once per seed in `upper_seeds` (mean, sd and per-seed metrics).
+    """
     from assft.finetune.config import FinetuneConfig
     from assft.finetune.ssft import run_ssft
     from assft.models.checkpoint import load_checkpoint
 
     path = Path(config.out) / domain / "bounds.json"
     if path.exists():
-        import json
-
         return json.loads(path.read_text())
     start = time.perf_counter()
     cell = campaign_config(config, domain, "random", 0)
+    plain = _unadapted_cell(config, domain)
     pool = load_pool(cell)
-    lower = evaluate_on_test(config.model, cell) if load_checkpoint(config.model).kind == "supervised" else None
-    raw = dict(config.finetune)
-    ft = parse_config({**raw, "seed": derive_seed(0, "upper-bound")}, FinetuneConfig)
-    # The optimisation budget a whole campaign spends (every round's two stages), all on the fully labeled pool;
-    # with one round's worth the campaigns, which keep training round after round, overtook the "upper" bound.
-    steps = config.rounds * (ft.train.steps + ft.ssft_steps)
-    ft = ft.model_copy(update={"ssft_steps": 0, "train": ft.train.model_copy(update={"steps": steps}),
-                               "pseudo": ft.pseudo.model_copy(update={"reliability": "none"})})
-    result = run_ssft(config.model, pool.cases, [], Path(config.out) / domain / "upper_bound", ft,
-                      labels=pool.labels or None, pretrained=config.pretrained or config.model)
-    upper = evaluate_on_test(result.checkpoint, cell)
-    bounds = {"lower": lower, "upper": upper, "pool_size": len(pool.cases), "seconds": time.perf_counter() - start}
+    supervised = load_checkpoint(config.model).kind == "supervised"
+    lower = evaluate_on_test(config.model, plain) if supervised else None
+    adapted = prepare_start(config, domain)
+    references = {method: evaluate_on_test(adapted_start_path(config, domain, method), plain) for method in adapted}
+    steps = config.rounds * round_steps(config)
+    uppers = []
+    for seed in config.upper_seeds:
+        raw = {**dict(config.finetune), "seed": derive_seed(seed, "upper-bound")}
+        raw.pop("steps_per_round", None)
+        raw.pop("ssft_steps", None)
+        ft = parse_config(raw, FinetuneConfig)
+        ft = ft.model_copy(update={"ssft_steps": 0, "train": ft.train.model_copy(update={"steps": steps}),
+                                   "pseudo": ft.pseudo.model_copy(update={"reliability": "none"})})
+        result = run_ssft(cell.model, pool.cases, [], Path(config.out) / domain / f"upper_bound_seed{seed}", ft,
+                          labels=pool.labels or None, pretrained=config.pretrained or config.model)
+        uppers.append(evaluate_on_test(result.checkpoint, cell))
+    bounds = {"lower": lower, "references": references, "start": cell.model, "adaptation": adapted,
+              "upper": _mean_metrics(uppers) if uppers and uppers[0] is not None else None,
+              "upper_per_seed": uppers, "upper_seeds": list(config.upper_seeds), "upper_steps": steps,
+              "steps_per_round": round_steps(config), "pool_size": len(pool.cases),
+              "seconds": time.perf_counter() - start}
     atomic_write_json(path, bounds)
     return bounds
+
+
+def _mean_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Seed-mean of `evaluate_on_test` summaries (every number averaged; `mean_dice_sd` added)."""
+    import numpy as np
+
+    def mean(values: list[Any]) -> Any:
+        if isinstance(values[0], dict):
+            return {k: mean([v[k] for v in values]) for k in values[0]}
+        numbers = [v for v in values if v is not None]
+        return float(np.mean(numbers)) if numbers else None
+
+    out = mean(runs)
+    out["mean_dice_sd"] = float(np.std([r["mean_dice"] for r in runs], ddof=1)) if len(runs) > 1 else 0.0
+    return out
 
 
 def _run_one(campaign_dir: str, threads: int) -> str:
@@ -176,6 +252,7 @@ def run_simulation(config: SimulationConfig, *, show_progress: bool | None = Non
     atomic_write_json(out / "experiment.json", config.model_dump(mode="json"))
     dirs: list[Path] = []
     for domain in config.domains:
+        prepare_start(config, domain)
         if config.bounds:
             compute_bounds(config, domain)
         cells = [(strategy, None) for strategy in config.strategies] + [(None, arm) for arm in config.arms]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from assft.utils.atomic import atomic_write_json
 from assft.utils.seeding import make_rng
 
 ShiftFn = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
+Sampler = Callable[[float, np.random.Generator], dict[str, Any]]
+Applier = Callable[[np.ndarray, dict[str, Any], np.random.Generator], np.ndarray]
 
 DOMAINS: Registry[ShiftFn] = Registry("domain")
 
@@ -39,6 +42,7 @@ DEFAULT_SEVERITY: dict[str, float] = {
     "bias": 0.7,
     "thickslice": 1.0,
     "mixed": 1.0,
+    "multisite": 1.0,
 }
 
 # Effect sizes at severity 1.0 (the severity scales them linearly).
@@ -55,6 +59,29 @@ THICKSLICE_AXIS = 2  # the slice axis (last array axis, usually z in NIfTI)
 MIXED_IDENTITY_PROB = 0.2
 MIXED_SUBDOMAINS: tuple[str, ...] = ("t2like", "lowfield", "bias", "thickslice")
 MIXED_SEVERITY_RANGE: tuple[float, float] = (0.5, 1.0)  # x the sub-domain's default severity
+# multisite: four "sites" (scanners/protocols), each one shift type with parameters drawn once per site, in unequal
+# shares, plus unshifted volumes; a volume's site is drawn from its own seeded generator.
+MULTISITE_SHARES: tuple[float, ...] = (0.35, 0.25, 0.20, 0.10)  # sites 1-4; the remaining 10 % are unshifted
+MULTISITE_SEVERITY_RANGE: tuple[float, float] = (0.75, 1.25)  # x the shift type's default severity, per site
+
+
+@dataclass(frozen=True)
+class ShiftPlan:
+    """What is applied to one case: the shift type, its severity and its sampled parameters (JSON-able)."""
+
+    domain: str
+    kind: str  # the shift actually applied (identity, t2like, lowfield, bias, thickslice)
+    severity: float
+    params: dict[str, Any]
+    site: int | None = None  # multisite: 1-based site, 0 = unshifted
+
+    def to_dict(self) -> dict[str, Any]:
+        """Provenance record of the case (dataset.json `assft_provenance.cases`)."""
+        out = {"domain": self.domain, "sub_domain": self.kind, "severity": round(float(self.severity), 6),
+               "shifted": self.kind != "identity" and self.severity > 0, "params": self.params}
+        if self.site is not None:
+            out["site"] = self.site
+        return out
 
 
 def _register(name: str) -> Callable[[ShiftFn], ShiftFn]:
@@ -95,12 +122,38 @@ def resolve_severity(domain: str, severity: float | None) -> float:
     return float(severity)
 
 
+def plan_case(domain: str, case_id: str, seed: int, severity: float | None = None
+              ) -> tuple[ShiftPlan, np.random.Generator]:
+    """Sample what `domain` does to `case_id` (TorchIO style: sample, then apply, then record what was applied).
+
+    Returns the plan and the case's generator, advanced past the sampling draws: `apply_plan` draws per-volume
+    noise from it, so plan + apply is bit-identical to every earlier release of the same domain.
+    """
+    sev = resolve_severity(domain, severity)
+    rng = make_rng(seed, domain, case_id)
+    site = None
+    if domain == "mixed":
+        kind, sub_sev = _mixed_plan(rng, sev)
+        params = SAMPLERS[kind](sub_sev, rng)
+    elif domain == "multisite":
+        site = _multisite_site(rng)
+        kind, sub_sev, params = multisite_sites(seed, sev)[site]
+    else:
+        kind, sub_sev = domain, sev
+        params = SAMPLERS[kind](sub_sev, rng)
+    return ShiftPlan(domain, kind, float(sub_sev), params, site), rng
+
+
+def apply_plan(x: np.ndarray, plan: ShiftPlan, rng: np.random.Generator) -> np.ndarray:
+    """Apply a sampled plan to a rescaled image x (D, H, W) in [0, 1]; noise comes from `rng`."""
+    return APPLIERS[plan.kind](x, plan.params, rng)
+
+
 def apply_shift(
     image: np.ndarray, domain: str, *, case_id: str, seed: int, severity: float | None = None
 ) -> np.ndarray:
     """Shift a raw image (D, H, W) into `domain`; returns float32 (D, H, W) in the internal [0, 1]-ish scale."""
-    fn = DOMAINS.get(domain)
-    sev = resolve_severity(domain, severity)
+    plan, rng = plan_case(domain, case_id, seed, severity)
     image = np.asarray(image)
     if image.ndim != 3:
         raise DataError(
@@ -109,47 +162,49 @@ def apply_shift(
         )
     if not np.all(np.isfinite(image)):
         raise DataError("image contains NaN or Inf.", fix="replace non-finite voxels (e.g. np.nan_to_num) first")
-    x = rescale_intensity(image)
-    out = fn(x, sev, make_rng(seed, domain, case_id))
+    out = apply_plan(rescale_intensity(image), plan, rng)
     return np.ascontiguousarray(out, dtype=np.float32).reshape(image.shape)
 
 
 def describe_case(domain: str, case_id: str, seed: int, severity: float | None = None) -> dict[str, Any]:
-    """Provenance of one case: {"domain", "sub_domain", "severity", "shifted"} (the draw `mixed` makes)."""
-    sev = resolve_severity(domain, severity)
-    if domain == "mixed":
-        sub, sub_sev = _mixed_plan(make_rng(seed, "mixed", case_id), sev)
-    else:
-        sub, sub_sev = domain, sev
-    shifted = sub != "identity" and sub_sev > 0
-    return {"domain": domain, "sub_domain": sub, "severity": round(float(sub_sev), 6), "shifted": shifted}
+    """Provenance of one case: domain, sub_domain (the shift applied), severity, shifted, the sampled params
+    (and the site, for multisite)."""
+    return plan_case(domain, case_id, seed, severity)[0].to_dict()
 
 
-# --- the shifts: fn(x in [0, 1] (D, H, W), severity, rng) -> (D, H, W) -------------------------------------------
+# --- samplers: (severity, rng) -> params; appliers: (x in [0, 1] (D, H, W), params, rng) -> (D, H, W) -------------
 
 
-@_register("identity")
-def _identity(x: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
-    """No shift: the rescaled source image, the unshifted control."""
+def _sample_nothing(severity: float, rng: np.random.Generator) -> dict[str, Any]:
+    return {}
+
+
+def _apply_identity(x: np.ndarray, params: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
     return x
 
 
-@_register("t2like")
-def _t2like(x: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
-    """T1->T2-like contrast change: a random smooth non-monotonic intensity map inverting the tissue range."""
+def _sample_t2like(severity: float, rng: np.random.Generator) -> dict[str, Any]:
+    # background stays dark; the tissue range is inverted with jitter (bright <-> dark).
     knots = np.linspace(0.0, 1.0, T2LIKE_KNOTS)
-    # background stays dark; the tissue range is inverted with per-case jitter (bright <-> dark).
     values = np.clip(1.0 - knots + rng.normal(0.0, T2LIKE_JITTER, knots.size), 0.05, 1.0)
     values[0] = 0.0
-    mapped = PchipInterpolator(knots, values)(x)
-    return (1.0 - severity) * x + severity * mapped
+    return {"severity": severity, "values": values.tolist()}
 
 
-@_register("lowfield")
-def _lowfield(x: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
-    """Low-field scanner: lower resolution and SNR via Gaussian blur plus Rician noise."""
+def _apply_t2like(x: np.ndarray, params: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    knots = np.linspace(0.0, 1.0, T2LIKE_KNOTS)
+    mapped = PchipInterpolator(knots, np.asarray(params["values"]))(x)
+    return (1.0 - params["severity"]) * x + params["severity"] * mapped
+
+
+def _sample_lowfield(severity: float, rng: np.random.Generator) -> dict[str, Any]:
     sigma = severity * LOWFIELD_MAX_SIGMA * rng.uniform(0.8, 1.2)
     std = severity * LOWFIELD_MAX_NOISE * rng.uniform(0.8, 1.2)
+    return {"sigma": float(sigma), "noise_std": float(std)}
+
+
+def _apply_lowfield(x: np.ndarray, params: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    sigma, std = params["sigma"], params["noise_std"]
     y = gaussian_filter(x.astype(np.float64), sigma=sigma, mode="nearest") if sigma > 0 else x
     if std <= 0:
         return y
@@ -157,31 +212,72 @@ def _lowfield(x: np.ndarray, severity: float, rng: np.random.Generator) -> np.nd
     return np.hypot(y + rng.normal(0.0, std, x.shape), rng.normal(0.0, std, x.shape))
 
 
-@_register("bias")
-def _bias(x: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
-    """Coil inhomogeneity and contrast change: a strong smooth multiplicative bias field after a gamma curve."""
+def _sample_bias(severity: float, rng: np.random.Generator) -> dict[str, Any]:
     log_gamma = severity * BIAS_MAX_LOG_GAMMA * rng.uniform(0.5, 1.0) * rng.choice([-1.0, 1.0])
     c = severity * BIAS_MAX_LOG_STD
-    y = np.power(x, np.exp(log_gamma))
-    if c <= 0:
+    coeffs = rng.uniform(-c, c, _n_legendre_terms(BIAS_DEGREE)).tolist() if c > 0 else []
+    return {"log_gamma": float(log_gamma), "coeffs": coeffs}
+
+
+def _apply_bias(x: np.ndarray, params: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    y = np.power(x, np.exp(params["log_gamma"]))
+    if not params["coeffs"]:
         return y
-    log_field = legendre_field(x.shape, rng.uniform(-c, c, _n_legendre_terms(BIAS_DEGREE)), BIAS_DEGREE)
+    log_field = legendre_field(x.shape, np.asarray(params["coeffs"]), BIAS_DEGREE)
     return y * np.exp(log_field - log_field.mean())  # geometric mean 1: shading, not global scaling
 
 
-@_register("thickslice")
-def _thickslice(x: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
-    """Thick-slice acquisition: slab averaging along one axis, then linear resampling back to the original grid."""
-    factor = int(round(1 + severity * (THICKSLICE_MAX_FACTOR - 1)))
-    offset = int(rng.integers(factor))  # per-case slab phase
+def _sample_thickslice(severity: float, rng: np.random.Generator) -> dict[str, Any]:
+    return {"factor": int(round(1 + severity * (THICKSLICE_MAX_FACTOR - 1)))}
+
+
+def _apply_thickslice(x: np.ndarray, params: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    factor = params["factor"]
+    offset = int(rng.integers(factor))  # per-volume slab phase: a property of the acquisition, not of the site
     return thick_slices(x, factor, axis=THICKSLICE_AXIS, offset=offset)
+
+
+SAMPLERS: dict[str, Sampler] = {"identity": _sample_nothing, "t2like": _sample_t2like, "lowfield": _sample_lowfield,
+                                "bias": _sample_bias, "thickslice": _sample_thickslice}
+APPLIERS: dict[str, Applier] = {"identity": _apply_identity, "t2like": _apply_t2like, "lowfield": _apply_lowfield,
+                                "bias": _apply_bias, "thickslice": _apply_thickslice}
+
+
+def _shift_fn(kind: str) -> ShiftFn:
+    def fn(x: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+        return APPLIERS[kind](x, SAMPLERS[kind](severity, rng), rng)
+
+    return fn
+
+
+def _described(kind: str, doc: str) -> ShiftFn:
+    fn = _shift_fn(kind)
+    fn.__doc__ = doc
+    return fn
+
+
+_register("identity")(_described("identity", "No shift: the rescaled source image, the unshifted control."))
+_register("t2like")(_described(
+    "t2like", "T1->T2-like contrast change: a random smooth non-monotonic intensity map inverting the tissue range."))
+_register("lowfield")(_described(
+    "lowfield", "Low-field scanner: lower resolution and SNR via Gaussian blur plus Rician noise."))
+_register("bias")(_described(
+    "bias", "Coil inhomogeneity and contrast change: a strong smooth multiplicative bias field after a gamma curve."))
+_register("thickslice")(_described(
+    "thickslice", "Thick-slice acquisition: slab averaging along one axis, then linear resampling back to the grid."))
 
 
 @_register("mixed")
 def _mixed(x: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     """Heterogeneous pool: each case draws identity (20%) or t2like/lowfield/bias/thickslice at 0.5-1x default."""
     sub, sub_sev = _mixed_plan(rng, severity)
-    return DOMAINS.get(sub)(x, sub_sev, rng)
+    return _shift_fn(sub)(x, sub_sev, rng)
+
+
+@_register("multisite")
+def _multisite(x: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    """Multi-site pool: 4 sites (one shift type each, parameters fixed per site) in shares 35/25/20/10 % + 10 % unshifted."""
+    raise ConfigError("multisite needs the domain seed for its sites.", fix="use apply_shift / plan_case")
 
 
 def _mixed_plan(rng: np.random.Generator, severity: float) -> tuple[str, float]:
@@ -191,6 +287,26 @@ def _mixed_plan(rng: np.random.Generator, severity: float) -> tuple[str, float]:
     sub = MIXED_SUBDOMAINS[int(rng.integers(len(MIXED_SUBDOMAINS)))]
     scale = rng.uniform(*MIXED_SEVERITY_RANGE)
     return sub, float(min(1.0, severity * scale * DEFAULT_SEVERITY[sub]))
+
+
+def _multisite_site(rng: np.random.Generator) -> int:
+    """The case's site (1..4, 0 = unshifted) by the shares; the first draw of the case's rng."""
+    u = float(rng.random())
+    edges = np.cumsum(MULTISITE_SHARES)
+    return int(np.searchsorted(edges, u, side="right")) + 1 if u < edges[-1] else 0
+
+
+def multisite_sites(seed: int, severity: float = 1.0) -> dict[int, tuple[str, float, dict[str, Any]]]:
+    """Site -> (shift type, severity, parameters), fixed by the domain seed: a seeded permutation gives each of the
+    four sites its own shift type; severity and parameters are drawn once per site. Site 0 is unshifted."""
+    order = make_rng(seed, "multisite", "site-types").permutation(len(MIXED_SUBDOMAINS))
+    sites: dict[int, tuple[str, float, dict[str, Any]]] = {0: ("identity", 0.0, {})}
+    for site, index in enumerate(order, start=1):
+        kind = MIXED_SUBDOMAINS[int(index)]
+        rng = make_rng(seed, "multisite", "site", site)
+        sev = float(min(1.0, severity * DEFAULT_SEVERITY[kind] * rng.uniform(*MULTISITE_SEVERITY_RANGE)))
+        sites[site] = (kind, sev, SAMPLERS[kind](sev, rng))
+    return sites
 
 
 def _n_legendre_terms(degree: int) -> int:

@@ -53,6 +53,14 @@ class FinetuneConfig(_Config):
     """Fine-tuning from a checkpoint: stage 1 (labeled) -> pseudo-labels -> stage 3 (labeled + pseudo-labeled).
 
     train: the stage-1 loop (its `steps`, `lr`, `patch_size`, ...); stage 3 uses the same settings with `ssft_steps`.
+    steps_per_round: the optimisation budget of one call, stated once (compute matching): with SSFT, stage 1 gets
+    round((1 - ssft_fraction) * steps_per_round) optimizer steps and stage 3 the rest; without SSFT stage 1 gets all
+    of them. When set, `train.steps` and `ssft_steps` must not be set as well.
+    bn_stats: BatchNorm during fine-tuning: "train" (batch statistics, running statistics follow the labeled
+    patches), "frozen" (running statistics kept, e.g. the ones AdaBN adapted to the pool), or "pool" (train, then
+    re-estimate the running statistics on the labeled and unlabeled volumes, as AdaBN does, after each stage).
+    round_init: in a campaign, each round starts from the previous round's weights ("previous") or from the
+    campaign's start model ("start").
     ramp_fraction: λ(t) rises linearly from 0 to 1 over this fraction of stage 3, then stays at 1.
     restart_from_pretrained: start stage 3 from the input weights θ0 instead of the stage-1 weights.
     inference: the sliding-window pass of stage 2 (roi_size defaults to the training patch).
@@ -64,6 +72,10 @@ class FinetuneConfig(_Config):
 
     train: TrainConfig = Field(default_factory=TrainConfig)
     ssft_steps: int = 300
+    steps_per_round: int | None = None
+    ssft_fraction: float = 0.5
+    bn_stats: Literal["train", "frozen", "pool"] = "train"
+    round_init: Literal["previous", "start"] = "previous"
     pseudo: PseudoLabelConfig = Field(default_factory=PseudoLabelConfig)
     ramp_fraction: float = 0.5
     restart_from_pretrained: bool = False
@@ -78,7 +90,14 @@ class FinetuneConfig(_Config):
             raise ValueError("must be >= 0")
         return v
 
-    @field_validator("ramp_fraction")
+    @field_validator("steps_per_round")
+    @classmethod
+    def _budget(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError("must be >= 1 (or null: train.steps and ssft_steps apply)")
+        return v
+
+    @field_validator("ramp_fraction", "ssft_fraction")
     @classmethod
     def _ramp(cls, v: float) -> float:
         if not 0.0 <= v <= 1.0:
@@ -91,7 +110,25 @@ class FinetuneConfig(_Config):
             raise ValueError("train.steps must be >= 0")
         if self.train.seed != 0:  # one seed per run: both stages derive theirs from `seed`
             raise ValueError("set the run's `seed`, not train.seed (each stage's seed is derived from `seed`)")
+        if self.steps_per_round is not None:
+            # A dump of a config holds the defaults; only values that differ from them can conflict.
+            given = [name for name, value, default in (
+                ("train.steps", self.train.steps, TrainConfig.model_fields["steps"].default),
+                ("ssft_steps", self.ssft_steps, type(self).model_fields["ssft_steps"].default)) if value != default]
+            if given:
+                raise ValueError(f"steps_per_round states the round's steps once; remove {' and '.join(given)}")
+        if self.bn_stats == "frozen" and self.train.bn_mode != "frozen":
+            self.train = self.train.model_copy(update={"bn_mode": "frozen"})
         return self
+
+    def stage_steps(self) -> tuple[int, int]:
+        """(stage-1 steps, stage-3 steps): from steps_per_round when set, else train.steps and ssft_steps."""
+        if self.steps_per_round is None:
+            return self.train.steps, (self.ssft_steps if self.ssft else 0)
+        if not self.ssft:
+            return self.steps_per_round, 0
+        stage3 = int(round(self.ssft_fraction * self.steps_per_round))
+        return self.steps_per_round - stage3, stage3
 
     @property
     def ssft(self) -> bool:

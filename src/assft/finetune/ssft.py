@@ -72,6 +72,7 @@ class SSFTResult:
     reliable: ReliableSet
     history: dict[str, list[dict]]
     timings: dict[str, float]
+    compute: dict[str, int] = field(default_factory=dict)  # optimizer steps per stage and patches seen
     checkpoint: Path | None = None
     table_path: Path | None = None
     log_path: Path | None = None
@@ -167,11 +168,15 @@ def run_ssft(
     num_classes = model_config.out_channels
     theta0 = _theta0(net, pretrained, labels, config, allow_partial)
 
+    stage1_steps, stage3_steps = config.stage_steps()
     t = time.perf_counter()
     labeled_loaded = tuple(_load_labeled(c, ckpt, num_classes) for c in labeled_cases)  # L: built once, never extended
-    stage1_config = config.train.model_copy(update={"seed": derive_seed(config.seed, "stage1")})
+    stage1_config = config.train.model_copy(update={"seed": derive_seed(config.seed, "stage1"),
+                                                    "steps": stage1_steps})
     stage1 = fit(net, labeled_loaded, stage1_config, num_classes)
     net.load_state_dict(stage1.last_state)
+    if config.bn_stats == "pool":
+        _pool_statistics(net, labeled_loaded, pool, ckpt, config)
     timings["stage1"] = time.perf_counter() - t
 
     table: list[PseudoLabelStats] = []
@@ -186,25 +191,35 @@ def run_ssft(
         if set(labeled_ids) & {p.case_id for p in pseudo_loaded}:  # structurally impossible; guard the invariant
             raise DataError("a pseudo-labeled case is also labeled.", fix="report this as a bug")
 
-    if pseudo_loaded and config.ssft_steps > 0:
+    if stage3_steps > 0:
+        # Stage 3 spends its steps even when R is empty (on L alone): an SSFT arm's compute never depends on how
+        # many pseudo-labels a round happened to keep, so arms of a benchmark stay compute-matched.
         t = time.perf_counter()
         if config.restart_from_pretrained:
             net.load_state_dict(theta0)
-        stage3_config = config.train.model_copy(update={"steps": config.ssft_steps,
+        stage3_config = config.train.model_copy(update={"steps": stage3_steps,
                                                         "seed": derive_seed(config.seed, "stage3")})
-        total, ramp = config.ssft_steps, config.ramp_fraction
+        ramp = config.ramp_fraction
         stage3 = fit(net, labeled_loaded, stage3_config, num_classes, pseudo=pseudo_loaded,
-                     pseudo_weight=lambda step: pseudo_weight_ramp(step - 1, total, ramp))
+                     pseudo_weight=lambda step: pseudo_weight_ramp(step - 1, stage3_steps, ramp))
         net.load_state_dict(stage3.last_state)
+        if config.bn_stats == "pool":
+            _pool_statistics(net, labeled_loaded, pool, ckpt, config)
         stage3_history = stage3.history
         timings["stage3"] = time.perf_counter() - t
-    elif config.ssft and pool:
-        logger.info("stage 3 skipped: the reliable set is empty or ssft_steps is 0")
+        if not pseudo_loaded:
+            logger.info("the reliable set is empty: stage 3 trained on the labeled set alone")
 
+    batch = config.train.batch_size
+    pseudo_steps = sum(1 for r in stage3_history if "loss_pseudo" in r)
+    compute = {"stage1_steps": stage1_steps, "stage3_steps": stage3_steps if stage3_history else 0,
+               "optimizer_steps": stage1_steps + (stage3_steps if stage3_history else 0),
+               "patches": batch * (stage1_steps + len(stage3_history) + pseudo_steps),
+               "pseudo_labeled_cases": len(pseudo_loaded)}
     final_state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
     timings["total"] = time.perf_counter() - t_start
     result = SSFTResult(final_state, stage1.last_state, model_config, labels, head, report, labeled_ids, table,
-                        reliable, {"stage1": stage1.history, "stage3": stage3_history}, timings,
+                        reliable, {"stage1": stage1.history, "stage3": stage3_history}, timings, compute=compute,
                         pseudo_label_paths=pseudo_paths)
     if out_dir is not None:
         _write_outputs(result, net, ckpt, config, Path(out_dir), source, len(pool))
@@ -252,6 +267,18 @@ def _stage2(net: nn.Module, model_config: ModelConfig, ckpt: Checkpoint, labeled
             paths.append(path)
     timings["stage2_pseudo_labels"] = time.perf_counter() - t
     return table, reliable, pseudo_loaded, paths
+
+
+def _pool_statistics(net: nn.Module, labeled: Sequence[LoadedCase], pool: Sequence[Case], ckpt: Checkpoint,
+                     config: FinetuneConfig) -> None:
+    """bn_stats "pool": BatchNorm running statistics re-estimated on the labeled and unlabeled volumes (AdaBN)."""
+    from itertools import chain
+
+    from assft.adapt.batchnorm import apply_batchnorm_statistics, estimate_batchnorm_statistics
+    from assft.inference.predict import iter_loaded
+
+    volumes = chain(labeled, iter_loaded(pool, ckpt.preprocess))  # streamed; pool cases carry no label path here
+    apply_batchnorm_statistics(net, estimate_batchnorm_statistics(net, volumes, config.resolved_inference()))
 
 
 def _split_pool(unlabeled: DatasetSpec | Sequence[Case], labeled_ids: set[str],
@@ -323,6 +350,6 @@ def _write_outputs(result: SSFTResult, net: nn.Module, ckpt: Checkpoint, config:
     result.checkpoint = save_checkpoint(out_dir / CHECKPOINT_NAME, new)
     if result.table:
         result.table_path = write_pseudo_label_table(out_dir / TABLE_NAME, result.table)
-    log = {**meta, "key_report": result.key_report.to_dict(), "pool_size": pool_size,
+    log = {**meta, "key_report": result.key_report.to_dict(), "pool_size": pool_size, "compute": result.compute,
            "reliable": result.reliable.to_dict(), "timings": result.timings, "history": result.history}
     result.log_path = atomic_write_json(out_dir / LOG_NAME, log)

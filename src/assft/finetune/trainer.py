@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -123,9 +124,11 @@ def fit(
     start = time.perf_counter()
     device = resolve_device(config.device)
     torch.manual_seed(derive_seed(config.seed, "init-train"))
-    model.to(device).train()
+    model.to(device)
+    set_train_mode(model, config.bn_mode)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.steps, 1))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config.steps, config.warmup_steps))
+    anchor = [p.detach().clone() for p in model.parameters()] if config.l2sp > 0 else None
     loss_fn = SegmentationLoss()
     batches = iter_batches(labeled, config, derive_seed(config.seed, "labeled"))
     pseudo_batches = iter_batches(pseudo, config, derive_seed(config.seed, "pseudo")) if pseudo else None
@@ -144,6 +147,10 @@ def fit(
                 p_loss = loss_fn(model(p_image.to(device)), p_label.to(device))
                 loss = loss + weight * p_loss
                 record.update(loss_pseudo=float(p_loss.detach()), pseudo_weight=weight)
+        if anchor is not None:
+            penalty = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))
+            loss = loss + 0.5 * config.l2sp * penalty
+            record["l2sp"] = float(penalty.detach())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -151,7 +158,7 @@ def fit(
         record["loss"] = float(loss.detach())
         if val and (step % config.val_every == 0 or step == config.steps):
             dice = evaluate_dice(model, val, num_classes, inference)
-            model.train()
+            set_train_mode(model, config.bn_mode)
             record["val_dice"] = dice
             if best_dice is None or dice > best_dice:
                 best_dice, best_state = dice, _cpu_state(model)
@@ -161,6 +168,24 @@ def fit(
     model.eval()
     last = _cpu_state(model)
     return FitResult(best_state or last, last, best_dice, history, time.perf_counter() - start)
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Learning-rate multiplier after `step` scheduler steps: linear warm-up over `warmup`, then cosine to 0."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    span = max(total - warmup, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, span) / span))
+
+
+def set_train_mode(model: nn.Module, bn_mode: str) -> None:
+    """Train mode; with bn_mode "frozen", BatchNorm layers stay in eval mode (their running statistics are used and
+    kept, e.g. statistics adapted to the target pool; their affine parameters still train)."""
+    model.train()
+    if bn_mode == "frozen":
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

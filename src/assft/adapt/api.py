@@ -1,0 +1,107 @@
+"""`adapt_checkpoint`: budget-0 adaptation of a checkpoint on an unlabeled pool, written as a new checkpoint."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assft.adapt.batchnorm import apply_batchnorm_statistics, batchnorm_layers, estimate_batchnorm_statistics
+from assft.adapt.config import AdaptConfig
+from assft.config import InferenceConfig, config_hash
+from assft.data.cases import Case, DatasetSpec
+from assft.errors import ConfigError, DataError
+from assft.models.checkpoint import build_from_checkpoint, make_checkpoint, save_checkpoint
+from assft.models.zoo import norm_layers, resolve_device
+
+
+@dataclass
+class AdaptResult:
+    """What adaptation did: the new checkpoint, which layers changed and which could not, and its cost."""
+
+    method: str
+    checkpoint: Path | None
+    n_volumes: int
+    seconds: float
+    statistics_layers: list[str] = field(default_factory=list)  # BatchNorm layers whose running statistics changed
+    affine_layers: list[str] = field(default_factory=list)  # norm layers whose affine parameters TENT trained
+    unadapted_layers: list[str] = field(default_factory=list)  # norm layers nothing could change (see notes)
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly provenance (stored in the checkpoint's metadata under "adaptation")."""
+        return {"method": self.method, "n_volumes": self.n_volumes, "seconds": round(self.seconds, 3),
+                "statistics_layers": len(self.statistics_layers), "affine_layers": len(self.affine_layers),
+                "unadapted_layers": self.unadapted_layers, "notes": self.notes, **self.details}
+
+
+def _training_patch(metadata: dict) -> tuple[int, int, int]:
+    patch = (metadata.get("train_config") or {}).get("patch_size")
+    return tuple(patch) if patch else InferenceConfig().roi_size  # type: ignore[return-value]
+
+
+def adapt_checkpoint(model: str | Path, pool: DatasetSpec | Sequence[Case], config: AdaptConfig | None = None,
+                     out: str | Path | None = None) -> AdaptResult:
+    """Adapt checkpoint `model` to the unlabeled `pool` with `config.method`; write it to `out` (None: don't write).
+
+    Labels of the pool are never read. AdaBN changes BatchNorm running statistics only; TENT also trains the affine
+    parameters of every normalisation layer. Norm layers without running statistics (GroupNorm, LayerNorm,
+    InstanceNorm: Swin UNETR, SegResNet) normalise each input by its own statistics already: AdaBN has nothing to
+    change there (reported in `unadapted_layers` and `notes`); TENT adapts their affine parameters.
+
+    Raises:
+        ConfigError: method "none", or TENT on an SSL-only checkpoint (it needs the segmentation head's predictions).
+        DataError: an empty pool.
+    """
+    from assft.adapt.tent import tent_adapt
+    from assft.data.preprocess import load_case
+    from assft.inference.predict import iter_loaded
+
+    config = config or AdaptConfig()
+    if config.method == "none":
+        raise ConfigError("adaptation method is 'none'.", fix="choose adabn or tent")
+    cases = list(pool.cases if isinstance(pool, DatasetSpec) else pool)
+    if not cases:
+        raise DataError("the pool to adapt on is empty.", fix="point to a folder of unlabeled target volumes")
+    start = time.perf_counter()
+    net, ckpt, _ = build_from_checkpoint(model)
+    if config.method == "tent" and ckpt.kind == "ssl-only":
+        raise ConfigError("TENT needs predictions, but this checkpoint is SSL-only (no segmentation head).",
+                          path=model, fix="use --method adabn, or adapt after the first fine-tuning round")
+    patch = config.patch_size or _training_patch(ckpt.metadata)
+    inference = config.inference or InferenceConfig(roi_size=patch)
+    unlabeled = [Case(c.case_id, c.image_paths, None) for c in cases]  # labels are never read
+    bn = batchnorm_layers(net)
+    result = AdaptResult(config.method, None, len(unlabeled), 0.0)
+    result.unadapted_layers = [n for n in norm_layers(net) if n not in bn] if config.method == "adabn" else []
+    if config.method == "tent":
+        details = tent_adapt(net, unlabeled, lambda c: load_case(c, ckpt.preprocess, with_label=False),
+                             patch_size=patch, epochs=config.tent_epochs, lr=config.tent_lr,
+                             batch_size=config.tent_batch_size, seed=config.seed,
+                             device=resolve_device(inference.device))
+        result.affine_layers = details.pop("adapted_layers")
+        result.unadapted_layers = details.pop("no_affine")
+        result.details["tent"] = details
+    stats = estimate_batchnorm_statistics(net, iter_loaded(unlabeled, ckpt.preprocess), inference)
+    apply_batchnorm_statistics(net, stats)
+    result.statistics_layers = sorted(stats)
+    if result.unadapted_layers:
+        result.notes.append(f"{len(result.unadapted_layers)} norm layers keep no running statistics "
+                            "(GroupNorm/LayerNorm/InstanceNorm) and normalise each input by itself; "
+                            + ("AdaBN leaves them as they are." if config.method == "adabn" else
+                               "they have no affine parameters to train."))
+    if not stats:
+        result.notes.append("the network has no BatchNorm layer: no statistics were re-estimated.")
+    result.seconds = time.perf_counter() - start
+    if out is not None:
+        metadata = {**ckpt.metadata, "adaptation": {**result.to_dict(), "from": str(model),
+                                                    "config": config.model_dump(mode="json"),
+                                                    "config_hash": config_hash(config),
+                                                    "pool_cases": [c.case_id for c in unlabeled]}}
+        new = make_checkpoint(net, ckpt.model_config, ckpt.labels, kind=ckpt.kind, preprocess=ckpt.preprocess,
+                              metadata=metadata, fingerprint=ckpt.fingerprint)
+        result.checkpoint = save_checkpoint(out, new)
+    return result
