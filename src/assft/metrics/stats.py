@@ -11,7 +11,7 @@ from scipy import stats
 
 from assft.errors import ConfigError, DataError
 
-__all__ = ["PAIRED_TEST_METHODS", "bootstrap_ci", "paired_test", "win_matrix"]
+__all__ = ["PAIRED_TEST_METHODS", "bootstrap_ci", "holm", "paired_effect", "paired_test", "win_matrix"]
 
 PAIRED_TEST_METHODS: tuple[str, ...] = ("wilcoxon", "ttest")
 
@@ -165,3 +165,35 @@ def bootstrap_ci(
     means = array[indices].mean(axis=1)
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values (family-wise error control) of m tests, in the input order.
+
+    The k-th smallest p (k = 1..m) becomes max over j <= k of min(1, (m - j + 1) * p_(j)); None/NaN entries are
+    left out of the family and returned as None.
+    """
+    valid = [(i, float(p)) for i, p in enumerate(p_values) if p is not None and math.isfinite(float(p))]
+    m = len(valid)
+    out: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (index, p) in enumerate(sorted(valid, key=lambda item: item[1])):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[index] = running
+    return out
+
+
+def paired_effect(a: Sequence[float], b: Sequence[float], *, n_boot: int = 2000, alpha: float = 0.05,
+                  seed: int = 0) -> dict[str, Any]:
+    """Effect of a over b on N paired values: mean difference, its percentile bootstrap CI, wins, Wilcoxon p.
+
+    Returns ``{"n", "mean_diff", "ci_low", "ci_high", "wins" (a > b), "losses", "p_value", "note"}``; with N < 2
+    the CI and p are None.
+    """
+    test = paired_test(a, b, "wilcoxon")
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    low, high = bootstrap_ci(diff, n_boot=n_boot, alpha=alpha, seed=seed) if diff.size >= 2 else (None, None)
+    p_value = test["p_value"] if math.isfinite(test["p_value"]) else None
+    return {"n": int(diff.size), "mean_diff": test["mean_diff"], "ci_low": low, "ci_high": high,
+            "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum()), "p_value": p_value,
+            "note": test["note"]}

@@ -60,10 +60,12 @@ def build_report(runset: RunSet, *, alpha: float = 0.05, method: Literal["wilcox
     if not 0 < early_fraction <= 1:
         raise ConfigError(f"early_fraction must be in (0, 1]; got {early_fraction!r}.",
                           fix="pass the fraction of the total budget at which to read the gap closed, e.g. 0.25")
+    from assft.reporting.effects import compute_effects
+
     summary = summarize_runs(runset, early_fraction=early_fraction)
     comparison = compare_runs(runset, summary, alpha=alpha, method=method)
     return _finite({"format": REPORT_FORMAT, "format_version": REPORT_FORMAT_VERSION, "source": str(runset.root),
-                    "skipped": list(runset.skipped), **summary, **comparison})
+                    "skipped": list(runset.skipped), **summary, **comparison, "effects": compute_effects(runset)})
 
 
 def write_report(runs: str | Path, out: str | Path, *, alpha: float = 0.05,

@@ -37,6 +37,17 @@ class RunData:
     rounds_planned: int | None
     baseline: dict[str, Any] | None  # meta.baseline_metrics (the budget-0 point), or None
     rounds: tuple[dict[str, Any], ...]  # evaluated rounds with metrics, in round order
+    config: dict[str, Any] = field(default_factory=dict)  # campaign.yaml (strategy, query, finetune, ...)
+
+    @property
+    def steps_per_round(self) -> list[int | None]:
+        """Optimizer steps each evaluated round spent (None for ledgers older than the compute record)."""
+        return [(r.get("compute") or {}).get("optimizer_steps") for r in self.rounds]
+
+    @property
+    def patches_per_round(self) -> list[int | None]:
+        """Training patches each evaluated round saw (pseudo-labeled ones included)."""
+        return [(r.get("compute") or {}).get("patches") for r in self.rounds]
 
     @property
     def complete(self) -> bool:
@@ -148,7 +159,24 @@ def _read_run(ledger_path: Path, root: Path) -> RunData | str:
     return RunData(domain=domain, strategy=str(strategy), seed=int(seed or 0), path=folder,
                    pool_size=meta.get("pool_size"), budget_total=meta.get("budget_total"),
                    rounds_planned=meta.get("rounds"), baseline=baseline if isinstance(baseline, dict) else None,
-                   rounds=tuple(rounds))
+                   rounds=tuple(rounds), config=config)
+
+
+def read_bounds(raw: Any) -> dict[str, dict[str, Any] | None]:
+    """bounds.json -> {"lower", "upper", and one entry per budget-0 reference (e.g. "adabn")}: metric dicts or None.
+
+    The upper bound's seed count and steps ride along in its dict ("n_seeds", "steps") when recorded.
+    """
+    if not isinstance(raw, dict):
+        return {"lower": None, "upper": None}
+    out: dict[str, dict[str, Any] | None] = {k: raw.get(k) if isinstance(raw.get(k), dict) else None
+                                             for k in ("lower", "upper")}
+    if out["upper"] is not None:
+        out["upper"] = {**out["upper"], "n_seeds": len(raw.get("upper_seeds") or [0]), "steps": raw.get("upper_steps")}
+    for name, metrics in (raw.get("references") or {}).items():
+        if isinstance(metrics, dict) and name not in out:
+            out[str(name)] = metrics
+    return out
 
 
 def load_runs(root: str | Path) -> RunSet:
@@ -188,7 +216,7 @@ def load_runs(root: str | Path) -> RunSet:
         domain_dir = _domain_dir(run.path, root)
         if run.domain not in bounds and domain_dir is not None and (domain_dir / BOUNDS_NAME).exists():
             raw = _read_json(domain_dir / BOUNDS_NAME)
-            bounds[run.domain] = {k: raw.get(k) if isinstance(raw.get(k), dict) else None for k in ("lower", "upper")}
+            bounds[run.domain] = read_bounds(raw)
     if not runs:
         raise DataError(f"found {len(ledgers)} ledger(s) but none has an evaluated round with test metrics.",
                         path=root, fix="run the campaigns with a labeled --test set; skipped: " + "; ".join(skipped))

@@ -92,6 +92,75 @@ def _gap(doc: Document, summary: dict[str, Any]) -> None:
                       f"and interpolated at {pct} % of the total budget (– when outside the evaluated budgets).")
 
 
+def _compute(doc: Document, summary: dict[str, Any]) -> None:
+    doc.heading("Compute per arm")
+    rows = []
+    counts = {tuple(row["steps_per_round"]) for row in summary["compute"].values() if row["recorded"]}
+    for strategy, row in summary["compute"].items():
+        steps = ", ".join(map(str, row["steps_per_round"])) if row["recorded"] else "not recorded"
+        rows.append([strategy, steps, fmt(row["patches_per_round"], 0)])
+    doc.table(["arm", "optimizer steps per round", "patches per round"], rows,
+              caption="Optimizer steps each round spent (pseudo-labeled steps included), from the ledgers; "
+                      "patches count pseudo-labeled patches too (an SSFT step sees a labeled and a pseudo-labeled "
+                      "batch).")
+    if len(counts) > 1:
+        doc.paragraph("**Unequal compute:** the arms above did not all spend the same optimizer steps per round; "
+                      "comparisons between arms of unequal compute are marked in the effect tables.")
+    upper = summary.get("upper_bound") or {}
+    notes = [f"{d}: {u['n_seeds']} seed(s), {u['steps']} steps" for d, u in upper.items() if u.get("steps")]
+    if notes:
+        doc.paragraph("Upper bound (whole pool labeled, the campaigns' total steps): " + "; ".join(notes) + ".")
+
+
+def _references(doc: Document, summary: dict[str, Any]) -> None:
+    extra = sorted({k for b in summary["bounds"].values() for k in b if k not in ("lower", "upper")})
+    if not extra:
+        return
+    doc.heading("Budget 0: adaptation without labels")
+    rows = []
+    for domain, bounds in summary["bounds"].items():
+        lower, upper = bounds.get("lower"), bounds.get("upper")
+        for name in extra:
+            value = bounds.get(name)
+            gap = None if None in (value, lower, upper) or upper == lower else (value - lower) / (upper - lower)
+            rows.append([domain, name, fmt(lower), fmt(value), fmt(upper), fmt(gap, 2)])
+    doc.table(["domain", "method", "start model (as is)", "adapted (0 labels)", "upper bound", "gap closed"], rows,
+              caption="Test Dice of the start model adapted to the pool without a single label; gap closed = "
+                      "(adapted − start) / (upper − start).")
+
+
+def _effect_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    out = []
+    for row in rows:
+        mark = "" if row["equal_compute"] else " (unequal compute: " + " vs ".join(
+            "/".join(map(str, s)) or "?" for s in row["steps_per_round"]) + " steps)"
+        cells = [("pooled", row["pooled"])] + list(row["by_domain"].items())
+        for scope, e in cells:
+            if e is None:
+                continue
+            ci = "–" if e["ci_low"] is None else f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]"
+            out.append([f"{row['arm']} vs {row['vs']}{mark}", scope, f"{e['mean_diff']:+.4f}", ci,
+                        f"{e['wins']}/{e['n']}", fmt(e["p_value"], 3), fmt(e.get("p_holm"), 3)])
+    return out
+
+
+def _effects(doc: Document, summary: dict[str, Any]) -> None:
+    effects = summary.get("effects") or {}
+    header = ["comparison", "scope", "Δ AUBC", "95 % CI", "wins/n", "p", "p (Holm)"]
+    caption = ("Paired per-run AUBC differences (first − second) per domain over seeds and pooled over (domain, "
+               "seed) pairs; percentile bootstrap CI; Wilcoxon signed-rank p, Holm-adjusted within each scope of "
+               "the table. With 5 seeds a single domain cannot reach p < 0.05 (the smallest two-sided p is 0.0625).")
+    for group in effects.get("query_effect") or []:
+        doc.heading("Query effect " + ("(with SSFT)" if group["ssft"] else "(labeled-only fine-tuning)"))
+        doc.table(header, _effect_rows(group["rows"]),
+                  caption=f"Each arm vs `{group['reference']}` with identical fine-tuning. " + caption)
+    ssft = (effects.get("ssft_effect") or {}).get("rows") or []
+    if ssft:
+        doc.heading("SSFT effect")
+        doc.table(header, _effect_rows(ssft),
+                  caption="Each SSFT arm vs the labeled-only arm of the same query and recipe. " + caption)
+
+
 def _p(value: float | None) -> str:
     return "p=–" if value is None else f"p={value:.3g}"
 
@@ -166,10 +235,13 @@ def build_document(summary: dict[str, Any], comparison: dict[str, Any], figures:
     doc.paragraph(f"Runs read from `{source}`: {len(summary['runs'])} campaigns, {len(summary['domains'])} "
                   f"domain(s), {len(summary['strategies'])} strategies. All numbers are also in `summary.json`.")
     _overview(doc, summary, skipped)
+    _compute(doc, summary)
     _curves(doc, figures.get("curves"))
+    _references(doc, summary)
     _aubc(doc, summary, comparison["ranks"])
     _final(doc, summary)
     _gap(doc, summary)
+    _effects(doc, summary)
     _wins(doc, comparison, figures.get("win_matrix"))
     _per_class(doc, summary)
     _pseudo(doc, summary, figures.get("pseudo_labels", {}))

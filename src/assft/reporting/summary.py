@@ -123,6 +123,18 @@ def _timings(runset: RunSet, strategies: list[str]) -> dict[str, dict[str, Any]]
     return out
 
 
+def _compute(runset: RunSet, strategies: list[str]) -> dict[str, dict[str, Any]]:
+    """Per arm: the distinct optimizer steps per round over every run and round (one value = constant compute)."""
+    out: dict[str, dict[str, Any]] = {}
+    for strategy in strategies:
+        runs = [r for r in runset.runs if r.strategy == strategy]
+        steps = sorted({s for r in runs for s in r.steps_per_round if s is not None})
+        patches = [p for r in runs for p in r.patches_per_round if p is not None]
+        out[strategy] = {"steps_per_round": steps, "recorded": bool(steps),
+                         "patches_per_round": float(np.mean(patches)) if patches else None}
+    return out
+
+
 def summarize_runs(runset: RunSet, *, early_fraction: float = 0.25) -> dict[str, Any]:
     """Every per-(domain, strategy) number of the report, JSON-ready (no comparison statistics; see `compare_runs`).
 
@@ -137,8 +149,12 @@ def summarize_runs(runset: RunSet, *, early_fraction: float = 0.25) -> dict[str,
                   "rounds_evaluated": len(r.rounds), "rounds_planned": r.rounds_planned, "complete": r.complete,
                   "has_baseline": bool(r.baseline and r.baseline.get("mean_dice") is not None)}
                  for r in sorted(runset.runs, key=lambda r: (r.domain, r.strategy, r.seed))],
-        "bounds": {d: {k: (runset.bounds.get(d, {}).get(k) or {}).get("mean_dice") for k in ("lower", "upper")}
+        "bounds": {d: {k: (v or {}).get("mean_dice") for k, v in {"lower": None, "upper": None,
+                                                                   **runset.bounds.get(d, {})}.items()}
                    for d in domains},
+        "upper_bound": {d: {k: (runset.bounds.get(d, {}).get("upper") or {}).get(k)
+                            for k in ("mean_dice_sd", "n_seeds", "steps")} for d in domains},
+        "compute": _compute(runset, strategies),
         "curves": {}, "aubc": {}, "final": {}, "gap_closed": {}, "per_class_dice": {},
         "pseudo_labels": _pseudo_summary(runset), "timings": _timings(runset, strategies),
     }
