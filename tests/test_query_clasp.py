@@ -3,6 +3,7 @@ budget split, the stratified selector, and `clasp-pe` end to end through the one
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -183,3 +184,24 @@ def test_clasp_pe_through_the_scorer(phantom_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="round_index 4 is outside 1..3"):
         run_query(ckpt, phantom_dir, QueryConfig(strategy="clasp-pe", budget=3), inference=inference,
                   round_index=4, total_rounds=3)
+
+
+def test_cli_config_file_sets_the_new_options(phantom_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from assft.cli.app import app
+
+    config = ModelConfig(out_channels=5, params={"channels": (4, 8, 16), "strides": (2, 2)})
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "m.pt", make_checkpoint(build_model(config), config, PHANTOM_LABELS,
+                                                              metadata={"train_config": {"patch_size": [16] * 3}}))
+    (tmp_path / "q.yaml").write_text("strategy: clasp-pe\npower_beta: 2.5\nclasp_reduce: topk_mean\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["query", "--model", str(ckpt), "--pool", str(phantom_dir), "--budget", "2",
+                                      "--config", str(tmp_path / "q.yaml"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "selection.json").read_text())
+    assert meta["config"]["power_beta"] == 2.5 and meta["config"]["clasp_reduce"] == "topk_mean"
+    assert meta["notes"]["power_beta"] == 2.5 and meta["round_index"] is None
+    listed = CliRunner().invoke(app, ["list-strategies"])
+    assert "clasp-pe" in listed.output and "class_pe" in listed.output
