@@ -13,6 +13,10 @@ Prints a markdown table and writes benchmarks/results/query_speed.json.
 
     python benchmarks/query_speed.py            # ~5 min on 2 shared CPU cores (1 torch thread)
     python benchmarks/query_speed.py --quick    # fewer volumes, tiny net for the 1,000-volume memory run
+
+`--strategies entropy,clasp-pe [--cases 40]` instead compares the scoring cost of strategies (each one's needs from
+one pass, θ = θ0, same volumes, rotating order, minimum over repetitions), relative to the first one, and writes
+benchmarks/results/query_speed_strategies.json.
 """
 
 from __future__ import annotations
@@ -155,6 +159,55 @@ def bench_scoring(n_cases: int, n_bald: int, tmp: Path, reps: int = 3) -> dict:
     }
 
 
+def bench_strategies(names: list[str], n_cases: int, tmp: Path, reps: int = 3) -> dict:
+    """Scoring time of each strategy's needs (one streaming pass + reductions per volume, θ = θ0) on the same
+    volumes; per volume the strategies run `reps` times in rotating order and each keeps its minimum."""
+    import torch
+
+    from assft.config import InferenceConfig
+    from assft.data import load_case, load_dataset
+    from assft.query import QueryConfig, iter_summaries, load_query_model, make_strategy, resolve_source_stats
+
+    spec = load_dataset(HIPPOCAMPUS)
+    loaded = [load_case(c, with_label=False) for c in spec.cases[:n_cases]]
+    inference = InferenceConfig()
+    theta0 = load_query_model(_checkpoint(tmp / "theta0.pt", 0))
+    stats0, _ = resolve_source_stats(theta0.model, theta0.checkpoint)
+    boxes: dict[str, list] = {name: [] for name in names}
+    timings: dict[str, dict[str, float]] = {name: {} for name in names}
+    scorers = {}
+    for name in names:
+        config = QueryConfig(strategy=name)
+        needs = make_strategy(name, config).resolve_needs(True)
+        scorers[name] = iter_summaries(_feed(boxes[name]), theta0, needs, config, inference, source_stats=stats0,
+                                       timings=timings[name])
+
+    def score(name: str, case) -> None:
+        boxes[name].append(case)
+        with torch.inference_mode():
+            next(scorers[name])
+
+    for case in loaded[:2]:  # warm-up
+        for name in names:
+            score(name, case)
+    warm_reduce = {name: timings[name]["reduce_s"] for name in names}
+    best = {name: np.full(n_cases, np.inf) for name in names}
+    for i, case in enumerate(loaded):
+        for rep in range(reps):
+            k = (i + rep) % len(names)
+            for name in names[k:] + names[:k]:
+                t0 = time.perf_counter()
+                score(name, case)
+                best[name][i] = min(best[name][i], time.perf_counter() - t0)
+    seconds = {name: float(best[name].sum()) for name in names}
+    reduce_s = {name: (timings[name]["reduce_s"] - warm_reduce[name]) / reps for name in names}  # mean over reps
+    ref = names[0]
+    return {"n_cases": n_cases, "repetitions": reps, "strategies": names, "seconds": seconds,
+            "reduce_s_mean_over_reps": reduce_s,
+            "ratio_to_first": {name: seconds[name] / seconds[ref] for name in names},
+            "ratio_to_first_median_per_volume": {name: float(np.median(best[name] / best[ref])) for name in names}}
+
+
 def rss_child(n_volumes: int, model_path: str, tiny: bool) -> None:
     """Run the full `assft` query over `n_volumes` (hippocampus volumes repeated) and print peak RSS as JSON."""
     import torch
@@ -206,6 +259,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer volumes; tiny net for the memory runs")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: two threads on a busy shared 2-core machine are several times slower)")
+    parser.add_argument("--strategies", help="compare the scoring cost of these strategies only (comma-separated, "
+                                             "the first is the reference), e.g. entropy,clasp-pe")
+    parser.add_argument("--cases", type=int, default=40, help="volumes for --strategies (default 40)")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
@@ -219,6 +275,23 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.strategies:
+        names = [n.strip() for n in args.strategies.split(",") if n.strip()]
+        with tempfile.TemporaryDirectory() as tmp:
+            result = bench_strategies(names, args.cases, Path(tmp))
+        result.update({"threads": args.threads, "versions": {"torch": torch.__version__, "monai": monai.__version__},
+                       "machine": platform.processor() or platform.machine()})
+        out = RESULTS.with_name("query_speed_strategies.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print("| strategy | scoring s/volume | / " + names[0] + " (total) | median per volume | reduce ms/volume |")
+        print("|---|---|---|---|---|")
+        for name in names:
+            print(f"| `{name}` | {result['seconds'][name] / args.cases:.4f} | {result['ratio_to_first'][name]:.3f} | "
+                  f"{result['ratio_to_first_median_per_volume'][name]:.3f} | "
+                  f"{1000 * result['reduce_s_mean_over_reps'][name] / args.cases:.1f} |")
+        print(f"\nwrote {out}")
+        return
     n_cases, n_bald = (100, 10) if args.quick else (100, 20)
     with tempfile.TemporaryDirectory() as tmp:
         scoring = bench_scoring(n_cases, n_bald, Path(tmp), reps=2 if args.quick else 3)

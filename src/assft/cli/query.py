@@ -31,7 +31,8 @@ def query(
                                      help="File with ids of pool cases already labeled (one per line)."),
     seed: int = typer.Option(0, "--seed", help="Seed for tie-breaks and random strategies."),
     config: Path = typer.Option(None, "--config", exists=True, dir_okay=False,
-                                help="QueryConfig YAML/JSON; the options below override it."),
+                                help="QueryConfig YAML/JSON (every option, e.g. sampling, power_beta, kd_guard, "
+                                     "clasp_reduce); the options below override it."),
     alpha: float = typer.Option(None, "--alpha", help="Q = alpha*norm(DKD) + (1-alpha)*norm(ASD) (default 0.5)."),
     dkd_combine: str = typer.Option(None, "--dkd-combine", help="product or sum (default product)."),
     asd_threshold: str = typer.Option(None, "--asd-threshold", help="otsu or fixed (default otsu)."),
@@ -73,7 +74,8 @@ def query(
                       result.selection.rationale.get(case_id, ""))
     console.print(table)
     if result.selection.notes.get("cold_start"):
-        console.print("cold start: SSL-only model, Q = DKD")
+        method = result.selection.notes.get("cold_start_method", "dkd")
+        console.print(f"cold start: SSL-only model, {'Q = DKD' if method == 'dkd' else f'{method} on the embeddings'}")
     t = result.timings
     console.print(f"scored {len(result.summaries)} volumes in {t.get('pool_scoring_s', 0):.1f} s "
                   f"(θ0 pass {t.get('pass_pretrained_s', 0):.1f} s); wrote {out / 'selection.csv'} and "

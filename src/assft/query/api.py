@@ -16,7 +16,7 @@ import numpy as np
 
 from assft.config import InferenceConfig, config_hash
 from assft.data.cases import Case, DatasetSpec
-from assft.errors import DataError
+from assft.errors import ConfigError, DataError
 from assft.query.config import Need, QueryConfig, resolve_budget
 from assft.query.scorer import QueryModel, load_query_model, score_cases
 from assft.query.strategies import Selection, SelectionContext, make_strategy
@@ -39,6 +39,8 @@ class QueryResult:
     labeled_ids: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    round_index: int | None = None  # 1-based campaign round (None: a one-off query)
+    total_rounds: int | None = None
 
     @property
     def selected(self) -> list[str]:
@@ -86,6 +88,8 @@ class QueryResult:
             "config_hash": config_hash(self.config),
             "inference": self.inference.model_dump(mode="json"),
             "seed": self.seed,
+            "round_index": self.round_index,
+            "total_rounds": self.total_rounds,
             "budget": self.budget,
             "pool_size": len(self.summaries),
             "labeled_ids": self.labeled_ids,
@@ -159,6 +163,8 @@ def run_query(
     out_dir: str | Path | None = None,
     show_progress: bool | None = None,
     theta0_cache: str | Path | None = None,
+    round_index: int | None = None,
+    total_rounds: int | None = None,
 ) -> QueryResult:
     """Score the pool once (streaming) and select `config.budget` volumes with `config.strategy`.
 
@@ -188,6 +194,7 @@ def run_query(
 
     start = time.perf_counter()
     config = config or QueryConfig()
+    check_rounds(round_index, total_rounds)
     strategy = make_strategy(config.strategy, config)
     current = model if isinstance(model, QueryModel) else load_query_model(model)
     theta0 = None
@@ -249,7 +256,8 @@ def run_query(
         timings["labeled_embedding_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    context = SelectionContext(config, current.has_head, tuple(ref_ids), reference)
+    context = SelectionContext(config, current.has_head, tuple(ref_ids), reference, round_index=round_index,
+                               total_rounds=total_rounds, class_names=dict(current.checkpoint.labels))
     selection = strategy.select(summaries, context, budget, make_rng(seed, "query", config.strategy))
     timings["selection_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - start
@@ -265,10 +273,20 @@ def run_query(
         "n_candidates": len(candidates),
         "n_reference": len(ref_ids),
     }
-    result = QueryResult(selection, summaries, config, budget, seed, inference, list(ref_ids), timings, provenance)
+    result = QueryResult(selection, summaries, config, budget, seed, inference, list(ref_ids), timings, provenance,
+                         round_index, total_rounds)
     if out_dir is not None:
         save_query_result(result, out_dir)
     return result
+
+
+def check_rounds(round_index: int | None, total_rounds: int | None) -> None:
+    """round_index in 1..total_rounds (either may be None); a ConfigError otherwise."""
+    if total_rounds is not None and total_rounds < 1:
+        raise ConfigError(f"total_rounds must be at least 1, got {total_rounds}.", fix="pass the campaign's rounds")
+    if round_index is not None and (round_index < 1 or (total_rounds is not None and round_index > total_rounds)):
+        raise ConfigError(f"round_index {round_index} is outside 1..{total_rounds or 'total_rounds'}.",
+                          fix="pass the 1-based index of the current round")
 
 
 def save_query_result(result: QueryResult, out_dir: str | Path) -> tuple[Path, Path]:

@@ -95,16 +95,23 @@ def kmeans_pp_select(case_ids: Sequence[str], embeddings: np.ndarray, budget: in
                   to_columns(ids, {"badge_norm": np.sqrt(sq_norms)}))
 
 
-def _typicality(points: np.ndarray, k: int) -> np.ndarray:
-    """1 / mean distance to the k nearest other points of the same cluster; 0 for a singleton."""
-    if len(points) < 2:
-        return np.zeros(len(points))
-    k = min(k, len(points) - 1)
+def compute_typicality(points: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
+    """TypiClust's typicality: 1 / mean Euclidean distance to the k nearest other points. points (n, d) -> (n,)
+    float64; 0 for a single point. Rows are processed in chunks, so memory is (chunk, n); time is O(n^2 d)."""
+    points = np.asarray(points, dtype=np.float64)
+    n = len(points)
+    if n < 2:
+        return np.zeros(n)
+    k = min(k, n - 1)
     sq = (points ** 2).sum(1)
-    d = np.sqrt(np.maximum(sq[:, None] + sq[None] - 2.0 * points @ points.T, 0.0))
-    np.fill_diagonal(d, np.inf)
-    knn = np.partition(d, k - 1, axis=1)[:, :k]
-    return 1.0 / (knn.mean(axis=1) + 1e-12)
+    out = np.empty(n)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        d = np.sqrt(np.maximum(sq[start:stop, None] + sq[None] - 2.0 * points[start:stop] @ points.T, 0.0))
+        d[np.arange(stop - start), np.arange(start, stop)] = np.inf  # not its own neighbour
+        knn = np.partition(d, k - 1, axis=1)[:, :k]
+        out[start:stop] = 1.0 / (knn.mean(axis=1) + 1e-12)
+    return out
 
 
 def typiclust_select(case_ids: Sequence[str], embeddings: np.ndarray, budget: int, rng: np.random.Generator, *,
@@ -127,7 +134,7 @@ def typiclust_select(case_ids: Sequence[str], embeddings: np.ndarray, budget: in
     typicality = np.zeros(n)
     for c in range(n_clusters):
         members = np.flatnonzero(labels == c)
-        typ = _typicality(points[members], k_neighbors)
+        typ = compute_typicality(points[members], k_neighbors)
         pool_members = members < n
         typicality[members[pool_members]] = typ[pool_members]
     sizes = np.bincount(labels, minlength=n_clusters)

@@ -19,9 +19,10 @@ class Need(str, Enum):
     EMBEDDING = "embedding"  # pooled, L2-normalised bottleneck embedding z (d,)
     NORM_STATS = "norm_stats"  # input moments of θ0's normalisation layers -> KD
     GRAD_EMBEDDING = "grad_embedding"  # BADGE last-layer gradient embedding (C * F,)
+    CLASS_PE = "class_pe"  # probs reduced to ClaSP PE's peak predictive entropy, overall and per class (C,)
 
 
-PROB_NEEDS = frozenset({Need.PROBS, Need.MC_PROBS, Need.GRAD_EMBEDDING})  # need a segmentation head
+PROB_NEEDS = frozenset({Need.PROBS, Need.MC_PROBS, Need.GRAD_EMBEDDING, Need.CLASS_PE})  # need a segmentation head
 
 
 class QueryConfig(BaseModel):
@@ -44,7 +45,25 @@ class QueryConfig(BaseModel):
     kd_eps: float = 1e-5  # variances are clamped at this value in the Gaussian KL
     embedding_source: Literal["current", "pretrained"] = "current"  # z from θ (round >= 2) or θ0
     mc_samples: int = 10  # BALD: T stochastic passes per window
-    typiclust_neighbors: int = 20  # TypiClust typicality: k nearest neighbours inside a cluster
+    typiclust_neighbors: int = 20  # TypiClust typicality: k nearest neighbours (inside a cluster; pool-wide for KD)
+    # power sampling (Kirsch et al., TMLR 2023): pick by log(score) + Gumbel(0, 1/beta), i.e. P ∝ score^beta.
+    # auto: the strategy's own way (power for clasp-pe, greedy for every other strategy).
+    sampling: Literal["auto", "greedy", "power"] = "auto"
+    power_beta: float | Literal["schedule"] = "schedule"  # fixed beta, or the exponential schedule below
+    power_beta_start: float = 1.0  # schedule: beta_t = start * (end / start) ** ((t - 1) / (T - 1)), t = 1..T
+    power_beta_end: float = 100.0
+    power_eps: float = 1e-6  # scores are clipped at this value before the log (a min-max normalised 0 stays possible)
+    # outlier-aware knowledge gap (strategies assft, dkd, kd); the defaults keep plain KD
+    kd_weighting: Literal["none", "typicality"] = "none"  # KD x typicality / max typicality over the pool
+    kd_clip_quantile: float | None = None  # KD clipped at this pool quantile before normalisation
+    kd_guard: float | None = None  # KD spread (IQR / median over the pool) below this: typicality replaces KD
+    cold_start_method: Literal["dkd", "typicality", "kcenter"] = "dkd"  # assft's pick without a head (SSL-only)
+    # clasp-pe (ClaSP PE, Lüth et al. 2026, adapted to whole volumes)
+    clasp_reduce: Literal["box_max", "topk_mean"] = "box_max"  # a volume's score from its uncertainty map
+    clasp_box_fraction: float = 0.5  # box side as a fraction of each volume side (1.0: the whole-volume mean)
+    clasp_box_size: tuple[int, int, int] | None = None  # box in voxels (clipped to the volume); overrides fraction
+    clasp_top_fraction: float = 0.01  # topk_mean: mean of the top 1 % voxels
+    clasp_class_fraction: float = 0.66  # share of the round's budget split evenly across the foreground classes
 
     @field_validator("alpha")
     @classmethod
@@ -53,11 +72,40 @@ class QueryConfig(BaseModel):
             raise ValueError("alpha must be in [0, 1]")
         return v
 
-    @field_validator("asd_fixed_threshold", "asd_empty_top_fraction")
+    @field_validator("asd_fixed_threshold", "asd_empty_top_fraction", "clasp_box_fraction", "clasp_top_fraction",
+                     "kd_clip_quantile")
     @classmethod
-    def _unit(cls, v: float) -> float:
-        if not 0.0 < v <= 1.0:
+    def _unit(cls, v: float | None) -> float | None:
+        if v is not None and not 0.0 < v <= 1.0:
             raise ValueError("must be in (0, 1]")
+        return v
+
+    @field_validator("clasp_class_fraction")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError("clasp_class_fraction must be in [0, 1]")
+        return v
+
+    @field_validator("power_beta")
+    @classmethod
+    def _beta(cls, v: float | str) -> float | str:
+        if v != "schedule" and not (isinstance(v, int | float) and 0.0 < v < math.inf):
+            raise ValueError("power_beta must be a finite number > 0 or 'schedule'")
+        return v
+
+    @field_validator("power_beta_start", "power_beta_end", "power_eps", "kd_guard")
+    @classmethod
+    def _positive_float(cls, v: float | None) -> float | None:
+        if v is not None and not 0.0 < v < math.inf:
+            raise ValueError("must be a finite number > 0")
+        return v
+
+    @field_validator("clasp_box_size")
+    @classmethod
+    def _box(cls, v: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if v is not None and min(v) < 1:
+            raise ValueError("clasp_box_size must be three sides >= 1 voxel")
         return v
 
     @field_validator("mc_samples", "typiclust_neighbors", "otsu_bins")

@@ -87,12 +87,12 @@ def _run(qm: QueryModel, image, inference: InferenceConfig, needs: frozenset[Nee
         gate=gate,
     ) as capture:
         predictor = WindowPredictor(qm.model, channels_last=inference.channels_last, gate=gate, capture=capture,
-                                    probs=Need.PROBS in needs,
+                                    probs=bool(needs & {Need.PROBS, Need.CLASS_PE}),
                                     mc_samples=config.mc_samples if Need.MC_PROBS in needs else 0,
                                     grad=Need.GRAD_EMBEDDING in needs)
         result = run_pass(qm.model, image, inference, predictor=predictor, extra_channels=predictor.extra_channels)
         out: dict = {}
-        if Need.PROBS in needs:
+        if needs & {Need.PROBS, Need.CLASS_PE}:
             out["probs"] = result.probs
         if Need.MC_PROBS in needs:
             out["bald_map"] = result.extra["bald"]
@@ -180,7 +180,8 @@ def iter_summaries(
         if theta0_moments is not None and cached is None and "norm_moments" in parts:
             theta0_moments[loaded.case_id] = parts["norm_moments"]  # NORM_STATS always come from θ0
         t0 = time.perf_counter()
-        summary = summarize_pass(loaded.case_id, config, source_stats=source_stats, **parts)
+        summary = summarize_pass(loaded.case_id, config, source_stats=source_stats,
+                                 class_pe=Need.CLASS_PE in needs, **parts)
         if summary.n_voxels == 0:
             summary.n_voxels = int(loaded.image[0].size)
         del parts, loaded

@@ -1,4 +1,5 @@
-"""Pure per-case score functions (method.md): entropy, adaptive foreground, ASD, confidence, KD, BALD, Div, BADGE.
+"""Pure per-case score functions (method.md): entropy, adaptive foreground, ASD, confidence, KD, BALD, Div, BADGE,
+ClaSP PE's peak class uncertainty.
 
 None of them mutates its inputs. Probability maps are `probs` (C, D, H, W) float32 that sum to 1 over C; they
 never receive logits.
@@ -206,3 +207,71 @@ def compute_gradient_embedding(probs: torch.Tensor, features: torch.Tensor) -> t
     g = residual.flatten(2).double()
     h = features.float().flatten(2).double()
     return torch.einsum("bcv,bfv->cf", g, h) / g.shape[2]
+
+
+def compute_box_sums(values: torch.Tensor, box: tuple[int, int, int]) -> torch.Tensor:
+    """Sums over every box (a, b, c) at stride 1 (valid positions only): values (D, H, W) -> (D-a+1, H-b+1, W-c+1)
+    float64. Separable running sums: O(voxels) whatever the box, where avg_pool3d costs O(voxels * a * b * c)."""
+    out = values.double()
+    for dim, size in enumerate(box):
+        length = out.shape[dim]
+        size = min(max(int(size), 1), length)
+        cumsum = torch.nn.functional.pad(torch.cumsum(out, dim), _front_pad(dim, out.ndim))
+        out = cumsum.narrow(dim, size, length - size + 1) - cumsum.narrow(dim, 0, length - size + 1)
+    return out
+
+
+def _front_pad(dim: int, ndim: int) -> tuple[int, ...]:
+    """F.pad spec adding one zero in front of `dim` (F.pad lists dimensions last to first)."""
+    pad = [0] * (2 * ndim)
+    pad[2 * (ndim - 1 - dim)] = 1
+    return tuple(pad)
+
+
+def compute_box_max_mean(values: torch.Tensor, box: tuple[int, int, int]) -> float:
+    """The largest mean of `values` (D, H, W) over a box (a, b, c) anywhere inside the volume (box clipped to it)."""
+    box = tuple(min(max(int(s), 1), n) for s, n in zip(box, values.shape, strict=True))
+    return float(compute_box_sums(values, box).max()) / float(np.prod(box))
+
+
+def compute_top_mean(values: torch.Tensor, fraction: float) -> float:
+    """Mean of the top `fraction` of the voxels of `values` (any shape), at least one voxel."""
+    flat = values.flatten()
+    k = max(1, math.ceil(fraction * flat.numel()))
+    return float(torch.topk(flat, k).values.double().mean())
+
+
+def clasp_box(shape: tuple[int, ...], fraction: float = 0.5, size: tuple[int, int, int] | None = None
+              ) -> tuple[int, int, int]:
+    """The box of ClaSP PE's box maximum for a volume of `shape` (D, H, W): `size` clipped to the volume, else
+    `fraction` of each side (rounded, at least one voxel)."""
+    if size is not None:
+        sides = [min(max(int(s), 1), int(n)) for s, n in zip(size, shape, strict=True)]
+    else:
+        sides = [max(1, min(int(n), math.floor(fraction * n + 0.5))) for n in shape]
+    return sides[0], sides[1], sides[2]
+
+
+def compute_class_pe(probs: torch.Tensor, *, entropy: torch.Tensor | None = None, reduce: str = "box_max",
+                     box: tuple[int, int, int] | None = None, top_fraction: float = 0.01) -> np.ndarray:
+    """ClaSP PE's scores of one volume: probs (C, D, H, W) -> (C,) float64 in [0, 1].
+
+    [0] is the peak of the normalised predictive entropy PE; [c] for c >= 1 the peak of U_c = PE * p_c (class c's
+    share of the uncertainty). Peak: `box_max` = the largest mean over a box (default: half of each side) anywhere
+    in the volume, `topk_mean` = the mean of the top `top_fraction` voxels. A class with no predicted voxels
+    still gets a (small) score.
+    """
+    entropy = compute_voxel_entropy(probs) if entropy is None else entropy
+    if reduce == "box_max":
+        box = box or clasp_box(tuple(entropy.shape))
+
+        def peak(values: torch.Tensor) -> float:
+            return compute_box_max_mean(values, box)
+    elif reduce == "topk_mean":
+        def peak(values: torch.Tensor) -> float:
+            return compute_top_mean(values, top_fraction)
+    else:
+        raise ConfigError(f"unknown clasp_reduce {reduce!r}.", fix="use 'box_max' or 'topk_mean'")
+    # one class at a time: the running sums are float64 maps of the volume's size, never C of them at once
+    out = [peak(entropy)] + [peak(entropy * probs[c].float()) for c in range(1, probs.shape[0])]
+    return np.asarray(out, dtype=np.float64)

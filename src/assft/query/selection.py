@@ -1,4 +1,4 @@
-"""Selection: top-k and the greedy DKD/Q batch (Div recomputed after every pick), order-independent and seeded.
+"""Selection: top-k, power top-k and the greedy DKD/Q batch (Div recomputed after every pick), seeded.
 
 Every selector first sorts the cases by case_id, draws one random permutation of them from the given generator as
 the tie-break key, and works on that canonical order, so the result does not depend on pool order and ties are
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from assft.errors import BudgetError, ConfigError
+from assft.query.power import compute_power_scores
 
 
 @dataclass
@@ -99,6 +100,20 @@ def top_k(scores: Mapping[str, float], budget: int, rng: np.random.Generator) ->
     return Ranked(ranking[:budget], ranking)
 
 
+def power_top_k(scores: Mapping[str, float], budget: int, rng: np.random.Generator, beta: float,
+                eps: float = 1e-6) -> Ranked:
+    """`budget` cases sampled without replacement with P ∝ score^beta (Gumbel-top-k on log scores); the ranking
+    orders every case by its noised log score. Columns `power_score` (noised log score) and `power_beta`."""
+    check_budget(budget, len(scores))
+    ids, _, tiebreak = canonical_order(list(scores), rng)
+    values = np.asarray([scores[c] for c in ids], dtype=np.float64)
+    check_finite("", values, ids)
+    noised = compute_power_scores(values, beta, rng, eps)
+    ranking = [ids[i] for i in np.lexsort((tiebreak, -noised))]
+    return Ranked(ranking[:budget], ranking,
+                  to_columns(ids, {"power_score": noised, "power_beta": np.full(len(ids), beta)}))
+
+
 def normalised_embeddings(embeddings: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm, float32 C-contiguous (n, d)."""
     z = np.ascontiguousarray(embeddings, dtype=np.float32)
@@ -125,6 +140,9 @@ def greedy_diverse_top_k(
     alpha: float = 0.5,
     combine: str = "product",
     reference: np.ndarray | None = None,
+    power_beta: float | None = None,
+    power_eps: float = 1e-6,
+    kd_label: str = "KD",
 ) -> Ranked:
     """Greedy batch of method.md: pick argmax Q, add it to B, recompute Div (hence DKD and Q) for the rest, repeat.
 
@@ -136,10 +154,15 @@ def greedy_diverse_top_k(
         combine: "product" DKD = norm(KD) * Div; "sum" DKD = (norm(KD) + norm(Div)) / 2.
         reference: embeddings (m, d) of the labeled set L; none -> Div of the first pick is the distance to the
             pool's mean embedding.
+        power_beta: None: each step picks argmax Q. A number: power sampling at each step, argmax of
+            log(max(Q, power_eps)) + Gumbel(0, 1/beta) with fresh noise per step, so every pick is a draw
+            P ∝ Q^beta from the current (Div-updated) scores.
+        kd_label: the name of the `kd` column prefix ("Typ" when typicality stands in for KD).
 
     Returns:
-        Ranked with columns Q, DKD, Div, KD_norm, Div_norm, ASD_norm: the values when a case was picked, and after
-        the last pick for the others. norm is min-max over the cases not yet picked (the current pool).
+        Ranked with columns Q, DKD, Div, KD_norm (or `kd_label`_norm), Div_norm, ASD_norm: the values when a case
+        was picked, and after the last pick for the others; norm is min-max over the cases not yet picked (the
+        current pool). With power sampling also Q_power, the noised log Q at pick time.
     """
     n = len(case_ids)
     check_budget(budget, n)
@@ -159,7 +182,7 @@ def greedy_diverse_top_k(
         mean = normalised_embeddings(z.mean(axis=0, keepdims=True))[0]
         min_div = np.clip(1.0 - (z @ mean).astype(np.float64), 0.0, 2.0)
     remaining = np.ones(n, dtype=bool)
-    names = ("Q", "DKD", "Div", "KD_norm", "Div_norm", "ASD_norm")
+    names = ("Q", "DKD", "Div", "KD_norm", "Div_norm", "ASD_norm") + (("Q_power",) if power_beta is not None else ())
     values = {name: np.full(n, np.nan) for name in names}
 
     def scores() -> dict[str, np.ndarray]:
@@ -177,7 +200,9 @@ def greedy_diverse_top_k(
     picks: list[int] = []
     for _ in range(budget):
         current = scores()
-        pick = pick_best(current["Q"], remaining, tiebreak)
+        if power_beta is not None:
+            current["Q_power"] = compute_power_scores(current["Q"], power_beta, rng, power_eps)
+        pick = pick_best(current["Q_power" if power_beta is not None else "Q"], remaining, tiebreak)
         for name, arr in current.items():
             values[name][pick] = arr[pick]
         to_pick = np.clip(1.0 - (z @ z[pick]).astype(np.float64), 0.0, 2.0)
@@ -190,5 +215,7 @@ def greedy_diverse_top_k(
         for name, arr in current.items():
             values[name][rest] = arr[rest]
         rest = rest[np.lexsort((tiebreak[rest], -current["Q"][rest]))]
+    if kd_label != "KD":
+        values[f"{kd_label}_norm"] = values.pop("KD_norm")
     return Ranked([ids[i] for i in picks], [ids[i] for i in picks] + [ids[i] for i in rest.tolist()],
                   to_columns(ids, values))

@@ -11,7 +11,9 @@ import torch
 from assft.query.config import QueryConfig
 from assft.query.scores import (
     Moments,
+    clasp_box,
     compute_asd,
+    compute_class_pe,
     compute_confidence,
     compute_foreground_mask,
     compute_knowledge_divergence,
@@ -29,7 +31,8 @@ class CaseSummary:
     Scalars: kd (KD vs θ0's source statistics), asd, entropy (mean normalised voxel entropy), entropy_foreground
     (its mean over Omega), confidence (mean over Omega of max_c p), foreground_fraction (|Omega| / voxels),
     foreground_threshold (tau), predicted_foreground_voxels (argmax >= 1), bald (mean voxel BALD, nats).
-    Vectors: embedding (d,) float32 L2-normalised; grad_embedding (C * F,) float32 (BADGE).
+    Vectors: embedding (d,) float32 L2-normalised; grad_embedding (C * F,) float32 (BADGE); class_pe (C,) float64
+    (ClaSP PE: [0] peak predictive entropy, [c] peak of PE * p_c; only with Need.CLASS_PE).
     """
 
     case_id: str
@@ -45,6 +48,7 @@ class CaseSummary:
     bald: float | None = None
     embedding: np.ndarray | None = None
     grad_embedding: np.ndarray | None = None
+    class_pe: np.ndarray | None = None
 
     def scalars(self) -> dict[str, float]:
         """The computed scalar fields by name (None ones left out)."""
@@ -56,13 +60,20 @@ class CaseSummary:
                    if isinstance(getattr(self, f.name), np.ndarray))
 
 
-def summarize_probs(probs: torch.Tensor, config: QueryConfig) -> dict[str, float | int]:
-    """Reduce probs (C, D, H, W) to the probability statistics of CaseSummary (entropy, ASD, confidence, ...)."""
+def summarize_probs(probs: torch.Tensor, config: QueryConfig, *, class_pe: bool = False
+                    ) -> dict[str, float | int | np.ndarray]:
+    """Reduce probs (C, D, H, W) to the probability statistics of CaseSummary (entropy, ASD, confidence, ...);
+    with `class_pe` also ClaSP PE's per-class peaks (C,) from the same entropy map."""
     entropy = compute_voxel_entropy(probs)
     mask, tau = compute_foreground_mask(probs, config.asd_threshold, config.asd_fixed_threshold,
                                         config.asd_threshold_clip, config.otsu_bins)
     n_mask = int(mask.sum())
-    return {
+    extra: dict[str, np.ndarray] = {}
+    if class_pe:
+        extra["class_pe"] = compute_class_pe(
+            probs, entropy=entropy, reduce=config.clasp_reduce, top_fraction=config.clasp_top_fraction,
+            box=clasp_box(tuple(entropy.shape), config.clasp_box_fraction, config.clasp_box_size))
+    return {**extra,
         "entropy": float(entropy.mean(dtype=torch.float64)),
         "entropy_foreground": float((entropy * mask).sum(dtype=torch.float64) / n_mask) if n_mask else 0.0,
         "asd": compute_asd(probs, entropy=entropy, mask=mask, reduce=config.asd_reduce,
@@ -84,12 +95,14 @@ def summarize_pass(
     grad_embedding: torch.Tensor | None = None,
     norm_moments: Mapping[str, Moments] | None = None,
     source_stats: Mapping[str, Moments] | None = None,
+    class_pe: bool = False,
 ) -> CaseSummary:
-    """Build a CaseSummary from what one (or two, θ and θ0) passes produced; shapes as in run_pass."""
+    """Build a CaseSummary from what one (or two, θ and θ0) passes produced; shapes as in run_pass. `class_pe`:
+    also reduce probs to ClaSP PE's per-class peaks."""
     summary = CaseSummary(case_id)
     if probs is not None:
         summary.n_voxels = int(probs[0].numel())
-        for key, value in summarize_probs(probs, config).items():
+        for key, value in summarize_probs(probs, config, class_pe=class_pe).items():
             setattr(summary, key, value)
     if bald_map is not None:
         summary.n_voxels = int(bald_map.numel())

@@ -1,6 +1,17 @@
 """Query strategies, one small class each, registered by name in STRATEGIES (importing this registers them all)."""
 
-from assft.query.strategies import asd, assft, badge, bald, coreset, dkd, entropy, random, typiclust  # noqa: F401
+from assft.query.strategies import (  # noqa: F401
+    asd,
+    assft,
+    badge,
+    bald,
+    clasp_pe,
+    coreset,
+    dkd,
+    entropy,
+    random,
+    typiclust,
+)
 from assft.query.strategies.base import (
     STRATEGIES,
     Selection,

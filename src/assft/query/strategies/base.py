@@ -13,7 +13,8 @@ import numpy as np
 
 from assft.errors import ConfigError
 from assft.query.config import PROB_NEEDS, Need, QueryConfig
-from assft.query.selection import Ranked
+from assft.query.power import resolve_power_beta
+from assft.query.selection import Ranked, power_top_k, top_k
 from assft.query.summaries import CaseSummary
 from assft.registry import Registry
 
@@ -22,12 +23,16 @@ HEADLESS_STRATEGIES = "assft (cold start: Q = DKD), dkd, kd, coreset, typiclust,
 
 @dataclass
 class SelectionContext:
-    """What a strategy may know besides the pool: options, whether θ has a head, the labeled set's embeddings."""
+    """What a strategy may know besides the pool: options, whether θ has a head, the labeled set's embeddings, the
+    campaign round (1-based; None for a one-off query) and the class names of θ's labels."""
 
     config: QueryConfig
     has_head: bool = True
     labeled_ids: tuple[str, ...] = ()
     labeled_embeddings: np.ndarray | None = None  # (m, d), rows in sorted labeled-id order
+    round_index: int | None = None  # 1..total_rounds in a campaign
+    total_rounds: int | None = None
+    class_names: dict[int, str] = field(default_factory=dict)  # label value -> name, e.g. {1: "anterior"}
 
 
 @dataclass
@@ -43,13 +48,42 @@ class Selection:
 
 
 class Strategy:
-    """Base class: subclasses set `name`, `requires` and implement `select`."""
+    """Base class: subclasses set `name`, `requires` and implement `select`.
+
+    `score_based` strategies rank by a positive per-case score and accept `sampling: power`; `default_sampling`
+    is what `sampling: auto` means for the strategy.
+    """
 
     name: ClassVar[str] = ""
     requires: ClassVar[frozenset[Need]] = frozenset()
+    score_based: ClassVar[bool] = False
+    default_sampling: ClassVar[str] = "greedy"
 
     def __init__(self, config: QueryConfig | None = None) -> None:
         self.config = config or QueryConfig()
+        if self.config.sampling == "power" and not self.score_based:
+            scored = ", ".join(n for n in STRATEGIES.names() if STRATEGIES.get(n).score_based)
+            raise ConfigError(f"strategy {self.name!r} does not rank by a score, so 'sampling: power' does not "
+                              "apply to it.", fix=f"use sampling 'greedy' (or 'auto'), or a score-based strategy "
+                                                  f"({scored})")
+
+    @property
+    def sampling(self) -> str:
+        """'greedy' or 'power': the configured sampling, with 'auto' resolved to the strategy's own."""
+        return self.default_sampling if self.config.sampling == "auto" else self.config.sampling
+
+    def power_beta(self, context: SelectionContext) -> float | None:
+        """This round's beta under power sampling (fixed or scheduled by the context's round); None when greedy."""
+        if self.sampling != "power":
+            return None
+        return resolve_power_beta(self.config, context.round_index, context.total_rounds)
+
+    def rank_scores(self, scores: dict[str, float], budget: int, rng: np.random.Generator,
+                    beta: float | None) -> Ranked:
+        """Top-k of `scores`, or power sampling P ∝ score^beta when `beta` is given."""
+        if beta is None:
+            return top_k(scores, budget, rng)
+        return power_top_k(scores, budget, rng, beta, self.config.power_eps)
 
     def resolve_needs(self, has_head: bool) -> frozenset[Need]:
         """What the scorer must compute for this strategy; a probability need on an SSL-only model is an error."""
@@ -87,6 +121,19 @@ def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
 def make_strategy(name: str, config: QueryConfig | None = None) -> Strategy:
     """Instantiate the registered strategy `name` (UnknownNameError with did-you-mean otherwise)."""
     return STRATEGIES.get(name)(config)
+
+
+def power_note(beta: float | None) -> str:
+    """The rationale's suffix for a power-sampled pick, e.g. ', power-sampled (β=3.16)'."""
+    return "" if beta is None else f", power-sampled (β={beta:.3g})"
+
+
+def sampling_notes(beta: float | None, context: SelectionContext) -> dict[str, object]:
+    """Notes recording how a selection sampled (written to selection.json)."""
+    if beta is None:
+        return {}
+    return {"sampling": "power", "power_beta": beta, "round_index": context.round_index,
+            "total_rounds": context.total_rounds}
 
 
 def field_scores(pool: Sequence[CaseSummary], name: str) -> dict[str, float]:

@@ -1,4 +1,8 @@
-"""`dkd` (Diversified Knowledge Divergence, greedy) and `kd` (knowledge divergence from pre-training only)."""
+"""`dkd` (Diversified Knowledge Divergence, greedy) and `kd` (knowledge divergence from pre-training only).
+
+Both, and `assft`, take the outlier-aware KD options (`kd_weighting`, `kd_clip_quantile`, `kd_guard`, see
+`query.knowledge`) and `sampling: power`.
+"""
 
 from __future__ import annotations
 
@@ -6,37 +10,92 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from assft.query.config import Need
-from assft.query.selection import Ranked, greedy_diverse_top_k, min_max_normalise, top_k
+from assft.query.config import Need, QueryConfig
+from assft.query.knowledge import AdjustedKD, adjust_kd
+from assft.query.selection import Ranked, greedy_diverse_top_k, min_max_normalise
 from assft.query.strategies.base import (
     Selection,
     SelectionContext,
     Strategy,
     field_scores,
+    power_note,
     register_strategy,
+    sampling_notes,
     stack_field,
 )
 from assft.query.summaries import CaseSummary
 
 
-def greedy_select(pool: Sequence[CaseSummary], context: SelectionContext, budget: int, rng: np.random.Generator,
-                  *, use_asd: bool) -> Ranked:
-    """The greedy DKD (use_asd False: Q = DKD) or full-Q batch over the pool's KD, embeddings and ASD."""
-    config = context.config
+def needs_typicality(config: QueryConfig) -> bool:
+    """Whether the KD options need the pool's embeddings (typicality weighting or the spread guard)."""
+    return config.kd_weighting == "typicality" or config.kd_guard is not None
+
+
+def pool_kd(pool: Sequence[CaseSummary], config: QueryConfig, with_embeddings: bool
+            ) -> tuple[list[str], np.ndarray, np.ndarray | None, AdjustedKD]:
+    """(case ids sorted, raw KD (n,), embeddings (n, d) or None, adjusted KD) in case_id order.
+
+    Sorting first makes typicality (a sum over neighbours) bit-identical whatever the pool order.
+    """
+    pool = sorted(pool, key=lambda s: s.case_id)
     kd = field_scores(pool, "kd")
-    asd = np.asarray(list(field_scores(pool, "asd").values())) if use_asd else None
-    return greedy_diverse_top_k(list(kd), np.asarray(list(kd.values())), stack_field(pool, "embedding"), budget, rng,
-                                asd=asd, alpha=config.alpha, combine=config.dkd_combine,
-                                reference=context.labeled_embeddings)
+    ids = list(kd)
+    raw = np.asarray([kd[c] for c in ids], dtype=np.float64)
+    z = stack_field(pool, "embedding") if with_embeddings or needs_typicality(config) else None
+    return ids, raw, z, adjust_kd(raw, z, config)
 
 
-def explain_greedy(ranked: Ranked, case_id: str, context: SelectionContext) -> str:
+def kd_columns(ids: Sequence[str], raw: np.ndarray, adjusted: AdjustedKD) -> dict[str, dict[str, float]]:
+    """Extra selection.csv columns: the typicality, and KD after clipping/weighting when it differs from KD."""
+    out = {}
+    if adjusted.typicality is not None:
+        out["typicality"] = dict(zip(ids, adjusted.typicality.tolist(), strict=True))
+    if adjusted.label == "KD" and not np.array_equal(adjusted.values, raw):
+        out["KD_adjusted"] = dict(zip(ids, adjusted.values.tolist(), strict=True))
+    return out
+
+
+def greedy_select(pool: Sequence[CaseSummary], context: SelectionContext, budget: int, rng: np.random.Generator,
+                  *, use_asd: bool, beta: float | None = None) -> tuple[Ranked, AdjustedKD]:
+    """The greedy DKD (use_asd False: Q = DKD) or full-Q batch over the pool's (adjusted) KD, embeddings and ASD;
+    `beta`: power sampling at every greedy step."""
+    config = context.config
+    ids, raw, z, adjusted = pool_kd(pool, config, with_embeddings=True)
+    asd_scores = field_scores(pool, "asd") if use_asd else {}
+    asd = np.asarray([asd_scores[c] for c in ids]) if use_asd else None
+    ranked = greedy_diverse_top_k(ids, adjusted.values, z, budget, rng, asd=asd, alpha=config.alpha,
+                                  combine=config.dkd_combine, reference=context.labeled_embeddings,
+                                  power_beta=beta, power_eps=config.power_eps, kd_label=adjusted.label)
+    ranked.columns.update(kd_columns(ids, raw, adjusted))
+    return ranked, adjusted
+
+
+def guard_note(adjusted: AdjustedKD) -> str:
+    """'KD spread 0.04 < guard 0.10, typicality replaces KD: ' when the guard fired, else ''."""
+    if adjusted.label != "Typ":
+        return ""
+    guard = adjusted.notes["kd_guard"]
+    return (f"KD spread {adjusted.notes['kd_spread']:.3g} < guard {guard['threshold']:.3g} "  # type: ignore[index]
+            "(typicality replaces KD): ")
+
+
+def kd_phrase(adjusted: AdjustedKD, value: float) -> str:
+    """The KD part of a rationale from its normalised value: plain, typicality-weighted, or typicality (guard)."""
+    if adjusted.label == "Typ":
+        return f"{'typical of' if value >= 0.5 else 'atypical for'} the pool (typicality {value:.2f})"
+    close = "far from" if value >= 0.5 else "close to"
+    if adjusted.notes.get("kd_weighting") == "typicality":
+        return f"{close} pre-training and typical (KD x typicality {value:.2f})"
+    return f"{close} pre-training (KD {value:.2f})"
+
+
+def explain_greedy(ranked: Ranked, case_id: str, context: SelectionContext, adjusted: AdjustedKD | None = None,
+                   beta: float | None = None) -> str:
     """One line from the values at pick time, e.g. 'far from pre-training (KD 0.91), unlike chosen ones (Div 0.44),
     hard foreground (ASD 0.63)'; KD and ASD are min-max normalised over the pool, Div is 1 - cos."""
+    adjusted = adjusted or AdjustedKD(np.zeros(0), "KD")
     col = ranked.columns
-    parts = []
-    kd_n = col["KD_norm"][case_id]
-    parts.append(f"{'far from' if kd_n >= 0.5 else 'close to'} pre-training (KD {kd_n:.2f})")
+    parts = [kd_phrase(adjusted, col[f"{adjusted.label}_norm"][case_id])]
     first = ranked.selected and ranked.selected[0] == case_id
     if first and not len(context.labeled_ids):
         others = "the pool average"
@@ -47,7 +106,7 @@ def explain_greedy(ranked: Ranked, case_id: str, context: SelectionContext) -> s
     if "ASD_norm" in col and case_id in col["ASD_norm"]:
         asd_n = col["ASD_norm"][case_id]
         parts.append(f"{'hard' if asd_n >= 0.5 else 'easy'} foreground (ASD {asd_n:.2f})")
-    return ", ".join(parts)
+    return guard_note(adjusted) + ", ".join(parts) + power_note(beta)
 
 
 @register_strategy("dkd")
@@ -55,11 +114,14 @@ class DKDStrategy(Strategy):
     """Greedy DKD = norm(KD) x Div, Div recomputed after every pick (no ASD)."""
 
     requires = frozenset({Need.NORM_STATS, Need.EMBEDDING})
+    score_based = True
 
     def select(self, pool: Sequence[CaseSummary], context: SelectionContext, budget: int,
                rng: np.random.Generator) -> Selection:
-        ranked = greedy_select(pool, context, budget, rng, use_asd=False)
-        return self.finish(ranked, lambda c: explain_greedy(ranked, c, context))
+        beta = self.power_beta(context)
+        ranked, adjusted = greedy_select(pool, context, budget, rng, use_asd=False, beta=beta)
+        return self.finish(ranked, lambda c: explain_greedy(ranked, c, context, adjusted, beta),
+                           **adjusted.notes, **sampling_notes(beta, context))
 
 
 @register_strategy("kd")
@@ -67,13 +129,29 @@ class KDStrategy(Strategy):
     """Highest knowledge divergence from pre-training (Gaussian KL of norm-layer statistics), no diversity."""
 
     requires = frozenset({Need.NORM_STATS})
+    score_based = True
+
+    def resolve_needs(self, has_head: bool) -> frozenset[Need]:
+        """Add the embedding when a KD option needs the pool's typicality."""
+        needs = super().resolve_needs(has_head)
+        return needs | {Need.EMBEDDING} if needs_typicality(self.config) else needs
 
     def select(self, pool: Sequence[CaseSummary], context: SelectionContext, budget: int,
                rng: np.random.Generator) -> Selection:
-        scores = field_scores(pool, "kd")
-        ranked = top_k(scores, budget, rng)
-        ids = list(scores)
-        normed = dict(zip(ids, min_max_normalise(np.asarray([scores[c] for c in ids])), strict=True))
-        ranked.columns["KD_norm"] = {c: float(v) for c, v in normed.items()}
-        return self.finish(ranked, lambda c: f"far from pre-training (KD {scores[c]:.4g}, normalised "
-                                             f"{normed[c]:.2f})")
+        ids, raw, _, adjusted = pool_kd(pool, self.config, with_embeddings=False)
+        scores = dict(zip(ids, adjusted.values.tolist(), strict=True))
+        beta = self.power_beta(context)
+        ranked = self.rank_scores(scores, budget, rng, beta)
+        normed = dict(zip(ids, min_max_normalise(adjusted.values).tolist(), strict=True))
+        ranked.columns[f"{adjusted.label}_norm"] = normed
+        ranked.columns.update(kd_columns(ids, raw, adjusted))
+        kd = dict(zip(ids, raw.tolist(), strict=True))
+
+        def explain(c: str) -> str:
+            if adjusted.label == "KD" and "kd_weighting" not in adjusted.notes:
+                text = f"far from pre-training (KD {kd[c]:.4g}, normalised {normed[c]:.2f})"
+            else:
+                text = f"{guard_note(adjusted)}{kd_phrase(adjusted, normed[c])}, raw KD {kd[c]:.4g}"
+            return text + power_note(beta)
+
+        return self.finish(ranked, explain, **adjusted.notes, **sampling_notes(beta, context))
