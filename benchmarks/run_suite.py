@@ -98,7 +98,8 @@ def main() -> None:
             out=str(work / "runs"), model=str(model), data=str(args.data), split=str(work / "split.json"),
             test_subset=preset.get("test_subset", "test"), domains=domains, strategies=strategies,
             arms=arms, seeds=preset["seeds"], budget=preset["budget"], rounds=preset["rounds"],
-            query=preset.get("query", {}), finetune=preset["finetune"])
+            query=preset.get("query", {}), finetune=preset["finetune"],
+            **{k: preset[k] for k in ("adapt", "reference_adaptations", "upper_seeds", "bounds") if k in preset})
         run_simulation(experiment, on_campaign=lambda d: print(f"finished {d.relative_to(work)} "
                                                                 f"({time.perf_counter() - start:.0f} s)", flush=True),
                        jobs=args.jobs)

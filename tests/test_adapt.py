@@ -163,3 +163,22 @@ def test_campaign_round0_adapts_and_records_both_starts(source: dict, tmp_path: 
     first = ledger.rounds[0]
     assert first["model"] == str(ADAPTED_CHECKPOINT) and first["init_model"] == str(ADAPTED_CHECKPOINT)
     assert first["compute"]["optimizer_steps"] == 2
+
+
+def test_cli_adapt_through_the_console_script(source: dict, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from assft.models.checkpoint import load_checkpoint
+
+    script = shutil.which("assft")
+    base = [script] if script else [sys.executable, "-c", "from assft.cli.app import main; main()"]
+    out = tmp_path / "adapted.pt"
+    ok = subprocess.run([*base, "--threads", "1", "adapt", "--model", str(source["model"]), "--images",
+                         str(source["spec"].root), "--out", str(out)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "adabn: adapted" in ok.stdout and load_checkpoint(out).metadata["adaptation"]["method"] == "adabn"
+    bad = subprocess.run([*base, "adapt", "--model", str(source["model"]), "--images", str(source["spec"].root),
+                          "--out", str(tmp_path / "x.pt"), "--method", "bogus"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "method" in bad.stdout + bad.stderr and not (tmp_path / "x.pt").exists()

@@ -47,7 +47,7 @@ def _register_optional() -> None:
     # Later capabilities add their commands here; each module exposes register(app).
     import importlib
 
-    for name in ("assft.cli.query", "assft.cli.finetune", "assft.cli.pretrain", "assft.cli.campaign",
+    for name in ("assft.cli.adapt", "assft.cli.query", "assft.cli.finetune", "assft.cli.pretrain", "assft.cli.campaign",
                  "assft.cli.demo", "assft.cli.report"):
         try:
             module = importlib.import_module(name)
