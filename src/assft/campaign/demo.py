@@ -58,32 +58,54 @@ def _copy_subset(spec, case_ids: list[str], folder: Path) -> None:
 
 def run_demo(out: str | Path = "assft_demo", *, data: str | Path | None = None, seed: int = 0,
              source_steps: int | None = None, round_steps: int | None = None, domain: str = "bias",
-             log: Any = print) -> dict[str, Any]:
-    """Run the whole demo into `out`; returns paths and timings (the report is in out/report)."""
+             log: Any = None, show_progress: bool | None = None) -> dict[str, Any]:
+    """Run the whole demo into `out`; returns paths and timings (the report is in out/report).
+
+    Every phase and campaign step is announced on stderr (rich on a terminal, timestamped lines otherwise) and a long
+    step prints a line at least every 30 s; `show_progress=False` silences that. `log`, if given, also receives each
+    phase's headline (e.g. for a GUI).
+    """
+    from assft.utils.progress import reporting
+
+    with reporting(show_progress) as report:
+        def phase(headline: str) -> Any:
+            if log is not None:
+                log(headline)
+            return report.step(headline)
+
+        def announce(headline: str) -> None:  # a phase made of steps of its own (each campaign's rounds)
+            if log is not None:
+                log(headline)
+            report.line(headline)
+
+        return _run_demo(Path(out).resolve(), data, seed, source_steps, round_steps, domain, phase, announce)
+
+
+def _run_demo(out: Path, data: str | Path | None, seed: int, source_steps: int | None, round_steps: int | None,
+              domain: str, phase: Any, announce: Any) -> dict[str, Any]:
+    from assft.campaign.simulate import compute_bounds
     from assft.finetune.supervised import train_supervised
     from assft.reporting import write_report
 
     start = time.perf_counter()
-    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if data is None:
-        log("1/4 generating phantoms: 16 CT-like (source), 24 MR-like (target pool 16 + test 8)")
-        source, target, patch, split = _phantom_setup(out, seed)
+        with phase("1/5 generating phantoms: 16 CT-like (source), 24 MR-like (target pool 16 + test 8)"):
+            source, target, patch, split = _phantom_setup(out, seed)
         source_steps = source_steps or 250
         round_steps = round_steps or 40
     else:
-        log(f"1/4 splitting {data} into source 30 / pool 40 / test 20 and simulating the '{domain}' domain")
-        source, target, patch, split = _real_setup(Path(data), out, seed, domain)
+        with phase(f"1/5 splitting {data} into source 30 / pool 40 / test 20 and simulating the '{domain}' domain"):
+            source, target, patch, split = _real_setup(Path(data), out, seed, domain)
         source_steps = source_steps or 300
         round_steps = round_steps or 60
     save_split(out / "split.json", split, seed=seed, fractions={}, dataset=target)
     model = out / "source_model" / "best.pt"
     if not model.exists():
-        log(f"2/4 training the source model (MONAI UNet, {source_steps} steps)")
-        train_supervised(load_dataset(source), out / "source_model", model_config=ModelConfig(),
-                         train_config=TrainConfig(steps=source_steps, patch_size=patch, seed=seed,
-                                                  val_every=source_steps))
-    log(f"3/4 simulated campaigns: {', '.join(DEMO_STRATEGIES)}; 3 rounds; ground truth plays the annotator")
+        with phase(f"2/5 training the source model (MONAI UNet, {source_steps} steps)"):
+            train_supervised(load_dataset(source), out / "source_model", model_config=ModelConfig(),
+                             train_config=TrainConfig(steps=source_steps, patch_size=patch, seed=seed,
+                                                      val_every=source_steps))
     experiment = SimulationConfig(
         out=str(out / "runs"), model=str(model), data=str(target), split=str(out / "split.json"),
         strategies=list(DEMO_STRATEGIES), seeds=[seed], budget="30%", rounds=3,
@@ -91,10 +113,16 @@ def run_demo(out: str | Path = "assft_demo", *, data: str | Path | None = None, 
                   "ssft_steps": round_steps},
         inference={"roi_size": list(patch)},
     )
-    run_simulation(experiment, on_campaign=lambda d: log(f"    finished {d.relative_to(out)}"))
-    log("4/4 writing the report")
-    report = write_report(out / "runs", out / "report")
+    # The bounds are part of the simulation; computed here (cached in runs/) so that their minutes get a headline.
+    with phase("3/5 bounds: the source model on the target test set, and the model fine-tuned on the whole pool"):
+        for target_domain in experiment.domains if experiment.bounds else []:
+            compute_bounds(experiment, target_domain)
+    announce(f"4/5 simulated campaigns: {', '.join(DEMO_STRATEGIES)}; 3 rounds; ground truth plays the annotator")
+    run_simulation(experiment, on_campaign=lambda d: announce(f"finished {d.relative_to(out)}"))
+    with phase("5/5 writing the report"):
+        report_files = write_report(out / "runs", out / "report")
     seconds = time.perf_counter() - start
-    summary = {"out": str(out), "report": str(report.html), "report_md": str(report.markdown), "seconds": seconds}
+    summary = {"out": str(out), "report": str(report_files.html), "report_md": str(report_files.markdown),
+               "seconds": seconds}
     atomic_write_json(out / "demo.json", summary)
     return summary

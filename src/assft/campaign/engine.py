@@ -35,6 +35,7 @@ def _versions() -> dict[str, str]:
     return versions()
 
 
+_EVALUATE_STEP = "evaluate on the test set"  # the progress label of the evaluation step
 THETA0_CACHE = "theta0_moments.json"  # θ0's norm moments per pool volume: KD costs one θ0 pass per volume
 
 
@@ -289,6 +290,9 @@ def finetune_round(campaign_dir: str | Path, *, show_progress: bool | None = Non
 
 
 def _evaluate(campaign_dir: Path, config: CampaignConfig, ledger: Ledger, record: dict[str, Any]) -> dict[str, Any]:
+    from assft.utils.progress import begin_step
+
+    begin_step(f"round {record['round']}/{ledger.data['meta']['rounds']}: {_EVALUATE_STEP}")
     start = time.perf_counter()
     metrics = evaluate_on_test(campaign_dir / record["checkpoint"], config)
     meta = ledger.data["meta"]
@@ -321,7 +325,17 @@ def run_campaign(campaign_dir: str | Path, *, show_progress: bool | None = None)
     if config.oracle != "ground_truth":
         raise ConfigError("run_campaign needs oracle: ground_truth (a simulation).", path=campaign_dir / "campaign.yaml",
                           fix="use `assft campaign next/import-labels/finetune` for real annotation")
-    _baseline(campaign_dir, config)
+    from assft.utils.progress import reporting
+
+    with reporting(show_progress) as report, report.scope(f"{config.arm or config.strategy} seed{config.seed}"):
+        return _run_rounds(campaign_dir, config, report, show_progress)
+
+
+def _run_rounds(campaign_dir: Path, config: CampaignConfig, report: Any, show_progress: bool | None) -> Ledger:
+    """`run_campaign`'s loop, each step announced on `report` (a StepReporter)."""
+    if "baseline_metrics" not in Ledger.load(campaign_dir).data["meta"]:
+        with report.step("start model on the test set"):
+            _baseline(campaign_dir, config)
     while True:
         ledger = Ledger.load(campaign_dir)
         last = ledger.current()
@@ -329,12 +343,19 @@ def run_campaign(campaign_dir: str | Path, *, show_progress: bool | None = None)
         if last is not None and last["status"] == "evaluated" and last["round"] >= meta["rounds"]:
             break
         status = "evaluated" if last is None else last["status"]
+        index = 1 if last is None else last["round"] + (status == "evaluated")
         if status == "evaluated":
-            next_round(campaign_dir, show_progress=show_progress)
+            n = meta["per_round"][index - 1]
+            with report.step(f"round {index}/{meta['rounds']}: query {n} volume{'s' * (n != 1)}") as step:
+                step["note"] = f"{len(next_round(campaign_dir, show_progress=show_progress)['selected'])} selected"
         elif status == "queried":
             _import_ground_truth(campaign_dir)
         else:
-            finetune_round(campaign_dir, show_progress=show_progress)
+            n = len(ledger.labeled_ids())  # at 'finetuned' (resumed) only the evaluation is left: _evaluate's label
+            label = f"fine-tune on {n} labeled volume{'s' * (n != 1)}" if status == "labeled" else _EVALUATE_STEP
+            with report.step(f"round {index}/{meta['rounds']}: {label}") as step:  # _evaluate begins its step
+                metrics = finetune_round(campaign_dir, show_progress=show_progress).get("metrics") or {}
+                step["note"] = f"mean Dice {metrics['mean_dice']:.3f}" if "mean_dice" in metrics else ""
     with campaign_lock(campaign_dir):
         ledger = Ledger.load(campaign_dir)
         ledger.data["meta"]["finished_at"] = _now()

@@ -19,9 +19,13 @@ def demo(
     data: Path = typer.Option(None, "--data", help="Real labeled dataset (e.g. the MSD hippocampus) instead of phantoms."),
     domain: str = typer.Option("bias", "--domain", help="Simulated target domain for --data."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines (only the final summary)."),
 ) -> None:
-    """Source model -> shifted target pool -> 3-round campaigns (assft, random, fg-random) -> report."""
+    """Source model -> shifted target pool -> 3-round campaigns (assft, random, fg-random) -> report.
+
+    Progress goes to stderr: rich on a terminal, one timestamped line per step otherwise (at least every 30 s).
+    """
     from assft.campaign.demo import run_demo
 
-    summary = run_demo(out, data=data, seed=seed, domain=domain, log=console.print)
+    summary = run_demo(out, data=data, seed=seed, domain=domain, show_progress=False if quiet else None)
     console.print(f"[bold green]done[/] in {summary['seconds']:.0f} s; open {summary['report']}")

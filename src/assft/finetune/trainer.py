@@ -25,6 +25,7 @@ from assft.config import InferenceConfig, TrainConfig
 from assft.data.preprocess import LoadedCase
 from assft.finetune.losses import SegmentationLoss
 from assft.models.zoo import resolve_device
+from assft.utils.progress import progress
 from assft.utils.seeding import derive_seed
 from assft.utils.threads import tick
 
@@ -135,7 +136,7 @@ def fit(
     inference = inference or InferenceConfig(roi_size=config.patch_size, device=config.device, channels_last=False)
     history: list[dict] = []
     best_dice, best_state = None, None
-    for step in range(1, config.steps + 1):
+    for step in progress(range(1, config.steps + 1), "Training steps", total=config.steps):
         tick()  # follow the machine's load between steps (see assft.utils.threads)
         image, label = next(batches)
         loss = loss_fn(model(image.to(device)), label.to(device))
