@@ -74,13 +74,16 @@ def test_scorer_streams_one_case_at_a_time(phantom_dir: Path, tmp_path: Path, in
     qm = load_query_model(_checkpoint(tmp_path / "m.pt"))
     cases = load_dataset(phantom_dir).cases
 
-    def pool():
-        yield cases[0]
+    def pool(ahead: int):
+        yield from cases[:ahead]
         raise RuntimeError("the scorer read ahead")
 
-    with torch.inference_mode():
-        first = next(iter_summaries(pool(), qm, {Need.PROBS}, QueryConfig(), inference))
-    assert first.case_id == cases[0].case_id
+    # one volume per forward call: nothing is read ahead; B volumes per call: at most B (memory stays bounded)
+    for volumes in (1, 2):
+        config = inference.model_copy(update={"batch_volumes": volumes})
+        with torch.inference_mode():
+            first = next(iter_summaries(pool(volumes), qm, {Need.PROBS}, QueryConfig(), config))
+        assert first.case_id == cases[0].case_id
 
 
 def test_kd_is_zero_against_its_own_moments_and_grows_under_shift(phantom_dir: Path, tmp_path: Path,
@@ -102,7 +105,10 @@ def _shifted(loaded, scale: float, shift: float):
     return replace(loaded, image=loaded.image * scale + shift)
 
 
-def test_theta_differs_from_theta0(phantom_dir: Path, tmp_path: Path, inference: InferenceConfig) -> None:
+@pytest.mark.parametrize(("volumes", "calls_expected"), [(1, 2), (4, 1)])  # 2 volumes: 2 calls, or 1 batched call
+def test_theta_differs_from_theta0(phantom_dir: Path, tmp_path: Path, inference: InferenceConfig, volumes: int,
+                                   calls_expected: int) -> None:
+    inference = inference.model_copy(update={"batch_volumes": volumes})
     theta0 = load_query_model(_checkpoint(tmp_path / "theta0.pt", seed=0))
     theta = load_query_model(_checkpoint(tmp_path / "theta.pt", seed=1))
     calls0, calls = _count_forwards(theta0.model), _count_forwards(theta.model)
@@ -114,7 +120,7 @@ def test_theta_differs_from_theta0(phantom_dir: Path, tmp_path: Path, inference:
     timings: dict[str, float] = {}
     both = score_cases(cases, theta, needs, QueryConfig(), inference, pretrained=theta0, source_stats=stats,
                        timings=timings)
-    assert calls0[0] == 2 and calls[0] == 2 and timings["pass_pretrained_s"] > 0 and timings["cases"] == 2
+    assert calls0[0] == calls[0] == calls_expected and timings["pass_pretrained_s"] > 0 and timings["cases"] == 2
     kd_only = score_cases(cases, theta0, {Need.NORM_STATS}, QueryConfig(), inference, source_stats=stats)
     emb_only = score_cases(cases, theta, {Need.EMBEDDING, Need.PROBS}, QueryConfig(), inference)
     assert [s.kd for s in both] == pytest.approx([s.kd for s in kd_only])  # KD always from θ0

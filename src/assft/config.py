@@ -57,6 +57,7 @@ class InferenceConfig(_Config):
     mode: Literal["gaussian", "constant"] = "gaussian"
     device: str = "auto"
     channels_last: bool = True  # channels_last_3d: ~1.5x faster CNN inference on CPU (measured, DEVELOPERS.md)
+    batch_volumes: int = 4  # volumes per forward call when each fits one window (inference.batched); 1 = one at a time
 
 
 class TrainConfig(_Config):

@@ -11,7 +11,7 @@ import numpy as np
 from assft.config import InferenceConfig
 from assft.data.cases import DatasetSpec
 from assft.data.io import read_volume
-from assft.data.preprocess import spacing_of
+from assft.data.preprocess import restore_shape, spacing_of
 from assft.errors import DataError
 from assft.metrics.segmentation import compute_case_metrics, summarize_metrics
 from assft.utils.atomic import atomic_write, atomic_write_json
@@ -20,7 +20,10 @@ from assft.utils.atomic import atomic_write, atomic_write_json
 def evaluate_checkpoint(checkpoint: str | Path, data: DatasetSpec, inference: InferenceConfig | None = None,
                         *, show_progress: bool | None = None) -> list[dict[str, Any]]:
     """Predict each labeled case with the checkpoint and score it -> per-case metric dicts."""
-    from assft.inference.predict import iter_loaded, predict_probs, prepare_model
+    import torch
+
+    from assft.inference.batched import iter_probs
+    from assft.inference.predict import iter_loaded, prepare_model
     from assft.models.checkpoint import build_from_checkpoint
     from assft.utils.progress import progress
 
@@ -33,13 +36,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data: DatasetSpec, inference: In
     model = prepare_model(model, inference)
     rows = []
     cases = data.cases
-    for loaded in progress(iter_loaded(cases, ckpt.preprocess, with_label=True), "Evaluating", total=len(cases),
-                           enabled=show_progress):
-        if loaded.label is None:
-            raise DataError(f"case {loaded.case_id} has no label.", path=data.root, fix="evaluate on a labeled set")
-        pred = predict_probs(model, loaded, inference).argmax(0).numpy()
-        rows.append(_score(loaded.case_id, pred, _original_label(data, loaded.case_id), ckpt.labels,
-                           spacing_of(loaded.affine)))
+    volumes = progress(iter_loaded(cases, ckpt.preprocess, with_label=True), "Evaluating", total=len(cases),
+                      enabled=show_progress)
+    with torch.inference_mode():  # several volumes per forward call where they fit one window (inference.batched)
+        for loaded, probs in iter_probs(model, volumes, inference):
+            if loaded.label is None:
+                raise DataError(f"case {loaded.case_id} has no label.", path=data.root, fix="evaluate on a labeled set")
+            pred = restore_shape(probs, loaded.original_shape).argmax(0).numpy()
+            rows.append(_score(loaded.case_id, pred, _original_label(data, loaded.case_id), ckpt.labels,
+                               spacing_of(loaded.affine)))
     return rows
 
 

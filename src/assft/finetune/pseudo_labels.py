@@ -198,36 +198,43 @@ def score_pool(model: nn.Module, model_config: ModelConfig, labeled: Sequence[Lo
     Labeled embeddings come from the same model over `labeled`. `truth` maps case ids to label files that are read
     only to record each pseudo-label's true Dice (simulation); pool cases themselves carry no labels.
     """
-    from assft.data.io import read_volume
-    from assft.data.preprocess import restore_shape, spacing_of
-    from assft.inference.predict import iter_loaded, prepare_model, run_pass
+    from assft.inference.batched import iter_probs
+    from assft.inference.predict import iter_loaded, prepare_model
     from assft.models.zoo import bottleneck_module
-    from assft.query.scores import compute_diversity, compute_foreground_mask
     from assft.utils.progress import progress
 
     net = prepare_model(model, inference)
     embedder = bottleneck_module(net, model_config.name)
-    rows = []
     try:
-        refs = np.stack([run_pass(net, c.image, inference, embedding_module=embedder).embedding.numpy()  # type: ignore[union-attr]
-                         for c in labeled])
-        for loaded in progress(iter_loaded(pool, preprocess), "Scoring unlabeled volumes", total=len(pool),
-                               enabled=show_progress):
-            result = run_pass(net, loaded.image, inference, embedding_module=embedder)
-            probs = result.probs
-            omega, _ = compute_foreground_mask(probs, config.foreground, config.fixed_threshold)  # type: ignore[arg-type]
-            dice = None
-            if loaded.case_id in truth:
-                true_map, _ = read_volume(truth[loaded.case_id], dtype=np.int64)
-                argmax = restore_shape(probs, loaded.original_shape).argmax(0).numpy()  # type: ignore[arg-type]
-                dice = compute_pseudo_label_dice(argmax, true_map, labels, spacing_of(loaded.affine))
-            sd = compute_diversity(result.embedding.numpy(), refs)  # type: ignore[union-attr]  # min 1 - cos
-            rows.append(PseudoLabelStats(loaded.case_id, compute_pseudo_label_confidence(probs, omega),  # type: ignore[arg-type]
-                                         sd, int(omega.sum()), true_dice=dice))
-            del result, probs
+        with torch.inference_mode():
+            refs = np.stack([emb.numpy() for _, _, emb in iter_probs(net, labeled, inference,
+                                                                      embedding_module=embedder)])
+            volumes = progress(iter_loaded(pool, preprocess), "Scoring unlabeled volumes", total=len(pool),
+                               enabled=show_progress)
+            rows = list(_score_stream(iter_probs(net, volumes, inference, embedding_module=embedder), refs,
+                                      truth, labels, config))
     finally:
         model.to(memory_format=torch.contiguous_format)  # undo prepare_model's channels_last before training
     return rows
+
+
+def _score_stream(stream, refs: np.ndarray, truth: Mapping[str, Path], labels: Mapping[int, str],
+                  config: PseudoLabelConfig) -> Iterator[PseudoLabelStats]:
+    """(loaded, probs, embedding) -> PseudoLabelStats (conf, sd, |Ω|, and the true Dice when a label is known)."""
+    from assft.data.io import read_volume
+    from assft.data.preprocess import restore_shape, spacing_of
+    from assft.query.scores import compute_diversity, compute_foreground_mask
+
+    for loaded, probs, embedding in stream:
+        omega, _ = compute_foreground_mask(probs, config.foreground, config.fixed_threshold)  # type: ignore[arg-type]
+        dice = None
+        if loaded.case_id in truth:
+            true_map, _ = read_volume(truth[loaded.case_id], dtype=np.int64)
+            argmax = restore_shape(probs, loaded.original_shape).argmax(0).numpy()  # type: ignore[arg-type]
+            dice = compute_pseudo_label_dice(argmax, true_map, labels, spacing_of(loaded.affine))
+        sd = compute_diversity(embedding.numpy(), refs)  # min 1 - cos
+        yield PseudoLabelStats(loaded.case_id, compute_pseudo_label_confidence(probs, omega),  # type: ignore[arg-type]
+                               sd, int(omega.sum()), true_dice=dice)
 
 
 def iter_pseudo_labels(model: nn.Module, cases: Sequence[Case], preprocess: PreprocessConfig,
@@ -242,12 +249,12 @@ def iter_pseudo_labels(model: nn.Module, cases: Sequence[Case], preprocess: Prep
     """
     from assft.data.io import write_label_map
     from assft.data.preprocess import restore_shape
-    from assft.inference.predict import iter_loaded, prepare_model, run_pass
+    from assft.inference.batched import iter_probs
+    from assft.inference.predict import iter_loaded, prepare_model
 
     net = prepare_model(model, inference)
     try:
-        for loaded in iter_loaded(cases, preprocess):
-            probs = run_pass(net, loaded.image, inference).probs
+        for loaded, probs in iter_probs(net, iter_loaded(cases, preprocess), inference):
             pseudo = make_pseudo_label(probs, config.mask_threshold)  # type: ignore[arg-type]
             path = None
             if out_dir is not None:

@@ -23,6 +23,7 @@ from torch import nn
 from assft.config import InferenceConfig
 from assft.data.cases import Case
 from assft.data.preprocess import LoadedCase, load_case
+from assft.inference.batched import chunks_that_fit
 from assft.inference.predict import prepare_model, run_pass
 from assft.models.checkpoint import Checkpoint, build_from_checkpoint
 from assft.models.zoo import bottleneck_module
@@ -30,6 +31,7 @@ from assft.query.config import Need, QueryConfig
 from assft.query.predictors import Gate, WindowPredictor, capture_features, find_head_module
 from assft.query.scores import Moments
 from assft.query.summaries import CaseSummary, summarize_pass
+from assft.utils.threads import tick
 
 
 @dataclass
@@ -105,6 +107,40 @@ def _run(qm: QueryModel, image, inference: InferenceConfig, needs: frozenset[Nee
     return out
 
 
+BATCHABLE_NEEDS = frozenset({Need.PROBS, Need.CLASS_PE, Need.EMBEDDING, Need.NORM_STATS})
+
+
+def _run_batch(qm: QueryModel, images: list, inference: InferenceConfig, needs: frozenset[Need],
+               norm_layers: Mapping[str, nn.Module] | None) -> list[dict]:
+    """One forward of several volumes that each fit one window: per-volume probs, embedding and norm moments."""
+    from assft.inference.batched import SampleEmbedding, SampleMoments, forward_padded
+
+    handles, moments, embedding = [], {}, None
+    try:
+        if Need.EMBEDDING in needs:
+            embedding = SampleEmbedding()
+            handles.append(bottleneck_module(qm.model, qm.name).register_forward_hook(embedding))
+        if Need.NORM_STATS in needs and norm_layers:
+            for name, layer in norm_layers.items():
+                sums = moments[name] = SampleMoments(isinstance(layer, nn.LayerNorm))
+                handles.append(layer.register_forward_pre_hook(lambda m, inputs, sums=sums: sums.add(inputs[0])))
+        probs = forward_padded(qm.model, images, inference.roi_size, channels_last=inference.channels_last)
+    finally:
+        for handle in handles:
+            handle.remove()
+    out = []
+    for i in range(len(images)):
+        part: dict = {}
+        if needs & {Need.PROBS, Need.CLASS_PE}:
+            part["probs"] = probs[i]
+        if embedding is not None:
+            part["embedding"] = embedding.take(i)
+        if moments:
+            part["norm_moments"] = {name: sums.take(i) for name, sums in moments.items()}
+        out.append(part)
+    return out
+
+
 def iter_summaries(
     cases: Iterable[Case | LoadedCase],
     current: QueryModel,
@@ -154,14 +190,16 @@ def iter_summaries(
     if plan.pretrained:
         prepare_model(pretrained.model, inference)
     same_preprocess = current.checkpoint.preprocess == pretrained.checkpoint.preprocess
-    for item in cases:
-        t0 = time.perf_counter()
-        loaded = item if isinstance(item, LoadedCase) else load_case(item, current.checkpoint.preprocess,
-                                                                     with_label=False)
-        timings["load_s"] += time.perf_counter() - t0
+    # Several volumes per forward call when they fit one window and every need can be kept per sample.
+    size = inference.batch_volumes if same_preprocess and needs <= BATCHABLE_NEEDS else 1
+
+    def cached_moments(case_id: str) -> dict | None:
+        return theta0_moments.get(case_id) if theta0_moments is not None and source_stats else None
+
+    def single(item: Case | LoadedCase, loaded: LoadedCase) -> dict:
         parts: dict = {}
         needs_pretrained, needs_current = plan.pretrained, plan.current
-        cached = theta0_moments.get(loaded.case_id) if theta0_moments is not None and source_stats else None
+        cached = cached_moments(loaded.case_id)
         if cached is not None:
             parts["norm_moments"] = cached
             needs_pretrained, needs_current = needs_pretrained - {Need.NORM_STATS}, needs_current - {Need.NORM_STATS}
@@ -177,17 +215,59 @@ def iter_summaries(
             t0 = time.perf_counter()
             parts.update(_run(current, loaded.image, inference, needs_current, config, norm_modules))
             timings["pass_current_s"] += time.perf_counter() - t0
-        if theta0_moments is not None and cached is None and "norm_moments" in parts:
-            theta0_moments[loaded.case_id] = parts["norm_moments"]  # NORM_STATS always come from θ0
-        t0 = time.perf_counter()
-        summary = summarize_pass(loaded.case_id, config, source_stats=source_stats,
-                                 class_pe=Need.CLASS_PE in needs, **parts)
-        if summary.n_voxels == 0:
-            summary.n_voxels = int(loaded.image[0].size)
-        del parts, loaded
-        timings["reduce_s"] += time.perf_counter() - t0
-        timings["cases"] += 1
-        yield summary
+        return parts
+
+    def batch(chunk: list[LoadedCase]) -> list[dict]:
+        parts: list[dict] = [{} for _ in chunk]
+        uncached = []
+        for i, loaded in enumerate(chunk):
+            cached = cached_moments(loaded.case_id)
+            if cached is not None:
+                parts[i]["norm_moments"] = cached
+                timings["theta0_cached"] += 1
+            else:
+                uncached.append(i)
+        cached = [i for i in range(len(chunk)) if i not in uncached]
+        runs = [(current, plan.current, "pass_current_s")]
+        if not same:
+            runs.insert(0, (pretrained, plan.pretrained, "pass_pretrained_s"))
+        for model, model_needs, key in runs:
+            # a volume whose θ0 moments are cached skips only the moments (KD), not what else the model gives
+            for group, group_needs in ((uncached, model_needs), (cached, model_needs - {Need.NORM_STATS})):
+                if not group or not group_needs:
+                    continue
+                t0 = time.perf_counter()
+                outputs = _run_batch(model, [chunk[i].image for i in group], inference, group_needs, norm_modules)
+                for i, out in zip(group, outputs):
+                    parts[i].update(out)
+                timings[key] += time.perf_counter() - t0
+        return parts
+
+    def loaded_stream() -> Iterator[tuple[Case | LoadedCase, LoadedCase]]:
+        for item in cases:
+            t0 = time.perf_counter()
+            loaded = item if isinstance(item, LoadedCase) else load_case(item, current.checkpoint.preprocess,
+                                                                         with_label=False)
+            timings["load_s"] += time.perf_counter() - t0
+            yield item, loaded
+
+    for chunk, batched in chunks_that_fit(loaded_stream(), lambda pair: pair[1].image.shape[1:],
+                                          inference.roi_size, max(1, size)):
+        tick()
+        all_parts = batch([loaded for _, loaded in chunk]) if batched and size > 1 else \
+            [single(item, loaded) for item, loaded in chunk]
+        for (_, loaded), parts in zip(chunk, all_parts):
+            if theta0_moments is not None and cached_moments(loaded.case_id) is None and "norm_moments" in parts:
+                theta0_moments[loaded.case_id] = parts["norm_moments"]  # NORM_STATS always come from θ0
+            t0 = time.perf_counter()
+            summary = summarize_pass(loaded.case_id, config, source_stats=source_stats,
+                                     class_pe=Need.CLASS_PE in needs, **parts)
+            if summary.n_voxels == 0:
+                summary.n_voxels = int(loaded.image[0].size)
+            timings["reduce_s"] += time.perf_counter() - t0
+            timings["cases"] += 1
+            yield summary
+        del chunk
 
 
 def score_cases(cases: Iterable[Case | LoadedCase], current: QueryModel, needs: Iterable[Need], config: QueryConfig,

@@ -1,0 +1,92 @@
+"""Several volumes per forward call give what one volume at a time gives (float tolerance), for every need."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from assft.config import InferenceConfig
+from assft.inference.batched import chunks_that_fit, fits_one_window, symmetric_padding
+from assft.query.config import Need, QueryConfig
+
+
+def test_padding_splits_like_monai() -> None:
+    assert symmetric_padding((35, 50, 36), (40, 56, 40)) == [(2, 3), (3, 3), (2, 2)]
+    assert fits_one_window((40, 56, 40), (40, 56, 40)) and not fits_one_window((41, 50, 30), (40, 56, 40))
+
+
+def test_chunks_keep_order_and_isolate_volumes_that_need_several_windows() -> None:
+    shapes = {"a": (8,), "b": (8,), "c": (20,), "d": (8,), "e": (8,), "f": (8,)}
+    chunks = list(chunks_that_fit(list(shapes), lambda k: shapes[k], (10,), 2))
+    assert chunks == [(["a", "b"], True), (["c"], False), (["d", "e"], True), (["f"], True)]
+
+
+@pytest.fixture(scope="module")
+def model_and_cases(tmp_path_factory: pytest.TempPathFactory):
+    from assft.data import load_dataset
+    from assft.data.preprocess import load_case
+    from assft.data.synthetic import make_phantom_dataset
+    from assft.models.checkpoint import make_checkpoint
+    from assft.config import ModelConfig
+    from assft.models.zoo import build_model
+    from assft.query.scorer import QueryModel
+
+    root = tmp_path_factory.mktemp("batched")
+    # unequal shapes (12-16 voxels a side) so padding differs between the volumes of one batch
+    spec = load_dataset(make_phantom_dataset(root / "data", 7, shape=(14, 16, 12), seed=2))
+    cases = [load_case(c, with_label=False) for c in spec.cases]
+    cases[3] = dataclasses.replace(cases[3], image=cases[3].image[:, :12, :15, :10].copy())
+    config = ModelConfig(out_channels=5, params={"channels": (4, 8, 16), "strides": (2, 2)})
+    torch.manual_seed(0)
+    net = build_model(config)
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so KD is not zero
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return QueryModel(net, make_checkpoint(net, config, spec.labels)), cases
+
+
+@pytest.mark.parametrize("strategy", ["assft", "entropy", "fg-random", "clasp-pe", "kd", "coreset"])
+def test_batched_summaries_equal_one_at_a_time(model_and_cases, strategy: str) -> None:
+    from assft.query.fingerprint import resolve_source_stats
+    from assft.query.scorer import score_cases
+    from assft.query.strategies import make_strategy
+
+    qm, cases = model_and_cases
+    config = QueryConfig(strategy=strategy)
+    needs = make_strategy(strategy, config).resolve_needs(True)
+    stats = resolve_source_stats(qm.model, qm.checkpoint, "auto", None, None)[0] if Need.NORM_STATS in needs else None
+    out = {}
+    for volumes in (1, 3):
+        inference = InferenceConfig(roi_size=(16, 16, 16), batch_volumes=volumes, channels_last=False)
+        timings: dict = {}
+        out[volumes] = score_cases(cases, qm, needs, config, inference, source_stats=stats, timings=timings)
+        assert timings["cases"] == len(cases)
+    for one, many in zip(out[1], out[3]):
+        assert one.case_id == many.case_id
+        for name, value in one.scalars().items():
+            assert many.scalars()[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+        for name in ("embedding", "class_pe"):
+            if getattr(one, name) is not None:
+                np.testing.assert_allclose(getattr(many, name), getattr(one, name), rtol=1e-4, atol=1e-6)
+
+
+def test_batched_evaluation_equals_one_at_a_time(tmp_path) -> None:
+    from assft.data import load_dataset
+    from assft.data.synthetic import make_phantom_dataset
+    from assft.evaluation import evaluate_checkpoint
+    from assft.config import ModelConfig, TrainConfig
+    from assft.finetune.supervised import train_supervised
+
+    spec = load_dataset(make_phantom_dataset(tmp_path / "data", 5, shape=(16, 16, 16), seed=4))
+    model = train_supervised(spec, tmp_path / "src", model_config=ModelConfig(
+        out_channels=5, params={"channels": (4, 8, 16), "strides": (2, 2)}),
+        train_config=TrainConfig(steps=4, batch_size=2, patch_size=(16, 16, 16))).best
+    rows = {v: evaluate_checkpoint(model, spec, InferenceConfig(roi_size=(16, 16, 16), batch_volumes=v,
+                                                                channels_last=False)) for v in (1, 4)}
+    for one, many in zip(rows[1], rows[4]):
+        assert one["case_id"] == many["case_id"] and one["dice"] == pytest.approx(many["dice"])
