@@ -22,6 +22,8 @@ def demo(
 ) -> None:
     """Source model -> shifted target pool -> 3-round campaigns (assft, random, fg-random) -> report."""
     from assft.campaign.demo import run_demo
+    from assft.cli.common import check_output_dir
 
+    check_output_dir(out)
     summary = run_demo(out, data=data, seed=seed, domain=domain, log=console.print)
     console.print(f"[bold green]done[/] in {summary['seconds']:.0f} s; open {summary['report']}")
