@@ -97,6 +97,6 @@ def test_errors_are_one_clear_line(args: tuple[str, ...], message: str, capsys: 
             main()
     finally:
         sys.argv = argv
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # errors go to stderr
     assert exit_info.value.code == 2
     assert message in out and "Traceback" not in out

@@ -59,6 +59,27 @@ class InferenceConfig(_Config):
     channels_last: bool = True  # channels_last_3d: ~1.5x faster CNN inference on CPU (measured, DEVELOPERS.md)
     batch_volumes: int = 4  # volumes per forward call when each fits one window (inference.batched); 1 = one at a time
 
+    @field_validator("roi_size")
+    @classmethod
+    def _roi(cls, v: Triple) -> Triple:
+        if min(v) < 1:
+            raise ValueError("every size must be >= 1")
+        return v
+
+    @field_validator("sw_batch_size", "batch_volumes")
+    @classmethod
+    def _sw_batch(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+    @field_validator("overlap")
+    @classmethod
+    def _overlap(cls, v: float) -> float:
+        if not 0.0 <= v < 1.0:
+            raise ValueError("must be in [0, 1)")
+        return v
+
 
 class TrainConfig(_Config):
     """Supervised training loop."""
@@ -92,11 +113,33 @@ class TrainConfig(_Config):
             raise ValueError("must be >= 0")
         return v
 
-    @field_validator("l2sp", "lr")
+    @field_validator("l2sp")
     @classmethod
     def _non_negative(cls, v: float) -> float:
         if v < 0:
             raise ValueError("must be >= 0")
+        return v
+
+    # Zero steps "trained" nothing and reported success; a zero batch died inside torch.stack.
+    @field_validator("steps", "batch_size", "val_every")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+    @field_validator("lr")
+    @classmethod
+    def _lr(cls, v: float) -> float:
+        if not 0.0 < v < float("inf"):
+            raise ValueError("must be a positive number")
+        return v
+
+    @field_validator("patch_size")
+    @classmethod
+    def _patch(cls, v: Triple) -> Triple:
+        if min(v) < 1:
+            raise ValueError("every size must be >= 1")
         return v
 
 
@@ -105,10 +148,20 @@ def read_yaml(path: str | Path, *, missing_fix: str = "check the path") -> dict[
     path = Path(path)
     if not path.exists():
         raise ConfigError("config file not found.", path=path, fix=missing_fix)
+    if path.is_dir():
+        raise ConfigError("expected a config file, got a folder.", path=path, fix="pass the YAML file itself")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the file ({type(exc).__name__}).", path=path,
+                          fix="check its permissions and that it is UTF-8 text") from exc
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML ({exc}).", path=path, fix="fix the syntax") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"invalid YAML{where} ({problem}).", path=path, fix="fix the syntax there") from exc
     if not isinstance(raw, dict):
         raise ConfigError("expected a mapping of option: value.", path=path, fix="see the documented config fields")
     return raw

@@ -67,17 +67,21 @@ def campaign_budget(config: CampaignConfig, pool_size: int) -> Budget:
 
 def init_campaign(campaign_dir: str | Path, config: CampaignConfig) -> Path:
     """Create a campaign directory (validated config + empty ledger); re-running with the same config is a no-op."""
+    campaign_dir = Path(campaign_dir)
+    # Later steps may run from another directory: relative paths would then name other (or no) files.
+    config = config.model_copy(update={k: os.path.abspath(v) for k in ("model", "pretrained", "pool", "test")
+                                       if (v := getattr(config, k)) is not None})
+    pool = load_pool(config)  # the cheap checks first: no torch import until the folders are known to be fine
+    load_test(config)  # a missing test set fails now, not after the first fine-tuning
     from assft.models.checkpoint import load_checkpoint
     from assft.query.strategies import make_strategy
 
-    campaign_dir = Path(campaign_dir)
     make_strategy(config.strategy)  # unknown strategy -> did-you-mean error now, not in round 1
     load_checkpoint(config.model)
     if config.pretrained:
         load_checkpoint(config.pretrained)
     _query_config(config, 1)
     _finetune_config(config, 1)
-    pool = load_pool(config)
     budget = campaign_budget(config, len(pool.cases))
     if (campaign_dir / "campaign.yaml").exists():
         existing = load_campaign_config(campaign_dir)
@@ -86,7 +90,7 @@ def init_campaign(campaign_dir: str | Path, config: CampaignConfig) -> Path:
                                 fix="choose a new --out folder, or continue it with `assft campaign next`")
         return campaign_dir
     campaign_dir.mkdir(parents=True, exist_ok=True)
-    with campaign_lock(campaign_dir):
+    with campaign_lock(campaign_dir, creating=True):
         save_campaign_config(campaign_dir, config)
         ledger = Ledger.load(campaign_dir)
         ledger.data["meta"] = {"pool_size": len(pool.cases), "budget_total": budget.total, "rounds": budget.rounds,
@@ -153,8 +157,6 @@ def adapt_start(campaign_dir: str | Path) -> dict[str, Any] | None:
 
 def next_round(campaign_dir: str | Path, *, show_progress: bool | None = None) -> dict[str, Any]:
     """Score the pool and choose the next round's volumes (idempotent while the round awaits labels)."""
-    from assft.query.api import run_query
-
     campaign_dir = Path(campaign_dir)
     adapt_start(campaign_dir)
     with campaign_lock(campaign_dir):
@@ -177,6 +179,8 @@ def next_round(campaign_dir: str | Path, *, show_progress: bool | None = None) -
         start = time.perf_counter()
         out = round_dir(campaign_dir, index)
         model = current_model(campaign_dir, config, ledger, index)
+        from assft.query.api import run_query  # torch and MONAI: only once the campaign's state is known to be fine
+
         result = run_query(model, pool, _query_config(config, n), pretrained=config.pretrained or config.model,
                            labeled_ids=labeled, seed=derive_seed(config.seed, "query", index),
                            inference=config.inference, out_dir=out / "query", show_progress=show_progress,

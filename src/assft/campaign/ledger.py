@@ -40,9 +40,13 @@ class Ledger:
             return cls(path, {"meta": {}, "rounds": []})
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CampaignError(f"ledger is not valid JSON ({exc}).", path=path,
                                 fix="restore it from a backup; assft writes it atomically, so a hand edit broke it") from exc
+        problem = _shape_problem(data)
+        if problem:
+            raise CampaignError(f"ledger has an unexpected shape: {problem}.", path=path,
+                                fix="restore it from a backup; assft writes it atomically, so a hand edit broke it")
         return cls(path, data)
 
     def save(self) -> None:
@@ -95,6 +99,27 @@ class Ledger:
         return _strip(copy.deepcopy(self.data))
 
 
+def _shape_problem(data: Any) -> str | None:
+    """What is wrong with a parsed ledger's structure (None when every step can rely on it)."""
+    if not isinstance(data, dict):
+        return f"the top level is a JSON {type(data).__name__}, not an object"
+    if not isinstance(data.get("meta"), dict):
+        return "'meta' is missing or not an object"
+    rounds = data.get("rounds")
+    if not isinstance(rounds, list):
+        return "'rounds' is missing or not a list"
+    for i, record in enumerate(rounds):
+        if not isinstance(record, dict):
+            return f"rounds[{i}] is not an object"
+        if not isinstance(record.get("round"), int) or isinstance(record.get("round"), bool) or record["round"] < 1:
+            return f"rounds[{i}] has no round number >= 1"
+        if record.get("status") not in STEPS:
+            return f"rounds[{i}] has status {record.get('status')!r}, not one of {', '.join(STEPS)}"
+        if not isinstance(record.get("selected", []), list):
+            return f"rounds[{i}] 'selected' is not a list"
+    return None
+
+
 def _strip(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _strip(v) for k, v in obj.items() if k not in VOLATILE_KEYS}
@@ -104,10 +129,21 @@ def _strip(obj: Any) -> Any:
 
 
 @contextmanager
-def campaign_lock(campaign_dir: str | Path) -> Iterator[None]:
-    """Hold an exclusive lock on the campaign; a second process gets a clear CampaignError instead of waiting."""
+def campaign_lock(campaign_dir: str | Path, *, creating: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on the campaign; a second process gets a clear CampaignError instead of waiting.
+
+    Unless `creating` (campaign init), the folder must already be a campaign: a mistyped path is an error and gets
+    no folder and no .lock file.
+    """
+    from assft.campaign.config import CONFIG_NAME
+    from assft.errors import ConfigError
+
     path = Path(campaign_dir) / LOCK_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if creating:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not (Path(campaign_dir) / CONFIG_NAME).is_file():
+        raise ConfigError(f"not a campaign directory (no {CONFIG_NAME}).", path=campaign_dir,
+                          fix="check the path, or create a campaign with `assft campaign init`")
     handle = open(path, "a+")
     try:
         try:

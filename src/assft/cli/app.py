@@ -9,7 +9,7 @@ import typer
 from assft.cli import data as data_cli
 from assft.cli import domains as domains_cli
 from assft.cli import train as train_cli
-from assft.cli.common import STATE, console
+from assft.cli.common import STATE, err_console
 
 app = typer.Typer(
     name="assft",
@@ -26,11 +26,27 @@ def _root(
     threads: str = typer.Option(
         None, "--threads", envvar="ASSFT_THREADS", show_default="auto",
         help="torch threads: a number, or 'auto' (all cores, one fewer per core another process keeps busy)."),
+    max_voxels: int = typer.Option(
+        None, "--max-voxels", envvar="ASSFT_MAX_VOXELS", show_default="512^3 = 134217728",
+        help="Refuse any NIfTI whose header declares more voxels than this (checked before the data is read)."),
+    allow_outside_root: bool = typer.Option(
+        False, "--allow-outside-root", envvar="ASSFT_ALLOW_OUTSIDE_ROOT",
+        help="Accept dataset.json entries that point outside the dataset folder (only for a dataset.json you trust)."),
 ) -> None:
+    import os
+
+    from assft.data.limits import ENV_ALLOW_OUTSIDE_ROOT, ENV_MAX_VOXELS
     from assft.errors import ConfigError
     from assft.utils.threads import parse_threads, set_thread_policy
 
     STATE["debug"] = debug
+    # The library reads these from the environment, so worker processes (simulate --jobs) inherit them too.
+    if max_voxels is not None:
+        if max_voxels < 1:
+            raise ConfigError(f"--max-voxels must be >= 1, got {max_voxels}.", fix="e.g. --max-voxels 200000000")
+        os.environ[ENV_MAX_VOXELS] = str(max_voxels)
+    if allow_outside_root:
+        os.environ[ENV_ALLOW_OUTSIDE_ROOT] = "1"
     try:
         count = parse_threads(threads)
     except ValueError as exc:
@@ -62,33 +78,31 @@ _register_optional()
 
 
 def main() -> None:
-    """Console entry point: run the app, turning AssftError into one clear line and exit code 2."""
+    """Console entry point: usage errors as typer prints them (exit 2); any other failure one line and exit 2."""
+    from rich.markup import escape
+
     from assft.errors import AssftError
 
     debug = "--debug" in sys.argv
     try:
-        app(standalone_mode=False)
+        # standalone mode: typer prints usage errors with its usual usage message (exit 2) and turns typer.Exit
+        # (e.g. `data check` finding problems: exit 1) into the process's exit code.
+        app(standalone_mode=True)
     except AssftError as exc:
         if debug:
             raise
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        console.print("[red]aborted[/]")
+    except KeyboardInterrupt:
+        err_console.print("[red]aborted[/]")
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug or an unforeseen input: one line, the traceback only with --debug
         if debug:
             raise
-        console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-                      highlight=False, soft_wrap=True)
-        sys.exit(1)
+        err_console.print(f"[bold red]error:[/] {escape(f'{type(exc).__name__}: {exc}')} (an unexpected error; run "
+                          "with --debug for the traceback and report it if the input looks valid)",
+                          highlight=False, soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

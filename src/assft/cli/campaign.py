@@ -22,25 +22,35 @@ def init(
     model: Path = typer.Option(..., "--model", help="Start checkpoint θ (assft .pt)."),
     pool: Path = typer.Option(..., "--pool", help="Folder of unlabeled target volumes (or a dataset)."),
     out: Path = typer.Option(..., "--out", help="Campaign directory to create."),
-    budget: str = typer.Option("20%", "--budget", help="Total volumes to annotate: N or P% of the pool."),
-    rounds: int = typer.Option(3, "--rounds", help="Rounds to spread the budget over."),
-    strategy: str = typer.Option("assft", "--strategy", help="Query strategy (see `assft query --help`)."),
+    budget: str = typer.Option(None, "--budget", show_default="20%",
+                               help="Total volumes to annotate: N or P% of the pool."),
+    rounds: int = typer.Option(None, "--rounds", min=1, show_default="3", help="Rounds to spread the budget over."),
+    strategy: str = typer.Option(None, "--strategy", show_default="assft",
+                                 help="Query strategy (see `assft query --help`)."),
     pretrained: Path = typer.Option(None, "--pretrained", help="θ0 for KD when it differs from --model."),
     test: Path = typer.Option(None, "--test", help="Labeled target test set to evaluate every round on."),
-    config_file: Path = typer.Option(None, "--config", help="YAML with query/finetune options (campaign.yaml fields)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random choice of the campaign."),
+    config_file: Path = typer.Option(None, "--config", help="YAML with campaign.yaml fields (query, finetune, "
+                                     "budget, rounds, ...); options given on the command line override it."),
+    seed: int = typer.Option(None, "--seed", show_default="0", help="Seed of every random choice of the campaign."),
 ) -> None:
     """Create a campaign directory with a validated campaign.yaml and an empty ledger."""
-    import yaml
-
     from assft.campaign.config import CampaignConfig
     from assft.campaign.engine import init_campaign
-    from assft.config import parse_config
+    from assft.cli.common import check_output_dir
+    from assft.config import parse_config, read_yaml
 
-    extra = yaml.safe_load(config_file.read_text()) if config_file else {}
-    raw = {**(extra or {}), "model": str(model), "pool": str(pool), "budget": budget, "rounds": rounds,
-           "strategy": strategy, "pretrained": str(pretrained) if pretrained else None,
-           "test": str(test) if test else None, "oracle": "folder", "seed": seed}
+    check_output_dir(out)
+    raw = read_yaml(config_file) if config_file else {}
+    if config_file:
+        # Paths written in the file are relative to the file, like in `assft simulate` configs.
+        for key in ("model", "pool", "pretrained", "test"):
+            if isinstance(raw.get(key), str):
+                raw[key] = str(config_file.parent / raw[key])
+    # Only options actually given override the file; the defaults live in CampaignConfig.
+    given = {"model": model, "pool": pool, "budget": budget, "rounds": rounds, "strategy": strategy,
+             "pretrained": pretrained, "test": test, "seed": seed}
+    raw.update({k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
+    raw["oracle"] = "folder"  # a campaign created here is annotated by a person
     config = parse_config(raw, CampaignConfig, source=config_file)
     init_campaign(out, config)  # type: ignore[arg-type]
     console.print(f"campaign ready in {out}; next: assft campaign next {out}")

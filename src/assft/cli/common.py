@@ -12,20 +12,23 @@ console = Console(stderr=False)
 err_console = Console(stderr=True)
 
 
-def parse_triple(text: str | None) -> tuple[int, int, int] | None:
-    """'40,56,40' -> (40, 56, 40)."""
+def parse_triple(text: str | None, option: str = "size") -> tuple[int, int, int] | None:
+    """'40,56,40' -> (40, 56, 40); one number means a cube; sizes must be positive."""
     if text is None:
         return None
     from assft.errors import ConfigError
 
+    fix = f"write three positive integers for {option}, e.g. 40,56,40"
     try:
         parts = tuple(int(p) for p in text.replace("x", ",").split(","))
     except ValueError as exc:
-        raise ConfigError(f"cannot parse size {text!r}.", fix="write three integers, e.g. 40,56,40") from exc
+        raise ConfigError(f"{option}: cannot parse size {text!r}.", fix=fix) from exc
     if len(parts) == 1:
         parts = parts * 3
     if len(parts) != 3:
-        raise ConfigError(f"size {text!r} needs 3 values.", fix="write three integers, e.g. 40,56,40")
+        raise ConfigError(f"{option}: size {text!r} needs 3 values.", fix=fix)
+    if min(parts) < 1:
+        raise ConfigError(f"{option}: size {text!r} has a value below 1.", fix=fix)
     return parts  # type: ignore[return-value]
 
 
@@ -43,6 +46,20 @@ def parse_fractions(text: str) -> dict[str, float]:
         except ValueError as exc:
             raise ConfigError(f"{value!r} is not a number in --fractions.", fix="use fractions or counts") from exc
     return out
+
+
+def check_output_dir(path: Path, option: str = "--out") -> Path:
+    """Fail now, before any work, when `path` cannot become a writable output folder."""
+    from assft.utils.paths import check_output_dir as check
+
+    return check(path, option)
+
+
+def check_output_file(path: Path, option: str = "--out") -> Path:
+    """Fail now, before any work, when `path` cannot become a writable output file."""
+    from assft.utils.paths import check_output_file as check
+
+    return check(path, option)
 
 
 def load_data(path: Path, split: Path | None = None, subset: str | None = None, limit: int | None = None):

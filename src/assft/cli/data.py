@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from assft.cli.common import console, parse_fractions
+from assft.cli.common import check_output_dir, check_output_file, console, parse_fractions
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -51,6 +51,7 @@ def split(path: Path = typer.Argument(..., help="Dataset folder."),
     from assft.data.layout import load_dataset
     from assft.data.splits import make_split, save_split
 
+    check_output_file(out)
     spec = load_dataset(path)
     fr = parse_fractions(fractions)
     splits = make_split(spec.case_ids, fr, seed)
@@ -60,12 +61,13 @@ def split(path: Path = typer.Argument(..., help="Dataset folder."),
 
 @app.command("phantoms")
 def phantoms(out: Path = typer.Option(..., "--out", help="Folder to write (MSD layout)."),
-             n: int = typer.Option(12, "--n", help="Number of cases."),
-             size: int = typer.Option(32, help="Cube edge in voxels."),
+             n: int = typer.Option(12, "--n", min=1, help="Number of cases."),
+             size: int = typer.Option(32, min=8, help="Cube edge in voxels."),
              contrast: str = typer.Option("ct", help="Intensity model: ct or mr."),
              seed: int = typer.Option(0, help="Seed.")) -> None:
     """Generate small abdominal-like phantoms (body + 4 organs) for tests and the demo."""
     from assft.data.synthetic import make_phantom_dataset
 
+    check_output_dir(out)
     make_phantom_dataset(out, n, shape=(size, size, size), seed=seed, contrast=contrast)
     console.print(f"wrote {n} {contrast} phantoms to {out}")

@@ -26,6 +26,8 @@ def demo(
     Progress goes to stderr: rich on a terminal, one timestamped line per step otherwise (at least every 30 s).
     """
     from assft.campaign.demo import run_demo
+    from assft.cli.common import check_output_dir
 
+    check_output_dir(out)
     summary = run_demo(out, data=data, seed=seed, domain=domain, show_progress=False if quiet else None)
     console.print(f"[bold green]done[/] in {summary['seconds']:.0f} s; open {summary['report']}")

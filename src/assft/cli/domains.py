@@ -31,7 +31,9 @@ def apply(domain: str = typer.Option(..., "--domain", help="Domain name (see `as
           seed: int = typer.Option(0, help="Seed; a case's shift depends only on (seed, case id)."),
           severity: float = typer.Option(None, help="0..1 scale of the effect (default: the domain's own).")) -> None:
     """Write a shifted copy of a dataset (labels untouched, provenance in dataset.json)."""
+    from assft.cli.common import check_output_dir
     from assft.domains import apply_domain_to_dataset
 
+    check_output_dir(out_dir)
     out = apply_domain_to_dataset(in_dir, out_dir, domain, seed, severity)
     console.print(f"wrote {domain} domain to {out}")

@@ -37,10 +37,11 @@ def finetune(
                                          help="Ignore pseudo-label voxels with max probability below this (off)."),
     restart_from_pretrained: bool = typer.Option(None, "--restart-from-pretrained/--no-restart-from-pretrained",
                                                  help="Start stage 3 from the input weights (default: stage-1 weights)."),
-    steps: int = typer.Option(None, "--steps", help="Stage-1 steps (labeled only; default 300)."),
-    ssft_steps: int = typer.Option(None, "--ssft-steps", help="Stage-3 steps (labeled + pseudo; default 300)."),
+    steps: int = typer.Option(None, "--steps", min=1, help="Stage-1 steps (labeled only; default 300)."),
+    ssft_steps: int = typer.Option(None, "--ssft-steps", min=0,
+                                   help="Stage-3 steps (labeled + pseudo; default 300; 0 skips stage 3)."),
     lr: float = typer.Option(None, "--lr", help="AdamW learning rate (default 2e-3)."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Patches per step (default 4)."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Patches per step (default 4)."),
     patch: str = typer.Option(None, "--patch", help="Patch size D,H,W (default 40,56,40)."),
     roi: str = typer.Option(None, "--roi", help="Sliding-window size D,H,W for stage 2 (default: the patch)."),
     seed: int = typer.Option(None, "--seed", help="The run's seed (default 0)."),
@@ -51,13 +52,13 @@ def finetune(
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Load what fits from --model."),
 ) -> None:
     """Fine-tune a checkpoint on labeled volumes, then on reliable pseudo-labels of the unlabeled ones (SSFT)."""
-    from assft.cli.common import load_data
+    from assft.cli.common import check_output_dir, load_data
     from assft.errors import ConfigError
-    from assft.finetune.ssft import run_ssft
 
     if (labeled is None) == (labeled_ids is None):
         raise ConfigError("pass exactly one of --labeled and --labeled-ids.",
                           fix="--labeled DIR (a labeled dataset) or --labeled-ids FILE (ids of --unlabeled's cases)")
+    check_output_dir(out)
     cfg = build_config(config, ssft=ssft, reliability=reliability, qc=qc, qd=qd, mask_threshold=mask_threshold,
                        restart_from_pretrained=restart_from_pretrained, steps=steps, ssft_steps=ssft_steps, lr=lr,
                        batch_size=batch_size, patch=patch, roi=roi, seed=seed, true_dice=true_dice)
@@ -69,6 +70,8 @@ def finetune(
     n_truth = sum(c.label_path is not None for c in pool.cases if c.case_id not in set(labeled_set.case_ids))
     if n_truth and cfg.record_true_dice and cfg.ssft:
         console.print(f"[dim]{n_truth} pool cases have labels: read only to score pseudo-labels, never to train[/]")
+    from assft.finetune.ssft import run_ssft
+
     result = run_ssft(model, labeled_set, pool, out, cfg, save_pseudo_labels=save_pseudo_labels,
                       allow_partial=allow_partial)
     _print_summary(result, cfg, out)
@@ -80,8 +83,10 @@ def plot_pseudo_labels(
     names: str = typer.Option(None, "--names", help="Comma-separated label per table (default round 1, 2, ...)."),
 ) -> None:
     """Figure 5: true Dice of selected vs unselected pseudo-labels (needs ground truth for the pool)."""
+    from assft.cli.common import check_output_file
     from assft.reporting.pseudo_labels_plot import plot_pseudo_label_dice
 
+    check_output_file(out)
     path = plot_pseudo_label_dice(list(tables), out, names=names.split(",") if names else None)
     console.print(f"wrote {path}")
 
@@ -109,13 +114,13 @@ def build_config(config_file: Path | None, *, ssft: bool | None, reliability: st
     raw["pseudo"].update({k: v for k, v in pseudo.items() if v is not None})
     if mask_threshold is not None:
         raw["pseudo"]["mask_threshold"] = mask_threshold
-    train = {"steps": steps, "lr": lr, "batch_size": batch_size, "patch_size": parse_triple(patch)}
+    train = {"steps": steps, "lr": lr, "batch_size": batch_size, "patch_size": parse_triple(patch, "--patch")}
     raw["train"].update({k: v for k, v in train.items() if v is not None})
     top = {"ssft_steps": ssft_steps, "seed": seed, "restart_from_pretrained": restart_from_pretrained,
            "record_true_dice": true_dice}
     raw.update({k: v for k, v in top.items() if v is not None})
     if roi is not None:
-        raw["inference"] = {**(raw.get("inference") or {}), "roi_size": parse_triple(roi)}
+        raw["inference"] = {**(raw.get("inference") or {}), "roi_size": parse_triple(roi, "--roi")}
     return parse_config(raw, FinetuneConfig, source=config_file)
 
 

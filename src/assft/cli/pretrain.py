@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from assft.cli.common import console, load_data, parse_triple
+from assft.cli.common import check_output_file, console, load_data, parse_triple
 
 SPLIT_HELP = "Split JSON from `assft data split`."
 
@@ -23,7 +23,7 @@ def pretrain(
     model: str = typer.Option("unet", "--model", help="Registered network (unet, segresnet, swinunetr, dynunet, ...)."),
     split: Path = typer.Option(None, "--split", help=SPLIT_HELP),
     subset: str = typer.Option(None, "--subset", help="Split subset to pre-train on (e.g. source)."),
-    limit: int = typer.Option(None, "--limit", help="Use only the first N volumes."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N volumes."),
     tasks: str = typer.Option("inpaint,rotation", help="Comma-separated pretext tasks (inpaint, rotation, contrastive)."),
     steps: int = typer.Option(300, help="Optimizer steps."),
     batch_size: int = typer.Option(4, help="Patches per step."),
@@ -42,12 +42,13 @@ def pretrain(
     from assft.pretrain.config import PretrainConfig
     from assft.pretrain.pretraining import default_roi, pretrain_ssl, ssl_model_config
 
+    check_output_file(out)
     config = parse_config({"tasks": [t.strip() for t in tasks.split(",") if t.strip()], "steps": steps,
                            "batch_size": batch_size, "patch_size": patch, "lr": lr, "mask_ratio": mask_ratio,
                            "save_every": save_every, "fingerprint_cases": fingerprint_cases, "seed": seed},
                           PretrainConfig)
     model_config = ModelConfig(name=model)
-    inference = InferenceConfig(roi_size=default_roi(ssl_model_config(model_config), parse_triple(roi)),
+    inference = InferenceConfig(roi_size=default_roi(ssl_model_config(model_config), parse_triple(roi, "--roi")),
                                 channels_last=False)
     preprocess = parse_config({"normalization": normalization}, PreprocessConfig)
     data = load_data(images, split, subset, limit)
@@ -75,6 +76,8 @@ def import_weights(
     from rich.table import Table
 
     from assft.config import PreprocessConfig, parse_config
+
+    check_output_file(out)
     from assft.pretrain.importer import import_weights as run_import
 
     fp_data = load_data(fingerprint_images) if fingerprint_images is not None else None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from assft.cli.common import console, parse_triple
+from assft.cli.common import check_output_dir, check_output_file, console, parse_triple
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +43,7 @@ def query(
     fingerprint_file: Path = typer.Option(None, "--fingerprint", exists=True, dir_okay=False,
                                           help="Source fingerprint (from `assft fingerprint`) for KD."),
     embedding_source: str = typer.Option(None, "--embedding-source", help="current or pretrained (default current)."),
-    mc_samples: int = typer.Option(None, "--mc-samples", help="BALD MC-dropout samples T (default 10)."),
+    mc_samples: int = typer.Option(None, "--mc-samples", min=1, help="BALD MC-dropout samples T (default 10)."),
     roi: str = typer.Option(None, "--roi", help="Sliding-window size D,H,W (default: the training patch)."),
 ) -> None:
     """Choose the volumes to annotate next; writes selection.csv/json and prints the picks with a rationale."""
@@ -53,6 +53,7 @@ def query(
     from assft.query.api import read_case_ids, run_query
     from assft.query.config import QueryConfig
 
+    check_output_dir(out)
     base = load_config(config, QueryConfig).model_dump() if config else {}
     overrides = {"strategy": strategy, "budget": budget, "alpha": alpha, "dkd_combine": dkd_combine,
                  "asd_threshold": asd_threshold, "asd_fixed_threshold": asd_fixed_threshold, "asd_reduce": asd_reduce,
@@ -60,7 +61,7 @@ def query(
                  "mc_samples": mc_samples}
     base.update({k: v for k, v in overrides.items() if v is not None})
     query_config = parse_config(base, QueryConfig)
-    inference = InferenceConfig(roi_size=parse_triple(roi)) if roi else None
+    inference = InferenceConfig(roi_size=parse_triple(roi, "--roi")) if roi else None
     result = run_query(model, pool, query_config, pretrained=pretrained, labeled=labeled,  # type: ignore[arg-type]
                        labeled_ids=read_case_ids(labeled_ids) if labeled_ids else (), seed=seed,
                        inference=inference, fingerprint=fingerprint_file, out_dir=out)
@@ -87,7 +88,7 @@ def fingerprint(
     images: Path = typer.Option(..., "--images", exists=True, file_okay=False, help="Source images (dataset/folder)."),
     out: Path = typer.Option(..., "--out", help="Fingerprint JSON to write."),
     attach_to: Path = typer.Option(None, "--attach-to", help="Also write a copy of --model with the fingerprint."),
-    limit: int = typer.Option(None, "--limit", help="Use only the first N source images."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N source images."),
     roi: str = typer.Option(None, "--roi", help="Sliding-window size D,H,W (default: the training patch)."),
 ) -> None:
     """Per-layer channel means/variances of θ0's norm-layer inputs over source images (KD without BatchNorm)."""
@@ -96,9 +97,13 @@ def fingerprint(
     from assft.models.checkpoint import build_from_checkpoint
     from assft.query.fingerprint import attach_fingerprint, compute_fingerprint, save_fingerprint
 
+    check_output_file(out)
+    if attach_to is not None:
+        check_output_file(attach_to, "--attach-to")
+    roi_size = parse_triple(roi, "--roi")
     net, ckpt, _ = build_from_checkpoint(model, allow_partial=True)
     patch = (ckpt.metadata.get("train_config") or {}).get("patch_size")
-    inference = InferenceConfig(roi_size=parse_triple(roi) or (tuple(patch) if patch else InferenceConfig().roi_size))
+    inference = InferenceConfig(roi_size=roi_size or (tuple(patch) if patch else InferenceConfig().roi_size))
     cases = load_data(images, limit=limit).cases
     fp = compute_fingerprint(net, cases, ckpt.preprocess, inference, model_config=ckpt.model_config)
     n_cases = len(cases)

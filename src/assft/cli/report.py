@@ -30,7 +30,9 @@ def report(
 
     from assft.reporting.report import write_report
 
-    out = out if out is not None else runs / "report"
+    from assft.cli.common import check_output_dir
+
+    out = check_output_dir(out if out is not None else runs / "report")
     result = write_report(runs, out, alpha=alpha, method=test,  # type: ignore[arg-type]
                           early_fraction=early, spread=spread)  # type: ignore[arg-type]
     summary = result.summary

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from assft.cli.common import console, load_data, parse_triple
+from assft.cli.common import check_output_dir, console, load_data, parse_triple
 
 SPLIT_HELP = "Split JSON from `assft data split`."
 
@@ -24,29 +24,38 @@ def train(
     split: Path = typer.Option(None, "--split", help=SPLIT_HELP),
     subset: str = typer.Option(None, "--subset", help="Split subset to train on (e.g. source)."),
     val_subset: str = typer.Option(None, "--val-subset", help="Split subset used for validation Dice."),
-    limit: int = typer.Option(None, "--limit", help="Use only the first N cases of the training set."),
-    val_limit: int = typer.Option(None, "--val-limit", help="Use only the first N validation cases."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N cases of the training set."),
+    val_limit: int = typer.Option(None, "--val-limit", min=1, help="Use only the first N validation cases."),
     model: str = typer.Option("unet", "--model", help="Registered network (unet, segresnet, swinunetr, dynunet)."),
     init: Path = typer.Option(None, "--init", help="Start from this assft checkpoint (a new head if classes differ)."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Load what fits from --init."),
-    steps: int = typer.Option(300, help="Optimizer steps."),
-    batch_size: int = typer.Option(4, help="Patches per step."),
+    steps: int = typer.Option(300, min=1, help="Optimizer steps."),
+    batch_size: int = typer.Option(4, min=1, help="Patches per step."),
     lr: float = typer.Option(2e-3, help="AdamW learning rate."),
     patch: str = typer.Option("40,56,40", help="Patch size D,H,W (multiple of the net's divisor)."),
     normalization: str = typer.Option("zscore", help="zscore or percentile."),
     seed: int = typer.Option(0, help="Seed."),
 ) -> None:
     """Supervised training with validation Dice and best/last checkpoints."""
-    from assft.config import ModelConfig, PreprocessConfig, TrainConfig
-    from assft.finetune.supervised import train_supervised
+    from assft.config import ModelConfig, PreprocessConfig, TrainConfig, parse_config
 
+    # Cheap checks first (no torch import yet): a bad option or dataset fails in a second.
+    check_output_dir(out)
+    train_config = parse_config({"steps": steps, "batch_size": batch_size, "lr": lr,
+                                 "patch_size": parse_triple(patch, "--patch"), "seed": seed}, TrainConfig)
+    preprocess = parse_config({"normalization": normalization}, PreprocessConfig)
     train_set = load_data(data, split, subset, limit)
     val_set = load_data(data, split, val_subset, val_limit) if val_subset else None
+    from assft.finetune.supervised import train_supervised
+    from assft.models.zoo import MODELS
+
+    MODELS.get(model)  # an unknown --model: did-you-mean error before the volumes are read
+
     result = train_supervised(
         train_set, out,
         model_config=ModelConfig(name=model),
-        train_config=TrainConfig(steps=steps, batch_size=batch_size, lr=lr, patch_size=parse_triple(patch), seed=seed),
-        preprocess=PreprocessConfig(normalization=normalization),
+        train_config=train_config,  # type: ignore[arg-type]
+        preprocess=preprocess,  # type: ignore[arg-type]
         val=val_set, init_checkpoint=init, allow_partial=allow_partial,
     )
     dice = f", best validation Dice {result.best_val_dice:.3f}" if result.best_val_dice is not None else ""
@@ -64,12 +73,18 @@ def predict(
 ) -> None:
     """Sliding-window prediction; label maps keep the input's affine."""
     from assft.config import InferenceConfig
-    from assft.inference.predict import predict_to_folder
     from assft.models.checkpoint import build_from_checkpoint
+    from assft.utils.paths import check_not_inputs
 
+    check_output_dir(out)
+    roi_size = parse_triple(roi, "--roi")
     net, ckpt, _ = build_from_checkpoint(model)
     cases = load_data(images, split, subset).cases
-    inference = InferenceConfig(roi_size=parse_triple(roi) or _training_patch(ckpt))
+    # Label maps are named ID.nii.gz, like the images: never write them into a folder that holds inputs.
+    check_not_inputs(out, [p for c in cases for p in (*c.image_paths, c.label_path)])
+    from assft.inference.predict import predict_to_folder
+
+    inference = InferenceConfig(roi_size=roi_size or _training_patch(ckpt))
     written = predict_to_folder(net, cases, ckpt.preprocess, inference, out, save_probs=probs)
     console.print(f"wrote {len(written)} label maps to {out}")
 
@@ -81,21 +96,24 @@ def evaluate(
     pred: Path = typer.Option(None, "--pred", help="Or: folder of ID.nii.gz predictions to score."),
     split: Path = typer.Option(None, "--split", help=SPLIT_HELP),
     subset: str = typer.Option(None, "--subset", help="Split subset to evaluate on (e.g. test)."),
-    limit: int = typer.Option(None, "--limit", help="Use only the first N cases."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N cases."),
     roi: str = typer.Option(None, "--roi", help="Sliding-window size D,H,W."),
 ) -> None:
     """Per-case Dice, HD95 and NSD (MONAI) to CSV, with a summary JSON."""
     from assft.config import InferenceConfig
     from assft.errors import ConfigError
-    from assft.evaluation import evaluate_checkpoint, evaluate_predictions, write_evaluation
-    from assft.models.checkpoint import load_checkpoint
 
     if (model is None) == (pred is None):
         raise ConfigError("pass exactly one of --model and --pred.", fix="--model CKPT to predict, or --pred DIR")
+    check_output_dir(out)
+    roi_size = parse_triple(roi, "--roi")
     spec = load_data(data, split, subset, limit)
+    from assft.evaluation import evaluate_checkpoint, evaluate_predictions, write_evaluation
+    from assft.models.checkpoint import load_checkpoint
+
     if model is not None:
         ckpt = load_checkpoint(model)
-        rows = evaluate_checkpoint(model, spec, InferenceConfig(roi_size=parse_triple(roi) or _training_patch(ckpt)))
+        rows = evaluate_checkpoint(model, spec, InferenceConfig(roi_size=roi_size or _training_patch(ckpt)))
     else:
         rows = evaluate_predictions(pred, spec)
     summary = write_evaluation(rows, out, {"model": str(model) if model else None, "data": str(data)})

@@ -1,27 +1,36 @@
-"""Data: dataset layouts (MSD, nnU-Net v2, plain folder), validation, loading and preprocessing."""
+"""Data: dataset layouts (MSD, nnU-Net v2, plain folder), validation, loading and preprocessing.
 
-from assft.data.cases import Case, DatasetSpec
-from assft.data.checks import DataReport, Problem, check_dataset
-from assft.data.io import read_volume, write_label_map, write_volume
-from assft.data.layout import load_dataset
-from assft.data.preprocess import LoadedCase, load_case, normalize_intensity
-from assft.data.splits import load_split, make_split, save_split, select_cases
+Names resolve lazily (PEP 562): reading or checking a dataset must not pay for importing torch and MONAI, which
+only preprocessing needs (`assft data check` and every early input error stay fast).
+"""
 
-__all__ = [
-    "Case",
-    "DataReport",
-    "DatasetSpec",
-    "LoadedCase",
-    "Problem",
-    "check_dataset",
-    "load_case",
-    "load_dataset",
-    "normalize_intensity",
-    "load_split",
-    "make_split",
-    "read_volume",
-    "save_split",
-    "select_cases",
-    "write_label_map",
-    "write_volume",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "Case": "assft.data.cases", "DatasetSpec": "assft.data.cases",
+    "DataReport": "assft.data.checks", "Problem": "assft.data.checks", "check_dataset": "assft.data.checks",
+    "read_volume": "assft.data.io", "write_label_map": "assft.data.io", "write_volume": "assft.data.io",
+    "load_dataset": "assft.data.layout",
+    "LoadedCase": "assft.data.preprocess", "load_case": "assft.data.preprocess",
+    "normalize_intensity": "assft.data.preprocess",
+    "load_split": "assft.data.splits", "make_split": "assft.data.splits", "save_split": "assft.data.splits",
+    "select_cases": "assft.data.splits",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'assft.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

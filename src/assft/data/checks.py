@@ -52,6 +52,23 @@ class DataReport:
             raise DataError(f"{len(self.problems)} problem(s) in the dataset:\n  {lines}{more}", path=self.root)
 
 
+def spatial_shape(shape: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """(D, H, W) of a 3D volume or of a (D, H, W, 1) one; None for anything else (2D, 4D with channels, ...)."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    return shape if len(shape) == 3 else None  # type: ignore[return-value]
+
+
+def check_label_values(label: np.ndarray, allowed: set[int] | dict[int, str], path: str | Path | None) -> None:
+    """DataError when an integer label map holds a value that is not a class of the label map (before training)."""
+    found = {int(v) for v in np.unique(label)}
+    unknown = sorted(found - set(allowed))
+    if unknown:
+        raise DataError(f"label values {unknown} are not classes of the label map {sorted(allowed)}.", path=path,
+                        fix="fix the label, or add the classes to dataset.json 'labels' (`assft data check` lists all)")
+
+
 def check_label_against_image(
     case_id: str,
     label_path: Path,
@@ -69,10 +86,16 @@ def check_label_against_image(
         label, affine = read_volume(label_path, dtype=np.float64)
     except DataError as exc:
         return [Problem(case_id, lp, exc.message, exc.fix or "")], counts
-    if tuple(label.shape[:3]) != tuple(image_shape[:3]):
+    label_grid, image_grid = spatial_shape(label.shape), spatial_shape(image_shape)
+    if label_grid is None:  # e.g. (D, H, W, 2): comparing only shape[:3] would let it through
+        problems.append(Problem(case_id, lp, f"label must be one 3D volume, got shape {tuple(label.shape)}.",
+                                "save the label as a single (D, H, W) integer map"))
+        return problems, counts
+    if label_grid != image_grid:
         problems.append(Problem(case_id, lp, f"label shape {tuple(label.shape)} != image shape {tuple(image_shape)}.",
                                 "re-export the label on the image grid"))
         return problems, counts
+    label = label.reshape(label_grid)
     if not np.allclose(affine, image_affine, atol=affine_tol, rtol=0):
         worst = float(np.abs(affine - image_affine).max())
         problems.append(Problem(case_id, lp, f"label affine differs from the image affine (max diff {worst:.3g}).",
@@ -118,7 +141,12 @@ def check_dataset(spec: DatasetSpec, *, read_data: bool = True, affine_tol: floa
         except DataError as exc:
             problems.append(Problem(case.case_id, str(case.image_path), exc.message, exc.fix or ""))
             continue
-        report.shapes.append(tuple(int(s) for s in shape))
+        grid = spatial_shape(shape)
+        if grid is None:  # 2D, or 4D with channels: nothing downstream can use it
+            problems.append(Problem(case.case_id, str(case.image_path), f"expected a 3D volume, got shape {tuple(shape)}.",
+                                    "save one 3D volume per file (several channels: one file each, _0000, _0001, ...)"))
+            continue
+        report.shapes.append(grid)
         report.spacings.append(tuple(round(s, 4) for s in spacing[:3]))
         for extra_channel in case.image_paths[1:]:
             try:
@@ -126,7 +154,7 @@ def check_dataset(spec: DatasetSpec, *, read_data: bool = True, affine_tol: floa
             except DataError as exc:
                 problems.append(Problem(case.case_id, str(extra_channel), exc.message, exc.fix or ""))
                 continue
-            if tuple(other_shape) != tuple(shape):
+            if spatial_shape(other_shape) != grid:
                 problems.append(Problem(case.case_id, str(extra_channel),
                                         f"channel shape {other_shape} != first channel {tuple(shape)}.",
                                         "resample all channels to one grid"))
@@ -137,7 +165,7 @@ def check_dataset(spec: DatasetSpec, *, read_data: bool = True, affine_tol: floa
                                     "add the label or remove the 'label' entry"))
             continue
         if read_data:
-            found, counts = check_label_against_image(case.case_id, case.label_path, tuple(shape), affine,
+            found, counts = check_label_against_image(case.case_id, case.label_path, grid, affine,
                                                       allowed if allowed is not None else set(range(256)),
                                                       affine_tol=affine_tol)
             problems.extend(found)

@@ -9,6 +9,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from assft.data.limits import check_voxel_count
 from assft.errors import DataError
 from assft.utils.atomic import atomic_write, atomic_write_json
 
@@ -19,9 +20,15 @@ def read_volume(path: str | Path, dtype: Any = np.float32) -> tuple[np.ndarray, 
     if not path.exists():
         raise DataError("file not found.", path=path, fix="check the path or the dataset.json entry that lists it")
     try:
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj)
+        img = nib.load(str(path))  # reads the header only
     except Exception as exc:  # nibabel raises many types for corrupt/truncated files
+        raise DataError(f"cannot read NIfTI ({type(exc).__name__}: {exc}).", path=path,
+                        fix="re-export the file as .nii/.nii.gz or remove the case") from exc
+    # A few-MB gzip can expand to gigabytes: trust the header's size only up to the cap.
+    check_voxel_count(img.shape, path)
+    try:
+        data = np.asarray(img.dataobj)
+    except Exception as exc:
         raise DataError(
             f"cannot read NIfTI ({type(exc).__name__}: {exc}).",
             path=path,
@@ -37,10 +44,13 @@ def read_header(path: str | Path) -> tuple[tuple[int, ...], np.ndarray, tuple[fl
         raise DataError("file not found.", path=path, fix="check the path or the dataset.json entry that lists it")
     try:
         img = nib.load(str(path))
-        return tuple(int(s) for s in img.shape), np.asarray(img.affine), tuple(float(z) for z in img.header.get_zooms())
+        header = (tuple(int(s) for s in img.shape), np.asarray(img.affine),
+                  tuple(float(z) for z in img.header.get_zooms()))
     except Exception as exc:
         raise DataError(f"cannot read NIfTI header ({type(exc).__name__}: {exc}).", path=path,
                         fix="re-export the file as .nii/.nii.gz or remove the case") from exc
+    check_voxel_count(header[0], path)  # a volume that cannot be read later is a problem now
+    return header
 
 
 def write_volume(path: str | Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:
@@ -103,7 +113,16 @@ def load_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.exists():
         raise DataError("file not found.", path=path, fix="create it or point to the right folder")
+    if path.is_dir():
+        raise DataError("expected a JSON file, got a folder.", path=path, fix="point to the JSON file itself")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read the file ({type(exc).__name__}: {exc}).", path=path,
+                        fix="check its permissions and that it is UTF-8 text") from exc
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"invalid JSON ({exc}).", path=path, fix="fix the syntax at the position given") from exc
+    except RecursionError as exc:  # absurdly deep nesting
+        raise DataError("invalid JSON (nested too deeply).", path=path, fix="flatten the document") from exc

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from assft.data.cases import Case, DatasetSpec
 from assft.data.io import load_json
+from assft.data.limits import allow_outside_root as env_allow_outside_root
 from assft.errors import DataError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii")
@@ -20,9 +22,15 @@ def strip_suffix(name: str) -> str:
     return name
 
 
-def load_dataset(path: str | Path, *, labels: dict[int, str] | None = None) -> DatasetSpec:
-    """Parse `path`: a folder with dataset.json (MSD or nnU-Net v2), or a folder of NIfTI images (unlabeled)."""
-    root = Path(path)
+def load_dataset(path: str | Path, *, labels: dict[int, str] | None = None,
+                 allow_outside_root: bool | None = None) -> DatasetSpec:
+    """Parse `path`: a folder with dataset.json (MSD or nnU-Net v2), or a folder of NIfTI images (unlabeled).
+
+    Every file a dataset.json lists must lie inside `path` (DataError otherwise) unless `allow_outside_root` (default:
+    the ASSFT_ALLOW_OUTSIDE_ROOT environment variable, set by `assft --allow-outside-root`).
+    """
+    allow = env_allow_outside_root() if allow_outside_root is None else allow_outside_root
+    root = Path(os.path.abspath(path))  # lexical: case paths stay under the folder the user named
     if not root.exists():
         raise DataError("dataset folder not found.", path=root, fix="check the path")
     if root.is_file():
@@ -32,7 +40,10 @@ def load_dataset(path: str | Path, *, labels: dict[int, str] | None = None) -> D
         meta = load_json(meta_path)
         if not isinstance(meta, dict):
             raise DataError("dataset.json is not a JSON object.", path=meta_path, fix="see the MSD dataset.json format")
-        spec = _parse_nnunet(root, meta) if "channel_names" in meta or "file_ending" in meta else _parse_msd(root, meta)
+        if "channel_names" in meta or "file_ending" in meta:
+            spec = _parse_nnunet(root, meta)
+        else:
+            spec = _parse_msd(root, meta, allow)
     else:
         spec = _parse_folder(root, labels or {})
     _check_unique_ids(spec)
@@ -60,12 +71,16 @@ def _parse_labels(meta: dict[str, Any], meta_path: Path) -> dict[int, str]:
     except (TypeError, ValueError) as exc:
         raise DataError(f"cannot parse 'labels' ({exc}).", path=meta_path,
                         fix='use {"0": "background", ...} (MSD) or {"background": 0, ...} (nnU-Net v2)') from exc
+    negative = sorted(k for k in out if k < 0)
+    if negative:
+        raise DataError(f"'labels' has negative class values {negative}.", path=meta_path,
+                        fix="number the classes 0, 1, 2, ...")
     if 0 not in out:
         raise DataError("'labels' has no background class 0.", path=meta_path, fix="add label 0")
     return out
 
 
-def _parse_msd(root: Path, meta: dict[str, Any]) -> DatasetSpec:
+def _parse_msd(root: Path, meta: dict[str, Any], allow_outside: bool) -> DatasetSpec:
     meta_path = root / "dataset.json"
     labels = _parse_labels(meta, meta_path)
     entries = meta.get("training")
@@ -79,13 +94,38 @@ def _parse_msd(root: Path, meta: dict[str, Any]) -> DatasetSpec:
         if not isinstance(entry, dict) or "image" not in entry:
             raise DataError(f"training entry {i} has no 'image'.", path=meta_path, fix="give every entry an image path")
         images = entry["image"] if isinstance(entry["image"], list) else [entry["image"]]
-        image_paths = tuple((root / p).resolve() for p in images)
-        label_path = (root / entry["label"]).resolve() if entry.get("label") else None
+        if not images:
+            raise DataError(f"training entry {i} has an empty 'image' list.", path=meta_path,
+                            fix="list at least one image file per entry")
+        image_paths = tuple(resolve_entry(root, p, meta_path=meta_path, what=f"training entry {i} 'image'",
+                                          allow_outside=allow_outside) for p in images)
+        label = entry.get("label")
+        label_path = resolve_entry(root, label, meta_path=meta_path, what=f"training entry {i} 'label'",
+                                   allow_outside=allow_outside) if label is not None and label != "" else None
+        # The id comes from the entry's own file name, never a symlink's target (that would re-pair images/labels).
         cases.append(Case(strip_suffix(image_paths[0].name), image_paths, label_path))
     modality = meta.get("modality", {})
     return DatasetSpec(root, str(meta.get("name", root.name)), "msd", labels, cases,
                        modality=str(modality.get("0", "unknown")) if isinstance(modality, dict) else str(modality),
                        extra={k: v for k, v in meta.items() if k.startswith("assft")})
+
+
+def resolve_entry(root: Path, value: Any, *, meta_path: Path, what: str, allow_outside: bool = False) -> Path:
+    """The absolute path a dataset.json entry names; DataError unless it is a path string inside `root`.
+
+    The check is lexical (`..` folded, symlinks not followed): a symlink someone placed inside the dataset folder is
+    a deliberate link and is followed when reading, while the entry keeps its own name (and so its case id).
+    """
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise DataError(f"{what} must be a non-empty path string, got {type(value).__name__} {shown}.",
+                        path=meta_path, fix='write it as a relative path, e.g. "./imagesTr/X.nii.gz"')
+    path = Path(os.path.normpath(os.path.join(root, value)))  # an absolute `value` replaces root
+    if not allow_outside and not path.is_relative_to(root):
+        raise DataError(f"{what} {value!r} points outside the dataset folder.", path=meta_path,
+                        fix="move the file into the dataset folder and list it relative to it "
+                            "(./imagesTr/X.nii.gz), or pass --allow-outside-root if you trust this dataset.json")
+    return path
 
 
 def _parse_nnunet(root: Path, meta: dict[str, Any]) -> DatasetSpec:

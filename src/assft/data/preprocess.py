@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,18 +69,34 @@ def load_case(case: Case, config: PreprocessConfig | None = None, *, with_label:
     image = np.stack(channels)
     label = None
     if with_label and case.label_path is not None:
-        raw, _ = read_volume(case.label_path, dtype=np.float32)
-        if raw.shape != image.shape[1:]:
-            raise DataError(f"label shape {raw.shape} != image shape {image.shape[1:]}.", path=case.label_path,
-                            fix="re-export the label on the image grid")
-        if not np.isfinite(raw).all():
-            raise DataError("label contains NaN/Inf.", path=case.label_path, fix="re-export the label as integers")
-        label = raw.astype(np.int64)
+        label = _read_label(case.label_path, image.shape[1:], affine)  # type: ignore[arg-type]
     original_shape = tuple(int(s) for s in image.shape[1:])
     spacing = spacing_of(affine)
     if config.target_spacing is not None and not np.allclose(spacing, config.target_spacing, atol=1e-3):
         image, label = _resample(image, label, affine, config.target_spacing)
     return LoadedCase(case.case_id, image, label, affine, original_shape, spacing)  # type: ignore[arg-type]
+
+
+def _read_label(path: Path, grid: tuple[int, ...], image_affine: np.ndarray, affine_tol: float = 1e-3) -> np.ndarray:
+    """The label map (D, H, W) int64, validated against its image: shape, finite integer values, affine."""
+    raw, label_affine = read_volume(path, dtype=np.float32)
+    if raw.ndim == 4 and raw.shape[-1] == 1:
+        raw = raw[..., 0]
+    if raw.shape != tuple(grid):
+        raise DataError(f"label shape {raw.shape} != image shape {tuple(grid)}.", path=path,
+                        fix="re-export the label as one integer map on the image grid")
+    if not np.isfinite(raw).all():
+        raise DataError("label contains NaN/Inf.", path=path, fix="re-export the label as integers")
+    if not np.array_equal(raw, np.round(raw)):  # astype(int64) would silently truncate them
+        bad = float(raw[raw != np.round(raw)].flat[0])
+        raise DataError(f"label has non-integer values (e.g. {bad:g}).", path=path,
+                        fix="re-export the label as integers (nearest-neighbour when resampling)")
+    if not np.allclose(label_affine, image_affine, atol=affine_tol, rtol=0):
+        worst = float(np.abs(label_affine - image_affine).max())
+        raise DataError(f"label affine differs from its image's (max difference {worst:.3g}), so the label does not "
+                        "lie on the image.", path=path,
+                        fix="resample the label onto the image or copy the image header (`assft data check` lists all)")
+    return raw.astype(np.int64)
 
 
 def _resample(image: np.ndarray, label: np.ndarray | None, affine: np.ndarray,

@@ -59,6 +59,10 @@ def load_split(path: str | Path) -> dict[str, list[str]]:
     raw = load_json(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("splits"), dict):
         raise DataError("not an assft split file (no 'splits' object).", path=path, fix="create one with `assft data split`")
+    bad = [str(k) for k, v in raw["splits"].items() if not isinstance(v, list) or not all(isinstance(i, str) for i in v)]
+    if bad:
+        raise DataError(f"split subset {bad[0]!r} is not a list of case ids.", path=path,
+                        fix="recreate the split with `assft data split`")
     return {str(k): list(v) for k, v in raw["splits"].items()}
 
 

@@ -11,6 +11,7 @@ RandRicianNoise and RandBiasField (same formulas) so that one Generator drives e
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -398,14 +399,23 @@ def _read_msd(root: Path) -> tuple[dict[str, Any], list[tuple[Path, Path | None]
     if not isinstance(training, list) or not training:
         raise DataError("dataset.json has no 'training' list.", path=root / "dataset.json",
                         fix="list cases as {'image': './imagesTr/X.nii.gz', 'label': './labelsTr/X.nii.gz'}")
+    from assft.data.layout import resolve_entry
+    from assft.data.limits import allow_outside_root
+
+    meta_path, root = root / "dataset.json", Path(os.path.abspath(root))
     entries = []
-    for item in training:
-        image = item["image"] if isinstance(item, dict) else item
+    for i, item in enumerate(training):
+        image = item.get("image") if isinstance(item, dict) else item
         label = item.get("label") if isinstance(item, dict) else None
-        label_path = (root / label).resolve() if label else None
+        # Same rules as load_dataset: entries stay inside the dataset folder and keep their own names (case ids),
+        # so a crafted dataset.json cannot make `domains apply` copy files from elsewhere into its output.
+        image_path = resolve_entry(root, image, meta_path=meta_path, what=f"training entry {i} 'image'",
+                                   allow_outside=allow_outside_root())
+        label_path = resolve_entry(root, label, meta_path=meta_path, what=f"training entry {i} 'label'",
+                                   allow_outside=allow_outside_root()) if label not in (None, "") else None
         if label_path is not None and not label_path.is_file():
             raise DataError("label file not found.", path=label_path, fix="fix the 'label' entry in dataset.json")
-        entries.append(((root / image).resolve(), label_path))
+        entries.append((image_path, label_path))
     return spec, entries
 
 

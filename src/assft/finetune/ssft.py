@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -108,7 +107,8 @@ def build_finetune_model(checkpoint: Checkpoint, labels: dict[int, str], *, seed
     keys = head_keys(config)
     state = checkpoint.state_dict if head.action == "reused" else \
         {k: v for k, v in checkpoint.state_dict.items() if k not in keys}
-    report = load_weights(model, state, head=keys, allow_partial=allow_partial, source=source)
+    report = load_weights(model, state, head=keys, allow_partial=allow_partial, source=source,
+                          strict_head=head.action == "reused")  # a reused head must fit, or it would be random
     return model, config, head, report
 
 
@@ -170,7 +170,7 @@ def run_ssft(
 
     stage1_steps, stage3_steps = config.stage_steps()
     t = time.perf_counter()
-    labeled_loaded = tuple(_load_labeled(c, ckpt, num_classes) for c in labeled_cases)  # L: built once, never extended
+    labeled_loaded = tuple(_load_labeled(c, ckpt, labels) for c in labeled_cases)  # L: built once, never extended
     stage1_config = config.train.model_copy(update={"seed": derive_seed(config.seed, "stage1"),
                                                     "steps": stage1_steps})
     stage1 = fit(net, labeled_loaded, stage1_config, num_classes)
@@ -298,12 +298,11 @@ def _split_pool(unlabeled: DatasetSpec | Sequence[Case], labeled_ids: set[str],
     return pool, truth
 
 
-def _load_labeled(case: Case, ckpt: Checkpoint, num_classes: int) -> LoadedCase:
-    loaded = load_case(case, ckpt.preprocess, with_label=True)
-    found = np.unique(loaded.label)  # type: ignore[arg-type]
-    if found.min() < 0 or found.max() >= num_classes:
-        raise DataError(f"label values {found.tolist()} outside 0..{num_classes - 1}.", path=case.label_path,
-                        fix="check the dataset's label map (dataset.json 'labels')")
+def _load_labeled(case: Case, ckpt: Checkpoint, labels: dict[int, str]) -> LoadedCase:
+    from assft.data.checks import check_label_values
+
+    loaded = load_case(case, ckpt.preprocess, with_label=True)  # shape, affine, integer values vs the image
+    check_label_values(loaded.label, labels, case.label_path)  # type: ignore[arg-type]
     return loaded
 
 

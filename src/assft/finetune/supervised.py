@@ -10,7 +10,7 @@ import torch
 
 from assft.config import InferenceConfig, ModelConfig, PreprocessConfig, TrainConfig
 from assft.data.cases import DatasetSpec
-from assft.data.checks import check_dataset
+from assft.data.checks import check_dataset, check_label_values
 from assft.data.preprocess import load_case
 from assft.errors import ConfigError, DataError
 from assft.finetune.trainer import FitResult, fit
@@ -75,8 +75,13 @@ def train_supervised(
         from assft.utils.threads import set_thread_policy
 
         set_thread_policy(train_config.num_threads)
+    # load_case validates each label against its image (shape, affine, integer values); here the values against the
+    # label map, so no label is truncated or one-hot encoded out of range once training has started.
     labeled = [load_case(c, preprocess) for c in train.cases]
     val_cases = [load_case(c, preprocess) for c in val.cases] if val is not None else []
+    for case, loaded in zip([*train.cases, *(val.cases if val is not None else [])], [*labeled, *val_cases]):
+        if loaded.label is not None:
+            check_label_values(loaded.label, train.labels, case.label_path)
     inference = InferenceConfig(roi_size=train_config.patch_size, device=train_config.device, channels_last=False)
     result: FitResult = fit(model, labeled, train_config, num_classes, val=val_cases, inference=inference)
     out_dir = Path(out_dir)

@@ -123,9 +123,11 @@ def predict_to_folder(model: nn.Module, cases: list[Case], preprocess: Preproces
                       out_dir: str | Path, *, save_probs: bool = False, show_progress: bool | None = None) -> list[Path]:
     """Predict every case; write `ID.nii.gz` label maps (and `ID_probs.nii.gz`) with the input affine."""
     from assft.data.io import write_label_map, write_volume
+    from assft.utils.paths import check_not_inputs
     from assft.utils.progress import progress
 
     out_dir = Path(out_dir)
+    check_not_inputs(out_dir, [p for c in cases for p in (*c.image_paths, c.label_path)], option="out_dir")
     out_dir.mkdir(parents=True, exist_ok=True)
     model = prepare_model(model, config)
     written = []

@@ -108,27 +108,58 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.exists():
         raise CheckpointError("checkpoint not found.", path=path, fix="check the path (assft never downloads weights)")
+    if path.is_dir():
+        raise CheckpointError("expected a checkpoint file, got a folder.", path=path, fix="pass the .pt file itself")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        if is_blocked_pickle(exc):
+            raise CheckpointError(f"the file contains pickled Python code ({blocked_global(exc)}); it was not loaded, "
+                                  "since loading it could run that code.", path=path,
+                                  fix="assft checkpoints hold only tensors: pass one written by assft (convert "
+                                      "public weights from a source you trust with `assft import --trust-pickle`)"
+                                  ) from exc
         raise CheckpointError(f"cannot read checkpoint ({type(exc).__name__}: {str(exc)[:200]}).", path=path,
                               fix="pass a .pt written by assft, or convert public weights with `assft import`") from exc
     if not isinstance(raw, dict) or raw.get("format") != "assft-checkpoint":
         raise CheckpointError("not an assft checkpoint (no 'format': 'assft-checkpoint').", path=path,
                               fix="convert public weights with `assft import --format ... --weights FILE --out CKPT`")
+    for key, kind in (("state_dict", dict), ("model_config", dict), ("labels", dict)):
+        if not isinstance(raw.get(key), kind):
+            raise CheckpointError(f"checkpoint field {key!r} is {type(raw.get(key)).__name__}, expected a mapping.",
+                                  path=path, fix="re-save it with assft (it was not written by this version)")
+    if not all(isinstance(v, torch.Tensor) for v in raw["state_dict"].values()):
+        raise CheckpointError("checkpoint 'state_dict' holds values that are not tensors.", path=path,
+                              fix="re-save it with assft")
     try:
+        labels = {int(k): str(v) for k, v in raw["labels"].items()}
         return Checkpoint(
             state_dict=strip_prefixes(raw["state_dict"]),
             model_config=ModelConfig.model_validate(raw["model_config"]),
-            labels={int(k): v for k, v in raw["labels"].items()},
+            labels=labels,
             kind=raw.get("kind", "supervised"),
             preprocess=PreprocessConfig.model_validate(raw.get("preprocess") or {}),
             metadata=raw.get("metadata") or {},
             fingerprint=raw.get("fingerprint"),
         )
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint is missing or has an invalid field ({exc}).", path=path,
-                              fix="re-save it with assft") from exc
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"checkpoint is missing or has an invalid field ({type(exc).__name__}: "
+                              f"{str(exc)[:200]}).", path=path, fix="re-save it with assft") from exc
+
+
+def is_blocked_pickle(exc: BaseException) -> bool:
+    """True when torch.load(weights_only=True) refused a pickle because it references Python code."""
+    # torch 2.x: "Unsupported global: GLOBAL x.y" (older) or "unsupported GLOBAL x.y whose module x is blocked";
+    # other "Weights only load failed" errors (e.g. "Unsupported operand") are plain unreadable files.
+    return "unsupported global" in str(exc).lower()
+
+
+def blocked_global(exc: BaseException) -> str:
+    """The code reference torch blocked, e.g. 'posix.system', as a short phrase for messages."""
+    import re
+
+    found = re.search(r"global\s+([\w.]+)", str(exc), flags=re.IGNORECASE)
+    return f"torch blocked a reference to {found.group(1)}" if found else "torch blocked a non-tensor object"
 
 
 def compare_state_dicts(model_state: dict[str, torch.Tensor], ckpt_state: dict[str, torch.Tensor]) -> KeyReport:
@@ -147,8 +178,13 @@ def compare_state_dicts(model_state: dict[str, torch.Tensor], ckpt_state: dict[s
 
 
 def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, head: frozenset[str] = frozenset(),
-                 allow_partial: bool = False, source: str | Path | None = None) -> KeyReport:
-    """Copy matching weights into `model`; a problem outside `head` keys is a CheckpointError unless allow_partial."""
+                 allow_partial: bool = False, source: str | Path | None = None, strict_head: bool = False
+                 ) -> KeyReport:
+    """Copy matching weights into `model`; a problem outside `head` keys is a CheckpointError unless allow_partial.
+
+    With `strict_head` (the head is meant to be reused, not replaced), a missing or mismatched head key is an error
+    too: skipping it would leave a random head that predicts noise.
+    """
     model_state = model.state_dict()
     report = compare_state_dicts(model_state, strip_prefixes(state_dict))
     body_problems = ([k for k in report.missing if k not in head] + [k for k in report.unexpected if k not in head]
@@ -156,6 +192,15 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, head:
     if body_problems and not allow_partial:
         raise CheckpointError(f"weights do not match the model outside the segmentation head: {report.summary()}.",
                               path=source, fix="check the model name/params, or pass --allow-partial to load what fits")
+    head_mismatch = [(k, a, b) for k, a, b in report.mismatched if k in head]
+    head_missing = [k for k in report.missing if k in head]
+    if strict_head and (head_mismatch or head_missing) and not allow_partial:
+        detail = (f"{head_mismatch[0][0]} has shape {head_mismatch[0][1]}, the model needs {head_mismatch[0][2]}"
+                  if head_mismatch else f"{head_missing[0]} is missing")
+        raise CheckpointError(f"the segmentation head in the weights does not fit the stored model config "
+                              f"({detail}).", path=source,
+                              fix="re-save the checkpoint with assft, or train a new head on labeled data "
+                                  "(`assft train --init CKPT`, `assft finetune`)")
     model.load_state_dict({k: state_dict_value for k, state_dict_value in strip_prefixes(state_dict).items()
                            if k in report.loaded}, strict=False)
     return report
@@ -166,9 +211,11 @@ def build_from_checkpoint(path: str | Path, *, out_channels: int | None = None, 
     """Build the checkpoint's network (optionally with a new head of `out_channels` classes) and load its weights."""
     ckpt = load_checkpoint(path)
     config = ckpt.model_config
-    if out_channels is not None and out_channels != config.out_channels:
+    new_head = out_channels is not None and out_channels != config.out_channels
+    if new_head:
         config = config.model_copy(update={"out_channels": out_channels})
     model = build_model(config)
-    report = load_weights(model, ckpt.state_dict, head=head_keys(config), allow_partial=allow_partial, source=path)
+    report = load_weights(model, ckpt.state_dict, head=head_keys(config), allow_partial=allow_partial, source=path,
+                          strict_head=not new_head)
     ckpt.model_config = config
     return model, ckpt, report

@@ -10,7 +10,14 @@ import torch
 from assft.config import InferenceConfig, ModelConfig, PreprocessConfig
 from assft.data.cases import DatasetSpec
 from assft.errors import CheckpointError
-from assft.models.checkpoint import KeyReport, compare_state_dicts, make_checkpoint, save_checkpoint
+from assft.models.checkpoint import (
+    KeyReport,
+    blocked_global,
+    compare_state_dicts,
+    is_blocked_pickle,
+    make_checkpoint,
+    save_checkpoint,
+)
 from assft.models.zoo import build_model
 from assft.pretrain.formats import IMPORT_FORMATS, StateDict, detect_format
 from assft.utils.seeding import derive_seed
@@ -45,10 +52,10 @@ def read_weight_file(path: str | Path, *, trust_pickle: bool = False) -> StateDi
         raw = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:
         text = str(exc)
-        if not trust_pickle and "Unsupported global" in text:  # a readable pickle holding Python objects
-            raise CheckpointError("the file contains pickled Python objects besides tensors, which are not loaded by "
-                                  "default (they can run code).", path=path,
-                                  fix="if you trust its source, pass --trust-pickle") from exc
+        if not trust_pickle and is_blocked_pickle(exc):  # a readable pickle that references Python code
+            raise CheckpointError(f"the file contains pickled Python code besides tensors ({blocked_global(exc)}); it "
+                                  "was not loaded, since loading it could run that code.", path=path,
+                                  fix="only if you trust the file's source, pass --trust-pickle") from exc
         raise CheckpointError(f"not a readable PyTorch file ({type(exc).__name__}: {text[:160]}).", path=path,
                               fix="pass the .pt/.pth weight file itself (not an archive or a NIfTI)") from exc
     state = _find_state_dict(raw)
