@@ -182,3 +182,27 @@ def test_cli_adapt_through_the_console_script(source: dict, tmp_path: Path) -> N
     bad = subprocess.run([*base, "adapt", "--model", str(source["model"]), "--images", str(source["spec"].root),
                           "--out", str(tmp_path / "x.pt"), "--method", "bogus"], capture_output=True, text=True)
     assert bad.returncode == 2 and "method" in bad.stdout + bad.stderr and not (tmp_path / "x.pt").exists()
+
+
+def test_cli_campaign_with_round0_adaptation(source: dict, tmp_path: Path) -> None:
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    script = shutil.which("assft")
+    base = [script] if script else [sys.executable, "-c", "from assft.cli.app import main; main()"]
+    camp = tmp_path / "camp"
+    init = subprocess.run([*base, "campaign", "init", "--model", str(source["model"]), "--pool",
+                           str(source["spec"].root), "--out", str(camp), "--budget", "2", "--rounds", "2",
+                           "--strategy", "random", "--adapt", "adabn"], capture_output=True, text=True)
+    assert init.returncode == 0, init.stderr
+    step = subprocess.run([*base, "--threads", "1", "campaign", "next", str(camp)], capture_output=True, text=True)
+    assert step.returncode == 0, step.stderr
+    assert "round 0: started from the pool-adapted model round0/adapted.pt" in step.stdout
+    meta = json.loads((camp / "ledger.json").read_text())["meta"]
+    assert meta["adaptation"]["method"] == "adabn" and (camp / "round0" / "adapted.pt").exists()
+    bad = subprocess.run([*base, "campaign", "init", "--model", str(source["model"]), "--pool",
+                          str(source["spec"].root), "--out", str(tmp_path / "c2"), "--adapt", "adabm"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "adapt" in bad.stderr and not (tmp_path / "c2").exists()

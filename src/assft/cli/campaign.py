@@ -32,6 +32,8 @@ def init(
     config_file: Path = typer.Option(None, "--config", help="YAML with campaign.yaml fields (query, finetune, "
                                      "budget, rounds, ...); options given on the command line override it."),
     seed: int = typer.Option(None, "--seed", show_default="0", help="Seed of every random choice of the campaign."),
+    adapt: str = typer.Option(None, "--adapt", show_default="none",
+                              help="Round 0 before any label: adabn (BatchNorm statistics from the pool) or tent."),
 ) -> None:
     """Create a campaign directory with a validated campaign.yaml and an empty ledger."""
     from assft.campaign.config import CampaignConfig
@@ -50,6 +52,8 @@ def init(
     given = {"model": model, "pool": pool, "budget": budget, "rounds": rounds, "strategy": strategy,
              "pretrained": pretrained, "test": test, "seed": seed}
     raw.update({k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
+    if adapt is not None:
+        raw["adapt"] = {**(raw.get("adapt") or {}), "method": adapt}
     raw["oracle"] = "folder"  # a campaign created here is annotated by a person
     config = parse_config(raw, CampaignConfig, source=config_file)
     init_campaign(out, config)  # type: ignore[arg-type]
@@ -65,6 +69,8 @@ def next_cmd(campaign: Path = typer.Argument(..., help="Campaign directory.")) -
 
     record = next_round(campaign)
     folder = round_dir(campaign, record["round"])
+    if record["round"] == 1 and record.get("model", "").startswith("round0"):
+        console.print(f"round 0: started from the pool-adapted model {record['model']} (no labels used)")
     table = Table("rank", "case", title=f"round {record['round']}: annotate these {len(record['selected'])} volumes")
     for rank, case_id in enumerate(record["selected"], 1):
         table.add_row(str(rank), case_id)
