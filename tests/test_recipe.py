@@ -91,3 +91,19 @@ def test_an_ssft_arm_spends_its_steps_even_without_pseudo_labels(phantom_dir, ti
     assert plain.compute["optimizer_steps"] == ssft.compute["optimizer_steps"] == 6
     assert (ssft.compute["stage1_steps"], ssft.compute["stage3_steps"]) == (3, 3)
     assert ssft.compute["pseudo_labeled_cases"] == 0 and ssft.compute["patches"] == 6
+
+
+def test_sgd_optimizer_is_selectable_and_moves_weights_in_proportion_to_gradients(tiny_model_config) -> None:
+    from assft.finetune.trainer import make_optimizer
+
+    net = _net(tiny_model_config)
+    sgd = make_optimizer(net, TrainConfig(optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0))
+    assert isinstance(sgd, torch.optim.SGD) and isinstance(make_optimizer(net, TrainConfig()), torch.optim.AdamW)
+    params = list(net.parameters())
+    before = [p.detach().clone() for p in params]
+    for i, p in enumerate(params):
+        p.grad = torch.full_like(p, 0.01 * (i % 2))  # half the tensors get no gradient
+    sgd.step()
+    moved = [not torch.equal(p, b) for p, b in zip(params, before)]
+    assert moved == [bool(i % 2) for i in range(len(params))]  # plain SGD: zero gradient, zero step
+    assert torch.allclose(params[1], before[1] - 0.1 * 0.01)

@@ -89,6 +89,8 @@ class TrainConfig(_Config):
     steps: int = 300
     lr: float = 2e-3
     weight_decay: float = 1e-5
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: Nesterov momentum, updates proportional to the gradient
+    momentum: float = 0.9  # SGD only
     warmup_steps: int = 0  # linear learning-rate warm-up, then cosine decay to 0 over the remaining steps
     bn_mode: Literal["train", "frozen"] = "train"  # frozen: BatchNorm keeps its running statistics (eval mode)
     l2sp: float = 0.0  # weight of the L2-SP penalty (l2sp / 2) * ||w - w_start||^2 toward the starting weights
@@ -111,6 +113,13 @@ class TrainConfig(_Config):
     def _warmup(cls, v: int) -> int:
         if v < 0:
             raise ValueError("must be >= 0")
+        return v
+
+    @field_validator("momentum")
+    @classmethod
+    def _momentum(cls, v: float) -> float:
+        if not 0.0 <= v < 1.0:
+            raise ValueError("must be in [0, 1)")
         return v
 
     @field_validator("l2sp")

@@ -127,7 +127,7 @@ def fit(
     torch.manual_seed(derive_seed(config.seed, "init-train"))
     model.to(device)
     set_train_mode(model, config.bn_mode)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config.steps, config.warmup_steps))
     anchor = [p.detach().clone() for p in model.parameters()] if config.l2sp > 0 else None
     loss_fn = SegmentationLoss()
@@ -169,6 +169,15 @@ def fit(
     model.eval()
     last = _cpu_state(model)
     return FitResult(best_state or last, last, best_dice, history, time.perf_counter() - start)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (the default), or SGD with Nesterov momentum: Adam moves every weight by about the learning rate each
+    step whatever its gradient, SGD moves each in proportion to its gradient (gentler on weights that already fit)."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+                               weight_decay=config.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
