@@ -53,6 +53,25 @@ def source_model(preset: dict, spec, split: dict, work: Path) -> Path:
     return path
 
 
+def copy_ledgers(runs: Path, dest: Path) -> int:
+    """Copy every campaign's ledger.json and campaign.yaml, and each domain's bounds.json, into `dest` (same tree),
+    so the committed results can be recomputed with `assft report DEST`; returns the number of ledgers."""
+    import shutil
+
+    count = 0
+    for ledger in sorted(runs.glob("*/*/seed*/ledger.json")):
+        target = dest / ledger.parent.relative_to(runs)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("ledger.json", "campaign.yaml"):
+            if (ledger.parent / name).exists():
+                shutil.copyfile(ledger.parent / name, target / name)
+        count += 1
+    for bounds in runs.glob("*/bounds.json"):
+        (dest / bounds.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(bounds, dest / bounds.parent.name / "bounds.json")
+    return count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="quick", choices=sorted(p.stem for p in PRESETS.glob("*.yaml")))
@@ -104,6 +123,7 @@ def main() -> None:
                                                                 f"({time.perf_counter() - start:.0f} s)", flush=True),
                        jobs=args.jobs)
     out = args.results / args.preset
+    copy_ledgers(work / "runs", out / "ledgers")
     report = write_report(work / "runs", out)
     provenance = {
         **run_provenance(ROOT),

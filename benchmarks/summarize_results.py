@@ -106,9 +106,39 @@ def main() -> None:
             t = extra[f"{a} vs {b}"] = paired(summary, a, b)
             if t["p_value"] is not None:
                 print(f"| {a} vs {b} | {t['n']} | {t['mean_diff']:+.4f} | {t['wins']}/{t['n']} | {_p(t['p_value'])} |")
+    print_effects(summary)
     if args.json:
         args.json.write_text(json.dumps({"mean_rank": mean_rank, "tests_vs_" + args.reference: tests,
                                          "other_tests": extra}, indent=2))
+
+
+def _effect_cell(e: dict | None) -> str:
+    if not e:
+        return "–"
+    p = "–" if e.get("p_holm") is None else _p(e["p_holm"])
+    return f"{e['mean_diff']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}] {e['wins']}/{e['n']} p={p}"
+
+
+def print_effects(summary: dict) -> None:
+    """The report's equal-compute effect tables, wide: one row per comparison, a column per domain and pooled."""
+    effects = summary.get("effects") or {}
+    domains = summary["domains"]
+    groups = [(("Query effect, " + ("with SSFT" if g["ssft"] else "labeled-only fine-tuning")
+                + f", vs {g['reference']}"), g["rows"]) for g in effects.get("query_effect") or []]
+    groups.append(("SSFT effect (vs the labeled-only arm of the same query)",
+                   (effects.get("ssft_effect") or {}).get("rows") or []))
+    for title, rows in groups:
+        if not rows:
+            continue
+        print(f"\n{title}: mean AUBC difference [95 % bootstrap CI] wins/n p (Wilcoxon, Holm within the column)")
+        print("| arm | pooled | " + " | ".join(domains) + " | steps/round |")
+        print("|---" * (len(domains) + 3) + "|")
+        rows = sorted(rows, key=lambda r: -(r["pooled"] or {}).get("mean_diff", -9))
+        for row in rows:
+            mark = "" if row["equal_compute"] else " (unequal compute)"
+            steps = " vs ".join("/".join(map(str, s)) or "?" for s in row["steps_per_round"])
+            print(f"| {row['arm']}{mark} | {_effect_cell(row['pooled'])} | "
+                  + " | ".join(_effect_cell(row["by_domain"].get(d)) for d in domains) + f" | {steps} |")
 
 
 if __name__ == "__main__":

@@ -67,9 +67,10 @@ def test_arms_run_into_their_folder_and_report_under_their_name(setup: dict, tmp
 def test_benchmark_presets_are_valid_experiments() -> None:
     for path in sorted((ROOT / "benchmarks" / "configs").glob("*.yaml")):
         preset = yaml.safe_load(path.read_text())
+        extra = {k: preset[k] for k in ("adapt", "reference_adaptations", "upper_seeds", "bounds") if k in preset}
         config = SimulationConfig(out="o", model="m", data="d", strategies=preset.get("strategies", []),
                                   arms=preset.get("arms", {}), seeds=preset["seeds"], budget=preset["budget"],
-                                  rounds=preset["rounds"], finetune=preset["finetune"])
+                                  rounds=preset["rounds"], finetune=preset["finetune"], **extra)
         assert config.seeds and (config.strategies or config.arms), path.name
         for arm in config.arms.values():  # every arm's merged settings are valid query / fine-tuning configs
             FinetuneConfig.model_validate(deep_merge(config.finetune, arm.finetune))
