@@ -40,7 +40,7 @@ def finetune(
     steps: int = typer.Option(None, "--steps", min=1, help="Stage-1 steps (labeled only; default 300)."),
     ssft_steps: int = typer.Option(None, "--ssft-steps", min=0,
                                    help="Stage-3 steps (labeled + pseudo; default 300; 0 skips stage 3)."),
-    lr: float = typer.Option(None, "--lr", help="AdamW learning rate (default 2e-3)."),
+    lr: float = typer.Option(None, "--lr", help="AdamW learning rate (default 5e-4)."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Patches per step (default 4)."),
     patch: str = typer.Option(None, "--patch", help="Patch size D,H,W (default 40,56,40)."),
     roi: str = typer.Option(None, "--roi", help="Sliding-window size D,H,W for stage 2 (default: the patch)."),

@@ -49,6 +49,9 @@ class PseudoLabelConfig(_Config):
         return v
 
 
+FINETUNE_LR = 5e-4  # fine-tuning learning rate (TrainConfig's 2e-3 is the from-scratch rate)
+
+
 class FinetuneConfig(_Config):
     """Fine-tuning from a checkpoint: stage 1 (labeled) -> pseudo-labels -> stage 3 (labeled + pseudo-labeled).
 
@@ -70,11 +73,13 @@ class FinetuneConfig(_Config):
     so train.seed must stay 0.
     """
 
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    # Fine-tuning defaults chosen on the validation split (docs/benchmarks.md, "The fine-tuning recipe"): lr 5e-4, a
+    # quarter of the from-scratch rate, and BatchNorm statistics re-estimated on the pool after each stage.
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(lr=FINETUNE_LR))
     ssft_steps: int = 300
     steps_per_round: int | None = None
     ssft_fraction: float = 0.5
-    bn_stats: Literal["train", "frozen", "pool"] = "train"
+    bn_stats: Literal["train", "frozen", "pool"] = "pool"
     round_init: Literal["previous", "start"] = "previous"
     pseudo: PseudoLabelConfig = Field(default_factory=PseudoLabelConfig)
     ramp_fraction: float = 0.5
@@ -82,6 +87,14 @@ class FinetuneConfig(_Config):
     inference: InferenceConfig | None = None
     record_true_dice: bool = True
     seed: int = 0
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _finetune_lr(cls, v: object) -> object:
+        # A partial `train:` mapping must still get the fine-tuning rate, not TrainConfig's from-scratch one.
+        if isinstance(v, dict) and "lr" not in v:
+            return {**v, "lr": FINETUNE_LR}
+        return v
 
     @field_validator("ssft_steps")
     @classmethod
