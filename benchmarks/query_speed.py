@@ -94,7 +94,7 @@ def bench_scoring(n_cases: int, n_bald: int, tmp: Path, reps: int = 3) -> dict:
 
     spec = load_dataset(HIPPOCAMPUS)
     loaded = [load_case(c, with_label=False) for c in spec.cases[:n_cases]]
-    inference = InferenceConfig()
+    inference = InferenceConfig(batch_volumes=1)  # per-volume streaming: one volume per call by design
     theta0 = load_query_model(_checkpoint(tmp / "theta0.pt", 0))
     theta = load_query_model(_checkpoint(tmp / "theta.pt", 1))
     config = QueryConfig()
@@ -159,6 +159,40 @@ def bench_scoring(n_cases: int, n_bald: int, tmp: Path, reps: int = 3) -> dict:
     }
 
 
+def bench_pool(n_cases: int, tmp: Path, reps: int = 2) -> dict:
+    """Whole-pool `assft` scoring (θ = θ0) with one volume per forward call against `batch_volumes` = 4 (and a plain
+    one-volume-per-call MONAI pass as the reference), each the minimum over `reps` repetitions."""
+    import torch
+
+    from assft.config import InferenceConfig
+    from assft.data import load_case, load_dataset
+    from assft.inference import prepare_model
+    from assft.query import QueryConfig, load_query_model, make_strategy, resolve_source_stats, score_cases
+
+    spec = load_dataset(HIPPOCAMPUS)
+    loaded = [load_case(c, with_label=False) for c in spec.cases[:n_cases]]
+    theta0 = load_query_model(_checkpoint(tmp / "theta0.pt", 0))
+    stats0, _ = resolve_source_stats(theta0.model, theta0.checkpoint)
+    needs = make_strategy("assft").resolve_needs(True)
+    plain_model = prepare_model(theta0.model, InferenceConfig())
+    runs = {
+        "plain_1_per_call": lambda: [_plain_pass(plain_model, case.image, InferenceConfig()) for case in loaded],
+        **{f"assft_{b}_per_call": (lambda b=b: score_cases(loaded, theta0, needs, QueryConfig(),
+                                                            InferenceConfig(batch_volumes=b), source_stats=stats0))
+           for b in (1, 4)},
+    }
+    best = {name: float("inf") for name in runs}
+    for _ in range(reps):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                run()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {"n_cases": n_cases, "seconds": best,
+            "speedup_batched_over_one_per_call": best["assft_1_per_call"] / best["assft_4_per_call"],
+            "ratio_batched_assft_over_plain": best["assft_4_per_call"] / best["plain_1_per_call"]}
+
+
 def bench_strategies(names: list[str], n_cases: int, tmp: Path, reps: int = 3) -> dict:
     """Scoring time of each strategy's needs (one streaming pass + reductions per volume, θ = θ0) on the same
     volumes; per volume the strategies run `reps` times in rotating order and each keeps its minimum."""
@@ -170,7 +204,7 @@ def bench_strategies(names: list[str], n_cases: int, tmp: Path, reps: int = 3) -
 
     spec = load_dataset(HIPPOCAMPUS)
     loaded = [load_case(c, with_label=False) for c in spec.cases[:n_cases]]
-    inference = InferenceConfig()
+    inference = InferenceConfig(batch_volumes=1)  # per-volume streaming: one volume per call by design
     theta0 = load_query_model(_checkpoint(tmp / "theta0.pt", 0))
     stats0, _ = resolve_source_stats(theta0.model, theta0.checkpoint)
     boxes: dict[str, list] = {name: [] for name in names}
@@ -295,9 +329,10 @@ def main() -> None:
     n_cases, n_bald = (100, 10) if args.quick else (100, 20)
     with tempfile.TemporaryDirectory() as tmp:
         scoring = bench_scoring(n_cases, n_bald, Path(tmp), reps=2 if args.quick else 3)
+        pool = bench_pool(n_cases, Path(tmp))
         rss = bench_rss((100, 1000), Path(tmp), tiny=args.quick)
     selection = bench_selection(100_000, 256, (100,) if args.quick else (100, 1000))
-    result = {"scoring": scoring, "rss": rss, "selection": selection, "quick": args.quick, "threads": args.threads,
+    result = {"scoring": scoring, "pool": pool, "rss": rss, "selection": selection, "quick": args.quick, "threads": args.threads,
               "versions": {"torch": torch.__version__, "monai": monai.__version__, "python": platform.python_version()},
               "machine": platform.processor() or platform.machine()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -310,7 +345,11 @@ def main() -> None:
              f"| same, first round only (no minimum) | {scoring['ratio_assft_over_plain_first_run']:.3f} | |",
              f"| `assft` scoring / plain pass (θ != θ0, two passes) | "
              f"{scoring['ratio_assft_two_models_over_plain']:.3f} | reported |",
-             f"| `bald` T=10 / `assft` ({n_bald} volumes) | {scoring['ratio_bald_T10_over_assft']:.2f} | ~T |"]
+             f"| `bald` T=10 / `assft` ({n_bald} volumes) | {scoring['ratio_bald_T10_over_assft']:.2f} | ~T |",
+             f"| whole-pool `assft` scoring, 1 / 4 volumes per call | "
+             f"{pool['speedup_batched_over_one_per_call']:.2f}x faster batched | |",
+             f"| whole-pool `assft` scoring (4 per call) / plain pass (1 per call) | "
+             f"{pool['ratio_batched_assft_over_plain']:.3f} | <= 1 |"]
     for r in rss:
         lines.append(f"| peak RSS, {r['n_volumes']} volumes{' (tiny net)' if r['tiny_model'] else ''} | "
                      f"{r['maxrss_mb']:.0f} MB ({r['seconds']:.0f} s) | flat |")

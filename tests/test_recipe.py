@@ -107,3 +107,15 @@ def test_sgd_optimizer_is_selectable_and_moves_weights_in_proportion_to_gradient
     moved = [not torch.equal(p, b) for p, b in zip(params, before)]
     assert moved == [bool(i % 2) for i in range(len(params))]  # plain SGD: zero gradient, zero step
     assert torch.allclose(params[1], before[1] - 0.1 * 0.01)
+
+
+def test_finetuning_defaults_are_the_validated_recipe() -> None:
+    # docs/benchmarks.md "The fine-tuning recipe": lr 5e-4 and BN statistics re-estimated on the pool; a partial
+    # `train:` mapping (as in every preset) must not fall back to the from-scratch rate 2e-3.
+    assert FinetuneConfig().train.lr == 5e-4
+    assert FinetuneConfig().bn_stats == "pool"
+    assert FinetuneConfig(train={"batch_size": 2}).train.lr == 5e-4
+    assert FinetuneConfig(train={"lr": 1e-3}).train.lr == 1e-3
+    assert TrainConfig().lr == 2e-3  # training from scratch keeps its own rate
+    dumped = FinetuneConfig(train={"batch_size": 2}).model_dump()
+    assert FinetuneConfig(**dumped).train.lr == 5e-4

@@ -177,6 +177,8 @@ def run_ssft(
     net.load_state_dict(stage1.last_state)
     if config.bn_stats == "pool":
         _pool_statistics(net, labeled_loaded, pool, ckpt, config)
+    # the stage-1 model as it predicts (BatchNorm statistics included when they were re-estimated on the pool)
+    stage1_state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
     timings["stage1"] = time.perf_counter() - t
 
     table: list[PseudoLabelStats] = []
@@ -218,7 +220,7 @@ def run_ssft(
                "pseudo_labeled_cases": len(pseudo_loaded)}
     final_state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
     timings["total"] = time.perf_counter() - t_start
-    result = SSFTResult(final_state, stage1.last_state, model_config, labels, head, report, labeled_ids, table,
+    result = SSFTResult(final_state, stage1_state, model_config, labels, head, report, labeled_ids, table,
                         reliable, {"stage1": stage1.history, "stage3": stage3_history}, timings, compute=compute,
                         pseudo_label_paths=pseudo_paths)
     if out_dir is not None:
