@@ -204,3 +204,27 @@ def test_compute_stats_ignores_missing() -> None:
     stats = compute_stats([1.0, None, math.nan, 3.0])
     assert stats == {"mean": 2.0, "std": pytest.approx(math.sqrt(2)), "min": 1.0, "max": 3.0, "n": 2}
     assert fmt_stats(compute_stats([])) == "–"
+
+
+def test_first_round_change_against_the_start_model(report) -> None:
+    first = report.summary["first_round"]
+    assert "spleen" not in first  # no budget-0 point there: nothing to compare round 1 with
+    for strategy in STRATEGIES:  # round 1 - start = SLOPE + SEED_STEP * seed over seeds 0, 1, 2
+        row = first["liver"][strategy]
+        assert row["mean"] == pytest.approx(SLOPE[strategy] + SEED_STEP[strategy])
+        assert row["min"] == pytest.approx(SLOPE[strategy]) and row["n"] == len(SEEDS)
+    text = (report.out_dir / "report.md").read_text()
+    assert "## First round vs the start model" in text
+
+
+def test_first_round_below_the_start_is_flagged(tmp_path: Path) -> None:
+    write_ledger(tmp_path / "liver" / "assft" / "seed0", "liver", "assft", 0)
+    ledger_path = tmp_path / "liver" / "assft" / "seed0" / "ledger.json"
+    ledger = json.loads(ledger_path.read_text())
+    ledger["rounds"][0]["metrics"]["mean_dice"] = 0.47  # 0.03 below the start model's 0.5
+    ledger_path.write_text(json.dumps(ledger))
+    result = write_report(tmp_path, tmp_path / "out")
+    assert result.summary["first_round"]["liver"]["assft"]["mean"] == pytest.approx(-0.03)
+    row = next(line for line in (tmp_path / "out" / "report.md").read_text().splitlines()
+               if line.startswith("| liver | assft |") and "**yes**" in line)
+    assert "-0.030" in row

@@ -73,6 +73,23 @@ def _final(doc: Document, summary: dict[str, Any]) -> None:
               caption="Test metrics after the last evaluated round, mean ± std over seeds.")
 
 
+FIRST_ROUND_TOLERANCE = 0.01  # the recipe criterion: round 1 may not fall further below the start model
+
+
+def _first_round(doc: Document, summary: dict[str, Any]) -> None:
+    if not summary.get("first_round"):
+        return
+    doc.heading("First round vs the start model")
+    rows = []
+    for domain, by_strategy in summary["first_round"].items():
+        for strategy, row in by_strategy.items():
+            below = row["mean"] is not None and row["mean"] < -FIRST_ROUND_TOLERANCE
+            rows.append([domain, strategy, fmt_stats(row), fmt(row["min"]), "**yes**" if below else "no"])
+    doc.table(["domain", "strategy", "round-1 Dice − start Dice", "worst seed",
+               f"below start by > {FIRST_ROUND_TOLERANCE}"], rows,
+              caption="Does the first fine-tuning round make the (adapted) start model worse? Mean ± std over seeds.")
+
+
 def _gap(doc: Document, summary: dict[str, Any]) -> None:
     doc.heading("Gap closed")
     if not summary["gap_closed"]:
@@ -240,6 +257,7 @@ def build_document(summary: dict[str, Any], comparison: dict[str, Any], figures:
     _references(doc, summary)
     _aubc(doc, summary, comparison["ranks"])
     _final(doc, summary)
+    _first_round(doc, summary)
     _gap(doc, summary)
     _effects(doc, summary)
     _wins(doc, comparison, figures.get("win_matrix"))

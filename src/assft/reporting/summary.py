@@ -135,6 +135,14 @@ def _compute(runset: RunSet, strategies: list[str]) -> dict[str, dict[str, Any]]
     return out
 
 
+def first_round_change(run: RunData) -> float | None:
+    """Round-1 mean Dice minus the start model's (budget-0) mean Dice; None without a baseline or a round."""
+    if not run.rounds or not run.baseline or run.baseline.get("mean_dice") is None:
+        return None
+    value = run.rounds[0]["metrics"].get("mean_dice")
+    return None if value is None else float(value) - float(run.baseline["mean_dice"])
+
+
 def summarize_runs(runset: RunSet, *, early_fraction: float = 0.25) -> dict[str, Any]:
     """Every per-(domain, strategy) number of the report, JSON-ready (no comparison statistics; see `compare_runs`).
 
@@ -155,7 +163,7 @@ def summarize_runs(runset: RunSet, *, early_fraction: float = 0.25) -> dict[str,
         "upper_bound": {d: {k: (runset.bounds.get(d, {}).get("upper") or {}).get(k)
                             for k in ("mean_dice_sd", "n_seeds", "steps")} for d in domains},
         "compute": _compute(runset, strategies),
-        "curves": {}, "aubc": {}, "final": {}, "gap_closed": {}, "per_class_dice": {},
+        "curves": {}, "aubc": {}, "final": {}, "gap_closed": {}, "per_class_dice": {}, "first_round": {},
         "pseudo_labels": _pseudo_summary(runset), "timings": _timings(runset, strategies),
     }
     for domain in domains:
@@ -168,6 +176,9 @@ def summarize_runs(runset: RunSet, *, early_fraction: float = 0.25) -> dict[str,
             out["aubc"].setdefault(domain, {})[strategy] = {
                 **compute_stats(per_seed.values()), "per_seed": per_seed,
                 "incomplete_seeds": [r.seed for r in runs if not r.complete]}
+            changes = [first_round_change(r) for r in runs]
+            if any(c is not None for c in changes):
+                out["first_round"].setdefault(domain, {})[strategy] = compute_stats(changes)
             out["final"].setdefault(domain, {})[strategy] = {
                 "budget": compute_stats(float(r.rounds[-1]["labeled_total"]) for r in runs),
                 **{key: compute_stats(_final_metric(r, key) for r in runs) for key in FINAL_KEYS}}
