@@ -119,3 +119,33 @@ def test_finetuning_defaults_are_the_validated_recipe() -> None:
     assert TrainConfig().lr == 2e-3  # training from scratch keeps its own rate
     dumped = FinetuneConfig(train={"batch_size": 2}).model_dump()
     assert FinetuneConfig(**dumped).train.lr == 5e-4
+
+
+def test_pool_batchnorm_statistics_are_adabn_on_labeled_and_unlabeled_volumes(phantom_dir, tiny_model_config) -> None:
+    """bn_stats "pool": after fine-tuning, each BN layer's running statistics are exactly what AdaBN estimates from the
+    final weights on the labeled + unlabeled volumes; with "train" they are the labeled patches' moving averages."""
+    from assft.adapt.batchnorm import batchnorm_layers, estimate_batchnorm_statistics
+    from assft.data import load_dataset
+    from assft.finetune.ssft import run_ssft
+    from assft.inference.predict import iter_loaded
+    from assft.models.checkpoint import make_checkpoint
+
+    spec = load_dataset(phantom_dir)
+    net = _net(tiny_model_config)
+    ckpt = make_checkpoint(net, tiny_model_config, spec.labels)
+    labeled, pool = spec.subset(spec.case_ids[:2]), spec.subset(spec.case_ids[2:4])
+    train = TrainConfig(batch_size=1, patch_size=(16, 16, 16))
+    results = {mode: run_ssft(ckpt, labeled, pool, None, FinetuneConfig(
+        steps_per_round=3, train=train, bn_stats=mode, pseudo={"reliability": "none"}, record_true_dice=False))
+        for mode in ("pool", "train")}
+    config = FinetuneConfig(train=train, bn_stats="pool")  # the same window (the training patch) as the run
+    net.load_state_dict(results["pool"].state_dict)
+    volumes = list(iter_loaded(labeled.cases, ckpt.preprocess)) + list(iter_loaded(pool.cases, ckpt.preprocess))
+    expected = estimate_batchnorm_statistics(net, volumes, config.resolved_inference())
+    assert set(expected) == set(batchnorm_layers(net))
+    for name, (mean, var, _) in expected.items():
+        assert torch.allclose(results["pool"].state_dict[f"{name}.running_mean"], mean.float(), atol=1e-5)
+        assert torch.allclose(results["pool"].state_dict[f"{name}.running_var"], var.float(), atol=1e-5)
+    name = next(iter(expected))
+    assert not torch.allclose(results["train"].state_dict[f"{name}.running_mean"], expected[name][0].float(),
+                              atol=1e-3)
