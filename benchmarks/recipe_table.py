@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     from assft.reporting import load_runs
-    from assft.reporting.summary import run_aubc
+    from assft.reporting.summary import first_round_change, run_aubc
 
     runset = load_runs(args.runs)
     cells: dict = defaultdict(lambda: defaultdict(dict))  # recipe -> domain -> strategy -> lists
@@ -31,9 +31,8 @@ def main() -> None:
         if not run.complete or run.baseline is None:
             continue
         strategy, _, recipe = run.strategy.partition("@")
-        start = run.baseline["mean_dice"]
         row = cells[recipe or "default"][run.domain].setdefault(strategy, {"r1": [], "aubc": [], "final": []})
-        row["r1"].append(run.rounds[0]["metrics"]["mean_dice"] - start)
+        row["r1"].append(first_round_change(run))
         row["aubc"].append(run_aubc(run))
         row["final"].append(run.rounds[-1]["metrics"]["mean_dice"])
     table = {}
