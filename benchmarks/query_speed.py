@@ -159,9 +159,46 @@ def bench_scoring(n_cases: int, n_bald: int, tmp: Path, reps: int = 3) -> dict:
     }
 
 
-def bench_pool(n_cases: int, tmp: Path, reps: int = 2) -> dict:
-    """Whole-pool `assft` scoring (θ = θ0) with one volume per forward call against `batch_volumes` = 4 (and a plain
-    one-volume-per-call MONAI pass as the reference), each the minimum over `reps` repetitions."""
+def matmul_peak_gflops(size: int = 2048, reps: int = 5) -> float:
+    """The machine's measured fp32 matmul rate (best of `reps` square sgemms) in GFLOP/s, at the current threads."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size ** 3 / best / 1e9
+
+
+def forward_gflop(model, roi: tuple[int, int, int]) -> float:
+    """GFLOP of one forward of a single window (torch's FLOP counter: convolutions and matmuls)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(torch.zeros(1, 1, *roi))
+    return counter.get_total_flops() / 1e9
+
+
+def _selected(summaries, budget: int) -> list[str]:
+    from assft.query import QueryConfig, make_strategy
+    from assft.query.strategies import SelectionContext
+    from assft.utils.seeding import make_rng
+
+    config = QueryConfig()
+    return list(make_strategy("assft", config).select(summaries, SelectionContext(config), budget,
+                                                      make_rng(0, "query", "assft")).selected)
+
+
+def bench_pool(n_cases: int, tmp: Path, reps: int = 2, model: Path | None = None) -> dict:
+    """Whole-pool `assft` scoring against a plain one-volume-per-call MONAI pass over the same volumes: one volume per
+    forward call, 4 per call (the default), 4 per call with θ != θ0 (two models), and 4 per call in bf16; each the
+    minimum over `reps` repetitions. Also the achieved GFLOP/s against the measured fp32 matmul peak, and whether
+    bf16 changes the ids `assft` selects (budget 15) with `model` (default: a random UNet)."""
     import torch
 
     from assft.config import InferenceConfig
@@ -171,15 +208,30 @@ def bench_pool(n_cases: int, tmp: Path, reps: int = 2) -> dict:
 
     spec = load_dataset(HIPPOCAMPUS)
     loaded = [load_case(c, with_label=False) for c in spec.cases[:n_cases]]
-    theta0 = load_query_model(_checkpoint(tmp / "theta0.pt", 0))
+    theta0 = load_query_model(model or _checkpoint(tmp / "theta0.pt", 0))
+    theta = load_query_model(model or _checkpoint(tmp / "theta.pt", 1))
+    if model is not None:  # θ != θ0 with a trained θ0: perturb a copy so the two passes really differ
+        with torch.no_grad():
+            for p in theta.model.parameters():
+                p.mul_(1.01)
     stats0, _ = resolve_source_stats(theta0.model, theta0.checkpoint)
     needs = make_strategy("assft").resolve_needs(True)
     plain_model = prepare_model(theta0.model, InferenceConfig())
+    out: dict = {}
+
+    def score(batch: int, precision: str = "fp32", two: bool = False):
+        inference = InferenceConfig(batch_volumes=batch, precision=precision)
+        if two:
+            return score_cases(loaded, theta, needs, QueryConfig(), inference, pretrained=theta0, source_stats=stats0)
+        out[(batch, precision)] = score_cases(loaded, theta0, needs, QueryConfig(), inference, source_stats=stats0)
+        return out[(batch, precision)]
+
     runs = {
         "plain_1_per_call": lambda: [_plain_pass(plain_model, case.image, InferenceConfig()) for case in loaded],
-        **{f"assft_{b}_per_call": (lambda b=b: score_cases(loaded, theta0, needs, QueryConfig(),
-                                                            InferenceConfig(batch_volumes=b), source_stats=stats0))
-           for b in (1, 4)},
+        "assft_1_per_call": lambda: score(1),
+        "assft_4_per_call": lambda: score(4),
+        "assft_4_per_call_two_models": lambda: score(4, two=True),
+        "assft_4_per_call_bf16": lambda: score(4, "bf16"),
     }
     best = {name: float("inf") for name in runs}
     for _ in range(reps):
@@ -188,9 +240,21 @@ def bench_pool(n_cases: int, tmp: Path, reps: int = 2) -> dict:
             with torch.inference_mode():
                 run()
             best[name] = min(best[name], time.perf_counter() - t0)
-    return {"n_cases": n_cases, "seconds": best,
+    windows = sum(int(np.prod([max(1, -(-s // r)) for s, r in zip(c.image.shape[1:], InferenceConfig().roi_size)]))
+                  for c in loaded)  # windows if none overlapped: exact for volumes that fit one window
+    gflop = forward_gflop(theta0.model.float().to(memory_format=torch.contiguous_format), InferenceConfig().roi_size)
+    peak = matmul_peak_gflops()
+    achieved = gflop * windows / best["assft_4_per_call"]
+    budget = min(15, n_cases // 2)
+    fp32_ids, bf16_ids = _selected(out[(4, "fp32")], budget), _selected(out[(4, "bf16")], budget)
+    return {"n_cases": n_cases, "seconds": best, "model": str(model) if model else "random UNet (seed 0)",
             "speedup_batched_over_one_per_call": best["assft_1_per_call"] / best["assft_4_per_call"],
-            "ratio_batched_assft_over_plain": best["assft_4_per_call"] / best["plain_1_per_call"]}
+            "ratio_batched_assft_over_plain": best["assft_4_per_call"] / best["plain_1_per_call"],
+            "ratio_batched_two_models_over_plain": best["assft_4_per_call_two_models"] / best["plain_1_per_call"],
+            "ratio_batched_bf16_over_plain": best["assft_4_per_call_bf16"] / best["plain_1_per_call"],
+            "gflop_per_window": gflop, "windows": windows, "achieved_gflops": achieved,
+            "matmul_peak_gflops": peak, "fraction_of_peak": achieved / peak,
+            "budget": budget, "bf16_selection_identical": fp32_ids == bf16_ids, "fp32_selected": fp32_ids, "bf16_selected": bf16_ids}
 
 
 def bench_strategies(names: list[str], n_cases: int, tmp: Path, reps: int = 3) -> dict:
@@ -288,6 +352,22 @@ def bench_selection(n: int, d: int, budgets: tuple[int, ...]) -> list[dict]:
     return rows
 
 
+def _pool_table(pool: dict) -> str:
+    """Markdown rows of the whole-pool comparison."""
+    return "\n".join([
+        "| measure | value | target |", "|---|---|---|",
+        f"| whole-pool `assft` scoring, 1 / 4 volumes per call | {pool['speedup_batched_over_one_per_call']:.2f}x "
+        f"faster batched | |",
+        f"| whole-pool `assft` (4 per call, θ = θ0) / plain pass (1 per call) | "
+        f"{pool['ratio_batched_assft_over_plain']:.3f} | <= 0.35 |",
+        f"| same with θ != θ0 (two models) | {pool['ratio_batched_two_models_over_plain']:.3f} | <= 0.6 |",
+        f"| same in bf16 (θ = θ0) | {pool['ratio_batched_bf16_over_plain']:.3f} | option |",
+        f"| achieved GFLOP/s (θ = θ0, 4 per call) / fp32 matmul peak | {pool['achieved_gflops']:.1f} / "
+        f"{pool['matmul_peak_gflops']:.1f} = {100 * pool['fraction_of_peak']:.0f} % | >= 30 % |",
+        f"| bf16 selects the same {pool['budget']} ids as fp32 ({pool['model']}) | {pool['bf16_selection_identical']} | "
+        f"default only if True |"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer volumes; tiny net for the memory runs")
@@ -299,6 +379,9 @@ def main() -> None:
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--pool-only", action="store_true", help="only the whole-pool comparison (section 5)")
+    parser.add_argument("--pool-model", type=Path,
+                        help="trained checkpoint for the whole-pool run's bf16 selection check (default: random UNet)")
     args = parser.parse_args()
     if args.rss_child:
         rss_child(args.rss_child, args.model, args.tiny)
@@ -327,9 +410,19 @@ def main() -> None:
         print(f"\nwrote {out}")
         return
     n_cases, n_bald = (100, 10) if args.quick else (100, 20)
+    if args.pool_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            pool = bench_pool(n_cases, Path(tmp), model=args.pool_model)
+        pool.update({"threads": args.threads, "versions": {"torch": torch.__version__, "monai": monai.__version__},
+                     "machine": platform.processor() or platform.machine()})
+        out = RESULTS.with_name("query_speed_pool.json")
+        out.write_text(json.dumps(pool, indent=2) + "\n")
+        print(_pool_table(pool))
+        print(f"\nwrote {out}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         scoring = bench_scoring(n_cases, n_bald, Path(tmp), reps=2 if args.quick else 3)
-        pool = bench_pool(n_cases, Path(tmp))
+        pool = bench_pool(n_cases, Path(tmp), model=args.pool_model)
         rss = bench_rss((100, 1000), Path(tmp), tiny=args.quick)
     selection = bench_selection(100_000, 256, (100,) if args.quick else (100, 1000))
     result = {"scoring": scoring, "pool": pool, "rss": rss, "selection": selection, "quick": args.quick, "threads": args.threads,
@@ -346,10 +439,7 @@ def main() -> None:
              f"| `assft` scoring / plain pass (θ != θ0, two passes) | "
              f"{scoring['ratio_assft_two_models_over_plain']:.3f} | reported |",
              f"| `bald` T=10 / `assft` ({n_bald} volumes) | {scoring['ratio_bald_T10_over_assft']:.2f} | ~T |",
-             f"| whole-pool `assft` scoring, 1 / 4 volumes per call | "
-             f"{pool['speedup_batched_over_one_per_call']:.2f}x faster batched | |",
-             f"| whole-pool `assft` scoring (4 per call) / plain pass (1 per call) | "
-             f"{pool['ratio_batched_assft_over_plain']:.3f} | <= 1 |"]
+             *_pool_table(pool).splitlines()[2:]]
     for r in rss:
         lines.append(f"| peak RSS, {r['n_volumes']} volumes{' (tiny net)' if r['tiny_model'] else ''} | "
                      f"{r['maxrss_mb']:.0f} MB ({r['seconds']:.0f} s) | flat |")

@@ -52,7 +52,7 @@ def model_and_cases(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.mark.parametrize("strategy", ["assft", "entropy", "fg-random", "clasp-pe", "kd", "coreset"])
 def test_batched_summaries_equal_one_at_a_time(model_and_cases, strategy: str) -> None:
-    from assft.query.fingerprint import resolve_source_stats
+    from assft.models.source_stats import resolve_source_stats
     from assft.query.scorer import score_cases
     from assft.query.strategies import make_strategy
 
@@ -90,3 +90,48 @@ def test_batched_evaluation_equals_one_at_a_time(tmp_path) -> None:
                                                                 channels_last=False)) for v in (1, 4)}
     for one, many in zip(rows[1], rows[4]):
         assert one["case_id"] == many["case_id"] and one["dice"] == pytest.approx(many["dice"])
+
+
+def test_fingerprint_of_one_volume_equals_its_kd_moments(model_and_cases, tmp_path) -> None:
+    """The source fingerprint (assft fingerprint) and the target KD moments (the query's batched pass) are one
+    reducer: for a single volume they agree to float rounding, layer by layer."""
+    from assft.data import load_dataset
+    from assft.data.synthetic import make_phantom_dataset
+    from assft.data.preprocess import load_case
+    from assft.models.source_stats import resolve_source_stats
+    from assft.pretrain.fingerprint import compute_fingerprint
+    from assft.query.scorer import score_cases
+
+    qm, _ = model_and_cases
+    spec = load_dataset(make_phantom_dataset(tmp_path / "data", 2, shape=(14, 16, 12), seed=5))
+    inference = InferenceConfig(roi_size=(16, 16, 16), batch_volumes=2, channels_last=False)
+    stats, _ = resolve_source_stats(qm.model, qm.checkpoint)
+    kd_moments: dict = {}
+    score_cases([load_case(c, with_label=False) for c in spec.cases], qm, {Need.NORM_STATS}, QueryConfig(strategy="kd"),
+                inference, source_stats=stats, theta0_moments=kd_moments)
+    for case in spec.cases:
+        fingerprint = compute_fingerprint(qm.model, [case], qm.checkpoint.preprocess, inference)
+        assert set(kd_moments[case.case_id]) <= set(fingerprint)
+        for layer, (mean, var) in kd_moments[case.case_id].items():
+            np.testing.assert_allclose(fingerprint[layer]["mean"], mean.numpy(), rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(fingerprint[layer]["var"], var.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_bf16_pass_stays_close_to_fp32_and_fp16_needs_a_gpu(model_and_cases) -> None:
+    from assft.errors import ConfigError
+    from assft.inference.batched import forward_padded
+    from assft.inference.predict import run_pass
+
+    qm, cases = model_and_cases
+    qm.model.eval()  # dropout off: the only difference left is the precision
+    images = [c.image for c in cases[:3]]
+    fp32 = forward_padded(qm.model, images, (16, 16, 16), channels_last=False)
+    bf16 = forward_padded(qm.model, images, (16, 16, 16), channels_last=False, precision="bf16")
+    for a, b in zip(fp32, bf16):
+        # bf16 really ran (8-bit mantissa: not equal) and stays close on average (a random net has near-ties)
+        assert b.dtype == torch.float32 and 0 < float((a - b).abs().mean()) < 0.02
+    config = InferenceConfig(roi_size=(16, 16, 16), channels_last=False, precision="bf16")
+    single = run_pass(qm.model, images[0], config).probs
+    assert 0 < float((single - fp32[0]).abs().mean()) < 0.02
+    with pytest.raises(ConfigError, match="fp16"):
+        run_pass(qm.model, images[0], config.model_copy(update={"precision": "fp16"}))

@@ -216,3 +216,28 @@ def test_kill_and_resume_give_the_identical_ledger(setup: dict, tmp_path: Path) 
     subprocess.run(cmd, check=True, env=env, capture_output=True)
     resumed = Ledger.load(camp).canonical()
     assert resumed == reference
+
+
+def test_a_campaign_reads_its_pool_once_through_its_volume_cache(setup: dict, tmp_path: Path, monkeypatch) -> None:
+    import assft.data.preprocess as preprocess
+    from assft.campaign.engine import VOLUME_CACHE
+
+    reads: list[str] = []
+    real = preprocess.load_case_uncached
+    monkeypatch.setattr(preprocess, "load_case_uncached", lambda case, config, with_label=True:
+                        reads.append(case.case_id) or real(case, config, with_label=with_label))
+    camp = tmp_path / "cached"
+    init_campaign(camp, make_config(setup, oracle="folder", strategy="entropy"))
+    next_round(camp)
+    first = sorted(reads)
+    assert first == sorted(setup["split"]["pool"])  # each pool volume read from its file exactly once
+    shutil.rmtree(round_dir(camp, 1))  # scoring again (as a later round would) reads nothing from the files
+    ledger = Ledger.load(camp)
+    ledger.data["rounds"] = []
+    ledger.save()
+    next_round(camp)
+    assert sorted(reads) == first and len(list((camp / VOLUME_CACHE).glob("*.json"))) == 6
+    off = tmp_path / "uncached"
+    init_campaign(off, make_config(setup, oracle="folder", strategy="entropy", cache_volumes=False))
+    next_round(off)
+    assert not (off / VOLUME_CACHE).exists() and len(reads) == 12

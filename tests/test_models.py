@@ -9,12 +9,12 @@ import torch
 
 from assft.config import ModelConfig
 from assft.errors import CheckpointError, ConfigError, UnknownNameError
+from assft.inference.reducers import hooked_moments
 from assft.models import (
     MODELS,
     bottleneck_module,
     build_from_checkpoint,
     build_model,
-    capture_norm_moments,
     head_keys,
     load_checkpoint,
     make_checkpoint,
@@ -129,7 +129,7 @@ def test_norm_moments_match_direct_statistics(tiny_model_config: ModelConfig) ->
 
     handle = first.register_forward_pre_hook(record)
     x = torch.randn(2, 1, 16, 16, 16)
-    with torch.inference_mode(), capture_norm_moments(layers) as moments:
+    with torch.inference_mode(), hooked_moments(layers) as moments:
         model(x)
     handle.remove()
     mean, var = moments[first_name].result()

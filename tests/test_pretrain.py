@@ -73,16 +73,16 @@ def test_nt_xent_known_answer() -> None:
 
 
 def test_pooled_moments_law_of_total_variance() -> None:
-    from assft.query.predictors import RunningMoments
+    from assft.inference.reducers import ChannelMoments
 
-    acc = RunningMoments()
-    acc.add(1, torch.tensor([0.0]), torch.tensor([1.0]))
-    acc.add(1, torch.tensor([2.0]), torch.tensor([1.0]))
+    acc = ChannelMoments()
+    acc.add_moments(1, torch.tensor([0.0]), torch.tensor([1.0]))
+    acc.add_moments(1, torch.tensor([2.0]), torch.tensor([1.0]))
     mean, var = acc.result()
     assert mean.tolist() == [1.0] and var.tolist() == [2.0]  # within 1 + between 1
-    acc = RunningMoments()
-    acc.add(3, torch.tensor([0.0]), torch.tensor([0.0]))
-    acc.add(1, torch.tensor([4.0]), torch.tensor([0.0]))
+    acc = ChannelMoments()
+    acc.add_moments(3, torch.tensor([0.0]), torch.tensor([0.0]))
+    acc.add_moments(1, torch.tensor([4.0]), torch.tensor([0.0]))
     mean, var = acc.result()
     assert mean.tolist() == [1.0] and var.tolist() == [3.0]  # 0.75*0 + 0.25*16 - 1
 
@@ -216,7 +216,7 @@ def test_contrastive_option_and_other_nets() -> None:
 
 def test_fingerprint_is_accepted_by_kd(pretrained) -> None:
     """The fingerprint validates against θ0 with the SSL head and with a fresh K-class head (the head's norm is out)."""
-    query_fp = pytest.importorskip("assft.query.fingerprint")
+    from assft.models import source_stats as query_fp
     ckpt = load_checkpoint(pretrained.checkpoint)
     for out_channels in (None, 5):
         model, _, _ = build_from_checkpoint(pretrained.checkpoint, out_channels=out_channels)

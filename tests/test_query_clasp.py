@@ -18,7 +18,7 @@ from assft.data.synthetic import PHANTOM_LABELS
 from assft.errors import ConfigError
 from assft.models import build_model, make_checkpoint, save_checkpoint
 from assft.query import CaseSummary, QueryConfig, SelectionContext, make_strategy, run_query, summarize_probs
-from assft.query.scores import (
+from assft.metrics.scores import (
     clasp_box,
     compute_box_max_mean,
     compute_box_sums,

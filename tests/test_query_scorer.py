@@ -19,13 +19,14 @@ from assft.query import (
     QueryConfig,
     attach_fingerprint,
     compute_bald,
-    compute_fingerprint,
     iter_summaries,
     load_query_model,
     run_query,
     score_cases,
 )
-from assft.query.predictors import FeatureCapture, Gate, WindowPredictor
+from assft.inference.reducers import Routing
+from assft.pretrain.fingerprint import compute_fingerprint
+from assft.query.predictors import FeatureCapture, WindowPredictor
 
 TINY = {"channels": (4, 8, 16), "strides": (2, 2)}
 META = {"train_config": {"patch_size": [16, 16, 16]}}
@@ -130,7 +131,7 @@ def test_theta_differs_from_theta0(phantom_dir: Path, tmp_path: Path, inference:
 def test_bald_predictor_reduces_mc_samples_per_window(tiny_model_config: ModelConfig) -> None:
     model = build_model(tiny_model_config).eval()
     window = torch.randn(2, 1, 16, 16, 16)
-    predictor = WindowPredictor(model, channels_last=False, gate=Gate(), capture=FeatureCapture(), mc_samples=4)
+    predictor = WindowPredictor(model, channels_last=False, gate=Routing(), capture=FeatureCapture(), mc_samples=4)
     torch.manual_seed(3)
     with torch.inference_mode():
         streamed = predictor(window)
@@ -147,7 +148,7 @@ def test_bald_predictor_reduces_mc_samples_per_window(tiny_model_config: ModelCo
 def test_bald_without_dropout_is_a_clear_error(tiny_model_config: ModelConfig) -> None:
     model = build_model(tiny_model_config.model_copy(update={"dropout": 0.0}))
     with pytest.raises(ConfigError, match="no dropout layer"):
-        WindowPredictor(model, channels_last=False, gate=Gate(), capture=FeatureCapture(), mc_samples=4)
+        WindowPredictor(model, channels_last=False, gate=Routing(), capture=FeatureCapture(), mc_samples=4)
 
 
 def test_run_query_assft_with_labeled_ids_and_labeled_dir(phantom_dir: Path, tmp_path: Path,

@@ -1,4 +1,4 @@
-"""Known-answer and property tests of the pure query scores (assft.query.scores, summaries)."""
+"""Known-answer and property tests of the pure query scores (assft.metrics.scores, summaries)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from assft.errors import CheckpointError, ConfigError
 from assft.query import QueryConfig, summarize_probs
-from assft.query.predictors import RunningMoments
-from assft.query.scores import (
+from assft.inference.reducers import ChannelMoments
+from assft.metrics.scores import (
     compute_asd,
     compute_bald,
     compute_confidence,
@@ -162,9 +162,9 @@ def test_gradient_embedding_known_answer() -> None:
 def test_running_moments_pool_by_the_law_of_total_variance() -> None:
     rng = np.random.default_rng(0)
     groups = [rng.normal(loc, scale, size=(n, 3)) for loc, scale, n in ((0, 1, 50), (3, 2, 200), (-1, 0.5, 7))]
-    acc = RunningMoments()
+    acc = ChannelMoments()
     for g in groups:
-        acc.add(len(g), torch.from_numpy(g.mean(0)), torch.from_numpy(g.var(0)))
+        acc.add_moments(len(g), torch.from_numpy(g.mean(0)), torch.from_numpy(g.var(0)))
     mean, var = acc.result()
     allv = np.concatenate(groups)
     assert np.allclose(mean.numpy(), allv.mean(0)) and np.allclose(var.numpy(), allv.var(0))
@@ -188,7 +188,7 @@ def test_scores_are_finite_on_random_probability_maps(seed: int, n_classes: int,
 
 @pytest.mark.parametrize("n_classes", [2, 3, 5, 12])
 def test_foreground_class_masks_match_argmax(n_classes: int) -> None:
-    from assft.query.scores import _foreground_class_masks
+    from assft.metrics.scores import _foreground_class_masks
 
     probs = torch.softmax(3 * torch.randn(n_classes, 6, 7, 5, generator=torch.Generator().manual_seed(0)), 0)
     mask = probs[0] < 0.5

@@ -38,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     "win_matrix": "assft.metrics",
     # query
     "run_query": "assft.query", "QueryConfig": "assft.query", "QueryResult": "assft.query",
-    "STRATEGIES": "assft.query", "compute_fingerprint": "assft.query", "Need": "assft.query",
+    "STRATEGIES": "assft.query", "compute_fingerprint": "assft.pretrain", "Need": "assft.query",
     "CaseSummary": "assft.query", "make_strategy": "assft.query", "attach_fingerprint": "assft.query",
     "load_query_model": "assft.query", "iter_summaries": "assft.query",
     # pre-training

@@ -2,9 +2,9 @@
 
 Each BatchNorm layer normalises with the statistics of the current batch during the pass (train-mode BatchNorm, the
 way running statistics are collected in training), so a layer sees inputs that earlier, already target-normalised
-layers produced. A pre-forward hook sums every layer's input per channel (float64 sum and sum of squares: the
-pooled mean and variance over all voxels of all volumes, not an average of per-batch estimates), through the same
-sliding-window pass and moment collector that KD uses. The running statistics are written once, at the end.
+layers produced. A pre-forward hook sums every layer's input per channel (float32 sums per batch, accumulated in
+float64: the pooled mean and variance over all voxels of all volumes, not an average of per-batch estimates), through
+the same sliding-window pass and `ChannelMoments` reducer that KD uses. The running statistics are written once, at the end.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import nn
 from assft.config import InferenceConfig
 from assft.data.preprocess import LoadedCase
 from assft.inference.predict import prepare_model, run_pass
-from assft.models.hooks import capture_norm_moments
+from assft.inference.reducers import hooked_moments
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
@@ -44,7 +44,7 @@ def estimate_batchnorm_statistics(model: nn.Module, volumes: Iterable[LoadedCase
         for m in layers.values():
             m.train()  # normalise with the batch's statistics, as in training
             m.momentum = 0.0  # ... without touching the running statistics during the pass
-        with torch.inference_mode(), capture_norm_moments(dict(layers)) as collectors:
+        with torch.inference_mode(), hooked_moments(layers) as reducers:
             for case in volumes:
                 run_pass(model, case.image, inference)
     finally:
@@ -53,11 +53,12 @@ def estimate_batchnorm_statistics(model: nn.Module, volumes: Iterable[LoadedCase
             m.num_batches_tracked.copy_(count)
         model.eval()
     out = {}
-    for name, collector in collectors.items():
-        if collector.s1 is None:
+    for name, reducer in reducers.items():
+        try:
+            mean, var = reducer.result()
+        except RuntimeError:  # a layer no pass reached (no volumes)
             continue
-        mean, var = collector.result()
-        n = collector.n
+        n = int(reducer.count())
         out[name] = (mean, var * n / max(n - 1, 1), n)  # BatchNorm stores the unbiased variance
     return out
 

@@ -35,6 +35,9 @@ class CampaignConfig(_Config):
     adapt: AdaptConfig | None = None  # round 0: test-time adaptation of `model` on the pool before any label
     oracle: Literal["folder", "ground_truth"] = "folder"
     seed: int = 0
+    # Read and normalise each pool/test volume once per campaign: a memory-mapped copy in <campaign>/volumes
+    # (assft.data.volume_cache). Costs disk about the size of the float32 pool; false reads the files every time.
+    cache_volumes: bool = True
 
     @field_validator("rounds")
     @classmethod

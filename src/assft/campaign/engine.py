@@ -8,11 +8,14 @@ redoes only that step; the same config and seed give the same ledger, interrupte
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from assft.campaign.budget import Budget
 from assft.campaign.config import CampaignConfig, load_campaign_config, save_campaign_config
@@ -20,7 +23,7 @@ from assft.campaign.ledger import STEPS, Ledger, campaign_lock
 from assft.campaign.oracle import GroundTruthOracle, copy_labels, validate_label_folder
 from assft.data.cases import Case, DatasetSpec
 from assft.data.layout import load_dataset
-from assft.errors import CampaignError, ConfigError
+from assft.errors import AssftError, CampaignError, ConfigError
 from assft.utils.atomic import atomic_write
 from assft.utils.seeding import derive_seed
 
@@ -30,13 +33,15 @@ def _now() -> str:
 
 
 def _versions() -> dict[str, str]:
-    from assft.query.api import versions
+    from assft.utils.provenance import versions
 
     return versions()
 
 
 _EVALUATE_STEP = "evaluate on the test set"  # the progress label of the evaluation step
 THETA0_CACHE = "theta0_moments.json"  # θ0's norm moments per pool volume: KD costs one θ0 pass per volume
+VOLUME_CACHE = "volumes"  # preprocessed pool/test volumes, memory-mapped (assft.data.volume_cache)
+T = TypeVar("T")
 
 
 def round_dir(campaign_dir: Path, index: int) -> Path:
@@ -134,6 +139,32 @@ def current_model(campaign_dir: Path, config: CampaignConfig, ledger: Ledger, be
     return start_model(campaign_dir, config)
 
 
+@contextmanager
+def campaign_volume_cache(campaign_dir: Path) -> Iterator[None]:
+    """Within the block, volumes load through the campaign's cache (`VOLUME_CACHE`), unless one is active already
+    (a simulation shares one across its grid) or the campaign turned it off."""
+    from assft.data.volume_cache import active_volume_cache, use_volume_cache
+
+    try:
+        wanted = active_volume_cache() is None and load_campaign_config(campaign_dir).cache_volumes
+    except AssftError:  # not a campaign (yet): the step itself reports it
+        wanted = False
+    with use_volume_cache(campaign_dir / VOLUME_CACHE if wanted else None):
+        yield
+
+
+def _with_volume_cache(step: Callable[..., T]) -> Callable[..., T]:
+    """Run a campaign step (first argument: the campaign folder) inside `campaign_volume_cache`."""
+
+    @functools.wraps(step)
+    def run(campaign_dir: str | Path, *args: Any, **kwargs: Any) -> T:
+        with campaign_volume_cache(Path(campaign_dir)):
+            return step(campaign_dir, *args, **kwargs)
+
+    return run
+
+
+@_with_volume_cache
 def adapt_start(campaign_dir: str | Path) -> dict[str, Any] | None:
     """Round 0: adapt the start model to the unlabeled pool (no labels) once; recorded in the ledger meta."""
     from assft.adapt import adapt_checkpoint
@@ -155,6 +186,7 @@ def adapt_start(campaign_dir: str | Path) -> dict[str, Any] | None:
         return record
 
 
+@_with_volume_cache
 def next_round(campaign_dir: str | Path, *, show_progress: bool | None = None) -> dict[str, Any]:
     """Score the pool and choose the next round's volumes (idempotent while the round awaits labels)."""
     campaign_dir = Path(campaign_dir)
@@ -259,6 +291,7 @@ def labeled_cases(campaign_dir: Path, config: CampaignConfig, ledger: Ledger, po
     return cases
 
 
+@_with_volume_cache
 def finetune_round(campaign_dir: str | Path, *, show_progress: bool | None = None) -> dict[str, Any]:
     """SSFT on the labels so far, then evaluation on the test set (when the campaign has one)."""
     from assft.finetune.ssft import run_ssft
@@ -322,6 +355,7 @@ def evaluate_on_test(checkpoint: str | Path, config: CampaignConfig) -> dict[str
             "hd95": {k: v["mean"] for k, v in summary["hd95"].items()}}
 
 
+@_with_volume_cache
 def run_campaign(campaign_dir: str | Path, *, show_progress: bool | None = None) -> Ledger:
     """Simulation: run every remaining step of every round with the ground truth as the annotator (resumable)."""
     campaign_dir = Path(campaign_dir)

@@ -24,6 +24,8 @@ from assft.errors import ConfigError
 from assft.utils.atomic import atomic_write_json
 from assft.utils.seeding import derive_seed
 
+GRID_VOLUME_CACHE = "_volumes"  # the grid's preprocessed volumes (assft.data.volume_cache), shared by its campaigns
+
 
 class ArmConfig(_Config):
     """A named variant of a strategy: its query and fine-tuning settings override the experiment's (deep merge)."""
@@ -228,12 +230,14 @@ def _mean_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _run_one(campaign_dir: str, threads: int) -> str:
+def _run_one(campaign_dir: str, threads: int, volume_cache: str) -> str:
     """Worker body for `jobs > 1` (module level so `spawn` can pickle it)."""
+    from assft.data.volume_cache import use_volume_cache
     from assft.utils.threads import set_thread_policy
 
     set_thread_policy(threads)  # a fixed share: cores / jobs
-    run_campaign(campaign_dir, show_progress=False)
+    with use_volume_cache(volume_cache):
+        run_campaign(campaign_dir, show_progress=False)
     return campaign_dir
 
 
@@ -250,11 +254,17 @@ def run_simulation(config: SimulationConfig, *, show_progress: bool | None = Non
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "experiment.json", config.model_dump(mode="json"))
+    from assft.data.volume_cache import use_volume_cache
+
+    # One cache of preprocessed volumes for the whole grid: every campaign of a domain reads the same pool and test
+    # volumes (entries are keyed by file and preprocessing, so domains never collide).
+    volume_cache = str(out / GRID_VOLUME_CACHE)
     dirs: list[Path] = []
     for domain in config.domains:
-        prepare_start(config, domain)
-        if config.bounds:
-            compute_bounds(config, domain)
+        with use_volume_cache(volume_cache):
+            prepare_start(config, domain)
+            if config.bounds:
+                compute_bounds(config, domain)
         cells = [(strategy, None) for strategy in config.strategies] + [(None, arm) for arm in config.arms]
         for strategy, arm in cells:
             for seed in config.seeds:
@@ -262,10 +272,11 @@ def run_simulation(config: SimulationConfig, *, show_progress: bool | None = Non
                 init_campaign(campaign_dir, campaign_config(config, domain, strategy or "", seed, arm))
                 dirs.append(campaign_dir)
     if jobs == 1:
-        for campaign_dir in dirs:
-            run_campaign(campaign_dir, show_progress=show_progress)
-            if on_campaign is not None:
-                on_campaign(campaign_dir)
+        with use_volume_cache(volume_cache):
+            for campaign_dir in dirs:
+                run_campaign(campaign_dir, show_progress=show_progress)
+                if on_campaign is not None:
+                    on_campaign(campaign_dir)
         return dirs
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -275,7 +286,7 @@ def run_simulation(config: SimulationConfig, *, show_progress: bool | None = Non
     threads = max(1, governor().max_threads // jobs)  # cores (or the explicit --threads) shared by the workers
     # spawn, not fork: forking after torch has run its OpenMP pool (bounds, datasets) can deadlock the children.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_one, str(d), threads) for d in dirs]
+        futures = [pool.submit(_run_one, str(d), threads, volume_cache) for d in dirs]
         for future in as_completed(futures):
             done = Path(future.result())
             if on_campaign is not None:

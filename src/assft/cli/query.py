@@ -95,7 +95,8 @@ def fingerprint(
     from assft.cli.common import load_data
     from assft.config import InferenceConfig
     from assft.models.checkpoint import build_from_checkpoint
-    from assft.query.fingerprint import attach_fingerprint, compute_fingerprint, save_fingerprint
+    from assft.models.source_stats import attach_fingerprint, save_fingerprint
+    from assft.pretrain.fingerprint import compute_fingerprint
 
     check_output_file(out)
     if attach_to is not None:

@@ -46,8 +46,20 @@ def spacing_of(affine: np.ndarray) -> tuple[float, float, float]:
 
 
 def load_case(case: Case, config: PreprocessConfig | None = None, *, with_label: bool = True) -> LoadedCase:
-    """Read, validate and preprocess one case; NaN/Inf voxels or an image/label shape mismatch are DataErrors."""
+    """Read, validate and preprocess one case; NaN/Inf voxels or an image/label shape mismatch are DataErrors.
+
+    Inside `assft.data.volume_cache.use_volume_cache(folder)` the result comes from (or goes to) that cache."""
+    from assft.data.volume_cache import active_volume_cache
+
     config = config or PreprocessConfig()
+    cache = active_volume_cache()
+    if cache is not None:
+        return cache.load(case, config, with_label)
+    return load_case_uncached(case, config, with_label=with_label)
+
+
+def load_case_uncached(case: Case, config: PreprocessConfig, *, with_label: bool = True) -> LoadedCase:
+    """`load_case` from the files, never through a cache."""
     channels = []
     affine = None
     for path in case.image_paths:

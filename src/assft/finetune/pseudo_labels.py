@@ -35,7 +35,7 @@ def compute_pseudo_label_confidence(probs: torch.Tensor, foreground_mask: torch.
     An empty Ω means the model sees no foreground at all: there is nothing in the volume to trust, so the volume
     ranks as least confident [ours] (the query's `compute_confidence` averages over the whole volume instead).
     """
-    from assft.query.scores import compute_confidence
+    from assft.metrics.scores import compute_confidence
 
     if probs.ndim != 4 or tuple(foreground_mask.shape) != tuple(probs.shape[1:]):
         raise ValueError(f"expected probs (C, D, H, W) and a mask (D, H, W); got {tuple(probs.shape)} and "
@@ -223,7 +223,7 @@ def _score_stream(stream, refs: np.ndarray, truth: Mapping[str, Path], labels: M
     """(loaded, probs, embedding) -> PseudoLabelStats (conf, sd, |Ω|, and the true Dice when a label is known)."""
     from assft.data.io import read_volume
     from assft.data.preprocess import restore_shape, spacing_of
-    from assft.query.scores import compute_diversity, compute_foreground_mask
+    from assft.metrics.scores import compute_diversity, compute_foreground_mask
 
     for loaded, probs, embedding in stream:
         omega, _ = compute_foreground_mask(probs, config.foreground, config.fixed_threshold)  # type: ignore[arg-type]

@@ -6,8 +6,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from assft.config import InferenceConfig, ModelConfig, PreprocessConfig, TrainConfig
 from assft.data.cases import DatasetSpec
 from assft.data.checks import check_dataset, check_label_values

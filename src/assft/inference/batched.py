@@ -8,13 +8,14 @@ the window, one forward, the padding cropped away (the Gaussian importance weigh
 module does the same padding and cropping for several volumes at once, so its results equal MONAI's to float
 rounding; volumes larger than the window keep going through `run_pass`.
 
-Per-volume reductions of hooked activations (norm-layer moments for KD, the pooled embedding) are kept per sample by
-`SampleMoments` / `SampleEmbedding`, so batching never mixes two volumes' statistics.
+Per-volume reductions of hooked activations (norm-layer moments for KD, the pooled embedding) are routed per batch
+row to their volume by the reducers (`assft.inference.reducers`), so batching never mixes two volumes' statistics.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from typing import TypeVar
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from assft.config import InferenceConfig
+from assft.inference.reducers import Routing, hooked_embedding
 
 T = TypeVar("T")
 
@@ -37,7 +39,7 @@ def symmetric_padding(shape: Sequence[int], roi: Sequence[int]) -> list[tuple[in
 
 
 def forward_padded(model: nn.Module, images: Sequence[np.ndarray], roi: Sequence[int], *,
-                   channels_last: bool) -> list[torch.Tensor]:
+                   channels_last: bool, precision: str = "fp32") -> list[torch.Tensor]:
     """Softmax probabilities (C, D, H, W) per image (C_in, D, H, W), all padded to `roi` and run in one batch.
 
     Every image must fit in `roi` (`fits_one_window`); the output of each is cropped back to its own shape.
@@ -45,11 +47,15 @@ def forward_padded(model: nn.Module, images: Sequence[np.ndarray], roi: Sequence
     device = next(model.parameters()).device
     pads = [symmetric_padding(image.shape[1:], roi) for image in images]
     batch = np.stack([np.pad(image, [(0, 0), *pad]) for image, pad in zip(images, pads)])
+    from assft.inference.predict import forward_precision
+
     with torch.inference_mode():
         x = torch.as_tensor(batch, dtype=torch.float32, device=device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        probs = torch.softmax(model(x).float(), dim=1)
+        with forward_precision(model, precision):
+            logits = model(x)
+        probs = torch.softmax(logits.float(), dim=1)
     out = []
     for i, (image, pad) in enumerate(zip(images, pads)):
         crop = tuple(slice(before, before + size) for (before, _), size in zip(pad, image.shape[1:]))
@@ -90,64 +96,15 @@ def iter_probs(model: nn.Module, volumes: Iterable, config: InferenceConfig, *,
                                           max(1, config.batch_volumes)):
         tick()
         if batched and config.batch_volumes > 1:
-            collector = SampleEmbedding()
-            handle = embedding_module.register_forward_hook(collector) if embedding_module is not None else None
-            try:
+            routing = Routing(slots=range(len(chunk)))
+            with hooked_embedding(embedding_module, routing) if embedding_module is not None else nullcontext() \
+                    as embedding:
                 probs = forward_padded(model, [v.image for v in chunk], config.roi_size,
-                                       channels_last=config.channels_last)
-            finally:
-                if handle is not None:
-                    handle.remove()
+                                       channels_last=config.channels_last, precision=config.precision)
             for i, (volume, p) in enumerate(zip(chunk, probs)):
-                yield (volume, p) if handle is None else (volume, p, collector.take(i))
+                yield (volume, p) if embedding is None else (volume, p, embedding.result(i))
         else:
             for volume in chunk:
                 result = run_pass(model, volume.image, config, embedding_module=embedding_module)
                 yield (volume, result.probs) if embedding_module is None else \
                     (volume, result.probs, result.embedding)
-
-
-class SampleMoments:
-    """Per-sample, per-channel sums and sums of squares of a norm layer's input (B, C, ...) or, channels-last
-    (B, ..., C), for a batch of different volumes: `take(i)` -> that volume's (mean (C,), biased var (C,)) float64.
-
-    Same arithmetic as `query.predictors.MomentSums` (float32 sums per window, float64 results), one row per sample.
-    """
-
-    def __init__(self, channels_last: bool) -> None:
-        self.channels_last = channels_last
-        self.s1: torch.Tensor | None = None
-        self.s2: torch.Tensor | None = None
-        self.n = 0
-
-    def add(self, x: torch.Tensor) -> None:
-        """Record one batch (a new batch replaces the last one: one forward per batch)."""
-        x = x.detach().float()
-        dims = tuple(range(1, x.ndim - 1)) if self.channels_last else tuple(range(2, x.ndim))
-        self.s1, self.s2 = x.sum(dims).double(), (x * x).sum(dims).double()
-        self.n = int(np.prod([x.shape[d] for d in dims]))
-
-    def take(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sample i's channel mean and biased variance."""
-        if self.s1 is None or self.s2 is None:
-            raise RuntimeError("the norm hook saw no forward pass")
-        mean = self.s1[i] / self.n
-        return mean.cpu(), (self.s2[i] / self.n - mean * mean).clamp_min(0.0).cpu()
-
-
-class SampleEmbedding:
-    """Per-sample global average of a module's output (B, d, ...) -> `take(i)`: (d,) float32, L2-normalised."""
-
-    def __init__(self) -> None:
-        self.pooled: torch.Tensor | None = None
-
-    def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        feats = output[0] if isinstance(output, list | tuple) else output
-        self.pooled = feats.detach().float().mean(dim=tuple(range(2, feats.ndim)))
-
-    def take(self, i: int) -> torch.Tensor:
-        """Sample i's embedding."""
-        if self.pooled is None:
-            raise RuntimeError("the embedding hook saw no forward pass")
-        emb = self.pooled[i]
-        return (emb / emb.norm().clamp_min(1e-12)).cpu()

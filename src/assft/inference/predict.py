@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from torch import nn
 
 from assft.config import InferenceConfig, PreprocessConfig
 from assft.data.cases import Case
+from assft.errors import ConfigError
 from assft.data.preprocess import LoadedCase, load_case, restore_shape
-from assft.models.hooks import capture_embedding, capture_norm_moments
+from assft.inference.reducers import hooked_embedding, hooked_moments
 from assft.models.zoo import resolve_device
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
@@ -43,6 +45,16 @@ def prepare_model(model: nn.Module, config: InferenceConfig) -> nn.Module:
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     return model
+
+
+def forward_precision(model: nn.Module, precision: str) -> AbstractContextManager:
+    """Autocast context for `precision` on the model's device ("fp32": no autocast); fp16 needs a GPU."""
+    if precision == "fp32":
+        return nullcontext()
+    device_type = next(model.parameters()).device.type
+    if precision == "fp16" and device_type != "cuda":
+        raise ConfigError("precision 'fp16' needs a CUDA device.", fix="use precision 'bf16' or 'fp32' on CPU")
+    return torch.autocast(device_type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def softmax_predictor(model: nn.Module, channels_last: bool) -> Predictor:
@@ -80,9 +92,9 @@ def run_pass(
     predictor = predictor or softmax_predictor(model, config.channels_last)
     inferer = make_inferer(config)
     with torch.inference_mode():
-        emb_ctx = capture_embedding(embedding_module) if embedding_module is not None else _null()
-        mom_ctx = capture_norm_moments(norm_layers) if norm_layers else _null()
-        with emb_ctx as emb, mom_ctx as moments:
+        emb_ctx = hooked_embedding(embedding_module) if embedding_module is not None else nullcontext()
+        mom_ctx = hooked_moments(norm_layers) if norm_layers else nullcontext()
+        with emb_ctx as emb, mom_ctx as moments, forward_precision(model, config.precision):
             out = inferer(x, predictor)[0].float()
         extra = {}
         if extra_channels:
@@ -98,14 +110,6 @@ def run_pass(
             norm_moments={k: c.result() for k, c in moments.items()} if moments is not None else None,
             extra={k: v.cpu() for k, v in extra.items()},
         )
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def iter_loaded(cases: Iterable[Case], preprocess: PreprocessConfig, *, with_label: bool = False) -> Iterator[LoadedCase]:

@@ -1,4 +1,4 @@
-"""Models: registry of MONAI networks, checkpoints with key reports, activation hooks."""
+"""Models: registry of MONAI networks, checkpoints with key reports, MC dropout."""
 
 from assft.models.checkpoint import (
     Checkpoint,
@@ -9,7 +9,7 @@ from assft.models.checkpoint import (
     make_checkpoint,
     save_checkpoint,
 )
-from assft.models.hooks import capture_embedding, capture_norm_moments, enable_mc_dropout
+from assft.models.hooks import enable_mc_dropout
 from assft.models.zoo import MODELS, bottleneck_module, build_model, head_keys, norm_layers, resolve_device, size_divisor
 
 __all__ = [
@@ -19,8 +19,6 @@ __all__ = [
     "bottleneck_module",
     "build_from_checkpoint",
     "build_model",
-    "capture_embedding",
-    "capture_norm_moments",
     "enable_mc_dropout",
     "head_keys",
     "load_checkpoint",

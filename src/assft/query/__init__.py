@@ -3,9 +3,8 @@
 from assft.query.api import QueryResult, read_case_ids, run_query, save_query_result
 from assft.query.clustering import compute_typicality, k_center_greedy, kmeans_pp_select, typiclust_select
 from assft.query.config import Need, QueryConfig, parse_budget, resolve_budget
-from assft.query.fingerprint import (
+from assft.models.source_stats import (
     attach_fingerprint,
-    compute_fingerprint,
     load_fingerprint,
     resolve_source_stats,
     running_stats,
@@ -14,7 +13,7 @@ from assft.query.fingerprint import (
 from assft.query.knowledge import adjust_kd, compute_kd_spread, compute_pool_typicality
 from assft.query.power import compute_beta_schedule, compute_power_scores, resolve_power_beta
 from assft.query.scorer import QueryModel, iter_summaries, load_query_model, score_cases
-from assft.query.scores import (
+from assft.metrics.scores import (
     compute_asd,
     compute_bald,
     compute_box_max_mean,
@@ -53,7 +52,6 @@ __all__ = [
     "compute_class_pe",
     "compute_confidence",
     "compute_diversity",
-    "compute_fingerprint",
     "compute_foreground_mask",
     "compute_gaussian_kl",
     "compute_gradient_embedding",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import platform
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from assft.query.config import Need, QueryConfig, resolve_budget
 from assft.query.scorer import QueryModel, load_query_model, score_cases
 from assft.query.strategies import Selection, SelectionContext, make_strategy
 from assft.query.summaries import CaseSummary
+from assft.utils.provenance import versions
 from assft.utils.seeding import make_rng
 
 FIXED_COLUMNS = ("case_id", "rank", "selected", "Q", "DKD", "KD", "Div", "ASD")
@@ -112,17 +112,6 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def versions() -> dict[str, str]:
-    """Versions of assft, torch, monai, numpy and Python."""
-    import monai
-    import torch
-
-    import assft
-
-    return {"assft": assft.__version__, "torch": torch.__version__, "monai": monai.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}
-
-
 def read_case_ids(path: str | Path) -> list[str]:
     """One case id per line (blank lines and '#' comments ignored)."""
     path = Path(path)
@@ -189,7 +178,7 @@ def run_query(
         BudgetError: the budget exceeds the candidate pool. ConfigError: a probability-based strategy on an
         SSL-only model, BALD without dropout. CheckpointError: no source statistics for KD. DataError: bad ids.
     """
-    from assft.query.fingerprint import resolve_source_stats
+    from assft.models.source_stats import resolve_source_stats
     from assft.utils.progress import progress
 
     start = time.perf_counter()

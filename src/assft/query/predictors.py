@@ -8,7 +8,7 @@ neither T full maps nor full feature maps are ever held.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -16,52 +16,17 @@ from torch import nn
 
 from assft.config import ModelConfig
 from assft.errors import ConfigError
-from assft.models.hooks import EmbeddingCollector, enable_mc_dropout
+from assft.inference.reducers import ChannelMoments, PooledEmbedding, Routing, hooked_embedding, hooked_moments
+from assft.models.hooks import enable_mc_dropout
 from assft.models.zoo import head_keys
-
-
-class RunningMoments:
-    """Per-channel count, mean and variance merged batch by batch (Chan et al.'s parallel update, float64)."""
-
-    def __init__(self) -> None:
-        self.n = 0.0
-        self.mean: torch.Tensor | None = None
-        self.m2: torch.Tensor | None = None
-
-    def add(self, n: float, mean: torch.Tensor, var: torch.Tensor) -> None:
-        """Merge a group of `n` values with channel mean (C,) and biased variance (C,)."""
-        mean, var = mean.detach().double().cpu(), var.detach().double().cpu()
-        if n <= 0:
-            return
-        if self.mean is None or self.m2 is None:
-            self.n, self.mean, self.m2 = float(n), mean.clone(), var * n
-            return
-        total = self.n + n
-        delta = mean - self.mean
-        self.mean = self.mean + delta * (n / total)
-        self.m2 = self.m2 + var * n + delta * delta * (self.n * n / total)
-        self.n = total
-
-    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean (C,), biased variance (C,)) float64."""
-        if self.mean is None or self.m2 is None:
-            raise RuntimeError("no moments were added")
-        return self.mean.clone(), (self.m2 / self.n).clamp_min(0.0)
-
-
-@dataclass
-class Gate:
-    """Hooks record only while open (the deterministic forward of each window)."""
-
-    open: bool = True
 
 
 @dataclass
 class FeatureCapture:
     """What the gated hooks of one pass accumulated."""
 
-    embedding: EmbeddingCollector | None = None
-    moments: dict[str, MomentSums] = field(default_factory=dict)
+    embedding: PooledEmbedding | None = None
+    moments: dict[str, ChannelMoments] = field(default_factory=dict)
     head_input: torch.Tensor | None = None  # the last window's head input (B, F, d', h', w')
 
     @property
@@ -74,64 +39,24 @@ class FeatureCapture:
         return {name: m.result() for name, m in self.moments.items()}
 
 
-class MomentSums:
-    """Per-channel sum, sum of squares and count of a norm layer's input over every window -> (mean, var).
-
-    Each window is reduced with one float32 sum and one float32 sum of squares (cascade summation) and accumulated in
-    float64: ~10x cheaper than torch.var_mean (Welford) or sums of a float64 copy (models.hooks.MomentCollector),
-    which would add 20-30 % to a CPU pass of the default UNet. The float32 cancellation error of E[x^2] - E[x]^2 is
-    ~1e-7 (mean / std)^2 relative, negligible for KD.
-    """
-
-    def __init__(self, channels_last: bool) -> None:
-        self.channels_last = channels_last  # LayerNorm (Swin) normalises the last dimension
-        self.s1: torch.Tensor | None = None
-        self.s2: torch.Tensor | None = None
-        self.n = 0
-
-    def add(self, x: torch.Tensor) -> None:
-        """Accumulate one window's input (B, C, ...) or, channels-last, (..., C)."""
-        x = x.detach().float()
-        dims = tuple(range(x.ndim - 1)) if self.channels_last else (0, *range(2, x.ndim))
-        s1, s2 = x.sum(dims).double(), (x * x).sum(dims).double()
-        self.s1 = s1 if self.s1 is None else self.s1 + s1
-        self.s2 = s2 if self.s2 is None else self.s2 + s2
-        self.n += x.numel() // x.shape[-1 if self.channels_last else 1]
-
-    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Channel mean (C,) and biased variance (C,), float64 on CPU."""
-        if self.s1 is None or self.s2 is None:
-            raise RuntimeError("the norm hook saw no forward pass")
-        mean = self.s1 / self.n
-        return mean.cpu(), (self.s2 / self.n - mean * mean).clamp_min(0.0).cpu()
-
-
 @contextmanager
 def capture_features(*, embedding_module: nn.Module | None, norm_layers: dict[str, nn.Module] | None,
-                     head_module: nn.Module | None, gate: Gate) -> Iterator[FeatureCapture]:
-    """Register gated hooks for the embedding, norm-layer input moments and head input; always removed."""
+                     head_module: nn.Module | None, gate: Routing) -> Iterator[FeatureCapture]:
+    """Hooks for the embedding, norm-layer input moments and head input, recording only while `gate.open`; always
+    removed."""
     capture = FeatureCapture()
-    handles = []
-    try:
+    with ExitStack() as stack:
         if embedding_module is not None:
-            collector = EmbeddingCollector()
-            capture.embedding = collector
-            handles.append(embedding_module.register_forward_hook(
-                lambda m, i, o: collector(m, i, o) if gate.open else None))
-        for name, layer in (norm_layers or {}).items():
-            sums = capture.moments[name] = MomentSums(isinstance(layer, nn.LayerNorm))
-            handles.append(layer.register_forward_pre_hook(
-                lambda m, inputs, sums=sums: sums.add(inputs[0]) if gate.open else None))
+            capture.embedding = stack.enter_context(hooked_embedding(embedding_module, gate))
+        if norm_layers:
+            capture.moments = stack.enter_context(hooked_moments(norm_layers, gate))
         if head_module is not None:
             def keep(module: nn.Module, inputs: tuple) -> None:
                 if gate.open:
                     capture.head_input = inputs[0].detach()
 
-            handles.append(head_module.register_forward_pre_hook(keep))
+            stack.callback(head_module.register_forward_pre_hook(keep).remove)
         yield capture
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def find_head_module(model: nn.Module, model_config: ModelConfig) -> nn.Module:
@@ -147,7 +72,7 @@ def find_head_module(model: nn.Module, model_config: ModelConfig) -> nn.Module:
 class WindowPredictor:
     """Window (B, Cin, d, h, w) -> [probs (C)] [bald (1)] channels, or one zero channel when neither is needed."""
 
-    def __init__(self, model: nn.Module, *, channels_last: bool, gate: Gate, capture: FeatureCapture,
+    def __init__(self, model: nn.Module, *, channels_last: bool, gate: Routing, capture: FeatureCapture,
                  probs: bool = False, mc_samples: int = 0, grad: bool = False) -> None:
         self.model, self.channels_last, self.gate, self.capture = model, channels_last, gate, capture
         self.probs, self.mc_samples, self.grad = probs, mc_samples, grad
@@ -189,7 +114,7 @@ class WindowPredictor:
         return torch.cat(outputs, dim=1)
 
     def _add_grad(self, probs: torch.Tensor) -> None:
-        from assft.query.scores import compute_gradient_embedding
+        from assft.metrics.scores import compute_gradient_embedding
 
         if self.capture.head_input is None:
             raise RuntimeError("the head hook saw no forward pass")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +26,12 @@ from assft.data.cases import Case
 from assft.data.preprocess import LoadedCase, load_case
 from assft.inference.batched import chunks_that_fit
 from assft.inference.predict import prepare_model, run_pass
+from assft.inference.reducers import Routing, hooked_embedding, hooked_moments
 from assft.models.checkpoint import Checkpoint, build_from_checkpoint
 from assft.models.zoo import bottleneck_module
 from assft.query.config import Need, QueryConfig
-from assft.query.predictors import Gate, WindowPredictor, capture_features, find_head_module
-from assft.query.scores import Moments
+from assft.query.predictors import WindowPredictor, capture_features, find_head_module
+from assft.metrics.scores import Moments
 from assft.query.summaries import CaseSummary, summarize_pass
 from assft.utils.threads import tick
 
@@ -81,7 +83,7 @@ class PassPlan:
 
 def _run(qm: QueryModel, image, inference: InferenceConfig, needs: frozenset[Need], config: QueryConfig,
          norm_layers: Mapping[str, nn.Module] | None) -> dict:
-    gate = Gate(open=False)
+    gate = Routing(open=False)
     with capture_features(
         embedding_module=bottleneck_module(qm.model, qm.name) if Need.EMBEDDING in needs else None,
         norm_layers=dict(norm_layers) if Need.NORM_STATS in needs and norm_layers else None,
@@ -113,30 +115,25 @@ BATCHABLE_NEEDS = frozenset({Need.PROBS, Need.CLASS_PE, Need.EMBEDDING, Need.NOR
 def _run_batch(qm: QueryModel, images: list, inference: InferenceConfig, needs: frozenset[Need],
                norm_layers: Mapping[str, nn.Module] | None) -> list[dict]:
     """One forward of several volumes that each fit one window: per-volume probs, embedding and norm moments."""
-    from assft.inference.batched import SampleEmbedding, SampleMoments, forward_padded
+    from assft.inference.batched import forward_padded
 
-    handles, moments, embedding = [], {}, None
-    try:
-        if Need.EMBEDDING in needs:
-            embedding = SampleEmbedding()
-            handles.append(bottleneck_module(qm.model, qm.name).register_forward_hook(embedding))
-        if Need.NORM_STATS in needs and norm_layers:
-            for name, layer in norm_layers.items():
-                sums = moments[name] = SampleMoments(isinstance(layer, nn.LayerNorm))
-                handles.append(layer.register_forward_pre_hook(lambda m, inputs, sums=sums: sums.add(inputs[0])))
-        probs = forward_padded(qm.model, images, inference.roi_size, channels_last=inference.channels_last)
-    finally:
-        for handle in handles:
-            handle.remove()
+    routing = Routing(slots=range(len(images)))
+    with ExitStack() as stack:
+        embedding = stack.enter_context(hooked_embedding(bottleneck_module(qm.model, qm.name), routing)) \
+            if Need.EMBEDDING in needs else None
+        moments = stack.enter_context(hooked_moments(norm_layers, routing)) \
+            if Need.NORM_STATS in needs and norm_layers else {}
+        probs = forward_padded(qm.model, images, inference.roi_size, channels_last=inference.channels_last,
+                               precision=inference.precision)
     out = []
     for i in range(len(images)):
         part: dict = {}
         if needs & {Need.PROBS, Need.CLASS_PE}:
             part["probs"] = probs[i]
         if embedding is not None:
-            part["embedding"] = embedding.take(i)
+            part["embedding"] = embedding.result(i)
         if moments:
-            part["norm_moments"] = {name: sums.take(i) for name, sums in moments.items()}
+            part["norm_moments"] = {name: reducer.result(i) for name, reducer in moments.items()}
         out.append(part)
     return out
 
@@ -177,7 +174,7 @@ def iter_summaries(
     same = pretrained is current
     plan = PassPlan.build(needs, same, config.embedding_source)
     if Need.NORM_STATS in needs and not source_stats:
-        raise ValueError("Need.NORM_STATS requires source_stats (see assft.query.fingerprint.resolve_source_stats)")
+        raise ValueError("Need.NORM_STATS requires source_stats (see assft.models.source_stats.resolve_source_stats)")
     norm_modules = None
     if source_stats:
         modules = dict(pretrained.model.named_modules())

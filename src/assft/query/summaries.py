@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from assft.query.config import QueryConfig
-from assft.query.scores import (
+from assft.metrics.scores import (
     Moments,
     clasp_box,
     compute_asd,

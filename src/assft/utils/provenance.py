@@ -9,11 +9,21 @@ from pathlib import Path
 from typing import Any
 
 
+def versions() -> dict[str, str]:
+    """Versions of assft, torch, monai, numpy and Python."""
+    import monai
+    import numpy as np
+    import torch
+
+    import assft
+
+    return {"assft": assft.__version__, "torch": torch.__version__, "monai": monai.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
 def run_provenance(repo: str | Path | None = None) -> dict[str, Any]:
     """{"date", "machine", "versions", "git_sha"} for the current process (git_sha None outside a checkout)."""
     import torch
-
-    from assft.query.api import versions
 
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

@@ -2,26 +2,25 @@
 
 A fingerprint is `{layer_name: {"mean": [...], "var": [...]}}`: per-channel mean and variance of each normalisation
 layer's input over the source images, made once by whoever holds the source data (statistics only, no images). It
-lives in a checkpoint's `fingerprint` field or in a JSON file written by `assft fingerprint`.
+lives in a checkpoint's `fingerprint` field or in a JSON file written by `assft fingerprint` (computed by
+`assft.pretrain.fingerprint.compute_fingerprint`, the one place that runs passes for it).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from assft.config import InferenceConfig, ModelConfig, PreprocessConfig
-from assft.data.cases import Case
-from assft.errors import CheckpointError, ConfigError
+from assft.config import ModelConfig
+from assft.errors import CheckpointError
 from assft.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from assft.models.zoo import head_keys, norm_layers
-from assft.query.predictors import RunningMoments
-from assft.query.scores import Moments
+from assft.metrics.scores import Moments
 from assft.utils.atomic import atomic_write_json
 
 Fingerprint = dict[str, dict[str, list[float]]]
@@ -110,40 +109,6 @@ def resolve_source_stats(model: nn.Module, checkpoint: Checkpoint, kd_source: st
         return check_fingerprint(checkpoint.fingerprint, model, checkpoint_path), "fingerprint:checkpoint"
     raise CheckpointError("KD needs source statistics of the pre-trained model: it has no BatchNorm running "
                           "statistics and no source fingerprint.", path=checkpoint_path, fix=HOW_TO_FINGERPRINT)
-
-
-def compute_fingerprint(model: nn.Module, cases: Iterable[Case], preprocess: PreprocessConfig,
-                        inference: InferenceConfig, *, model_config: ModelConfig | None = None,
-                        show_progress: bool | None = None) -> Fingerprint:
-    """Channel moments of every norm layer's input over the source `cases` -> {layer: {"mean", "var"}}; with
-    `model_config`, the segmentation head's norm layers are left out (see `source_layers`).
-
-    Per-case moments come from `run_pass(norm_layers=...)`; they are pooled with voxel-count weights by the law of
-    total variance (mean of variances + variance of means), i.e. as if all source voxels were one sample.
-    """
-    from assft.inference.predict import iter_loaded, prepare_model, run_pass
-    from assft.utils.progress import progress
-
-    model = prepare_model(model, inference)
-    layers = source_layers(model, model_config)
-    if not layers:
-        raise ConfigError("the network has no normalisation layers, so there is nothing to fingerprint.",
-                          fix="KD needs a network with BatchNorm/InstanceNorm/GroupNorm/LayerNorm layers")
-    pooled = {name: RunningMoments() for name in layers}
-    n_cases = 0
-    for loaded in progress(iter_loaded(cases, preprocess), "Fingerprinting", enabled=show_progress):
-        result = run_pass(model, loaded.image, inference, norm_layers=layers)
-        weight = float(loaded.image[0].size)
-        for name, (mean, var) in (result.norm_moments or {}).items():
-            pooled[name].add(weight, mean, var)
-        n_cases += 1
-    if n_cases == 0:
-        raise ConfigError("no source images to fingerprint.", fix="pass a folder with source images")
-    fingerprint = {}
-    for name, acc in pooled.items():
-        mean, var = acc.result()
-        fingerprint[name] = {"mean": mean.tolist(), "var": var.tolist()}
-    return fingerprint
 
 
 def save_fingerprint(path: str | Path, fingerprint: Fingerprint, metadata: Mapping[str, Any] | None = None) -> Path:

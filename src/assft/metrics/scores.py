@@ -15,7 +15,7 @@ import torch
 
 from assft.errors import CheckpointError, ConfigError
 
-Moments = tuple[torch.Tensor, torch.Tensor]  # per-channel mean (C,), variance (C,)
+Moments = tuple[torch.Tensor, torch.Tensor]  # per-channel mean (C,), biased variance (C,)
 
 
 def _check_probs(probs: torch.Tensor) -> None:

@@ -1,0 +1,119 @@
+"""Preprocessed volumes cached on disk, memory-mapped: a campaign reads and normalises each volume once, not once per
+round and per step (query, pseudo-labels, BN statistics, evaluation).
+
+A cached volume is keyed by its files (path, size, modification time), the preprocessing config and this module's
+format version, so an edited file or another preprocessing never hits a stale entry. Entries are written atomically
+(temporary files, then `os.replace`; the JSON header is written last and is the commit marker), so concurrent
+workers sharing a cache and a killed process leave either a whole entry or none. Arrays are opened copy-on-write
+(`mmap_mode="c"`): a caller that modifies a volume in place changes its own copy, never the cache.
+
+Why not MONAI's `PersistentDataset`: it caches the output of a transform chain keyed by the data dict, while a case
+here is read, validated and normalised by `load_case` (with its clear errors); the cache wraps exactly that call.
+
+Activated for a block with `use_volume_cache(folder)`; `load_case` consults the active cache (a context variable,
+so worker processes and threads each set their own).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from assft.config import PreprocessConfig, config_hash
+
+if TYPE_CHECKING:
+    from assft.data.cases import Case
+    from assft.data.preprocess import LoadedCase
+
+CACHE_FORMAT = 1
+_ACTIVE: contextvars.ContextVar[VolumeCache | None] = contextvars.ContextVar("assft_volume_cache", default=None)
+
+
+def _file_stamp(path: Path) -> list:
+    stat = os.stat(path)
+    return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+class VolumeCache:
+    """A folder of preprocessed volumes: `load(case, config, with_label)` returns what `load_case` returns."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, case: Case, config: PreprocessConfig, with_label: bool) -> str:
+        """Stable key of one case's preprocessed arrays."""
+        label = _file_stamp(case.label_path) if with_label and case.label_path is not None else None
+        raw = json.dumps({"format": CACHE_FORMAT, "case": case.case_id, "preprocess": config_hash(config),
+                          "images": [_file_stamp(p) for p in case.image_paths], "label": label}, sort_keys=True)
+        return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+    def load(self, case: Case, config: PreprocessConfig, with_label: bool) -> LoadedCase:
+        """The cached volume, or `load_case` once and store it."""
+        from assft.data.preprocess import LoadedCase, load_case_uncached
+
+        key = self.key(case, config, with_label)
+        header = self.root / f"{key}.json"
+        if header.exists():
+            try:
+                meta = json.loads(header.read_text(encoding="utf-8"))
+                image = np.load(self.root / f"{key}.image.npy", mmap_mode="c")
+                label = np.load(self.root / f"{key}.label.npy").astype(np.int64) if meta["has_label"] else None
+                self.hits += 1
+                return LoadedCase(case.case_id, image, label, np.asarray(meta["affine"], dtype=np.float64),
+                                  tuple(meta["original_shape"]), tuple(meta["spacing"]))  # type: ignore[arg-type]
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged entry (disk full, foreign file): rebuild it below
+        loaded = load_case_uncached(case, config, with_label=with_label)
+        self.misses += 1
+        self._store(key, loaded)
+        return loaded
+
+    def _store(self, key: str, loaded: LoadedCase) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        suffix = f".{os.getpid()}.tmp"
+        arrays = {"image": np.ascontiguousarray(loaded.image, dtype=np.float32)}
+        if loaded.label is not None:  # labels are small integers: int16 on disk, int64 when loaded
+            label = loaded.label
+            arrays["label"] = label.astype(np.int16) if label.size and -32768 <= label.min() and \
+                label.max() <= 32767 else label
+        for name, array in arrays.items():
+            tmp = self.root / f"{key}.{name}.npy{suffix}"
+            with open(tmp, "wb") as fh:
+                np.save(fh, array)
+            os.replace(tmp, self.root / f"{key}.{name}.npy")
+        meta = {"case_id": loaded.case_id, "has_label": loaded.label is not None,
+                "affine": np.asarray(loaded.affine).tolist(), "original_shape": list(loaded.original_shape),
+                "spacing": list(loaded.spacing)}
+        tmp = self.root / f"{key}.json{suffix}"
+        tmp.write_text(json.dumps(meta), encoding="utf-8")
+        os.replace(tmp, self.root / f"{key}.json")
+
+
+def active_volume_cache() -> VolumeCache | None:
+    """The cache `load_case` uses now (None: read every volume from its files)."""
+    return _ACTIVE.get()
+
+
+@contextmanager
+def use_volume_cache(root: str | Path | None) -> Iterator[VolumeCache | None]:
+    """Within the block, `load_case` reads through a cache in `root` (None: no cache; an active one is kept when
+    `root` is None, so a simulation's grid-wide cache wins over a campaign's default)."""
+    if root is None:
+        yield _ACTIVE.get()
+        return
+    cache = VolumeCache(root)
+    token = _ACTIVE.set(cache)
+    try:
+        yield cache
+    finally:
+        _ACTIVE.reset(token)
