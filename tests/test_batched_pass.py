@@ -135,3 +135,19 @@ def test_bf16_pass_stays_close_to_fp32_and_fp16_needs_a_gpu(model_and_cases) -> 
     assert 0 < float((single - fp32[0]).abs().mean()) < 0.02
     with pytest.raises(ConfigError, match="fp16"):
         run_pass(qm.model, images[0], config.model_copy(update={"precision": "fp16"}))
+
+
+def test_batched_prediction_writes_the_same_label_maps(model_and_cases, tmp_path) -> None:
+    from assft.data import load_dataset
+    from assft.data.io import read_volume
+    from assft.data.synthetic import make_phantom_dataset
+    from assft.inference import predict_to_folder
+
+    qm, _ = model_and_cases
+    spec = load_dataset(make_phantom_dataset(tmp_path / "data", 5, shape=(14, 16, 12), seed=6))
+    written = {v: predict_to_folder(qm.model, spec.cases, qm.checkpoint.preprocess,
+                                    InferenceConfig(roi_size=(16, 16, 16), batch_volumes=v, channels_last=False),
+                                    tmp_path / f"out{v}") for v in (1, 4)}
+    for one, many in zip(written[1], written[4]):
+        assert one.name == many.name
+        np.testing.assert_array_equal(read_volume(one)[0], read_volume(many)[0])

@@ -91,12 +91,11 @@ def iter_batches(cases: Sequence[LoadedCase], config: TrainConfig, seed: int) ->
 
 def evaluate_dice(model: nn.Module, cases: Sequence[LoadedCase], num_classes: int, config: InferenceConfig) -> float:
     """Mean foreground Dice over `cases` (MONAI compute_dice on argmax of sliding-window probs)."""
-    from assft.inference.predict import run_pass
+    from assft.inference.batched import iter_probs
 
     model.eval()
     scores = []
-    for case in cases:
-        probs = run_pass(model, case.image, config).probs
+    for case, probs in iter_probs(model, cases, config):  # several volumes per forward call where they fit
         pred = torch.nn.functional.one_hot(probs.argmax(0), num_classes).permute(3, 0, 1, 2)[None]
         true = torch.nn.functional.one_hot(torch.as_tensor(case.label).clamp_min(0), num_classes).permute(3, 0, 1, 2)[None]
         dice = compute_dice(pred, true, include_background=False, ignore_empty=False)

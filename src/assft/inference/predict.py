@@ -135,8 +135,11 @@ def predict_to_folder(model: nn.Module, cases: list[Case], preprocess: Preproces
     out_dir.mkdir(parents=True, exist_ok=True)
     model = prepare_model(model, config)
     written = []
-    for loaded in progress(iter_loaded(cases, preprocess), "Predicting", total=len(cases), enabled=show_progress):
-        probs = predict_probs(model, loaded, config)
+    from assft.inference.batched import iter_probs
+
+    volumes = progress(iter_loaded(cases, preprocess), "Predicting", total=len(cases), enabled=show_progress)
+    for loaded, probs in iter_probs(model, volumes, config):  # several volumes per forward call where they fit
+        probs = restore_shape(probs, loaded.original_shape)
         path = out_dir / f"{loaded.case_id}.nii.gz"
         write_label_map(path, probs.argmax(0).numpy().astype(np.uint8), loaded.affine)
         written.append(path)
