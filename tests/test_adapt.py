@@ -202,6 +202,13 @@ def test_cli_campaign_with_round0_adaptation(source: dict, tmp_path: Path) -> No
     assert "round 0: started from the pool-adapted model round0/adapted.pt" in step.stdout
     meta = json.loads((camp / "ledger.json").read_text())["meta"]
     assert meta["adaptation"]["method"] == "adabn" and (camp / "round0" / "adapted.pt").exists()
+    assert any((camp / "volumes").glob("*.image.npy"))  # the pool was cached (the default) ...
+    off = subprocess.run([*base, "campaign", "init", "--model", str(source["model"]), "--pool",
+                          str(source["spec"].root), "--out", str(tmp_path / "off"), "--budget", "2", "--rounds", "2",
+                          "--no-volume-cache"],
+                         capture_output=True, text=True)
+    assert off.returncode == 0, off.stderr
+    assert "cache_volumes: false" in (tmp_path / "off" / "campaign.yaml").read_text()  # ... unless switched off
     bad = subprocess.run([*base, "campaign", "init", "--model", str(source["model"]), "--pool",
                           str(source["spec"].root), "--out", str(tmp_path / "c2"), "--adapt", "adabm"],
                          capture_output=True, text=True)

@@ -58,8 +58,8 @@ class InferenceConfig(_Config):
     device: str = "auto"
     channels_last: bool = True  # channels_last_3d: ~1.5x faster CNN inference on CPU (measured, DEVELOPERS.md)
     batch_volumes: int = 4  # volumes per forward call when each fits one window (inference.batched); 1 = one at a time
-    # Forward precision: "bf16" autocast (CPU or GPU), "fp16" AMP (GPU only). fp32 by default: bf16 was not faster on
-    # the 2-core CPU (no bf16 matmul units; docs/performance.md), so it stays an option for hardware that has them.
+    # Forward precision: "bf16" autocast (CPU or GPU), "fp16" AMP (GPU only). fp32 by default: bf16 scored the
+    # hippocampus pool 17 % faster on the 2-core CPU but changed one of 15 ids `assft` selects (docs/performance.md).
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
     @field_validator("roi_size")

@@ -34,6 +34,10 @@ def init(
     seed: int = typer.Option(None, "--seed", show_default="0", help="Seed of every random choice of the campaign."),
     adapt: str = typer.Option(None, "--adapt", show_default="none",
                               help="Round 0 before any label: adabn (BatchNorm statistics from the pool) or tent."),
+    volume_cache: bool = typer.Option(None, "--volume-cache/--no-volume-cache", show_default="on",
+                                      help="Keep a memory-mapped preprocessed copy of each pool/test volume in "
+                                           "OUT/volumes (disk: about the pool's size in float32) so later rounds "
+                                           "do not re-read and re-normalise the files."),
 ) -> None:
     """Create a campaign directory with a validated campaign.yaml and an empty ledger."""
     from assft.campaign.config import CampaignConfig
@@ -50,7 +54,7 @@ def init(
                 raw[key] = str(config_file.parent / raw[key])
     # Only options actually given override the file; the defaults live in CampaignConfig.
     given = {"model": model, "pool": pool, "budget": budget, "rounds": rounds, "strategy": strategy,
-             "pretrained": pretrained, "test": test, "seed": seed}
+             "pretrained": pretrained, "test": test, "seed": seed, "cache_volumes": volume_cache}
     raw.update({k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
     if adapt is not None:
         raw["adapt"] = {**(raw.get("adapt") or {}), "method": adapt}
