@@ -12,6 +12,7 @@ from monai.transforms import NormalizeIntensity, ScaleIntensityRangePercentiles,
 from assft.config import PreprocessConfig
 from assft.data.cases import Case
 from assft.data.io import read_volume
+from assft.data.volume_cache import active_volume_cache
 from assft.errors import DataError
 
 
@@ -49,8 +50,6 @@ def load_case(case: Case, config: PreprocessConfig | None = None, *, with_label:
     """Read, validate and preprocess one case; NaN/Inf voxels or an image/label shape mismatch are DataErrors.
 
     Inside `assft.data.volume_cache.use_volume_cache(folder)` the result comes from (or goes to) that cache."""
-    from assft.data.volume_cache import active_volume_cache
-
     config = config or PreprocessConfig()
     cache = active_volume_cache()
     if cache is not None:

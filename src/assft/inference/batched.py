@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from assft.config import InferenceConfig
+from assft.inference.predict import forward_precision
 from assft.inference.reducers import Routing, hooked_embedding
 
 T = TypeVar("T")
@@ -47,8 +48,6 @@ def forward_padded(model: nn.Module, images: Sequence[np.ndarray], roi: Sequence
     device = next(model.parameters()).device
     pads = [symmetric_padding(image.shape[1:], roi) for image in images]
     batch = np.stack([np.pad(image, [(0, 0), *pad]) for image, pad in zip(images, pads)])
-    from assft.inference.predict import forward_precision
-
     with torch.inference_mode():
         x = torch.as_tensor(batch, dtype=torch.float32, device=device)
         if channels_last:

@@ -15,6 +15,8 @@ in float64. The cancellation error of E[x²] - E[x]² is ~1e-7 (mean / std)² re
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,9 +75,7 @@ class ChannelMoments:
         """Accumulate one batch x (B, C, ...); row i goes to volume `slots[i]` (default: all rows to slot 0)."""
         x = x.detach().float()
         dims = tuple(range(1, x.ndim - 1)) if self.channels_last else tuple(range(2, x.ndim))
-        voxels = 1
-        for d in dims:
-            voxels *= x.shape[d]
+        voxels = math.prod(x.shape[d] for d in dims)
         self._sums.add(_routing(slots, x.shape[0]), voxels, s1=x.sum(dims), s2=(x * x).sum(dims))
 
     def add_moments(self, count: float, mean: torch.Tensor, var: torch.Tensor, slot: int = 0) -> None:
