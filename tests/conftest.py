@@ -14,6 +14,18 @@ HIPPOCAMPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "
 torch.set_num_threads(1)  # tiny tensors: threading overhead outweighs the second core
 
 
+@pytest.fixture(autouse=True)
+def _fixed_threads():
+    """Every test starts and ends with one thread and no load-following governor: an in-process CLI call installs
+    one (`set_thread_policy`), and a thread count that follows a busy machine mid-session would make two seeded runs
+    of a later test differ in float rounding."""
+    import assft.utils.threads as threads
+
+    yield
+    threads._GOVERNOR = threads.ThreadGovernor(enabled=False)
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Six 16^3 CT phantoms in MSD layout (labels 0..4)."""
