@@ -38,7 +38,7 @@ def main() -> None:
     from assft.adapt import AdaptConfig, adapt_checkpoint
     from assft.data import load_dataset, make_split
     from assft.domains import apply_domain_to_dataset
-    from assft.evaluation import evaluate_checkpoint
+    from assft.inference.evaluate import evaluate_checkpoint
     from assft.utils.provenance import run_provenance
     from assft.utils.threads import set_thread_policy
     from run_suite import source_model

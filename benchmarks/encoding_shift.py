@@ -29,8 +29,8 @@ def main() -> None:
 
     from assft.config import ModelConfig, TrainConfig
     from assft.data import load_dataset
-    from assft.evaluation import evaluate_checkpoint
-    from assft.finetune.supervised import train_supervised
+    from assft.inference.evaluate import evaluate_checkpoint
+    from assft.pretrain.supervised import train_supervised
     from assft.utils.provenance import run_provenance
     from assft.utils.seeding import make_rng
     from assft.utils.threads import set_thread_policy

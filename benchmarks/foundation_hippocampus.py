@@ -54,7 +54,7 @@ def main() -> None:
 
     from assft.data import load_dataset, load_split
     from assft.domains import apply_domain_to_dataset
-    from assft.evaluation import evaluate_checkpoint
+    from assft.inference.evaluate import evaluate_checkpoint
     from assft.metrics import summarize_metrics
 
     test_ids = load_split(split)["test"]

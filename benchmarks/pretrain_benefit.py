@@ -51,8 +51,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from assft.config import InferenceConfig, ModelConfig, TrainConfig
     from assft.data import load_dataset, make_split
-    from assft.evaluation import evaluate_checkpoint
-    from assft.finetune.supervised import train_supervised
+    from assft.inference.evaluate import evaluate_checkpoint
+    from assft.pretrain.supervised import train_supervised
     from assft.metrics import summarize_metrics
     from assft.pretrain import PretrainConfig, pretrain_ssl
     from assft.pretrain.pretraining import summarize_history

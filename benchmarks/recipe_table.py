@@ -34,7 +34,7 @@ def main() -> None:
         row = cells[recipe or "default"][run.domain].setdefault(strategy, {"r1": [], "aubc": [], "final": []})
         row["r1"].append(first_round_change(run))
         row["aubc"].append(run_aubc(run))
-        row["final"].append(run.rounds[-1]["metrics"]["mean_dice"])
+        row["final"].append(run.rounds[-1].metrics["mean_dice"])
     table = {}
     domains = sorted({d for by_domain in cells.values() for d in by_domain})
     print("| recipe | " + " | ".join(f"{d}: round-1 Δ (worst seed) / AUBC" for d in domains) +

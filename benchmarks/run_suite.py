@@ -40,7 +40,7 @@ def source_model(preset: dict, spec, split: dict, work: Path) -> Path:
     print(f"{kind} source model on {len(split['source'])} unshifted cases, {steps} steps", flush=True)
     if kind == "supervised":
         from assft.config import ModelConfig, TrainConfig
-        from assft.finetune.supervised import train_supervised
+        from assft.pretrain.supervised import train_supervised
 
         train_supervised(spec.subset(split["source"]), folder, model_config=ModelConfig(),
                          train_config=TrainConfig(steps=steps, seed=0, val_every=steps))

@@ -85,7 +85,7 @@ def source_model(source_dir: Path, steps: int, batch_size: int, patch: tuple[int
     """Train (once) the supervised source model on the unshifted source cases; cached by its settings."""
     from assft.config import TrainConfig
     from assft.data import load_dataset
-    from assft.finetune.supervised import train_supervised
+    from assft.pretrain.supervised import train_supervised
 
     path = CACHE / f"source_{_key(source_dir.name, steps, batch_size, patch)}.pt"
     if path.exists():
@@ -99,7 +99,7 @@ def source_model(source_dir: Path, steps: int, batch_size: int, patch: tuple[int
 
 def test_dice(checkpoint: Path, test_spec, patch) -> float:
     from assft.config import InferenceConfig
-    from assft.evaluation import evaluate_checkpoint
+    from assft.inference.evaluate import evaluate_checkpoint
 
     rows = evaluate_checkpoint(checkpoint, test_spec, InferenceConfig(roi_size=patch), show_progress=False)
     return float(statistics.mean(r["mean_dice"] for r in rows))

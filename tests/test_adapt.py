@@ -69,7 +69,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Eight 16^3 phantoms and a 3-step source UNet (BatchNorm)."""
     from assft.data import load_dataset
     from assft.data.synthetic import make_phantom_dataset
-    from assft.finetune.supervised import train_supervised
+    from assft.pretrain.supervised import train_supervised
 
     root = tmp_path_factory.mktemp("adapt")
     data = make_phantom_dataset(root / "data", 8, shape=(16, 16, 16), seed=1)

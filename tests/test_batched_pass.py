@@ -78,9 +78,9 @@ def test_batched_summaries_equal_one_at_a_time(model_and_cases, strategy: str) -
 def test_batched_evaluation_equals_one_at_a_time(tmp_path) -> None:
     from assft.data import load_dataset
     from assft.data.synthetic import make_phantom_dataset
-    from assft.evaluation import evaluate_checkpoint
+    from assft.inference.evaluate import evaluate_checkpoint
     from assft.config import ModelConfig, TrainConfig
-    from assft.finetune.supervised import train_supervised
+    from assft.pretrain.supervised import train_supervised
 
     spec = load_dataset(make_phantom_dataset(tmp_path / "data", 5, shape=(16, 16, 16), seed=4))
     model = train_supervised(spec, tmp_path / "src", model_config=ModelConfig(

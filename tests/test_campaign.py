@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from assft.campaign.budget import Budget
-from assft.campaign.config import CampaignConfig
+from assft.campaign.config import CampaignConfig, load_campaign_config
 from assft.campaign.engine import (
     campaign_status,
+    evaluate_on_test,
     finetune_round,
     import_labels,
     init_campaign,
@@ -38,7 +40,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Ten 16^3 phantoms (6 pool, 4 test) and a 3-step source model."""
     from assft.data import load_dataset, make_split, save_split
     from assft.data.synthetic import make_phantom_dataset
-    from assft.finetune.supervised import train_supervised
+    from assft.pretrain.supervised import train_supervised
 
     root = tmp_path_factory.mktemp("campaign")
     data = make_phantom_dataset(root / "data", 10, shape=(16, 16, 16), seed=0)
@@ -78,6 +80,20 @@ def test_config_errors_are_clear(setup: dict, tmp_path: Path) -> None:
     with pytest.raises(BudgetError, match="larger than the candidate pool of 6"):
         init_campaign(tmp_path / "c", make_config(setup, budget="9"))
     assert not (tmp_path / "c" / "campaign.yaml").exists()
+
+
+def test_campaign_yaml_records_every_query_and_finetune_field(setup: dict, tmp_path: Path) -> None:
+    config = make_config(setup, query={"alpha": 0.75})
+    init_campaign(tmp_path / "c", config)
+    written = yaml.safe_load((tmp_path / "c" / "campaign.yaml").read_text())
+    # every default is written (a later version's defaults cannot change a running campaign) except what the
+    # campaign owns: the strategy and budget (top level) and the fine-tuning seed (derived per round)
+    assert written["query"]["alpha"] == 0.75 and written["query"]["dkd_combine"] == "product"
+    assert "strategy" not in written["query"] and "budget" not in written["query"]
+    assert "seed" not in written["finetune"] and written["finetune"]["bn_stats"] == "pool"
+    loaded = load_campaign_config(tmp_path / "c")
+    assert loaded.query_for_round(2).model_dump() == {**config.query.model_dump(), "strategy": "random", "budget": 2}
+    assert loaded.finetune_with_seed(7).seed == 7 and loaded.finetune.steps_per_round == config.finetune.steps_per_round
 
 
 def _write_labels(setup: dict, folder: Path, case_ids: list[str], *, shape=(16, 16, 16), value=1, nan=False) -> None:
@@ -125,7 +141,8 @@ def test_real_workflow_with_invalid_labels(setup: dict, tmp_path: Path) -> None:
     assert import_labels(camp, tmp_path / "good")["labels_received"] == [case]
     record = finetune_round(camp)
     assert record["status"] == "evaluated" and record["labeled_total"] == 1
-    assert 0.0 <= record["metrics"]["mean_dice"] <= 1.0
+    again = evaluate_on_test(camp / record["checkpoint"], load_campaign_config(camp))  # the recorded Dice is this one
+    assert record["metrics"]["mean_dice"] == pytest.approx(again["mean_dice"], abs=1e-6)
     assert all(p["case_id"] != case for p in record["pseudo_labels"])  # pseudo-labels never include labeled cases
     status = campaign_status(camp)
     assert status["next_step"] == "assft campaign next" and status["rounds"][0]["labeled_total"] == 1

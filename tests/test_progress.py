@@ -151,7 +151,7 @@ def tiny_campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from assft.config import ModelConfig, TrainConfig
     from assft.data import load_dataset, make_split
     from assft.data.synthetic import make_phantom_dataset
-    from assft.finetune.supervised import train_supervised
+    from assft.pretrain.supervised import train_supervised
 
     root = tmp_path_factory.mktemp("progress")
     data = make_phantom_dataset(root / "data", 10, shape=(16, 16, 16), seed=0)
@@ -202,9 +202,9 @@ def test_campaign_prints_one_plain_line_per_step_off_a_terminal(tiny_campaign: P
 def test_demo_announces_every_phase_off_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """The demo's wiring, with the heavy work replaced by stand-ins (the real steps are timed in README)."""
-    import assft.campaign.demo as demo
+    import assft.demo as demo
     import assft.campaign.simulate as simulate
-    import assft.finetune.supervised as supervised
+    import assft.pretrain.supervised as supervised
     import assft.reporting as reporting_module
 
     calls: list[str] = []

@@ -84,3 +84,14 @@ def test_dkd_second_pick_on_the_hand_computed_example() -> None:
     result = _select("dkd", _three_volumes(), 2)
     assert result.selected == ["b", "c"]
     assert result.columns["DKD"]["c"] == pytest.approx(1.0 - SQRT_HALF, abs=1e-6)
+
+
+def test_strategies_that_run_without_a_head_follow_from_their_needs() -> None:
+    from assft.errors import ConfigError
+    from assft.query.strategies import make_strategy
+    from assft.query.strategies.base import headless_strategies
+
+    # derived from each strategy's `requires` (assft: its cold start drops the probabilities), never a hand list
+    assert headless_strategies() == ["assft", "coreset", "dkd", "kd", "random", "typiclust"]
+    with pytest.raises(ConfigError, match=r"without a head \(assft, coreset, dkd, kd, random, typiclust\)"):
+        make_strategy("entropy").resolve_needs(has_head=False)

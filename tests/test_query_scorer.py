@@ -236,3 +236,23 @@ def test_theta0_moment_cache_skips_the_theta0_pass(phantom_dir: Path, tmp_path: 
     cache.write_text("{not json")  # a corrupt cache is only a miss
     again = run_query(theta, phantom_dir, config, pretrained=theta0_path, inference=inference, theta0_cache=cache)
     assert again.timings["theta0_cached"] == 0 and [s.kd for s in again.summaries] == [s.kd for s in first.summaries]
+
+
+def test_moment_cache_context_writes_only_new_volumes_on_a_clean_exit(tmp_path: Path) -> None:
+    from assft.query.moment_cache import load_moment_cache, open_moment_cache
+
+    path = tmp_path / "theta0.json"
+    one = {"layer": (torch.tensor([1.0, 2.0], dtype=torch.float64), torch.tensor([0.5, 0.25], dtype=torch.float64))}
+    with open_moment_cache(path, "k") as moments:
+        assert moments == {}
+    assert not path.exists()  # nothing added: nothing written
+    with open_moment_cache(path, "k") as moments:
+        moments["a"] = one
+    assert torch.equal(load_moment_cache(path, "k")["a"]["layer"][1], one["layer"][1])
+    with pytest.raises(RuntimeError), open_moment_cache(path, "k") as moments:
+        moments["b"] = one
+        raise RuntimeError("scoring failed")
+    assert set(load_moment_cache(path, "k")) == {"a"}  # a failed pass leaves the file as it was
+    assert load_moment_cache(path, "other key") == {}
+    with open_moment_cache(None, "k") as moments:
+        assert moments is None

@@ -198,3 +198,25 @@ def test_foreground_class_masks_match_argmax(n_classes: int) -> None:
     assert all(torch.equal(m, mask & (reference == c)) for c, m in enumerate(masks))
     tied = _foreground_class_masks(torch.full((n_classes, 2, 2, 2), 1.0 / n_classes), torch.ones(2, 2, 2, dtype=bool))
     assert tied[0].all() and not any(m.any() for m in tied[1:])  # ties go to the first class, as argmax
+
+
+def test_cosine_distances_known_answers_and_chunking() -> None:
+    from assft.metrics.scores import compute_cosine_distances, unit_rows
+
+    z = np.array([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]])
+    ref = np.array([[5.0, 0.0]])
+    assert compute_cosine_distances(z, ref).tolist() == [0.0, 1.0, 2.0]  # same, orthogonal, opposite
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(7, 5)), rng.normal(size=(9, 5))
+    whole = compute_cosine_distances(a, b)
+    assert np.array_equal(compute_cosine_distances(a, b, chunk=2), whole)  # chunks only bound memory
+    fast = compute_cosine_distances(unit_rows(a, np.float32), b, dtype=np.float32, unit=True)
+    assert np.allclose(fast, whole, atol=1e-6)
+
+
+def test_streaming_bald_equals_bald_on_the_stacked_samples() -> None:
+    from assft.metrics.scores import compute_bald_from_means
+
+    p = torch.softmax(torch.randn(6, 3, 2, 4, 4, generator=torch.Generator().manual_seed(0)), dim=1)  # (T, C, ...)
+    mean_h = -torch.special.xlogy(p, p).sum(1).mean(0)
+    assert torch.allclose(compute_bald_from_means(p.mean(0), mean_h, class_dim=0), compute_bald(p), atol=1e-7)

@@ -41,12 +41,22 @@ def test_arm_settings_override_the_experiment(setup: dict, tmp_path: Path) -> No
                                                                              "pseudo": {"reliability": "all"}}}})
     cell = campaign_config(config, "identity", "", 0, arm="random+ssft")
     assert cell.arm == "random+ssft" and cell.strategy == "random"
-    assert cell.finetune["ssft_steps"] == 2 and cell.finetune["pseudo"] == {"reliability": "all"}
-    assert cell.finetune["train"] == FINETUNE["train"]
+    assert cell.finetune.ssft_steps == 2 and cell.finetune.pseudo.reliability == "all"
+    assert "pseudo" in cell.finetune.model_fields_set and cell.finetune.pseudo.qc == 0.5  # deep merge, then defaults
+    train = FINETUNE["train"]
+    assert (cell.finetune.train.steps, cell.finetune.train.batch_size) == (train["steps"], train["batch_size"])
+    assert list(cell.finetune.train.patch_size) == train["patch_size"]
     plain = campaign_config(config, "identity", "random", 0)
-    assert plain.arm is None and plain.finetune["ssft_steps"] == 0
+    assert plain.arm is None and plain.finetune.ssft_steps == 0
     with pytest.raises(ConfigError, match="unknown arm 'nope'"):
         campaign_config(config, "identity", "", 0, arm="nope")
+
+
+def test_a_bad_arm_setting_fails_when_the_experiment_is_read(setup: dict, tmp_path: Path) -> None:  # noqa: F811
+    with pytest.raises(ValueError, match=r"arms\.bad\.query\.alpha: .*\[0, 1\]"):
+        _experiment(setup, tmp_path, arms={"bad": {"strategy": "random", "query": {"alpha": 2}}})
+    with pytest.raises(ValueError, match=r"arms\.bad\.finetune\.pseudo\.reliability"):
+        _experiment(setup, tmp_path, arms={"bad": {"strategy": "random", "finetune": {"pseudo": {"reliability": "x"}}}})
 
 
 def test_arm_name_may_not_be_a_strategy(setup: dict, tmp_path: Path) -> None:  # noqa: F811
@@ -58,7 +68,8 @@ def test_arms_run_into_their_folder_and_report_under_their_name(setup: dict, tmp
     config = _experiment(setup, tmp_path, arms={"random-mean": {"strategy": "random", "query": {"asd_reduce": "mean"}}})
     dirs = run_simulation(config, show_progress=False)
     assert [d.relative_to(tmp_path).as_posix() for d in dirs] == ["identity/random/seed0", "identity/random-mean/seed0"]
-    assert load_campaign_config(dirs[1]).query == {"asd_reduce": "mean"}
+    assert load_campaign_config(dirs[1]).query.asd_reduce == "mean"
+    assert load_campaign_config(dirs[0]).query.asd_reduce == "class_balanced"
     runs = load_runs(tmp_path)
     assert sorted(r.strategy for r in runs.runs) == ["random", "random-mean"]
     assert all(len(r.rounds) == 1 for r in runs.runs)
@@ -95,8 +106,12 @@ def test_simulation_from_an_ssl_only_model(setup: dict, tmp_path: Path) -> None:
     runs = load_runs(tmp_path / "runs")
     (run,) = runs.runs
     assert run.baseline is None and len(run.rounds) == 2
-    assert [r["labeled_total"] for r in run.rounds] == [1, 2]
-    assert all(0.0 <= r["metrics"]["mean_dice"] <= 1.0 for r in run.rounds)
+    assert [r.labeled_total for r in run.rounds] == [1, 2]
+    # the recorded Dice is the round's checkpoint evaluated on the test ids (re-evaluated here: a known answer)
+    from assft.campaign.engine import evaluate_on_test
+
+    again = evaluate_on_test(campaign / run.rounds[-1].checkpoint, load_campaign_config(campaign))
+    assert run.rounds[-1].metrics["mean_dice"] == pytest.approx(again["mean_dice"], abs=1e-6)
     assert runs.bounds["identity"]["lower"] is None and runs.bounds["identity"]["upper"] is not None
     first_query = load_campaign_config(campaign)
     assert first_query.strategy == "assft"

@@ -82,11 +82,35 @@ def test_plot_pseudo_label_dice_per_round(tmp_path: Path) -> None:
 
 
 def test_read_case_ids_skips_comments_and_rejects_empty_files(tmp_path: Path) -> None:
-    from assft.cli.finetune import read_case_ids
+    from assft.data.splits import read_case_ids
 
     ids = tmp_path / "ids.txt"
     ids.write_text("a  # first\n\n# comment\nb\n")
     assert read_case_ids(ids) == ["a", "b"]
     ids.write_text("\n# nothing\n")
-    with pytest.raises(ConfigError, match="no case ids"):
+    with pytest.raises(DataError, match="no case ids"):
         read_case_ids(ids)
+    assert read_case_ids(ids, allow_empty=True) == []
+    with pytest.raises(DataError, match="not found"):
+        read_case_ids(tmp_path / "missing.txt")
+
+
+def test_the_ssft_switch_is_reconciled_by_the_config_not_the_cli(tmp_path: Path) -> None:
+    from assft.cli.finetune import build_config
+    from assft.finetune.config import FinetuneConfig
+
+    assert FinetuneConfig.model_validate({"ssft": False}).pseudo.reliability == "none"
+    assert FinetuneConfig.model_validate({"ssft": True}).pseudo.reliability == "both"
+    on = FinetuneConfig.model_validate({"ssft": True, "pseudo": {"reliability": "confidence"}})
+    assert on.pseudo.reliability == "confidence"
+    for contradiction in ({"ssft": True, "pseudo": {"reliability": "none"}},
+                          {"ssft": False, "pseudo": {"reliability": "both"}}):
+        with pytest.raises(ValueError, match="contradicts"):
+            FinetuneConfig.model_validate(contradiction)
+    # the command-line switch overrides the file's reliability
+    off = tmp_path / "off.yaml"
+    off.write_text("pseudo: {reliability: none}\n")
+    options = dict(reliability=None, qc=None, qd=None, mask_threshold=None, restart_from_pretrained=None, steps=None,
+                   ssft_steps=None, lr=None, batch_size=None, patch=None, roi=None, seed=None, true_dice=None)
+    assert build_config(off, ssft=True, **options).pseudo.reliability == "both"
+    assert build_config(None, ssft=False, **options).pseudo.reliability == "none"

@@ -13,7 +13,7 @@ from assft.data import load_dataset, make_split, select_cases
 from assft.data.splits import save_split
 from assft.errors import ConfigError
 from assft.finetune.losses import IGNORE, SegmentationLoss
-from assft.finetune.supervised import train_supervised
+from assft.pretrain.supervised import train_supervised
 from assft.models import load_checkpoint
 
 
@@ -57,13 +57,30 @@ def test_select_cases_unknown_subset(phantom_dir: Path, tmp_path: Path) -> None:
 
 def test_train_supervised_is_seeded_and_writes_checkpoints(phantom_dir: Path, tiny_model_config: ModelConfig,
                                                            tiny_train: TrainConfig, tmp_path: Path) -> None:
+    import json
+    import random
+
     spec = load_dataset(phantom_dir)
-    outs = [train_supervised(spec.subset(spec.case_ids[:3]), tmp_path / f"run{i}", model_config=tiny_model_config,
-                             train_config=tiny_train, val=spec.subset(spec.case_ids[3:4])) for i in range(2)]
+    outs = []
+    for i in range(2):
+        torch.manual_seed(100 + i)  # the caller's RNG state differs between the runs and must not matter ...
+        np.random.seed(100 + i)
+        random.seed(100 + i)
+        outs.append(train_supervised(spec.subset(spec.case_ids[:3]), tmp_path / f"run{i}",
+                                     model_config=tiny_model_config, train_config=tiny_train,
+                                     val=spec.subset(spec.case_ids[3:4])))
+        # ... and the training's own seeding must not leak back into the caller's generators
+        after = (torch.rand(3), np.random.rand(3), random.random())
+        torch.manual_seed(100 + i)
+        np.random.seed(100 + i)
+        random.seed(100 + i)
+        assert torch.equal(after[0], torch.rand(3)) and np.array_equal(after[1], np.random.rand(3))
+        assert after[2] == random.random()
     a, b = (load_checkpoint(o.last) for o in outs)
     assert a.kind == "supervised" and a.labels == spec.labels and a.model_config.out_channels == 5
     assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
-    assert outs[0].best_val_dice is not None and 0.0 <= outs[0].best_val_dice <= 1.0
+    log = json.loads((tmp_path / "run0" / "train_log.json").read_text())
+    assert outs[0].best_val_dice == max(r["val_dice"] for r in log["history"] if r.get("val_dice") is not None)
     assert (tmp_path / "run0" / "train_log.json").exists()
 
 

@@ -28,12 +28,12 @@ _EXPORTS: dict[str, str] = {
     "save_checkpoint": "assft.models", "build_from_checkpoint": "assft.models", "make_checkpoint": "assft.models",
     "run_pass": "assft.inference", "predict_to_folder": "assft.inference",
     # training, fine-tuning, evaluation
-    "train_supervised": "assft.finetune.supervised", "fit": "assft.finetune.trainer",
+    "train_supervised": "assft.pretrain.supervised", "fit": "assft.finetune.trainer",
     "run_ssft": "assft.finetune.ssft", "FinetuneConfig": "assft.finetune.config",
     "PseudoLabelConfig": "assft.finetune.config", "SSFTResult": "assft.finetune.ssft",
     "pseudo_weight_ramp": "assft.finetune.ssft", "select_reliable": "assft.finetune.pseudo_labels",
     "plot_pseudo_label_dice": "assft.reporting.pseudo_labels_plot",
-    "evaluate_checkpoint": "assft.evaluation",
+    "evaluate_checkpoint": "assft.inference.evaluate",
     "compute_case_metrics": "assft.metrics", "compute_aubc": "assft.metrics", "paired_test": "assft.metrics",
     "win_matrix": "assft.metrics",
     # query
@@ -49,7 +49,7 @@ _EXPORTS: dict[str, str] = {
     "next_round": "assft.campaign.engine", "import_labels": "assft.campaign.engine",
     "finetune_round": "assft.campaign.engine", "run_campaign": "assft.campaign.engine",
     "SimulationConfig": "assft.campaign.simulate", "run_simulation": "assft.campaign.simulate",
-    "run_demo": "assft.campaign.demo", "write_report": "assft.reporting", "build_report": "assft.reporting",
+    "run_demo": "assft.demo", "write_report": "assft.reporting", "build_report": "assft.reporting",
     "load_runs": "assft.reporting",
 }
 

@@ -38,11 +38,6 @@ class AdaptResult:
                 "unadapted_layers": self.unadapted_layers, "notes": self.notes, **self.details}
 
 
-def _training_patch(metadata: dict) -> tuple[int, int, int]:
-    patch = (metadata.get("train_config") or {}).get("patch_size")
-    return tuple(patch) if patch else InferenceConfig().roi_size  # type: ignore[return-value]
-
-
 def adapt_checkpoint(model: str | Path, pool: DatasetSpec | Sequence[Case], config: AdaptConfig | None = None,
                      out: str | Path | None = None) -> AdaptResult:
     """Adapt checkpoint `model` to the unlabeled `pool` with `config.method`; write it to `out` (None: don't write).
@@ -71,7 +66,7 @@ def adapt_checkpoint(model: str | Path, pool: DatasetSpec | Sequence[Case], conf
     if config.method == "tent" and ckpt.kind == "ssl-only":
         raise ConfigError("TENT needs predictions, but this checkpoint is SSL-only (no segmentation head).",
                           path=model, fix="use --method adabn, or adapt after the first fine-tuning round")
-    patch = config.patch_size or _training_patch(ckpt.metadata)
+    patch = config.patch_size or ckpt.training_patch
     inference = config.inference or InferenceConfig(roi_size=patch)
     unlabeled = [Case(c.case_id, c.image_paths, None) for c in cases]  # labels are never read
     bn = batchnorm_layers(net)

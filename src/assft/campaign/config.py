@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from assft.adapt.config import AdaptConfig
 from assft.config import InferenceConfig, _Config, parse_config, read_yaml
 from assft.errors import ConfigError
+from assft.finetune.config import FinetuneConfig
+from assft.query.config import QueryConfig
 from assft.utils.atomic import atomic_write_text
 
 CONFIG_NAME = "campaign.yaml"
@@ -29,8 +31,10 @@ class CampaignConfig(_Config):
     rounds: int = 3
     strategy: str = "assft"
     arm: str | None = None  # display name of a variant (e.g. "assft+ssft"); reports group by it (default: strategy)
-    query: dict = Field(default_factory=dict)  # QueryConfig fields (validated by assft.query)
-    finetune: dict = Field(default_factory=dict)  # FinetuneConfig fields (validated by assft.finetune)
+    # Typed, so a bad field fails when the campaign is created, not in round 3. The query's strategy and budget are
+    # the campaign's own fields above, and each round's fine-tuning seed is derived from `seed`.
+    query: QueryConfig = Field(default_factory=QueryConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     inference: InferenceConfig | None = None
     adapt: AdaptConfig | None = None  # round 0: test-time adaptation of `model` on the pool before any label
     oracle: Literal["folder", "ground_truth"] = "folder"
@@ -46,10 +50,34 @@ class CampaignConfig(_Config):
             raise ValueError("must be >= 1")
         return v
 
+    @model_validator(mode="after")
+    def _owned_by_the_campaign(self) -> CampaignConfig:
+        for section, names in OWNED_BY_CAMPAIGN.items():
+            given = sorted(set(names) & getattr(self, section).model_fields_set)
+            if given:
+                raise ValueError(f"{section}.{given[0]} is set by the campaign: use the top-level "
+                                 f"`{names[given[0]]}` instead")
+        return self
+
+    def query_for_round(self, budget: int) -> QueryConfig:
+        """The round's QueryConfig: the campaign's strategy and the round's `budget` volumes."""
+        return QueryConfig.model_validate({**self.query.model_dump(exclude=set(OWNED_BY_CAMPAIGN["query"])),
+                                           "strategy": self.strategy, "budget": budget})
+
+    def finetune_with_seed(self, seed: int) -> FinetuneConfig:
+        """The fine-tuning config with its seed (each round derives its own from the campaign's `seed`)."""
+        return self.finetune.model_copy(update={"seed": seed})
+
+
+# Fields of the nested configs that the campaign sets itself: {section: {field: the top-level field to use}}.
+OWNED_BY_CAMPAIGN = {"query": {"strategy": "strategy", "budget": "budget"}, "finetune": {"seed": "seed"}}
+
 
 def save_campaign_config(campaign_dir: str | Path, config: CampaignConfig) -> Path:
     """Write campaign.yaml atomically."""
-    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    # Every field, defaults included, so a campaign keeps its recipe when a later version changes a default.
+    exclude = {section: set(names) for section, names in OWNED_BY_CAMPAIGN.items()}
+    text = yaml.safe_dump(config.model_dump(mode="json", exclude=exclude), sort_keys=False)
     return atomic_write_text(Path(campaign_dir) / CONFIG_NAME, text)
 
 

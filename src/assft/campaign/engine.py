@@ -81,12 +81,10 @@ def init_campaign(campaign_dir: str | Path, config: CampaignConfig) -> Path:
     from assft.models.checkpoint import load_checkpoint
     from assft.query.strategies import make_strategy
 
-    make_strategy(config.strategy)  # unknown strategy -> did-you-mean error now, not in round 1
+    make_strategy(config.strategy, config.query_for_round(1))  # unknown strategy: did-you-mean error now, not in round 1
     load_checkpoint(config.model)
     if config.pretrained:
         load_checkpoint(config.pretrained)
-    _query_config(config, 1)
-    _finetune_config(config, 1)
     budget = campaign_budget(config, len(pool.cases))
     if (campaign_dir / "campaign.yaml").exists():
         existing = load_campaign_config(campaign_dir)
@@ -106,21 +104,6 @@ def init_campaign(campaign_dir: str | Path, config: CampaignConfig) -> Path:
     return campaign_dir
 
 
-def _query_config(config: CampaignConfig, budget: int):
-    from assft.config import parse_config
-    from assft.query.config import QueryConfig
-
-    return parse_config({**config.query, "strategy": config.strategy, "budget": budget}, QueryConfig)
-
-
-def _finetune_config(config: CampaignConfig, round_index: int):
-    from assft.config import parse_config
-    from assft.finetune.config import FinetuneConfig
-
-    raw = {**config.finetune, "seed": derive_seed(config.seed, "finetune", round_index)}
-    return parse_config(raw, FinetuneConfig)
-
-
 ADAPTED_CHECKPOINT = Path("round0") / "adapted.pt"
 
 
@@ -133,9 +116,9 @@ def start_model(campaign_dir: Path, config: CampaignConfig) -> str:
 
 def current_model(campaign_dir: Path, config: CampaignConfig, ledger: Ledger, before_round: int) -> str:
     """The newest fine-tuned checkpoint before `before_round` (the campaign's start model in round 1)."""
-    for record in reversed(ledger.rounds):
-        if record["round"] < before_round and record.get("checkpoint"):
-            return str(Path(campaign_dir) / record["checkpoint"])
+    for record in reversed(ledger.records()):
+        if record.round < before_round and record.checkpoint:
+            return str(Path(campaign_dir) / record.checkpoint)
     return start_model(campaign_dir, config)
 
 
@@ -213,7 +196,7 @@ def next_round(campaign_dir: str | Path, *, show_progress: bool | None = None) -
         model = current_model(campaign_dir, config, ledger, index)
         from assft.query.api import run_query  # torch and MONAI: only once the campaign's state is known to be fine
 
-        result = run_query(model, pool, _query_config(config, n), pretrained=config.pretrained or config.model,
+        result = run_query(model, pool, config.query_for_round(n), pretrained=config.pretrained or config.model,
                            labeled_ids=labeled, seed=derive_seed(config.seed, "query", index),
                            inference=config.inference, out_dir=out / "query", show_progress=show_progress,
                            theta0_cache=campaign_dir / THETA0_CACHE, round_index=index, total_rounds=budget.rounds)
@@ -311,7 +294,7 @@ def finetune_round(campaign_dir: str | Path, *, show_progress: bool | None = Non
         labeled_ids = {c.case_id for c in labeled}
         unlabeled = [c for c in pool.cases if c.case_id not in labeled_ids]
         out = round_dir(campaign_dir, index) / "finetune"
-        ft = _finetune_config(config, index)
+        ft = config.finetune_with_seed(derive_seed(config.seed, "finetune", index))
         # "previous": continue from the last round's weights; "start": every round restarts from the start model.
         model = current_model(campaign_dir, config, ledger, index) if ft.round_init == "previous" else \
             start_model(campaign_dir, config)
@@ -341,7 +324,7 @@ def _evaluate(campaign_dir: Path, config: CampaignConfig, ledger: Ledger, record
 
 def evaluate_on_test(checkpoint: str | Path, config: CampaignConfig) -> dict[str, Any] | None:
     """Summary metrics (mean/per-class Dice, HD95, NSD) of a checkpoint on the campaign's test set, or None."""
-    from assft.evaluation import evaluate_checkpoint
+    from assft.inference.evaluate import evaluate_checkpoint
     from assft.metrics.segmentation import summarize_metrics
 
     test = load_test(config)
@@ -435,11 +418,10 @@ def campaign_status(campaign_dir: str | Path) -> dict[str, Any]:
     config = load_campaign_config(campaign_dir)
     ledger = Ledger.load(campaign_dir)
     rows = []
-    for record in ledger.rounds:
-        metrics = record.get("metrics") or {}
-        rows.append({"round": record["round"], "status": record["status"], "selected": record.get("selected", []),
-                     "labeled_total": record.get("labeled_total"), "mean_dice": metrics.get("mean_dice"),
-                     "n_pseudo": sum(1 for p in record.get("pseudo_labels", []) if p["selected"])})
+    for record in ledger.records():
+        rows.append({"round": record.round, "status": record.status, "selected": record.selected,
+                     "labeled_total": record.labeled_total, "mean_dice": (record.metrics or {}).get("mean_dice"),
+                     "n_pseudo": sum(1 for p in record.pseudo_labels if p.get("selected"))})
     return {"config": config.model_dump(mode="json"), "meta": ledger.data["meta"], "rounds": rows,
             "next_step": _next_step(ledger)}
 

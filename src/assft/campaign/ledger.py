@@ -14,15 +14,99 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from assft.errors import CampaignError
 from assft.utils.atomic import atomic_write_json
 
 LEDGER_NAME = "ledger.json"
 LOCK_NAME = ".lock"
-STEPS = ("queried", "labeled", "finetuned", "evaluated")  # the order every round goes through
+Step = Literal["queried", "labeled", "finetuned", "evaluated"]
+STEPS: tuple[str, ...] = get_args(Step)  # the order every round goes through
 VOLATILE_KEYS = frozenset({"timings", "started_at", "finished_at", "versions", "pid"})  # differ between machines/runs
+_FIX = "restore it from a backup; assft writes it atomically, so a hand edit broke it"
+
+
+class _Record(BaseModel):
+    # extra="allow": a ledger written by a newer version still reads; the fields below are the ones code relies on
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+
+class RoundRecord(_Record):
+    """One round of the ledger; each step adds its fields (queried -> labeled -> finetuned -> evaluated)."""
+
+    round: StrictInt = Field(ge=1)
+    status: Step
+    # queried: the picks, the model that scored them, the labels known before
+    selected: list[str] = Field(default_factory=list)
+    model: str | None = None
+    budget: int | None = None
+    labeled_before: int | None = None
+    # labeled: the ids whose annotations arrived
+    labels_received: list[str] | None = None
+    # finetuned: the new checkpoint, pseudo-label table (case_id, conf, sd, selected, true_dice) and compute spent
+    checkpoint: str | None = None
+    init_model: str | None = None
+    head: str | None = None
+    pseudo_labels: list[dict[str, Any]] = Field(default_factory=list)
+    compute: dict[str, Any] | None = None
+    # evaluated: test metrics after the round, and the labels they were reached with
+    metrics: dict[str, Any] | None = None
+    labeled_total: int | None = None
+    budget_fraction: float | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+class LedgerMeta(_Record):
+    """What the campaign planned (pool, budget, rounds) and its budget-0 reference points."""
+
+    pool_size: int | None = None
+    budget_total: int | None = None
+    rounds: int | None = None
+    per_round: list[int] = Field(default_factory=list)
+    strategy: str | None = None
+    arm: str | None = None
+    seed: int | None = None
+    baseline_metrics: dict[str, Any] | None = None  # the start model on the test set (the budget-0 point)
+    unadapted_metrics: dict[str, Any] | None = None
+    adaptation: dict[str, Any] | None = None
+
+
+class LedgerData(_Record):
+    """A whole ledger file, typed: `meta` and the round records in file order."""
+
+    meta: LedgerMeta
+    rounds: list[RoundRecord]
+
+
+def read_ledger(path: str | Path) -> LedgerData:
+    """Read and validate a ledger.json; CampaignError naming the file for bad JSON or a wrong structure."""
+    return _validate(_read_json(Path(path)), Path(path))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CampaignError(f"ledger is not valid JSON ({exc}).", path=path, fix=_FIX) from exc
+    except OSError as exc:
+        raise CampaignError(f"cannot read the ledger ({exc.__class__.__name__}).", path=path,
+                            fix="check the path and its permissions") from exc
+
+
+def _validate(data: Any, path: Path) -> LedgerData:
+    if not isinstance(data, dict):
+        raise CampaignError(f"ledger has an unexpected shape: the top level is a JSON {type(data).__name__}, "
+                            "not an object.", path=path, fix=_FIX)
+    try:
+        return LedgerData.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        raise CampaignError(f"ledger has an unexpected shape: {where or 'the top level'}: {err['msg']}.",
+                            path=path, fix=_FIX) from None
 
 
 class Ledger:
@@ -38,15 +122,8 @@ class Ledger:
         path = Path(campaign_dir) / LEDGER_NAME
         if not path.exists():
             return cls(path, {"meta": {}, "rounds": []})
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CampaignError(f"ledger is not valid JSON ({exc}).", path=path,
-                                fix="restore it from a backup; assft writes it atomically, so a hand edit broke it") from exc
-        problem = _shape_problem(data)
-        if problem:
-            raise CampaignError(f"ledger has an unexpected shape: {problem}.", path=path,
-                                fix="restore it from a backup; assft writes it atomically, so a hand edit broke it")
+        data = _read_json(path)
+        _validate(data, path)  # the raw dict stays the store (saved as read); the check is the typed model's
         return cls(path, data)
 
     def save(self) -> None:
@@ -64,6 +141,10 @@ class Ledger:
             if record["round"] == index:
                 return record
         return None
+
+    def records(self) -> list[RoundRecord]:
+        """The rounds as typed records (a snapshot: changes go through `update_round`)."""
+        return [RoundRecord.model_validate(r) for r in self.rounds]
 
     def current(self) -> dict[str, Any] | None:
         """The last round record, if any."""
@@ -97,27 +178,6 @@ class Ledger:
     def canonical(self) -> dict[str, Any]:
         """The ledger without timings, timestamps and versions: equal for equal runs, however interrupted."""
         return _strip(copy.deepcopy(self.data))
-
-
-def _shape_problem(data: Any) -> str | None:
-    """What is wrong with a parsed ledger's structure (None when every step can rely on it)."""
-    if not isinstance(data, dict):
-        return f"the top level is a JSON {type(data).__name__}, not an object"
-    if not isinstance(data.get("meta"), dict):
-        return "'meta' is missing or not an object"
-    rounds = data.get("rounds")
-    if not isinstance(rounds, list):
-        return "'rounds' is missing or not a list"
-    for i, record in enumerate(rounds):
-        if not isinstance(record, dict):
-            return f"rounds[{i}] is not an object"
-        if not isinstance(record.get("round"), int) or isinstance(record.get("round"), bool) or record["round"] < 1:
-            return f"rounds[{i}] has no round number >= 1"
-        if record.get("status") not in STEPS:
-            return f"rounds[{i}] has status {record.get('status')!r}, not one of {', '.join(STEPS)}"
-        if not isinstance(record.get("selected", []), list):
-            return f"rounds[{i}] 'selected' is not a list"
-    return None
 
 
 def _strip(obj: Any) -> Any:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from assft.campaign.config import CampaignConfig
 from assft.campaign.engine import evaluate_on_test, init_campaign, load_pool, run_campaign
@@ -24,6 +24,7 @@ from assft.errors import ConfigError
 from assft.utils.atomic import atomic_write_json
 from assft.utils.seeding import derive_seed
 
+BOUNDS_NAME = "bounds.json"  # OUT/{domain}/bounds.json: the budget-0 references and the upper bound
 GRID_VOLUME_CACHE = "_volumes"  # the grid's preprocessed volumes (assft.data.volume_cache), shared by its campaigns
 
 
@@ -73,6 +74,21 @@ class SimulationConfig(_Config):
         clash = sorted(set(self.arms) & set(self.strategies))
         if clash:
             raise ValueError(f"arm names {clash} are also strategies; campaigns would share a folder")
+        return self
+
+    @model_validator(mode="after")
+    def _cells_are_valid_campaigns(self) -> SimulationConfig:
+        # Every arm's merged query/fine-tuning settings are checked when the experiment is read, not hours later
+        # when its first campaign starts.
+        cells = {"": (self.query, self.finetune)}
+        cells.update({f"arms.{name}.": (deep_merge(self.query, arm.query), deep_merge(self.finetune, arm.finetune))
+                      for name, arm in self.arms.items()})
+        for prefix, (query, finetune) in cells.items():
+            try:
+                CampaignConfig(model=self.model, pool=self.data, query=query, finetune=finetune)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise ValueError(f"{prefix}{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
         return self
 
 
@@ -183,7 +199,7 @@ def compute_bounds(config: SimulationConfig, domain: str) -> dict[str, Any]:
     from assft.finetune.ssft import run_ssft
     from assft.models.checkpoint import load_checkpoint
 
-    path = Path(config.out) / domain / "bounds.json"
+    path = Path(config.out) / domain / BOUNDS_NAME
     if path.exists():
         return json.loads(path.read_text())
     start = time.perf_counter()

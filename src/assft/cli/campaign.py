@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from assft.cli.common import console
+from assft.campaign.config import CampaignConfig
+from assft.cli.common import console, default_of
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -22,25 +23,24 @@ def init(
     model: Path = typer.Option(..., "--model", help="Start checkpoint θ (assft .pt)."),
     pool: Path = typer.Option(..., "--pool", help="Folder of unlabeled target volumes (or a dataset)."),
     out: Path = typer.Option(..., "--out", help="Campaign directory to create."),
-    budget: str = typer.Option(None, "--budget", show_default="20%",
+    budget: str = typer.Option(None, "--budget", show_default=default_of(CampaignConfig, "budget"),
                                help="Total volumes to annotate: N or P% of the pool."),
-    rounds: int = typer.Option(None, "--rounds", min=1, show_default="3", help="Rounds to spread the budget over."),
-    strategy: str = typer.Option(None, "--strategy", show_default="assft",
+    rounds: int = typer.Option(None, "--rounds", min=1, show_default=default_of(CampaignConfig, "rounds"), help="Rounds to spread the budget over."),
+    strategy: str = typer.Option(None, "--strategy", show_default=default_of(CampaignConfig, "strategy"),
                                  help="Query strategy (see `assft query --help`)."),
     pretrained: Path = typer.Option(None, "--pretrained", help="θ0 for KD when it differs from --model."),
     test: Path = typer.Option(None, "--test", help="Labeled target test set to evaluate every round on."),
     config_file: Path = typer.Option(None, "--config", help="YAML with campaign.yaml fields (query, finetune, "
                                      "budget, rounds, ...); options given on the command line override it."),
-    seed: int = typer.Option(None, "--seed", show_default="0", help="Seed of every random choice of the campaign."),
+    seed: int = typer.Option(None, "--seed", show_default=default_of(CampaignConfig, "seed"), help="Seed of every random choice of the campaign."),
     adapt: str = typer.Option(None, "--adapt", show_default="none",
                               help="Round 0 before any label: adabn (BatchNorm statistics from the pool) or tent."),
-    volume_cache: bool = typer.Option(None, "--volume-cache/--no-volume-cache", show_default="on",
+    volume_cache: bool = typer.Option(None, "--volume-cache/--no-volume-cache", show_default=default_of(CampaignConfig, "cache_volumes"),
                                       help="Keep a memory-mapped preprocessed copy of each pool/test volume in "
                                            "OUT/volumes (disk: about the pool's size in float32) so later rounds "
                                            "do not re-read and re-normalise the files."),
 ) -> None:
     """Create a campaign directory with a validated campaign.yaml and an empty ledger."""
-    from assft.campaign.config import CampaignConfig
     from assft.campaign.engine import init_campaign
     from assft.cli.common import check_output_dir
     from assft.config import parse_config, read_yaml

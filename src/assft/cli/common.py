@@ -12,6 +12,26 @@ console = Console(stderr=False)
 err_console = Console(stderr=True)
 
 
+def default_of(model: type, dotted: str) -> str:
+    """A config field's default as help text shows it (e.g. `default_of(FinetuneConfig, "train.lr")` -> "0.0005").
+
+    Defaults live in the pydantic config classes only; help texts read them from there instead of repeating them.
+    """
+    value: Any = model
+    for part in dotted.split("."):
+        if isinstance(value, type):
+            value = value.model_fields[part].get_default(call_default_factory=True)
+        else:
+            value = getattr(value, part)
+    if isinstance(value, tuple | list):
+        return ",".join(str(v) for v in value)
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def parse_triple(text: str | None, option: str = "size") -> tuple[int, int, int] | None:
     """'40,56,40' -> (40, 56, 40); one number means a cube; sizes must be positive."""
     if text is None:

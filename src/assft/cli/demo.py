@@ -25,7 +25,7 @@ def demo(
 
     Progress goes to stderr: rich on a terminal, one timestamped line per step otherwise (at least every 30 s).
     """
-    from assft.campaign.demo import run_demo
+    from assft.demo import run_demo
     from assft.cli.common import check_output_dir
 
     check_output_dir(out)

@@ -7,7 +7,10 @@ from typing import Any
 
 import typer
 
-from assft.cli.common import console, parse_triple
+from assft.cli.common import console, default_of, parse_triple
+from assft.finetune.config import FinetuneConfig
+
+F = FinetuneConfig  # help texts read the defaults from it
 
 
 def register(app: typer.Typer) -> None:
@@ -30,29 +33,40 @@ def finetune(
     config: Path = typer.Option(None, "--config", exists=True, dir_okay=False,
                                 help="FinetuneConfig YAML/JSON; options given here override it."),
     ssft: bool = typer.Option(None, "--ssft/--no-ssft", help="Pseudo-label stages on (default) or off."),
-    reliability: str = typer.Option(None, "--reliability", help="both | confidence | distance | all | none."),
-    qc: float = typer.Option(None, "--qc", help="Quantile level of the confidence threshold (default 0.5)."),
-    qd: float = typer.Option(None, "--qd", help="Quantile level of the distance threshold (default 0.5)."),
+    reliability: str = typer.Option(None, "--reliability", help="both | confidence | distance | all | none "
+                                                         f"(default {default_of(F, 'pseudo.reliability')})."),
+    qc: float = typer.Option(None, "--qc", help="Quantile level of the confidence threshold "
+                                                 f"(default {default_of(F, 'pseudo.qc')})."),
+    qd: float = typer.Option(None, "--qd", help="Quantile level of the distance threshold "
+                                                 f"(default {default_of(F, 'pseudo.qd')})."),
     mask_threshold: float = typer.Option(None, "--mask-threshold",
-                                         help="Ignore pseudo-label voxels with max probability below this (off)."),
+                                         help="Ignore pseudo-label voxels with max probability below this "
+                                              f"(none: keep every voxel; default "
+                                              f"{default_of(F, 'pseudo.mask_threshold')})."),
     restart_from_pretrained: bool = typer.Option(None, "--restart-from-pretrained/--no-restart-from-pretrained",
-                                                 help="Start stage 3 from the input weights (default: stage-1 weights)."),
-    steps: int = typer.Option(None, "--steps", min=1, help="Stage-1 steps (labeled only; default 300)."),
+                                                 help="Start stage 3 from the input weights instead of the stage-1 "
+                                                      f"weights (default {default_of(F, 'restart_from_pretrained')})."),
+    steps: int = typer.Option(None, "--steps", min=1, help="Stage-1 steps (labeled only; "
+                                                            f"default {default_of(F, 'train.steps')})."),
     ssft_steps: int = typer.Option(None, "--ssft-steps", min=0,
-                                   help="Stage-3 steps (labeled + pseudo; default 300; 0 skips stage 3)."),
-    lr: float = typer.Option(None, "--lr", help="AdamW learning rate (default 5e-4)."),
-    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Patches per step (default 4)."),
-    patch: str = typer.Option(None, "--patch", help="Patch size D,H,W (default 40,56,40)."),
+                                   help="Stage-3 steps (labeled + pseudo; "
+                                   f"default {default_of(F, 'ssft_steps')}; 0 skips stage 3)."),
+    lr: float = typer.Option(None, "--lr", help=f"AdamW learning rate (default {default_of(F, 'train.lr')})."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Patches per step "
+                                                                  f"(default {default_of(F, 'train.batch_size')})."),
+    patch: str = typer.Option(None, "--patch", help=f"Patch size D,H,W (default {default_of(F, 'train.patch_size')})."),
     roi: str = typer.Option(None, "--roi", help="Sliding-window size D,H,W for stage 2 (default: the patch)."),
-    seed: int = typer.Option(None, "--seed", help="The run's seed (default 0)."),
+    seed: int = typer.Option(None, "--seed", help=f"The run's seed (default {default_of(F, 'seed')})."),
     true_dice: bool = typer.Option(None, "--true-dice/--no-true-dice",
-                                   help="Score pseudo-labels against the pool's labels when present (default on)."),
+                                   help="Score pseudo-labels against the pool's labels when present "
+                                        f"(default {default_of(F, 'record_true_dice')})."),
     save_pseudo_labels: bool = typer.Option(False, "--save-pseudo-labels/--no-save-pseudo-labels",
                                             help="Write pseudo_labels/ID.nii.gz for the selected cases."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Load what fits from --model."),
 ) -> None:
     """Fine-tune a checkpoint on labeled volumes, then on reliable pseudo-labels of the unlabeled ones (SSFT)."""
     from assft.cli.common import check_output_dir, load_data
+    from assft.data.splits import read_case_ids
     from assft.errors import ConfigError
 
     if (labeled is None) == (labeled_ids is None):
@@ -97,19 +111,14 @@ def build_config(config_file: Path | None, *, ssft: bool | None, reliability: st
                  patch: str | None, roi: str | None, seed: int | None, true_dice: bool | None):  # -> FinetuneConfig
     """FinetuneConfig from an optional file plus the options that were given."""
     from assft.config import load_config, parse_config
-    from assft.errors import ConfigError
-    from assft.finetune.config import FinetuneConfig
 
     base = load_config(config_file, FinetuneConfig) if config_file else FinetuneConfig()
     raw: dict[str, Any] = base.model_dump(mode="json")
-    if ssft is False:
-        if reliability not in (None, "none"):
-            raise ConfigError(f"--no-ssft contradicts --reliability {reliability}.", fix="drop one of them")
-        reliability = "none"
-    elif ssft is True and reliability == "none":
-        raise ConfigError("--ssft contradicts --reliability none.", fix="drop one of them")
-    elif ssft is True and raw["pseudo"]["reliability"] == "none" and reliability is None:
-        reliability = "both"
+    if ssft is not None:
+        # The switch overrides the file's reliability; FinetuneConfig reconciles it with a --reliability given here.
+        raw["ssft"] = ssft
+        if reliability is None:
+            raw["pseudo"].pop("reliability")
     pseudo = {"reliability": reliability, "qc": qc, "qd": qd}
     raw["pseudo"].update({k: v for k, v in pseudo.items() if v is not None})
     if mask_threshold is not None:
@@ -122,17 +131,6 @@ def build_config(config_file: Path | None, *, ssft: bool | None, reliability: st
     if roi is not None:
         raw["inference"] = {**(raw.get("inference") or {}), "roi_size": parse_triple(roi, "--roi")}
     return parse_config(raw, FinetuneConfig, source=config_file)
-
-
-def read_case_ids(path: Path) -> list[str]:
-    """Case ids from a text file: one per line; blank lines and '#' comments are skipped."""
-    from assft.errors import ConfigError
-
-    ids = [line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    ids = [i for i in ids if i]
-    if not ids:
-        raise ConfigError("no case ids in the file.", path=path, fix="write one case id per line")
-    return ids
 
 
 def _print_summary(result: Any, cfg: Any, out: Path) -> None:

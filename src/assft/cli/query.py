@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from assft.cli.common import check_output_dir, check_output_file, console, parse_triple
+from assft.cli.common import check_output_dir, check_output_file, console, default_of, parse_triple
+from assft.query.config import QueryConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +23,7 @@ def query(
     budget: str = typer.Option(..., "--budget", help="Volumes to pick: N, or P% of the candidate pool."),
     out: Path = typer.Option(..., "--out", help="Folder for selection.csv and selection.json."),
     strategy: str = typer.Option(None, "--strategy", help="Registered strategy, see `assft list-strategies` "
-                                                          "(default assft)."),
+                                                          f"(default {default_of(QueryConfig, 'strategy')})."),
     pretrained: Path = typer.Option(None, "--pretrained", exists=True, dir_okay=False,
                                     help="Frozen pre-trained θ0 for KD when it differs from --model."),
     labeled: Path = typer.Option(None, "--labeled", exists=True, file_okay=False,
@@ -33,25 +34,32 @@ def query(
     config: Path = typer.Option(None, "--config", exists=True, dir_okay=False,
                                 help="QueryConfig YAML/JSON (every option, e.g. sampling, power_beta, kd_guard, "
                                      "clasp_reduce); the options below override it."),
-    alpha: float = typer.Option(None, "--alpha", help="Q = alpha*norm(DKD) + (1-alpha)*norm(ASD) (default 0.5)."),
-    dkd_combine: str = typer.Option(None, "--dkd-combine", help="product or sum (default product)."),
-    asd_threshold: str = typer.Option(None, "--asd-threshold", help="otsu or fixed (default otsu)."),
-    asd_fixed_threshold: float = typer.Option(None, "--asd-fixed-threshold", help="tau for 'fixed' (default 0.5)."),
-    asd_reduce: str = typer.Option(None, "--asd-reduce", help="class_balanced or mean (default class_balanced)."),
-    cold_start: str = typer.Option(None, "--cold-start", help="auto, always or never (default auto)."),
-    kd_source: str = typer.Option(None, "--kd-source", help="auto, running_stats or fingerprint (default auto)."),
+    alpha: float = typer.Option(None, "--alpha", help="Q = alpha*norm(DKD) + (1-alpha)*norm(ASD) "
+                                                        f"(default {default_of(QueryConfig, 'alpha')})."),
+    dkd_combine: str = typer.Option(None, "--dkd-combine", help=f"product or sum (default {default_of(QueryConfig, 'dkd_combine')})."),
+    asd_threshold: str = typer.Option(None, "--asd-threshold", help=f"otsu or fixed (default {default_of(QueryConfig, 'asd_threshold')})."),
+    asd_fixed_threshold: float = typer.Option(None, "--asd-fixed-threshold", help="tau for 'fixed' "
+                                             f"(default {default_of(QueryConfig, 'asd_fixed_threshold')})."),
+    asd_reduce: str = typer.Option(None, "--asd-reduce", help="class_balanced or mean "
+                                    f"(default {default_of(QueryConfig, 'asd_reduce')})."),
+    cold_start: str = typer.Option(None, "--cold-start", help="auto, always or never "
+                                    f"(default {default_of(QueryConfig, 'cold_start')})."),
+    kd_source: str = typer.Option(None, "--kd-source", help="auto, running_stats or fingerprint "
+                                   f"(default {default_of(QueryConfig, 'kd_source')})."),
     fingerprint_file: Path = typer.Option(None, "--fingerprint", exists=True, dir_okay=False,
                                           help="Source fingerprint (from `assft fingerprint`) for KD."),
-    embedding_source: str = typer.Option(None, "--embedding-source", help="current or pretrained (default current)."),
-    mc_samples: int = typer.Option(None, "--mc-samples", min=1, help="BALD MC-dropout samples T (default 10)."),
+    embedding_source: str = typer.Option(None, "--embedding-source", help="current or pretrained "
+                                          f"(default {default_of(QueryConfig, 'embedding_source')})."),
+    mc_samples: int = typer.Option(None, "--mc-samples", min=1, help="BALD MC-dropout samples T "
+                                   f"(default {default_of(QueryConfig, 'mc_samples')})."),
     roi: str = typer.Option(None, "--roi", help="Sliding-window size D,H,W (default: the training patch)."),
 ) -> None:
     """Choose the volumes to annotate next; writes selection.csv/json and prints the picks with a rationale."""
     from rich.table import Table
 
     from assft.config import InferenceConfig, load_config, parse_config
-    from assft.query.api import read_case_ids, run_query
-    from assft.query.config import QueryConfig
+    from assft.data.splits import read_case_ids
+    from assft.query.api import run_query
 
     check_output_dir(out)
     base = load_config(config, QueryConfig).model_dump() if config else {}
@@ -63,7 +71,7 @@ def query(
     query_config = parse_config(base, QueryConfig)
     inference = InferenceConfig(roi_size=parse_triple(roi, "--roi")) if roi else None
     result = run_query(model, pool, query_config, pretrained=pretrained, labeled=labeled,  # type: ignore[arg-type]
-                       labeled_ids=read_case_ids(labeled_ids) if labeled_ids else (), seed=seed,
+                       labeled_ids=read_case_ids(labeled_ids, allow_empty=True) if labeled_ids else (), seed=seed,
                        inference=inference, fingerprint=fingerprint_file, out_dir=out)
     table = Table(title=f"{result.selection.strategy}: {len(result.selected)} of {len(result.summaries)} volumes "
                         f"(seed {seed})")
@@ -103,8 +111,7 @@ def fingerprint(
         check_output_file(attach_to, "--attach-to")
     roi_size = parse_triple(roi, "--roi")
     net, ckpt, _ = build_from_checkpoint(model, allow_partial=True)
-    patch = (ckpt.metadata.get("train_config") or {}).get("patch_size")
-    inference = InferenceConfig(roi_size=roi_size or (tuple(patch) if patch else InferenceConfig().roi_size))
+    inference = InferenceConfig(roi_size=roi_size or ckpt.training_patch)
     cases = load_data(images, limit=limit).cases
     fp = compute_fingerprint(net, cases, ckpt.preprocess, inference, model_config=ckpt.model_config)
     n_cases = len(cases)

@@ -46,7 +46,7 @@ def train(
     preprocess = parse_config({"normalization": normalization}, PreprocessConfig)
     train_set = load_data(data, split, subset, limit)
     val_set = load_data(data, split, val_subset, val_limit) if val_subset else None
-    from assft.finetune.supervised import train_supervised
+    from assft.pretrain.supervised import train_supervised
     from assft.models.zoo import MODELS
 
     MODELS.get(model)  # an unknown --model: did-you-mean error before the volumes are read
@@ -84,7 +84,7 @@ def predict(
     check_not_inputs(out, [p for c in cases for p in (*c.image_paths, c.label_path)])
     from assft.inference.predict import predict_to_folder
 
-    inference = InferenceConfig(roi_size=roi_size or _training_patch(ckpt))
+    inference = InferenceConfig(roi_size=roi_size or ckpt.training_patch)
     written = predict_to_folder(net, cases, ckpt.preprocess, inference, out, save_probs=probs)
     console.print(f"wrote {len(written)} label maps to {out}")
 
@@ -108,20 +108,16 @@ def evaluate(
     check_output_dir(out)
     roi_size = parse_triple(roi, "--roi")
     spec = load_data(data, split, subset, limit)
-    from assft.evaluation import evaluate_checkpoint, evaluate_predictions, write_evaluation
+    from assft.inference.evaluate import evaluate_checkpoint
+    from assft.metrics.evaluation import evaluate_predictions, write_evaluation
     from assft.models.checkpoint import load_checkpoint
 
     if model is not None:
         ckpt = load_checkpoint(model)
-        rows = evaluate_checkpoint(model, spec, InferenceConfig(roi_size=roi_size or _training_patch(ckpt)))
+        rows = evaluate_checkpoint(model, spec, InferenceConfig(roi_size=roi_size or ckpt.training_patch))
     else:
         rows = evaluate_predictions(pred, spec)
     summary = write_evaluation(rows, out, {"model": str(model) if model else None, "data": str(data)})
     md = summary["mean_dice"]
     console.print(f"{summary['n_cases']} cases: mean Dice {md['mean']:.3f} ± {md['std']:.3f}, "
                   f"HD95 {summary['mean_hd95']['mean']:.2f} mm, NSD {summary['mean_nsd']['mean']:.3f}; wrote {out}")
-
-
-def _training_patch(ckpt) -> tuple[int, int, int]:
-    patch = (ckpt.metadata.get("train_config") or {}).get("patch_size")
-    return tuple(patch) if patch else (40, 56, 40)  # type: ignore[return-value]

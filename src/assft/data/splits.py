@@ -54,6 +54,23 @@ def save_split(path: str | Path, splits: dict[str, list[str]], *, seed: int, fra
     return atomic_write_json(path, {"dataset": str(dataset), "seed": seed, "fractions": fractions, "splits": splits})
 
 
+def read_case_ids(path: str | Path, *, allow_empty: bool = False) -> list[str]:
+    """Case ids from a text file, one per line; blank lines and '#' comments are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("case-id file not found.", path=path, fix="write one case id per line")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read the case-id file ({exc.__class__.__name__}).", path=path,
+                        fix="write one case id per line in a UTF-8 text file") from exc
+    ids = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    ids = [i for i in ids if i]
+    if not ids and not allow_empty:
+        raise DataError("no case ids in the file.", path=path, fix="write one case id per line")
+    return ids
+
+
 def load_split(path: str | Path) -> dict[str, list[str]]:
     """Read a split JSON -> {subset name: case ids}."""
     raw = load_json(path)

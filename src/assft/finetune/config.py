@@ -88,6 +88,28 @@ class FinetuneConfig(_Config):
     record_true_dice: bool = True
     seed: int = 0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _ssft_switch(cls, data: object) -> object:
+        # `ssft: true|false` (the CLI's --ssft/--no-ssft) is a switch stored as pseudo.reliability: false means
+        # "none"; true keeps the given reliability (default "both") and must not meet "none".
+        if not isinstance(data, dict) or "ssft" not in data:
+            return data
+        data = dict(data)
+        switch = data.pop("ssft")
+        if switch is None:
+            return data
+        pseudo = dict(data.get("pseudo") or {})
+        given = pseudo.get("reliability")
+        if not switch and given not in (None, "none"):
+            raise ValueError(f"ssft: false (--no-ssft) contradicts pseudo.reliability {given!r}; drop one of them")
+        if switch and given == "none":
+            raise ValueError("ssft: true (--ssft) contradicts pseudo.reliability 'none'; drop one of them")
+        if not switch:
+            pseudo["reliability"] = "none"
+        data["pseudo"] = pseudo
+        return data
+
     @field_validator("train", mode="before")
     @classmethod
     def _finetune_lr(cls, v: object) -> object:

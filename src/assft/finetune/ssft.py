@@ -146,7 +146,7 @@ def run_ssft(
         ConfigError: no class map, or sizes the network cannot take.
         CheckpointError: the weights do not fit the network.
     """
-    from assft.finetune.supervised import check_sizes
+    from assft.models.zoo import check_sizes
 
     config = config or FinetuneConfig()
     t_start = time.perf_counter()

@@ -26,7 +26,7 @@ from assft.data.preprocess import LoadedCase
 from assft.finetune.losses import SegmentationLoss
 from assft.models.zoo import resolve_device
 from assft.utils.progress import progress
-from assft.utils.seeding import derive_seed
+from assft.utils.seeding import derive_seed, isolated_rng
 from assft.utils.threads import tick
 
 
@@ -103,6 +103,7 @@ def evaluate_dice(model: nn.Module, cases: Sequence[LoadedCase], num_classes: in
     return float(np.mean(scores)) if scores else float("nan")
 
 
+@isolated_rng
 def fit(
     model: nn.Module,
     labeled: Sequence[LoadedCase],

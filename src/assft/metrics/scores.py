@@ -170,19 +170,37 @@ def compute_knowledge_divergence(target: Mapping[str, Moments], source: Mapping[
 def compute_bald(mc_probs: torch.Tensor) -> torch.Tensor:
     """BALD mutual information in nats: H(mean_t p_t) - mean_t H(p_t). mc_probs (T, C, ...) -> (...) >= 0."""
     p = mc_probs.float()
-    mean = p.mean(0)
-    h_mean = -torch.special.xlogy(mean, mean).sum(0)
-    mean_h = -torch.special.xlogy(p, p).sum(1).mean(0)
-    return (h_mean - mean_h).clamp_min(0.0)
+    return compute_bald_from_means(p.mean(0), -torch.special.xlogy(p, p).sum(1).mean(0), class_dim=0)
 
 
-def compute_cosine_distances(embeddings: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Min over reference rows of 1 - cos: embeddings (n, d), reference (m, d), m >= 1 -> (n,) float64."""
-    a = np.asarray(embeddings, dtype=np.float64)
-    b = np.asarray(reference, dtype=np.float64)
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return np.clip(1.0 - (a @ b.T).max(axis=1), 0.0, 2.0)
+def compute_bald_from_means(mean_probs: torch.Tensor, mean_entropy: torch.Tensor, class_dim: int = 0) -> torch.Tensor:
+    """BALD from running means over T samples: H(mean p) - mean H(p), >= 0; the class axis of mean_probs is reduced.
+
+    The streaming form: the pass keeps only the two means, never the T samples (assft.query.predictors).
+    """
+    h_mean = -torch.special.xlogy(mean_probs, mean_probs).sum(class_dim, keepdim=mean_entropy.dim() == mean_probs.dim())
+    return (h_mean - mean_entropy).clamp_min(0.0)
+
+
+def unit_rows(embeddings: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """Rows scaled to unit L2 norm (an all-zero row stays zero), C-contiguous `dtype` (n, d)."""
+    z = np.ascontiguousarray(embeddings, dtype=dtype)
+    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+
+
+def compute_cosine_distances(embeddings: np.ndarray, reference: np.ndarray, *, dtype: type = np.float64,
+                             unit: bool = False, chunk: int = 1024) -> np.ndarray:
+    """Min over reference rows of 1 - cos: embeddings (n, d), reference (m, d), m >= 1 -> (n,) float64.
+
+    dtype: the matmul's precision (the query's greedy loop uses float32 on large pools); unit: the embeddings are
+    unit rows already; chunk: reference rows per matmul, so memory stays (n, chunk).
+    """
+    a = np.asarray(embeddings, dtype=dtype) if unit else unit_rows(embeddings, dtype)
+    b = unit_rows(reference, dtype)
+    best = np.full(a.shape[0], -np.inf, dtype=np.float64)
+    for start in range(0, b.shape[0], chunk):
+        best = np.maximum(best, (a @ b[start:start + chunk].T).max(axis=1))
+    return np.clip(1.0 - best, 0.0, 2.0)
 
 
 def compute_diversity(embedding: np.ndarray, reference: np.ndarray) -> float:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from assft.config import ModelConfig, PreprocessConfig
+from assft.config import InferenceConfig, ModelConfig, PreprocessConfig
 from assft.errors import CheckpointError
 from assft.models.zoo import build_model, head_keys
 from assft.utils.atomic import atomic_torch_save
@@ -30,6 +30,15 @@ class Checkpoint:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     metadata: dict[str, Any] = field(default_factory=dict)
     fingerprint: dict[str, dict[str, list[float]]] | None = None  # norm layer -> {"mean": [...], "var": [...]}
+
+    @property
+    def training_patch(self) -> tuple[int, int, int]:
+        """The patch the weights were trained on (D, H, W): every sliding window defaults to it.
+
+        Checkpoints without a training record (imported weights) fall back to InferenceConfig's default window.
+        """
+        patch = (self.metadata.get("train_config") or {}).get("patch_size")
+        return tuple(int(p) for p in patch) if patch else InferenceConfig().roi_size  # type: ignore[return-value]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of tensors and builtins (loadable with weights_only=True)."""

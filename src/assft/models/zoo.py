@@ -134,6 +134,15 @@ def size_divisor(config: ModelConfig) -> int:
     return int(spec.divisor({**spec.defaults, **config.params}))
 
 
+def check_sizes(model_config: ModelConfig, *sizes: tuple[int, int, int]) -> None:
+    """Patch and roi sizes must be multiples of the network's size divisor."""
+    div = size_divisor(model_config)
+    for size in sizes:
+        if any(s % div for s in size):
+            raise ConfigError(f"size {tuple(size)} is not a multiple of {div}, which {model_config.name!r} needs.",
+                              fix=f"round each of patch_size/roi_size to a multiple of {div}")
+
+
 def norm_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Every normalisation layer by qualified name, in forward-definition order."""
     return {name: m for name, m in model.named_modules() if isinstance(m, NORM_TYPES)}

@@ -1,4 +1,5 @@
-"""Pre-training: self-supervised pretext training, source fingerprints, import of public weights."""
+"""Pre-training, i.e. making θ0: supervised source training, self-supervised pretext training, source fingerprints,
+import of public weights."""
 
 from assft.pretrain.config import PretrainConfig
 from assft.pretrain.fingerprint import (
@@ -19,6 +20,7 @@ from assft.pretrain.pretext import (
 )
 from assft.pretrain.pretraining import PretrainOutput, pretrain_ssl
 from assft.pretrain.state import load_resume_state, resume_path
+from assft.pretrain.supervised import TrainOutput, train_supervised
 from assft.pretrain.trainer import PretextResult, fit_pretext
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "PretextResult",
     "PretrainConfig",
     "PretrainOutput",
+    "TrainOutput",
     "compute_fingerprint",
     "compute_inpainting_loss",
     "compute_masked_input",
@@ -45,4 +48,5 @@ __all__ = [
     "read_weight_file",
     "resume_path",
     "save_fingerprint",
+    "train_supervised",
 ]

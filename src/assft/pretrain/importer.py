@@ -20,7 +20,7 @@ from assft.models.checkpoint import (
 )
 from assft.models.zoo import build_model
 from assft.pretrain.formats import IMPORT_FORMATS, StateDict, detect_format
-from assft.utils.seeding import derive_seed
+from assft.utils.seeding import derive_seed, isolated_rng
 
 CONTAINER_KEYS = ("state_dict", "net", "model", "network_weights", "student")
 # Every key of this sub-network must come from the file, or the file is not what --format says.
@@ -79,6 +79,7 @@ def _find_state_dict(raw: object) -> StateDict | None:
     return None
 
 
+@isolated_rng
 def import_weights(
     format: str,
     weights: str | Path,

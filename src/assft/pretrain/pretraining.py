@@ -19,7 +19,7 @@ from assft.pretrain.config import PretrainConfig
 from assft.pretrain.fingerprint import FINGERPRINT_FILE, compute_fingerprint, save_fingerprint
 from assft.pretrain.state import check_resumable, load_resume_state, resume_path
 from assft.pretrain.trainer import fit_pretext
-from assft.utils.seeding import derive_seed
+from assft.utils.seeding import derive_seed, isolated_rng
 
 SSL_LABELS: dict[int, str] = {0: "background"}  # an ssl-only checkpoint segments nothing yet
 
@@ -60,6 +60,7 @@ def ssl_model_config(model_config: ModelConfig | None) -> ModelConfig:
     return config.model_copy(update={"out_channels": config.in_channels})
 
 
+@isolated_rng
 def pretrain_ssl(
     data: DatasetSpec,
     out: str | Path,
@@ -92,7 +93,7 @@ def pretrain_ssl(
         ConfigError: sizes not divisible by the network's divisor, or resuming a different run.
     """
     from assft.data.preprocess import load_case
-    from assft.finetune.supervised import check_sizes
+    from assft.models.zoo import check_sizes
     from assft.utils.progress import progress
 
     start = time.perf_counter()

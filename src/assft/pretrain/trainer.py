@@ -26,7 +26,7 @@ from assft.pretrain.pretext import (
     make_cube_mask,
 )
 from assft.pretrain.state import ResumeState, save_resume_state
-from assft.utils.seeding import derive_seed
+from assft.utils.seeding import derive_seed, isolated_rng
 
 
 @dataclass
@@ -66,6 +66,7 @@ def probe_bottleneck_dim(model: nn.Module, tap: BottleneckTap, in_channels: int,
     return int(tap.pooled().shape[1])
 
 
+@isolated_rng
 def fit_pretext(
     model: nn.Module,
     model_config: ModelConfig,

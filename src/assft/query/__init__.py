@@ -1,6 +1,7 @@
 """Query: one streaming pass per volume -> CaseSummary; pure scores; registered strategies; greedy selection."""
 
-from assft.query.api import QueryResult, read_case_ids, run_query, save_query_result
+from assft.data.splits import read_case_ids  # one reader of id files; re-exported for the query API
+from assft.query.api import QueryResult, run_query, save_query_result
 from assft.query.clustering import compute_typicality, k_center_greedy, kmeans_pp_select, typiclust_select
 from assft.query.config import Need, QueryConfig, parse_budget, resolve_budget
 from assft.models.source_stats import (

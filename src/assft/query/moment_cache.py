@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -16,7 +18,9 @@ import torch
 from assft.config import InferenceConfig
 from assft.utils.atomic import atomic_write_json
 
-__all__ = ["load_moment_cache", "moment_cache_key", "save_moment_cache"]
+__all__ = ["load_moment_cache", "moment_cache_key", "open_moment_cache", "save_moment_cache"]
+
+Moments = dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]]  # case id -> {layer: (mean (C,), var (C,))}
 
 
 def moment_cache_key(checkpoint_path: str | Path, preprocess: dict, inference: InferenceConfig) -> str:
@@ -48,3 +52,19 @@ def save_moment_cache(path: str | Path, key: str, moments: dict[str, dict]) -> P
                    for layer, (m, v) in layers.items()}
             for case, layers in sorted(moments.items())}
     return atomic_write_json(Path(path), {"key": key, "moments": data})
+
+
+@contextmanager
+def open_moment_cache(path: str | Path | None, key: str | None) -> Iterator[Moments | None]:
+    """The cached moments to read and extend while scoring; written back on a clean exit when volumes were added.
+
+    `path` or `key` None: no cache (yields None). An exception inside the block leaves the file as it was.
+    """
+    if path is None or key is None:
+        yield None
+        return
+    moments = load_moment_cache(path, key)
+    known = len(moments)
+    yield moments
+    if len(moments) > known:
+        save_moment_cache(path, key, moments)

@@ -17,6 +17,7 @@ from torch import nn
 from assft.config import ModelConfig
 from assft.errors import ConfigError
 from assft.inference.reducers import ChannelMoments, PooledEmbedding, Routing, hooked_embedding, hooked_moments
+from assft.metrics.scores import compute_bald_from_means
 from assft.models.hooks import enable_mc_dropout
 from assft.models.zoo import head_keys
 
@@ -130,14 +131,14 @@ class WindowPredictor:
         try:
             for _ in range(self.mc_samples):
                 p = torch.softmax(self.model(window).float(), dim=1)
-                h = -torch.special.xlogy(p, p).sum(1, keepdim=True)
+                h = -torch.special.xlogy(p, p).sum(1, keepdim=True)  # nats, as BALD is defined
                 mean_p = p / self.mc_samples if mean_p is None else mean_p + p / self.mc_samples
                 mean_h = h / self.mc_samples if mean_h is None else mean_h + h / self.mc_samples
         finally:
             self.model.eval()
         if mean_p is None or mean_h is None:
             raise ConfigError("BALD needs at least one MC sample.", fix="set mc_samples >= 2")
-        return (-torch.special.xlogy(mean_p, mean_p).sum(1, keepdim=True) - mean_h).clamp_min(0.0)
+        return compute_bald_from_means(mean_p, mean_h, class_dim=1)
 
     def grad_embedding(self) -> torch.Tensor:
         """BADGE embedding averaged over windows: (C * F,) float32."""

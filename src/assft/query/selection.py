@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from assft.errors import BudgetError, ConfigError
+from assft.metrics.scores import compute_cosine_distances, unit_rows
 from assft.query.power import compute_power_scores
 
 
@@ -115,18 +116,8 @@ def power_top_k(scores: Mapping[str, float], budget: int, rng: np.random.Generat
 
 
 def normalised_embeddings(embeddings: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm, float32 C-contiguous (n, d)."""
-    z = np.ascontiguousarray(embeddings, dtype=np.float32)
-    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-
-
-def min_cosine_distance(z: np.ndarray, reference: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """min over reference rows of 1 - cos, for unit rows z (n, d) and reference (m, d) -> (n,) float64; chunked."""
-    ref = normalised_embeddings(reference)
-    best = np.full(z.shape[0], -np.inf, dtype=np.float64)
-    for start in range(0, ref.shape[0], chunk):
-        best = np.maximum(best, (z @ ref[start:start + chunk].T).max(axis=1))
-    return np.clip(1.0 - best, 0.0, 2.0)
+    """Rows scaled to unit L2 norm, float32 C-contiguous (n, d): the greedy loop's working precision."""
+    return unit_rows(embeddings, np.float32)
 
 
 def greedy_diverse_top_k(
@@ -177,7 +168,7 @@ def greedy_diverse_top_k(
     z = normalised_embeddings(np.asarray(embeddings)[order])
     has_reference = reference is not None and len(reference) > 0
     if has_reference:
-        min_div = min_cosine_distance(z, np.asarray(reference))
+        min_div = compute_cosine_distances(z, np.asarray(reference), dtype=np.float32, unit=True)
     else:  # empty L and B: distance to the pool's mean embedding (first pick only)
         mean = normalised_embeddings(z.mean(axis=0, keepdims=True))[0]
         min_div = np.clip(1.0 - (z @ mean).astype(np.float64), 0.0, 2.0)

@@ -56,8 +56,15 @@ def finetune_signature(run: RunData, *, ignore_ssft: bool = False) -> str:
 
 
 def _query_signature(run: RunData) -> str:
-    return json.dumps({"strategy": run.config.get("strategy"), "query": run.config.get("query") or {}},
-                      sort_keys=True)
+    from assft.query.config import QueryConfig
+
+    # campaign.yaml holds every query field (older ones only the overrides): compare the resolved settings.
+    raw = {k: v for k, v in (run.config.get("query") or {}).items() if k not in ("strategy", "budget")}
+    try:
+        query = QueryConfig.model_validate(raw).model_dump(mode="json", exclude={"strategy", "budget"})
+    except ValueError:  # a ledger from another version: compare the raw settings
+        query = raw
+    return json.dumps({"strategy": run.config.get("strategy"), "query": query}, sort_keys=True)
 
 
 def _arms(runset: RunSet) -> dict[str, RunData]:

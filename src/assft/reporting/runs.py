@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assft.errors import DataError
+from assft.campaign.config import CONFIG_NAME
+from assft.campaign.ledger import LEDGER_NAME, RoundRecord, read_ledger
+from assft.campaign.simulate import BOUNDS_NAME
+from assft.errors import CampaignError, DataError
 
 __all__ = ["DEFAULT_DOMAIN", "RunData", "RunSet", "load_runs"]
 
 DEFAULT_DOMAIN = "default"
-LEDGER_NAME = "ledger.json"
-CONFIG_NAME = "campaign.yaml"
-BOUNDS_NAME = "bounds.json"
 
 
 @dataclass(frozen=True)
@@ -36,18 +36,18 @@ class RunData:
     budget_total: int | None
     rounds_planned: int | None
     baseline: dict[str, Any] | None  # meta.baseline_metrics (the budget-0 point), or None
-    rounds: tuple[dict[str, Any], ...]  # evaluated rounds with metrics, in round order
+    rounds: tuple[RoundRecord, ...]  # evaluated rounds with metrics, in round order
     config: dict[str, Any] = field(default_factory=dict)  # campaign.yaml (strategy, query, finetune, ...)
 
     @property
     def steps_per_round(self) -> list[int | None]:
         """Optimizer steps each evaluated round spent (None for ledgers older than the compute record)."""
-        return [(r.get("compute") or {}).get("optimizer_steps") for r in self.rounds]
+        return [(r.compute or {}).get("optimizer_steps") for r in self.rounds]
 
     @property
     def patches_per_round(self) -> list[int | None]:
         """Training patches each evaluated round saw (pseudo-labeled ones included)."""
-        return [(r.get("compute") or {}).get("patches") for r in self.rounds]
+        return [(r.compute or {}).get("patches") for r in self.rounds]
 
     @property
     def complete(self) -> bool:
@@ -58,17 +58,17 @@ class RunData:
     def budgets(self) -> list[float]:
         """Labeled volumes at each curve point: 0 (when a baseline exists), then labeled_total per round."""
         head = [0.0] if self.baseline is not None else []
-        return head + [float(r["labeled_total"]) for r in self.rounds]
+        return head + [float(r.labeled_total or 0) for r in self.rounds]  # evaluated rounds always have one
 
     def curve(self, metric: str = "mean_dice") -> list[float]:
         """The metric at each point of `budgets` (NaN where a round lacks it)."""
-        points = ([self.baseline] if self.baseline is not None else []) + [r["metrics"] for r in self.rounds]
+        points = ([self.baseline] if self.baseline is not None else []) + [r.metrics for r in self.rounds]
         return [_number(p.get(metric)) for p in points]
 
     @property
     def final(self) -> dict[str, Any] | None:
         """Metrics of the last evaluated round."""
-        return self.rounds[-1]["metrics"] if self.rounds else None
+        return self.rounds[-1].metrics if self.rounds else None
 
 
 @dataclass
@@ -133,16 +133,17 @@ def _domain_dir(folder: Path, root: Path) -> Path | None:
 
 def _read_run(ledger_path: Path, root: Path) -> RunData | str:
     """A RunData, or the reason the ledger is skipped."""
-    data = _read_json(ledger_path)
-    if not isinstance(data, dict) or not isinstance(data.get("rounds"), list):
-        return f"{ledger_path}: not an assft ledger (no 'rounds' list)"
+    try:
+        ledger = read_ledger(ledger_path)
+    except CampaignError as exc:
+        return f"{ledger_path}: not an assft ledger ({exc.message})"
     folder = ledger_path.parent
-    meta = data.get("meta") or {}
+    meta = ledger.meta
     config = _campaign_yaml(folder)
     # A named arm (a strategy with other query/fine-tuning settings) is reported under its own name.
-    strategy = (meta.get("arm") or config.get("arm") or meta.get("strategy") or config.get("strategy")
+    strategy = (meta.arm or config.get("arm") or meta.strategy or config.get("strategy")
                 or (folder.parent.name if folder != root else None))
-    seed = meta.get("seed", config.get("seed"))
+    seed = meta.seed if meta.seed is not None else config.get("seed")
     if seed is None and folder.name.startswith("seed") and folder.name[4:].isdigit():
         seed = int(folder.name[4:])
     if not strategy:
@@ -150,16 +151,14 @@ def _read_run(ledger_path: Path, root: Path) -> RunData | str:
     domain_dir = _domain_dir(folder, root)
     domain = DEFAULT_DOMAIN if domain_dir is None else (domain_dir.name or DEFAULT_DOMAIN)
     rounds = []
-    for record in sorted(data["rounds"], key=lambda r: r.get("round", 0)):
-        if record.get("status") == "evaluated" and isinstance(record.get("metrics"), dict):
-            if record.get("labeled_total") is None:
-                return f"{ledger_path}: round {record.get('round')} is evaluated but has no labeled_total"
+    for record in sorted(ledger.rounds, key=lambda r: r.round):
+        if record.status == "evaluated" and record.metrics is not None:
+            if record.labeled_total is None:
+                return f"{ledger_path}: round {record.round} is evaluated but has no labeled_total"
             rounds.append(record)
-    baseline = meta.get("baseline_metrics")
     return RunData(domain=domain, strategy=str(strategy), seed=int(seed or 0), path=folder,
-                   pool_size=meta.get("pool_size"), budget_total=meta.get("budget_total"),
-                   rounds_planned=meta.get("rounds"), baseline=baseline if isinstance(baseline, dict) else None,
-                   rounds=tuple(rounds), config=config)
+                   pool_size=meta.pool_size, budget_total=meta.budget_total, rounds_planned=meta.rounds,
+                   baseline=meta.baseline_metrics, rounds=tuple(rounds), config=config)
 
 
 def read_bounds(raw: Any) -> dict[str, dict[str, Any] | None]:

@@ -95,9 +95,9 @@ def pseudo_label_rows(runset: RunSet) -> dict[tuple[str, str], dict[int, list[di
     out: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = {}
     for run in runset.runs:
         for record in run.rounds:
-            rows = [p for p in record.get("pseudo_labels") or [] if p.get("true_dice") is not None]
+            rows = [p for p in record.pseudo_labels if p.get("true_dice") is not None]
             if rows:
-                out.setdefault((run.domain, run.strategy), {}).setdefault(int(record["round"]), []).extend(rows)
+                out.setdefault((run.domain, run.strategy), {}).setdefault(record.round, []).extend(rows)
     return {key: dict(sorted(value.items())) for key, value in sorted(out.items())}
 
 
@@ -118,7 +118,7 @@ def _timings(runset: RunSet, strategies: list[str]) -> dict[str, dict[str, Any]]
         records = [r for run in runset.runs if run.strategy == strategy for r in run.rounds]
         row: dict[str, Any] = {"n_rounds": len(records)}
         for key in TIMING_KEYS:
-            row[key] = compute_stats((r.get("timings") or {}).get(key) for r in records)["mean"]
+            row[key] = compute_stats(r.timings.get(key) for r in records)["mean"]
         out[strategy] = row
     return out
 
@@ -139,7 +139,7 @@ def first_round_change(run: RunData) -> float | None:
     """Round-1 mean Dice minus the start model's (budget-0) mean Dice; None without a baseline or a round."""
     if not run.rounds or not run.baseline or run.baseline.get("mean_dice") is None:
         return None
-    value = run.rounds[0]["metrics"].get("mean_dice")
+    value = (run.rounds[0].metrics or {}).get("mean_dice")
     return None if value is None else float(value) - float(run.baseline["mean_dice"])
 
 
@@ -180,7 +180,7 @@ def summarize_runs(runset: RunSet, *, early_fraction: float = 0.25) -> dict[str,
             if any(c is not None for c in changes):
                 out["first_round"].setdefault(domain, {})[strategy] = compute_stats(changes)
             out["final"].setdefault(domain, {})[strategy] = {
-                "budget": compute_stats(float(r.rounds[-1]["labeled_total"]) for r in runs),
+                "budget": compute_stats(float(r.rounds[-1].labeled_total or 0) for r in runs),
                 **{key: compute_stats(_final_metric(r, key) for r in runs) for key in FINAL_KEYS}}
             gaps = [_gap(r, runset.bounds.get(domain), early_fraction) for r in runs]
             if any(g[0] is not None for g in gaps):

@@ -37,7 +37,7 @@ class ASSFTStrategy(Strategy):
                               fix="use cold_start 'auto' (Q = DKD until a head exists) or a supervised checkpoint")
         return mode == "always" or (mode == "auto" and not has_head)
 
-    def resolve_needs(self, has_head: bool) -> frozenset[Need]:
+    def resolve_needs_without_check(self, has_head: bool) -> frozenset[Need]:
         """Drop PROBS at cold start (nothing probability-based is computed then)."""
         if self.cold_start(has_head):
             return self.requires - {Need.PROBS}

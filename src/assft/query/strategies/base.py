@@ -18,7 +18,6 @@ from assft.query.selection import Ranked, power_top_k, top_k
 from assft.query.summaries import CaseSummary
 from assft.registry import Registry
 
-HEADLESS_STRATEGIES = "assft (cold start: Q = DKD), dkd, kd, coreset, typiclust, random"
 
 
 @dataclass
@@ -85,14 +84,19 @@ class Strategy:
             return top_k(scores, budget, rng)
         return power_top_k(scores, budget, rng, beta, self.config.power_eps)
 
+    def resolve_needs_without_check(self, has_head: bool) -> frozenset[Need]:
+        """What the scorer must compute for this strategy given the model (subclasses adapt it, e.g. a cold start)."""
+        return self.requires
+
     def resolve_needs(self, has_head: bool) -> frozenset[Need]:
         """What the scorer must compute for this strategy; a probability need on an SSL-only model is an error."""
-        if not has_head and self.requires & PROB_NEEDS:
+        needs = self.resolve_needs_without_check(has_head)
+        if not has_head and needs & PROB_NEEDS:
             raise ConfigError(f"strategy {self.name!r} needs class probabilities, but the model is SSL-only "
                               "(no segmentation head for the target classes).",
-                              fix=f"use a strategy that works without a head ({HEADLESS_STRATEGIES}), or fine-tune "
-                                  "a head on the first labels")
-        return self.requires
+                              fix=f"use a strategy that works without a head ({', '.join(headless_strategies())}), "
+                                  "or fine-tune a head on the first labels")
+        return needs
 
     def select(self, pool: Sequence[CaseSummary], context: SelectionContext, budget: int,
                rng: np.random.Generator) -> Selection:
@@ -160,6 +164,7 @@ def stack_field(pool: Sequence[CaseSummary], name: str) -> np.ndarray:
     return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
 
 
-def rank_of(ranked: Ranked) -> dict[str, int]:
-    """case_id -> 1-based rank."""
-    return {case_id: i + 1 for i, case_id in enumerate(ranked.ranking)}
+def headless_strategies() -> list[str]:
+    """Registered strategies that run on an SSL-only model: no probability need once a head is missing."""
+    return [name for name in STRATEGIES.names()
+            if not STRATEGIES.get(name)().resolve_needs_without_check(has_head=False) & PROB_NEEDS]

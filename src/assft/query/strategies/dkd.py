@@ -131,9 +131,9 @@ class KDStrategy(Strategy):
     requires = frozenset({Need.NORM_STATS})
     score_based = True
 
-    def resolve_needs(self, has_head: bool) -> frozenset[Need]:
+    def resolve_needs_without_check(self, has_head: bool) -> frozenset[Need]:
         """Add the embedding when a KD option needs the pool's typicality."""
-        needs = super().resolve_needs(has_head)
+        needs = super().resolve_needs_without_check(has_head)
         return needs | {Need.EMBEDDING} if needs_typicality(self.config) else needs
 
     def select(self, pool: Sequence[CaseSummary], context: SelectionContext, budget: int,

@@ -10,12 +10,12 @@ from assft.config import InferenceConfig, ModelConfig, PreprocessConfig, TrainCo
 from assft.data.cases import DatasetSpec
 from assft.data.checks import check_dataset, check_label_values
 from assft.data.preprocess import load_case
-from assft.errors import ConfigError, DataError
+from assft.errors import DataError
 from assft.finetune.trainer import FitResult, fit
 from assft.models.checkpoint import Checkpoint, build_from_checkpoint, make_checkpoint, save_checkpoint
-from assft.models.zoo import build_model, size_divisor
+from assft.models.zoo import build_model, check_sizes
 from assft.utils.atomic import atomic_write_json
-from assft.utils.seeding import seed_everything
+from assft.utils.seeding import isolated_rng, seed_everything
 
 
 @dataclass
@@ -29,15 +29,7 @@ class TrainOutput:
     seconds: float
 
 
-def check_sizes(model_config: ModelConfig, *sizes: tuple[int, int, int]) -> None:
-    """Patch and roi sizes must be multiples of the network's size divisor."""
-    div = size_divisor(model_config)
-    for size in sizes:
-        if any(s % div for s in size):
-            raise ConfigError(f"size {tuple(size)} is not a multiple of {div}, which {model_config.name!r} needs.",
-                              fix=f"round each of patch_size/roi_size to a multiple of {div}")
-
-
+@isolated_rng
 def train_supervised(
     train: DatasetSpec,
     out_dir: str | Path,

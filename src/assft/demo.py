@@ -84,7 +84,7 @@ def run_demo(out: str | Path = "assft_demo", *, data: str | Path | None = None, 
 def _run_demo(out: Path, data: str | Path | None, seed: int, source_steps: int | None, round_steps: int | None,
               domain: str, phase: Any, announce: Any) -> dict[str, Any]:
     from assft.campaign.simulate import compute_bounds
-    from assft.finetune.supervised import train_supervised
+    from assft.pretrain.supervised import train_supervised
     from assft.reporting import write_report
 
     start = time.perf_counter()

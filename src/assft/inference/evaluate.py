@@ -1,0 +1,59 @@
+"""Evaluate a checkpoint on a labeled set: predict each volume (batched pass) and score it with `assft.metrics`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assft.config import InferenceConfig
+from assft.data.cases import DatasetSpec
+from assft.data.io import read_volume
+from assft.data.preprocess import restore_shape, spacing_of
+from assft.errors import DataError
+from assft.metrics.evaluation import score_case
+
+__all__ = ["evaluate_checkpoint"]
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: DatasetSpec, inference: InferenceConfig | None = None,
+                        *, show_progress: bool | None = None) -> list[dict[str, Any]]:
+    """Predict each labeled case with the checkpoint and score it -> per-case metric dicts."""
+    import torch
+
+    from assft.inference.batched import iter_probs
+    from assft.inference.predict import iter_loaded, prepare_model
+    from assft.models.checkpoint import build_from_checkpoint
+    from assft.utils.progress import progress
+
+    model, ckpt, _ = build_from_checkpoint(checkpoint)
+    if ckpt.kind == "ssl-only":
+        raise DataError("this checkpoint is ssl-only (no segmentation head) and cannot be evaluated.", path=checkpoint,
+                        fix="fine-tune it first with `assft finetune` or `assft train --init`")
+    _check_labels_match(ckpt.labels, data)
+    inference = inference or InferenceConfig()
+    model = prepare_model(model, inference)
+    rows = []
+    cases = data.cases
+    volumes = progress(iter_loaded(cases, ckpt.preprocess, with_label=True), "Evaluating", total=len(cases),
+                      enabled=show_progress)
+    with torch.inference_mode():  # several volumes per forward call where they fit one window (inference.batched)
+        for loaded, probs in iter_probs(model, volumes, inference):
+            if loaded.label is None:
+                raise DataError(f"case {loaded.case_id} has no label.", path=data.root, fix="evaluate on a labeled set")
+            pred = restore_shape(probs, loaded.original_shape).argmax(0).numpy()
+            rows.append(score_case(loaded.case_id, pred, _original_label(data, loaded.case_id), ckpt.labels,
+                               spacing_of(loaded.affine)))
+    return rows
+
+
+def _original_label(data: DatasetSpec, case_id: str) -> np.ndarray:
+    label, _ = read_volume(data.get(case_id).label_path, dtype=np.int64)  # type: ignore[arg-type]
+    return label
+
+
+def _check_labels_match(model_labels: dict[int, str], data: DatasetSpec) -> None:
+    if data.labels and set(data.labels) != set(model_labels):
+        raise DataError(f"model classes {sorted(model_labels)} differ from the dataset's {sorted(data.labels)}.",
+                        path=data.root / "dataset.json", fix="evaluate on a dataset with the model's label map")

@@ -1,0 +1,122 @@
+"""What one query returns and writes: `QueryResult` (selection, per-volume summaries, provenance) and its files.
+
+selection.csv: one row per candidate in rank order (case_id, rank, selected, Q, DKD, KD, Div, ASD, then the
+strategy's other columns and every scalar of the pass); selection.json: config, seed, budget, picks with their
+rationale, provenance, versions and timings.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assft.config import InferenceConfig, config_hash
+from assft.query.config import QueryConfig
+from assft.query.strategies import Selection
+from assft.query.summaries import CaseSummary
+from assft.utils.provenance import versions
+
+__all__ = ["FIXED_COLUMNS", "QueryResult", "save_query_result"]
+
+FIXED_COLUMNS = ("case_id", "rank", "selected", "Q", "DKD", "KD", "Div", "ASD")
+
+
+@dataclass
+class QueryResult:
+    """The outcome of one query: the selection, per-case summaries and everything needed to reproduce it."""
+
+    selection: Selection
+    summaries: list[CaseSummary]
+    config: QueryConfig
+    budget: int
+    seed: int
+    inference: InferenceConfig
+    labeled_ids: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    round_index: int | None = None  # 1-based campaign round (None: a one-off query)
+    total_rounds: int | None = None
+
+    @property
+    def selected(self) -> list[str]:
+        """Chosen case ids in pick order."""
+        return list(self.selection.selected)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per candidate in rank order: case_id, rank, selected, Q, DKD, KD, Div, ASD, then other columns."""
+        by_id = {s.case_id: s for s in self.summaries}
+        chosen = set(self.selection.selected)
+        extra = [c for c in self.selection.columns if c not in FIXED_COLUMNS]
+        scalar_names = sorted({k for s in self.summaries for k in s.scalars()} - {"kd", "asd"})
+        rows = []
+        for rank, case_id in enumerate(self.selection.ranking, start=1):
+            scalars = by_id[case_id].scalars() if case_id in by_id else {}
+            row: dict[str, Any] = {"case_id": case_id, "rank": rank, "selected": case_id in chosen}
+            row["Q"] = self.selection.columns.get("Q", {}).get(case_id)
+            row["DKD"] = self.selection.columns.get("DKD", {}).get(case_id)
+            row["KD"] = scalars.get("kd")
+            row["Div"] = self.selection.columns.get("Div", {}).get(case_id)
+            row["ASD"] = scalars.get("asd")
+            for col in extra:
+                row[col] = self.selection.columns[col].get(case_id)
+            for name in scalar_names:
+                row[name] = scalars.get(name)
+            rows.append(row)
+        return rows
+
+    def to_csv(self) -> str:
+        """selection.csv text (empty cells where a score was not computed)."""
+        rows = self.rows()
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else list(FIXED_COLUMNS),
+                                lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+        return buffer.getvalue()
+
+    def to_json(self) -> dict[str, Any]:
+        """selection.json content: config, seed, budget, selection with rationale, versions, timings."""
+        return {
+            "strategy": self.selection.strategy,
+            "config": self.config.model_dump(mode="json"),
+            "config_hash": config_hash(self.config),
+            "inference": self.inference.model_dump(mode="json"),
+            "seed": self.seed,
+            "round_index": self.round_index,
+            "total_rounds": self.total_rounds,
+            "budget": self.budget,
+            "pool_size": len(self.summaries),
+            "labeled_ids": self.labeled_ids,
+            "selected": [{"case_id": c, "rank": i + 1, "rationale": self.selection.rationale.get(c, "")}
+                         for i, c in enumerate(self.selection.selected)],
+            "notes": self.selection.notes,
+            "provenance": self.provenance,
+            "versions": versions(),
+            "timings": self.timings,
+        }
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+
+def save_query_result(result: QueryResult, out_dir: str | Path) -> tuple[Path, Path]:
+    """Atomically write selection.csv and selection.json into `out_dir`."""
+    from assft.utils.atomic import atomic_write_json, atomic_write_text
+
+    out_dir = Path(out_dir)
+    csv_path = atomic_write_text(out_dir / "selection.csv", result.to_csv())
+    json_path = atomic_write_json(out_dir / "selection.json", result.to_json())
+    return csv_path, json_path
