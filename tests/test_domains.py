@@ -183,8 +183,9 @@ def test_apply_domain_to_dataset(tmp_path, domain: str) -> None:
         assert prov["cases"][cid] == describe_case(domain, cid, 5)
 
 
-def test_apply_domain_to_dataset_missing_json(tmp_path) -> None:
-    with pytest.raises(DataError, match="MSD"):
+def test_apply_domain_to_dataset_of_an_empty_folder(tmp_path) -> None:
+    # read through assft.data like every command: a folder without dataset.json is a folder of images
+    with pytest.raises(DataError, match="no cases found"):
         apply_domain_to_dataset(tmp_path, tmp_path / "out", "bias", seed=0)
     with pytest.raises(UnknownNameError):
         apply_domain_to_dataset(tmp_path, tmp_path / "out", "bais", seed=0)
@@ -194,7 +195,7 @@ def test_apply_domain_to_dataset_missing_json(tmp_path) -> None:
 
 
 def test_multisite_sites_are_fixed_per_site_and_distinct() -> None:
-    from assft.domains.shifts import MIXED_SUBDOMAINS, multisite_sites
+    from assft.domains.plans import MIXED_SUBDOMAINS, multisite_sites
 
     sites = multisite_sites(0)
     assert sites == multisite_sites(0)  # a pure function of the seed
@@ -213,7 +214,7 @@ def test_multisite_sites_are_fixed_per_site_and_distinct() -> None:
 
 
 def test_multisite_shares_follow_the_plan() -> None:
-    from assft.domains.shifts import MULTISITE_SHARES
+    from assft.domains.plans import MULTISITE_SHARES
 
     n = 4000
     counts = np.bincount([describe_case("multisite", f"id{i}", 3)["site"] for i in range(n)], minlength=5) / n
@@ -222,7 +223,7 @@ def test_multisite_shares_follow_the_plan() -> None:
 
 
 def test_multisite_noise_is_per_volume_but_deterministic() -> None:
-    from assft.domains.shifts import multisite_sites
+    from assft.domains.plans import multisite_sites
 
     sites = multisite_sites(0)
     lowfield_site = next(s for s, (kind, _, _) in sites.items() if kind == "lowfield")
@@ -232,3 +233,12 @@ def test_multisite_noise_is_per_volume_but_deterministic() -> None:
     a, b = (apply_shift(image, "multisite", case_id=c, seed=0) for c in same)
     assert not np.array_equal(a, b)  # two volumes of one site: same blur and noise level, different noise draws
     assert np.array_equal(a, apply_shift(image, "multisite", case_id=same[0], seed=0))
+
+
+def test_every_registered_domain_has_a_default_severity_and_unknown_names_get_a_suggestion() -> None:
+    from assft.domains.plans import resolve_severity
+    from assft.errors import UnknownNameError
+
+    assert set(DOMAINS.names()) == set(DEFAULT_SEVERITY)
+    with pytest.raises(UnknownNameError, match="Did you mean 'bias'"):
+        resolve_severity("biass", None)

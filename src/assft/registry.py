@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from assft.errors import UnknownNameError
 
 T = TypeVar("T")
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> UnknownNameError:
+    """The error for a name not among `known`, with the closest one suggested."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return UnknownNameError(f"unknown {kind} {name!r}.{hint} Known: {', '.join(known)}.",
+                            fix=f"pass one of the known {kind} names")
 
 
 class Registry(Generic[T]):
@@ -33,12 +42,7 @@ class Registry(Generic[T]):
         """Return the object registered as `name` or raise UnknownNameError with suggestions."""
         if name in self._items:
             return self._items[name]
-        close = difflib.get_close_matches(name, list(self._items), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownNameError(
-            f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(sorted(self._items))}.",
-            fix=f"pass one of the known {self.kind} names",
-        )
+        raise unknown_name(self.kind, name, self._items)
 
     def names(self) -> list[str]:
         """Registered names, sorted."""

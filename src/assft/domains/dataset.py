@@ -1,0 +1,65 @@
+"""Write a shifted copy of a dataset: every image through its domain's plan, labels copied unchanged, and the
+sampled plan of every case (shift type, severity, coefficients, site) in dataset.json's `assft_provenance`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from assft.data.io import load_json, read_volume, write_volume
+from assft.data.layout import load_dataset
+from assft.domains.plans import plan_case, resolve_severity
+from assft.domains.shifts import apply_shift
+from assft.errors import ConfigError, DataError
+from assft.utils.atomic import atomic_write_json
+
+__all__ = ["apply_domain_to_dataset"]
+
+# nnU-Net v2's dataset.json keys; the copy is written in the MSD layout, so they are translated, not copied
+_NNUNET_KEYS = ("channel_names", "file_ending", "labels", "overwrite_image_reader_writer")
+
+
+def apply_domain_to_dataset(
+    in_dir: str | Path, out_dir: str | Path, domain: str, seed: int, severity: float | None = None
+) -> Path:
+    """Write dataset `in_dir` (MSD, nnU-Net v2 or a folder of images) shifted into `domain` to `out_dir` in the MSD
+    layout (labels copied unchanged); returns out_dir. Cases are read through `assft.data` (same path rules)."""
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    sev = resolve_severity(domain, severity)
+    if out_dir.resolve() == in_dir.resolve():
+        raise ConfigError("out_dir is the input dataset folder.", path=out_dir, fix="choose a new output folder")
+    spec = load_dataset(in_dir)
+    training, cases = [], {}
+    for case in spec.cases:
+        if len(case.image_paths) != 1:
+            raise DataError(f"case {case.case_id} has {len(case.image_paths)} channels; domains shift one.",
+                            path=case.image_path, fix="shift a single-channel dataset")
+        image, affine = read_volume(case.image_path)
+        shifted = apply_shift(image, domain, case_id=case.case_id, seed=seed, severity=sev)
+        write_volume(out_dir / "imagesTr" / f"{case.case_id}.nii.gz", shifted, affine)
+        entry = {"image": f"./imagesTr/{case.case_id}.nii.gz"}
+        if case.label_path is not None:
+            (out_dir / "labelsTr").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(case.label_path, out_dir / "labelsTr" / case.label_path.name)
+            entry["label"] = f"./labelsTr/{case.label_path.name}"
+        training.append(entry)
+        cases[case.case_id] = plan_case(domain, case.case_id, seed, sev)[0].to_dict()  # what apply_shift applied
+    meta = _msd_meta(spec, in_dir)
+    meta.update(name=f"{meta.get('name', in_dir.name)}_{domain}", numTraining=len(training), numTest=0,
+                training=training, test=[],
+                assft_provenance={"domain": domain, "seed": seed, "severity": sev, "source": str(in_dir),
+                                  "cases": cases})
+    atomic_write_json(out_dir / "dataset.json", meta)  # written last: its presence marks a complete copy
+    return out_dir
+
+
+def _msd_meta(spec: Any, in_dir: Path) -> dict[str, Any]:
+    """The input's dataset.json fields worth keeping (name, licence, reference, ...) in the MSD form."""
+    raw = load_json(in_dir / "dataset.json") if (in_dir / "dataset.json").is_file() else {}
+    meta = {k: v for k, v in raw.items() if k not in ("training", "test", "numTraining", "numTest")}
+    if spec.layout != "msd":
+        meta = {k: v for k, v in meta.items() if k not in _NNUNET_KEYS}
+        meta["labels"] = {str(i): name for i, name in sorted(spec.labels.items())}
+        meta.setdefault("modality", {"0": spec.modality})
+    return meta
