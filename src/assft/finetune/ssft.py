@@ -23,7 +23,7 @@ from assft.data.preprocess import LoadedCase, load_case
 from assft.errors import CheckpointError, ConfigError, DataError
 from assft.finetune.config import FinetuneConfig
 from assft.finetune.pseudo_labels import PseudoLabelStats, ReliableSet, mark_selected, select_reliable
-from assft.finetune.trainer import fit
+from assft.finetune.trainer import FitResult, fit
 from assft.models.checkpoint import Checkpoint, KeyReport, load_checkpoint, load_weights, make_checkpoint
 from assft.models.zoo import build_model, head_keys
 from assft.utils.seeding import derive_seed
@@ -171,14 +171,9 @@ def run_ssft(
     stage1_steps, stage3_steps = config.stage_steps()
     t = time.perf_counter()
     labeled_loaded = tuple(_load_labeled(c, ckpt, labels) for c in labeled_cases)  # L: built once, never extended
-    stage1_config = config.train.model_copy(update={"seed": derive_seed(config.seed, "stage1"),
-                                                    "steps": stage1_steps})
-    stage1 = fit(net, labeled_loaded, stage1_config, num_classes)
-    net.load_state_dict(stage1.last_state)
-    if config.bn_stats == "pool":
-        _pool_statistics(net, labeled_loaded, pool, ckpt, config)
+    stage1 = _train_stage(net, labeled_loaded, (), pool, ckpt, config, "stage1", stage1_steps, num_classes)
     # the stage-1 model as it predicts (BatchNorm statistics included when they were re-estimated on the pool)
-    stage1_state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
+    stage1_state = _cpu_state(net)
     timings["stage1"] = time.perf_counter() - t
 
     table: list[PseudoLabelStats] = []
@@ -199,33 +194,50 @@ def run_ssft(
         t = time.perf_counter()
         if config.restart_from_pretrained:
             net.load_state_dict(theta0)
-        stage3_config = config.train.model_copy(update={"steps": stage3_steps,
-                                                        "seed": derive_seed(config.seed, "stage3")})
-        ramp = config.ramp_fraction
-        stage3 = fit(net, labeled_loaded, stage3_config, num_classes, pseudo=pseudo_loaded,
-                     pseudo_weight=lambda step: pseudo_weight_ramp(step - 1, stage3_steps, ramp))
-        net.load_state_dict(stage3.last_state)
-        if config.bn_stats == "pool":
-            _pool_statistics(net, labeled_loaded, pool, ckpt, config)
-        stage3_history = stage3.history
+        stage3_history = _train_stage(net, labeled_loaded, pseudo_loaded, pool, ckpt, config, "stage3",
+                                      stage3_steps, num_classes).history
         timings["stage3"] = time.perf_counter() - t
         if not pseudo_loaded:
             logger.info("the reliable set is empty: stage 3 trained on the labeled set alone")
 
-    batch = config.train.batch_size
-    pseudo_steps = sum(1 for r in stage3_history if "loss_pseudo" in r)
-    compute = {"stage1_steps": stage1_steps, "stage3_steps": stage3_steps if stage3_history else 0,
-               "optimizer_steps": stage1_steps + (stage3_steps if stage3_history else 0),
-               "patches": batch * (stage1_steps + len(stage3_history) + pseudo_steps),
-               "pseudo_labeled_cases": len(pseudo_loaded)}
-    final_state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
     timings["total"] = time.perf_counter() - t_start
-    result = SSFTResult(final_state, stage1_state, model_config, labels, head, report, labeled_ids, table,
-                        reliable, {"stage1": stage1.history, "stage3": stage3_history}, timings, compute=compute,
+    result = SSFTResult(_cpu_state(net), stage1_state, model_config, labels, head, report, labeled_ids, table,
+                        reliable, {"stage1": stage1.history, "stage3": stage3_history}, timings,
+                        compute=_compute_spent(config, stage1_steps, stage3_steps, stage3_history,
+                                               len(pseudo_loaded)),
                         pseudo_label_paths=pseudo_paths)
     if out_dir is not None:
         _write_outputs(result, net, ckpt, config, Path(out_dir), source, len(pool))
     return result
+
+
+def _train_stage(net: nn.Module, labeled: Sequence[LoadedCase], pseudo: Sequence[LoadedCase], pool: list[Case],
+                 ckpt: Checkpoint, config: FinetuneConfig, stage: str, steps: int, num_classes: int) -> FitResult:
+    """One training stage (stage 1: labeled only; stage 3: + pseudo-labels with the λ ramp), then its weights in
+    `net` and, with bn_stats "pool", BatchNorm statistics re-estimated on the labeled and pool volumes."""
+    stage_config = config.train.model_copy(update={"seed": derive_seed(config.seed, stage), "steps": steps})
+    ramp = config.ramp_fraction
+    weight = (lambda step: pseudo_weight_ramp(step - 1, steps, ramp)) if stage == "stage3" else None
+    result = fit(net, labeled, stage_config, num_classes, **({"pseudo": pseudo, "pseudo_weight": weight}
+                                                              if stage == "stage3" else {}))
+    net.load_state_dict(result.last_state)
+    if config.bn_stats == "pool":
+        _pool_statistics(net, labeled, pool, ckpt, config)
+    return result
+
+
+def _cpu_state(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
+
+
+def _compute_spent(config: FinetuneConfig, stage1_steps: int, stage3_steps: int, stage3_history: list[dict],
+                   n_pseudo: int) -> dict[str, int]:
+    """Optimizer steps and training patches the call spent (the ledger's compute record)."""
+    ran3 = stage3_steps if stage3_history else 0
+    pseudo_steps = sum(1 for r in stage3_history if "loss_pseudo" in r)
+    return {"stage1_steps": stage1_steps, "stage3_steps": ran3, "optimizer_steps": stage1_steps + ran3,
+            "patches": config.train.batch_size * (stage1_steps + len(stage3_history) + pseudo_steps),
+            "pseudo_labeled_cases": n_pseudo}
 
 
 def _check_labeled(labeled: DatasetSpec | Sequence[Case], labels: dict[int, str] | None,
