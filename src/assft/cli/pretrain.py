@@ -6,7 +6,11 @@ from pathlib import Path
 
 import typer
 
-from assft.cli.common import check_output_file, console, load_data, parse_triple
+from assft.cli.common import check_output_file, console, default_of, load_data, parse_triple
+from assft.config import ModelConfig, PreprocessConfig
+from assft.pretrain.config import PretrainConfig
+
+PC = PretrainConfig  # help texts read the defaults from it
 
 SPLIT_HELP = "Split JSON from `assft data split`."
 
@@ -20,37 +24,42 @@ def register(app: typer.Typer) -> None:
 def pretrain(
     images: Path = typer.Option(..., "--images", help="Unlabeled volumes: a dataset folder or a folder of images."),
     out: Path = typer.Option(..., "--out", help="Checkpoint to write (NAME.resume.pt and fingerprint.json beside it)."),
-    model: str = typer.Option("unet", "--model", help="Registered network (unet, segresnet, swinunetr, dynunet, ...)."),
+    model: str = typer.Option(None, "--model", show_default=default_of(ModelConfig, "name"),
+                              help="Registered network (unet, segresnet, swinunetr, dynunet, ...)."),
     split: Path = typer.Option(None, "--split", help=SPLIT_HELP),
     subset: str = typer.Option(None, "--subset", help="Split subset to pre-train on (e.g. source)."),
     limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N volumes."),
-    tasks: str = typer.Option("inpaint,rotation", help="Comma-separated pretext tasks (inpaint, rotation, contrastive)."),
-    steps: int = typer.Option(300, help="Optimizer steps."),
-    batch_size: int = typer.Option(4, help="Patches per step."),
-    patch: int = typer.Option(32, help="Cubic patch edge (a multiple of the network's divisor)."),
-    lr: float = typer.Option(1e-3, help="AdamW learning rate."),
-    mask_ratio: float = typer.Option(0.3, help="Fraction of each patch hidden by masked cubes."),
-    save_every: int = typer.Option(50, help="Steps between resume states."),
+    tasks: str = typer.Option(None, show_default=default_of(PC, "tasks"),
+                              help="Comma-separated pretext tasks (inpaint, rotation, contrastive)."),
+    steps: int = typer.Option(None, show_default=default_of(PC, "steps"), help="Optimizer steps."),
+    batch_size: int = typer.Option(None, show_default=default_of(PC, "batch_size"), help="Patches per step."),
+    patch: int = typer.Option(None, show_default=default_of(PC, "patch_size"),
+                              help="Cubic patch edge (a multiple of the network's divisor)."),
+    lr: float = typer.Option(None, show_default=default_of(PC, "lr"), help="AdamW learning rate."),
+    mask_ratio: float = typer.Option(None, show_default=default_of(PC, "mask_ratio"),
+                                     help="Fraction of each patch hidden by masked cubes."),
+    save_every: int = typer.Option(None, show_default=default_of(PC, "save_every"),
+                                   help="Steps between resume states."),
     fingerprint_cases: int = typer.Option(None, help="Volumes used for the source fingerprint (default: all)."),
     roi: str = typer.Option(None, "--roi", help="Sliding window D,H,W for the fingerprint pass."),
-    normalization: str = typer.Option("zscore", help="zscore or percentile."),
-    seed: int = typer.Option(0, help="Seed."),
+    normalization: str = typer.Option(None, show_default=default_of(PreprocessConfig, "normalization"),
+                                      help="zscore or percentile."),
+    seed: int = typer.Option(None, show_default=default_of(PC, "seed"), help="Seed."),
     resume: bool = typer.Option(False, "--resume/--no-resume", help="Continue from NAME.resume.pt if it exists."),
 ) -> None:
     """Self-supervised pre-training (masked inpainting + rotation) -> an ssl-only checkpoint with a fingerprint."""
-    from assft.config import InferenceConfig, ModelConfig, PreprocessConfig, parse_config
-    from assft.pretrain.config import PretrainConfig
+    from assft.config import InferenceConfig, parse_config
     from assft.pretrain.pretraining import default_roi, pretrain_ssl, ssl_model_config
 
     check_output_file(out)
-    config = parse_config({"tasks": [t.strip() for t in tasks.split(",") if t.strip()], "steps": steps,
-                           "batch_size": batch_size, "patch_size": patch, "lr": lr, "mask_ratio": mask_ratio,
-                           "save_every": save_every, "fingerprint_cases": fingerprint_cases, "seed": seed},
-                          PretrainConfig)
-    model_config = ModelConfig(name=model)
+    given = {"tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None,
+             "steps": steps, "batch_size": batch_size, "patch_size": patch, "lr": lr, "mask_ratio": mask_ratio,
+             "save_every": save_every, "fingerprint_cases": fingerprint_cases, "seed": seed}
+    config = parse_config({k: v for k, v in given.items() if v is not None}, PretrainConfig)
+    model_config = ModelConfig(**({"name": model} if model is not None else {}))
     inference = InferenceConfig(roi_size=default_roi(ssl_model_config(model_config), parse_triple(roi, "--roi")),
                                 channels_last=False)
-    preprocess = parse_config({"normalization": normalization}, PreprocessConfig)
+    preprocess = parse_config({"normalization": normalization} if normalization else {}, PreprocessConfig)
     data = load_data(images, split, subset, limit)
     result = pretrain_ssl(data, out, model_config=model_config, config=config,  # type: ignore[arg-type]
                           preprocess=preprocess, inference=inference, resume=resume)
