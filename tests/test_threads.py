@@ -66,3 +66,22 @@ def test_parse_threads_rejects(bad: str) -> None:
 def test_parse_threads_accepts() -> None:
     assert (th.parse_threads("auto"), th.parse_threads(None), th.parse_threads("3"), th.parse_threads(2)) == \
         (None, None, 3, 2)
+
+
+def test_a_configs_thread_count_holds_for_one_call_only() -> None:
+    import torch
+
+    from assft.utils import threads
+
+    torch.set_num_threads(2)
+    caller = threads.set_thread_policy(2)
+    with threads.threads_for_call(1):
+        threads.tick()
+        assert torch.get_num_threads() == 1 and threads.governor().fixed == 1
+    assert torch.get_num_threads() == 2 and threads.governor() is caller  # the caller's policy is back
+    with threads.threads_for_call(None):
+        assert threads.governor() is caller  # None: nothing changes
+    with pytest.raises(RuntimeError), threads.threads_for_call(1):
+        threads.tick()
+        raise RuntimeError("training failed")
+    assert torch.get_num_threads() == 2 and threads.governor() is caller

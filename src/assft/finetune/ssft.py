@@ -27,6 +27,7 @@ from assft.finetune.trainer import FitResult, fit
 from assft.models.checkpoint import Checkpoint, KeyReport, load_checkpoint, load_weights, make_checkpoint
 from assft.models.zoo import build_model, head_keys
 from assft.utils.seeding import derive_seed
+from assft.utils.threads import threads_for_call
 
 logger = logging.getLogger(__name__)
 
@@ -161,54 +162,53 @@ def run_ssft(
     (logger.warning if head.action == "replaced" else logger.info)(head.reason)
     inference = config.resolved_inference()
     check_sizes(model_config, config.train.patch_size, inference.roi_size)
-    if config.train.num_threads:
-        from assft.utils.threads import set_thread_policy
+    # a config's thread count holds for this call only; the caller's policy comes back
+    with threads_for_call(config.train.num_threads):
+        num_classes = model_config.out_channels
+        theta0 = _theta0(net, pretrained, labels, config, allow_partial)
 
-        set_thread_policy(config.train.num_threads)
-    num_classes = model_config.out_channels
-    theta0 = _theta0(net, pretrained, labels, config, allow_partial)
-
-    stage1_steps, stage3_steps = config.stage_steps()
-    t = time.perf_counter()
-    labeled_loaded = tuple(_load_labeled(c, ckpt, labels) for c in labeled_cases)  # L: built once, never extended
-    stage1 = _train_stage(net, labeled_loaded, (), pool, ckpt, config, "stage1", stage1_steps, num_classes)
-    # the stage-1 model as it predicts (BatchNorm statistics included when they were re-estimated on the pool)
-    stage1_state = _cpu_state(net)
-    timings["stage1"] = time.perf_counter() - t
-
-    table: list[PseudoLabelStats] = []
-    reliable = select_reliable([], config.pseudo.reliability)
-    pseudo_loaded: list[LoadedCase] = []
-    pseudo_paths: list[Path] = []
-    stage3_history: list[dict] = []
-    if config.ssft and pool:
-        pseudo_dir = Path(out_dir) / PSEUDO_DIR if out_dir is not None and save_pseudo_labels else None
-        table, reliable, pseudo_loaded, pseudo_paths = _stage2(
-            net, model_config, ckpt, labeled_loaded, pool, truth, labels, config, pseudo_dir, timings, show_progress)
-        if set(labeled_ids) & {p.case_id for p in pseudo_loaded}:  # structurally impossible; guard the invariant
-            raise DataError("a pseudo-labeled case is also labeled.", fix="report this as a bug")
-
-    if stage3_steps > 0:
-        # Stage 3 spends its steps even when R is empty (on L alone): an SSFT arm's compute never depends on how
-        # many pseudo-labels a round happened to keep, so arms of a benchmark stay compute-matched.
+        stage1_steps, stage3_steps = config.stage_steps()
         t = time.perf_counter()
-        if config.restart_from_pretrained:
-            net.load_state_dict(theta0)
-        stage3_history = _train_stage(net, labeled_loaded, pseudo_loaded, pool, ckpt, config, "stage3",
-                                      stage3_steps, num_classes).history
-        timings["stage3"] = time.perf_counter() - t
-        if not pseudo_loaded:
-            logger.info("the reliable set is empty: stage 3 trained on the labeled set alone")
+        labeled_loaded = tuple(_load_labeled(c, ckpt, labels) for c in labeled_cases)  # L: built once, never extended
+        stage1 = _train_stage(net, labeled_loaded, (), pool, ckpt, config, "stage1", stage1_steps, num_classes)
+        # the stage-1 model as it predicts (BatchNorm statistics included when they were re-estimated on the pool)
+        stage1_state = _cpu_state(net)
+        timings["stage1"] = time.perf_counter() - t
 
-    timings["total"] = time.perf_counter() - t_start
-    result = SSFTResult(_cpu_state(net), stage1_state, model_config, labels, head, report, labeled_ids, table,
-                        reliable, {"stage1": stage1.history, "stage3": stage3_history}, timings,
-                        compute=_compute_spent(config, stage1_steps, stage3_steps, stage3_history,
-                                               len(pseudo_loaded)),
-                        pseudo_label_paths=pseudo_paths)
-    if out_dir is not None:
-        _write_outputs(result, net, ckpt, config, Path(out_dir), source, len(pool))
-    return result
+        table: list[PseudoLabelStats] = []
+        reliable = select_reliable([], config.pseudo.reliability)
+        pseudo_loaded: list[LoadedCase] = []
+        pseudo_paths: list[Path] = []
+        stage3_history: list[dict] = []
+        if config.ssft and pool:
+            pseudo_dir = Path(out_dir) / PSEUDO_DIR if out_dir is not None and save_pseudo_labels else None
+            table, reliable, pseudo_loaded, pseudo_paths = _stage2(
+                net, model_config, ckpt, labeled_loaded, pool, truth, labels, config, pseudo_dir, timings,
+                show_progress)
+            if set(labeled_ids) & {p.case_id for p in pseudo_loaded}:  # structurally impossible; guard the invariant
+                raise DataError("a pseudo-labeled case is also labeled.", fix="report this as a bug")
+
+        if stage3_steps > 0:
+            # Stage 3 spends its steps even when R is empty (on L alone): an SSFT arm's compute never depends on how
+            # many pseudo-labels a round happened to keep, so arms of a benchmark stay compute-matched.
+            t = time.perf_counter()
+            if config.restart_from_pretrained:
+                net.load_state_dict(theta0)
+            stage3_history = _train_stage(net, labeled_loaded, pseudo_loaded, pool, ckpt, config, "stage3",
+                                          stage3_steps, num_classes).history
+            timings["stage3"] = time.perf_counter() - t
+            if not pseudo_loaded:
+                logger.info("the reliable set is empty: stage 3 trained on the labeled set alone")
+
+        timings["total"] = time.perf_counter() - t_start
+        result = SSFTResult(_cpu_state(net), stage1_state, model_config, labels, head, report, labeled_ids, table,
+                            reliable, {"stage1": stage1.history, "stage3": stage3_history}, timings,
+                            compute=_compute_spent(config, stage1_steps, stage3_steps, stage3_history,
+                                                   len(pseudo_loaded)),
+                            pseudo_label_paths=pseudo_paths)
+        if out_dir is not None:
+            _write_outputs(result, net, ckpt, config, Path(out_dir), source, len(pool))
+        return result
 
 
 def _train_stage(net: nn.Module, labeled: Sequence[LoadedCase], pseudo: Sequence[LoadedCase], pool: list[Case],

@@ -20,6 +20,7 @@ from assft.pretrain.fingerprint import FINGERPRINT_FILE, compute_fingerprint, sa
 from assft.pretrain.state import check_resumable, load_resume_state, resume_path
 from assft.pretrain.trainer import fit_pretext
 from assft.utils.seeding import derive_seed, isolated_rng
+from assft.utils.threads import threads_for_call
 
 SSL_LABELS: dict[int, str] = {0: "background"}  # an ssl-only checkpoint segments nothing yet
 
@@ -114,36 +115,35 @@ def pretrain_ssl(
                                   fix="pass --resume to continue that run, or delete the file to start over")
         state = load_resume_state(state_path)
         check_resumable(state, run_config, data.case_ids, state_path)
-    if config.num_threads:
-        from assft.utils.threads import set_thread_policy
-
-        set_thread_policy(config.num_threads)
-    torch.manual_seed(derive_seed(config.seed, "pretrain-model"))
-    model = build_model(model_config)
-    volumes = [load_case(c, preprocess, with_label=False).image
-               for c in progress(data.cases, "Loading", total=len(data.cases), enabled=show_progress)]
-    result = fit_pretext(model, model_config, volumes, config, resume=state, state_path=state_path,
-                         run_config=run_config, case_ids=data.case_ids, on_step=on_step, show_progress=show_progress)
-    del volumes
-    fp_cases = data.cases[: config.fingerprint_cases] if config.fingerprint_cases else data.cases
-    fingerprint = compute_fingerprint(model, fp_cases, preprocess, inference, model_config=model_config,
-                                      show_progress=show_progress)
-    seconds = time.perf_counter() - start
-    metadata = {
-        "pretrain_config": config.model_dump(mode="json"),
-        "source_dataset": str(data.root),
-        "source_cases": data.case_ids,
-        "fingerprint_cases": [c.case_id for c in fp_cases],
-        "final_losses": summarize_history(result.history),
-        "resumed_from_step": result.start_step,
-        "seconds": seconds,
-        "head": "reconstruction (out_channels = in_channels); replaced when fine-tuning",
-    }
-    ckpt = make_checkpoint(model.cpu(), model_config, SSL_LABELS, kind="ssl-only", preprocess=preprocess,
-                           metadata=metadata, fingerprint=fingerprint)
-    save_checkpoint(out, ckpt)
-    fp_path = save_fingerprint(out.parent / FINGERPRINT_FILE, fingerprint,
-                               {"checkpoint": out.name, "model_config": run_config["model"],
-                                "source_cases": metadata["fingerprint_cases"], "pooling": "voxel-count weighted"})
-    state_path.unlink(missing_ok=True)
-    return PretrainOutput(out, fp_path, result.history, result.start_step, seconds)
+    # a config's thread count holds for this call only; the caller's policy comes back
+    with threads_for_call(config.num_threads):
+        torch.manual_seed(derive_seed(config.seed, "pretrain-model"))
+        model = build_model(model_config)
+        volumes = [load_case(c, preprocess, with_label=False).image
+                   for c in progress(data.cases, "Loading", total=len(data.cases), enabled=show_progress)]
+        result = fit_pretext(model, model_config, volumes, config, resume=state, state_path=state_path,
+                             run_config=run_config, case_ids=data.case_ids, on_step=on_step,
+                             show_progress=show_progress)
+        del volumes
+        fp_cases = data.cases[: config.fingerprint_cases] if config.fingerprint_cases else data.cases
+        fingerprint = compute_fingerprint(model, fp_cases, preprocess, inference, model_config=model_config,
+                                          show_progress=show_progress)
+        seconds = time.perf_counter() - start
+        metadata = {
+            "pretrain_config": config.model_dump(mode="json"),
+            "source_dataset": str(data.root),
+            "source_cases": data.case_ids,
+            "fingerprint_cases": [c.case_id for c in fp_cases],
+            "final_losses": summarize_history(result.history),
+            "resumed_from_step": result.start_step,
+            "seconds": seconds,
+            "head": "reconstruction (out_channels = in_channels); replaced when fine-tuning",
+        }
+        ckpt = make_checkpoint(model.cpu(), model_config, SSL_LABELS, kind="ssl-only", preprocess=preprocess,
+                               metadata=metadata, fingerprint=fingerprint)
+        save_checkpoint(out, ckpt)
+        fp_path = save_fingerprint(out.parent / FINGERPRINT_FILE, fingerprint,
+                                   {"checkpoint": out.name, "model_config": run_config["model"],
+                                    "source_cases": metadata["fingerprint_cases"], "pooling": "voxel-count weighted"})
+        state_path.unlink(missing_ok=True)
+        return PretrainOutput(out, fp_path, result.history, result.start_step, seconds)

@@ -16,6 +16,7 @@ from assft.models.checkpoint import Checkpoint, build_from_checkpoint, make_chec
 from assft.models.zoo import build_model, check_sizes
 from assft.utils.atomic import atomic_write_json
 from assft.utils.seeding import isolated_rng, seed_everything
+from assft.utils.threads import threads_for_call
 
 
 @dataclass
@@ -61,28 +62,27 @@ def train_supervised(
         init_info = {"init_checkpoint": None}
     preprocess = preprocess or PreprocessConfig()
     check_sizes(model_config, train_config.patch_size)
-    if train_config.num_threads:
-        from assft.utils.threads import set_thread_policy
-
-        set_thread_policy(train_config.num_threads)
-    # load_case validates each label against its image (shape, affine, integer values); here the values against the
-    # label map, so no label is truncated or one-hot encoded out of range once training has started.
-    labeled = [load_case(c, preprocess) for c in train.cases]
-    val_cases = [load_case(c, preprocess) for c in val.cases] if val is not None else []
-    for case, loaded in zip([*train.cases, *(val.cases if val is not None else [])], [*labeled, *val_cases]):
-        if loaded.label is not None:
-            check_label_values(loaded.label, train.labels, case.label_path)
-    inference = InferenceConfig(roi_size=train_config.patch_size, device=train_config.device, channels_last=False)
-    result: FitResult = fit(model, labeled, train_config, num_classes, val=val_cases, inference=inference)
-    out_dir = Path(out_dir)
-    metadata = {"train_cases": train.case_ids, "val_cases": val.case_ids if val else [], "dataset": str(train.root),
-                "train_config": train_config.model_dump(mode="json"), "best_val_dice": result.best_val_dice, **init_info}
-    for name, state in (("best", result.best_state), ("last", result.last_state)):
-        model.load_state_dict(state)
-        ckpt: Checkpoint = make_checkpoint(model, model_config, train.labels, kind="supervised", preprocess=preprocess,
-                                           metadata={**metadata, "which": name})
-        save_checkpoint(out_dir / f"{name}.pt", ckpt)
-    log = atomic_write_json(out_dir / "train_log.json", {**metadata, "seconds": result.seconds,
-                                                         "history": result.history})
-    return TrainOutput(out_dir / "best.pt", out_dir / "last.pt", log, result.best_val_dice,
-                       time.perf_counter() - start)
+    # a config's thread count holds for this call only; the caller's policy comes back
+    with threads_for_call(train_config.num_threads):
+        # load_case validates each label against its image (shape, affine, integer values); here the values against the
+        # label map, so no label is truncated or one-hot encoded out of range once training has started.
+        labeled = [load_case(c, preprocess) for c in train.cases]
+        val_cases = [load_case(c, preprocess) for c in val.cases] if val is not None else []
+        for case, loaded in zip([*train.cases, *(val.cases if val is not None else [])], [*labeled, *val_cases]):
+            if loaded.label is not None:
+                check_label_values(loaded.label, train.labels, case.label_path)
+        inference = InferenceConfig(roi_size=train_config.patch_size, device=train_config.device, channels_last=False)
+        result: FitResult = fit(model, labeled, train_config, num_classes, val=val_cases, inference=inference)
+        out_dir = Path(out_dir)
+        metadata = {"train_cases": train.case_ids, "val_cases": val.case_ids if val else [],
+                    "dataset": str(train.root), "train_config": train_config.model_dump(mode="json"),
+                    "best_val_dice": result.best_val_dice, **init_info}
+        for name, state in (("best", result.best_state), ("last", result.last_state)):
+            model.load_state_dict(state)
+            ckpt: Checkpoint = make_checkpoint(model, model_config, train.labels, kind="supervised",
+                                               preprocess=preprocess, metadata={**metadata, "which": name})
+            save_checkpoint(out_dir / f"{name}.pt", ckpt)
+        log = atomic_write_json(out_dir / "train_log.json", {**metadata, "seconds": result.seconds,
+                                                             "history": result.history})
+        return TrainOutput(out_dir / "best.pt", out_dir / "last.pt", log, result.best_val_dice,
+                           time.perf_counter() - start)

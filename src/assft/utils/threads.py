@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 ENV_THREADS = "ASSFT_THREADS"
@@ -130,6 +132,25 @@ def set_thread_policy(threads: str | int | None = None, *, interval: float = 2.0
     _GOVERNOR = ThreadGovernor(max_threads=n, interval=interval, enabled=False, fixed=n) if n is not None \
         else ThreadGovernor(interval=interval)
     return _GOVERNOR
+
+
+@contextmanager
+def threads_for_call(threads: int | None) -> Iterator[None]:
+    """A fixed torch thread count for one library call (a config's `num_threads`); afterwards the caller's policy
+    and thread count are back. None: nothing changes (the caller's policy applies, e.g. the CLI's --threads)."""
+    global _GOVERNOR
+    if threads is None:
+        yield
+        return
+    import torch
+
+    previous, before = _GOVERNOR, torch.get_num_threads()
+    _GOVERNOR = ThreadGovernor(max_threads=threads, enabled=False, fixed=threads)
+    try:
+        yield
+    finally:
+        _GOVERNOR = previous
+        torch.set_num_threads(before)
 
 
 def tick() -> None:
