@@ -45,7 +45,7 @@ def test_supervised_run_writes_outputs_and_is_deterministic(phantom_dir: Path, t
     assert [s.case_id for s in result.table] == pool_ids  # labeled ids left out of the pool
     assert result.selected_ids == tuple(sorted(s.case_id for s in result.table if s.selected))
     assert 1 <= len(result.selected_ids) <= len(pool_ids)
-    assert all(s.true_dice is not None and 0.0 <= s.true_dice <= 1.0 for s in result.table)
+    assert all(s.true_dice is not None for s in result.table)
     assert [h.get("pseudo_weight") for h in result.history["stage3"]] == [None, 1.0]  # λ: 0 then 1 (2 steps)
 
     out = tmp_path / "out"
@@ -60,8 +60,15 @@ def test_supervised_run_writes_outputs_and_is_deterministic(phantom_dir: Path, t
     assert {"stage1", "stage2_score", "stage2_pseudo_labels", "stage3", "total"} <= set(log["timings"])
     written = sorted(p.name for p in (out / "pseudo_labels").iterdir())
     assert written == [f"{cid}.nii.gz" for cid in result.selected_ids]
-    pseudo, _ = read_volume(out / "pseudo_labels" / written[0], dtype=np.int64)
+    pseudo, affine = read_volume(out / "pseudo_labels" / written[0], dtype=np.int64)
     assert pseudo.shape == (16, 16, 16) and 0 <= pseudo.min() and pseudo.max() < 5
+    # the recorded true Dice is the written pseudo-label scored against the case's label file (a known answer)
+    from assft.data.preprocess import spacing_of
+    from assft.finetune.pseudo_labels import compute_pseudo_label_dice
+
+    truth, _ = read_volume(spec.get(result.selected_ids[0]).label_path, dtype=np.int64)  # type: ignore[arg-type]
+    recorded = {s.case_id: s.true_dice for s in result.table}[result.selected_ids[0]]
+    assert recorded == pytest.approx(compute_pseudo_label_dice(pseudo, truth, PHANTOM_LABELS, spacing_of(affine)))
 
     again = run_ssft(ckpt, labeled, spec, None, config)
     assert again.checkpoint is None
