@@ -171,8 +171,7 @@ def iter_summaries(
     """
     needs = frozenset(needs)
     pretrained = pretrained or current
-    same = pretrained is current
-    plan = PassPlan.build(needs, same, config.embedding_source)
+    plan = PassPlan.build(needs, pretrained is current, config.embedding_source)
     if Need.NORM_STATS in needs and not source_stats:
         raise ValueError("Need.NORM_STATS requires source_stats (see assft.models.source_stats.resolve_source_stats)")
     norm_modules = None
@@ -186,85 +185,116 @@ def iter_summaries(
         prepare_model(current.model, inference)
     if plan.pretrained:
         prepare_model(pretrained.model, inference)
-    same_preprocess = current.checkpoint.preprocess == pretrained.checkpoint.preprocess
-    # Several volumes per forward call when they fit one window and every need can be kept per sample.
-    size = inference.batch_volumes if same_preprocess and needs <= BATCHABLE_NEEDS else 1
+    scorer = _PoolPass(current, pretrained, plan, needs, config, inference, source_stats, norm_modules, timings,
+                       theta0_moments)
+    yield from scorer.summaries(cases)
 
-    def cached_moments(case_id: str) -> dict | None:
-        return theta0_moments.get(case_id) if theta0_moments is not None and source_stats else None
 
-    def single(item: Case | LoadedCase, loaded: LoadedCase) -> dict:
+@dataclass
+class _PoolPass:
+    """The state of one pool pass: θ and θ0, what each must compute, the θ0 moment cache and the timings."""
+
+    current: QueryModel
+    pretrained: QueryModel
+    plan: PassPlan
+    needs: frozenset[Need]
+    config: QueryConfig
+    inference: InferenceConfig
+    source_stats: Mapping[str, Moments] | None
+    norm_modules: dict | None
+    timings: MutableMapping[str, float]
+    theta0_moments: MutableMapping[str, dict] | None
+
+    @property
+    def same_preprocess(self) -> bool:
+        return self.current.checkpoint.preprocess == self.pretrained.checkpoint.preprocess
+
+    def summaries(self, cases: Iterable[Case | LoadedCase]) -> Iterator[CaseSummary]:
+        """Chunks of volumes through the models, one CaseSummary per volume in input order."""
+        # Several volumes per forward call when they fit one window and every need can be kept per sample.
+        size = self.inference.batch_volumes if self.same_preprocess and self.needs <= BATCHABLE_NEEDS else 1
+        for chunk, batched in chunks_that_fit(self._loaded(cases), lambda pair: pair[1].image.shape[1:],
+                                              self.inference.roi_size, max(1, size)):
+            tick()
+            all_parts = self._batch([loaded for _, loaded in chunk]) if batched and size > 1 else \
+                [self._single(item, loaded) for item, loaded in chunk]
+            for (_, loaded), parts in zip(chunk, all_parts):
+                yield self._summarize(loaded, parts)
+            del chunk
+
+    def _summarize(self, loaded: LoadedCase, parts: dict) -> CaseSummary:
+        if self.theta0_moments is not None and self._cached(loaded.case_id) is None and "norm_moments" in parts:
+            self.theta0_moments[loaded.case_id] = parts["norm_moments"]  # NORM_STATS always come from θ0
+        t0 = time.perf_counter()
+        summary = summarize_pass(loaded.case_id, self.config, source_stats=self.source_stats,
+                                 class_pe=Need.CLASS_PE in self.needs, **parts)
+        if summary.n_voxels == 0:
+            summary.n_voxels = int(loaded.image[0].size)
+        self.timings["reduce_s"] += time.perf_counter() - t0
+        self.timings["cases"] += 1
+        return summary
+
+    def _cached(self, case_id: str) -> dict | None:
+        return self.theta0_moments.get(case_id) if self.theta0_moments is not None and self.source_stats else None
+
+    def _loaded(self, cases: Iterable[Case | LoadedCase]) -> Iterator[tuple[Case | LoadedCase, LoadedCase]]:
+        for item in cases:
+            t0 = time.perf_counter()
+            loaded = item if isinstance(item, LoadedCase) else load_case(item, self.current.checkpoint.preprocess,
+                                                                         with_label=False)
+            self.timings["load_s"] += time.perf_counter() - t0
+            yield item, loaded
+
+    def _single(self, item: Case | LoadedCase, loaded: LoadedCase) -> dict:
+        """One volume: θ0's pass (unless its moments are cached), then θ's."""
         parts: dict = {}
-        needs_pretrained, needs_current = plan.pretrained, plan.current
-        cached = cached_moments(loaded.case_id)
+        needs_pretrained, needs_current = self.plan.pretrained, self.plan.current
+        cached = self._cached(loaded.case_id)
         if cached is not None:
             parts["norm_moments"] = cached
             needs_pretrained, needs_current = needs_pretrained - {Need.NORM_STATS}, needs_current - {Need.NORM_STATS}
-            timings["theta0_cached"] += 1
+            self.timings["theta0_cached"] += 1
         if needs_pretrained:
             t0 = time.perf_counter()
             image0 = loaded.image
-            if not same_preprocess and isinstance(item, Case):
-                image0 = load_case(item, pretrained.checkpoint.preprocess, with_label=False).image
-            parts.update(_run(pretrained, image0, inference, needs_pretrained, config, norm_modules))
-            timings["pass_pretrained_s"] += time.perf_counter() - t0
+            if not self.same_preprocess and isinstance(item, Case):
+                image0 = load_case(item, self.pretrained.checkpoint.preprocess, with_label=False).image
+            parts.update(_run(self.pretrained, image0, self.inference, needs_pretrained, self.config,
+                              self.norm_modules))
+            self.timings["pass_pretrained_s"] += time.perf_counter() - t0
         if needs_current:
             t0 = time.perf_counter()
-            parts.update(_run(current, loaded.image, inference, needs_current, config, norm_modules))
-            timings["pass_current_s"] += time.perf_counter() - t0
+            parts.update(_run(self.current, loaded.image, self.inference, needs_current, self.config,
+                              self.norm_modules))
+            self.timings["pass_current_s"] += time.perf_counter() - t0
         return parts
 
-    def batch(chunk: list[LoadedCase]) -> list[dict]:
+    def _batch(self, chunk: list[LoadedCase]) -> list[dict]:
+        """Several volumes per forward call; a volume whose θ0 moments are cached skips only the moments."""
         parts: list[dict] = [{} for _ in chunk]
         uncached = []
         for i, loaded in enumerate(chunk):
-            cached = cached_moments(loaded.case_id)
+            cached = self._cached(loaded.case_id)
             if cached is not None:
                 parts[i]["norm_moments"] = cached
-                timings["theta0_cached"] += 1
+                self.timings["theta0_cached"] += 1
             else:
                 uncached.append(i)
-        cached = [i for i in range(len(chunk)) if i not in uncached]
-        runs = [(current, plan.current, "pass_current_s")]
-        if not same:
-            runs.insert(0, (pretrained, plan.pretrained, "pass_pretrained_s"))
+        cached_ids = [i for i in range(len(chunk)) if i not in uncached]
+        runs = [(self.current, self.plan.current, "pass_current_s")]
+        if self.pretrained is not self.current:
+            runs.insert(0, (self.pretrained, self.plan.pretrained, "pass_pretrained_s"))
         for model, model_needs, key in runs:
-            # a volume whose θ0 moments are cached skips only the moments (KD), not what else the model gives
-            for group, group_needs in ((uncached, model_needs), (cached, model_needs - {Need.NORM_STATS})):
+            for group, group_needs in ((uncached, model_needs), (cached_ids, model_needs - {Need.NORM_STATS})):
                 if not group or not group_needs:
                     continue
                 t0 = time.perf_counter()
-                outputs = _run_batch(model, [chunk[i].image for i in group], inference, group_needs, norm_modules)
+                outputs = _run_batch(model, [chunk[i].image for i in group], self.inference, group_needs,
+                                     self.norm_modules)
                 for i, out in zip(group, outputs):
                     parts[i].update(out)
-                timings[key] += time.perf_counter() - t0
+                self.timings[key] += time.perf_counter() - t0
         return parts
-
-    def loaded_stream() -> Iterator[tuple[Case | LoadedCase, LoadedCase]]:
-        for item in cases:
-            t0 = time.perf_counter()
-            loaded = item if isinstance(item, LoadedCase) else load_case(item, current.checkpoint.preprocess,
-                                                                         with_label=False)
-            timings["load_s"] += time.perf_counter() - t0
-            yield item, loaded
-
-    for chunk, batched in chunks_that_fit(loaded_stream(), lambda pair: pair[1].image.shape[1:],
-                                          inference.roi_size, max(1, size)):
-        tick()
-        all_parts = batch([loaded for _, loaded in chunk]) if batched and size > 1 else \
-            [single(item, loaded) for item, loaded in chunk]
-        for (_, loaded), parts in zip(chunk, all_parts):
-            if theta0_moments is not None and cached_moments(loaded.case_id) is None and "norm_moments" in parts:
-                theta0_moments[loaded.case_id] = parts["norm_moments"]  # NORM_STATS always come from θ0
-            t0 = time.perf_counter()
-            summary = summarize_pass(loaded.case_id, config, source_stats=source_stats,
-                                     class_pe=Need.CLASS_PE in needs, **parts)
-            if summary.n_voxels == 0:
-                summary.n_voxels = int(loaded.image[0].size)
-            timings["reduce_s"] += time.perf_counter() - t0
-            timings["cases"] += 1
-            yield summary
-        del chunk
 
 
 def score_cases(cases: Iterable[Case | LoadedCase], current: QueryModel, needs: Iterable[Need], config: QueryConfig,
