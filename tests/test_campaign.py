@@ -146,6 +146,15 @@ def test_real_workflow_with_invalid_labels(setup: dict, tmp_path: Path) -> None:
     assert all(p["case_id"] != case for p in record["pseudo_labels"])  # pseudo-labels never include labeled cases
     status = campaign_status(camp)
     assert status["next_step"] == "assft campaign next" and status["rounds"][0]["labeled_total"] == 1
+    from typer.testing import CliRunner
+
+    from assft.cli.app import app
+
+    shown = CliRunner().invoke(app, ["campaign", "status", str(camp)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    row = next(line for line in shown.output.splitlines() if case in line)
+    assert "evaluated" in row and "1/1" in row and f"{record['metrics']['mean_dice']:.3f}" in row
+    assert "next: assft campaign next" in shown.output
 
 
 def test_lock_refuses_a_second_process(setup: dict, tmp_path: Path) -> None:

@@ -420,6 +420,7 @@ def campaign_status(campaign_dir: str | Path) -> dict[str, Any]:
     rows = []
     for record in ledger.records():
         rows.append({"round": record.round, "status": record.status, "selected": record.selected,
+                     "labels_received": record.labels_received,
                      "labeled_total": record.labeled_total, "mean_dice": (record.metrics or {}).get("mean_dice"),
                      "n_pseudo": sum(1 for p in record.pseudo_labels if p.get("selected"))})
     return {"config": config.model_dump(mode="json"), "meta": ledger.data["meta"], "rounds": rows,

@@ -117,13 +117,17 @@ def status_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."))
 
     status = campaign_status(campaign)
     meta = status["meta"]
-    table = Table("round", "status", "queried", "labeled total", "pseudo-labels", "test Dice",
+    table = Table("round", "status", "selected (rank order)", "labels received", "labeled total",
+                  "pseudo-labels kept", "test Dice",
                   title=f"{meta.get('strategy')} campaign: {meta.get('budget_total')} of {meta.get('pool_size')} "
                         f"volumes over {meta.get('rounds')} rounds")
     for row in status["rounds"]:
         dice = row["mean_dice"]
-        table.add_row(str(row["round"]), row["status"], str(len(row["selected"])), str(row["labeled_total"] or "-"),
-                      str(row["n_pseudo"]), f"{dice:.3f}" if dice is not None else "-")
+        received = row["labels_received"]
+        table.add_row(str(row["round"]), row["status"], ", ".join(row["selected"]) or "-",
+                      f"{len(received)}/{len(row['selected'])}" if received is not None else "-",
+                      str(row["labeled_total"] or "-"), str(row["n_pseudo"]) if row["status"] in
+                      ("finetuned", "evaluated") else "-", f"{dice:.3f}" if dice is not None else "-")
     console.print(table)
     console.print(f"next: {status['next_step']}")
 
