@@ -267,3 +267,13 @@ def test_a_campaign_reads_its_pool_once_through_its_volume_cache(setup: dict, tm
     init_campaign(off, make_config(setup, oracle="folder", strategy="entropy", cache_volumes=False))
     next_round(off)
     assert not (off / VOLUME_CACHE).exists() and len(reads) == 12
+
+
+def test_a_campaign_with_figures_pictures_each_rounds_picks(setup: dict, tmp_path: Path) -> None:
+    camp = init_campaign(tmp_path / "c", make_config(setup, figures=True, strategy="assft"))
+    record = next_round(camp)
+    figures = round_dir(camp, 1) / "query" / "figures"
+    assert sorted(p.name for p in figures.iterdir()) == [f"01_{record['selected'][0]}.png", "contact_sheet.png"]
+    plain = init_campaign(tmp_path / "d", make_config(setup, strategy="assft"))
+    assert next_round(plain)["selected"] == record["selected"]  # figures change no pick
+    assert not (round_dir(plain, 1) / "query" / "figures").exists()

@@ -42,6 +42,10 @@ class CampaignConfig(_Config):
     # Read and normalise each pool/test volume once per campaign: a memory-mapped copy in <campaign>/volumes
     # (assft.data.volume_cache). Costs disk about the size of the float32 pool; false reads the files every time.
     cache_volumes: bool = True
+    # Pictures of every round's picks in rounds/rNNN/query/figures/ (assft.query.figures), cut from the query pass.
+    # `assft campaign init` turns them on; off here so simulation grids (hundreds of rounds) and campaign folders
+    # written before the option existed stay as they are.
+    figures: bool = False
 
     @field_validator("rounds")
     @classmethod

@@ -199,7 +199,8 @@ def next_round(campaign_dir: str | Path, *, show_progress: bool | None = None) -
         result = run_query(model, pool, config.query_for_round(n), pretrained=config.pretrained or config.model,
                            labeled_ids=labeled, seed=derive_seed(config.seed, "query", index),
                            inference=config.inference, out_dir=out / "query", show_progress=show_progress,
-                           theta0_cache=campaign_dir / THETA0_CACHE, round_index=index, total_rounds=budget.rounds)
+                           theta0_cache=campaign_dir / THETA0_CACHE, round_index=index, total_rounds=budget.rounds,
+                           figures=config.figures)
         _write_to_annotate(out, pool, result.selected)
         return ledger.update_round(index, "queried", selected=result.selected, model=_relative(model, campaign_dir),
                                    budget=n, labeled_before=len(labeled),

@@ -68,6 +68,7 @@ class SimulationConfig(_Config):
     adapt: AdaptConfig | None = None  # round 0 of every campaign: adapt the source model to the domain's pool
     reference_adaptations: list[Literal["adabn", "tent"]] = Field(default_factory=list)  # budget-0 reference lines
     upper_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])  # the upper bound is trained once per seed
+    figures: bool = False  # query figures in every campaign round (off: a grid runs hundreds of rounds)
 
     @model_validator(mode="after")
     def _arm_names(self) -> SimulationConfig:
@@ -147,7 +148,7 @@ def campaign_config(config: SimulationConfig, domain: str, strategy: str, seed: 
     return CampaignConfig(model=model, pretrained=pretrained, pool=data, pool_ids=pool_ids, test=data,
                           test_ids=test_ids, budget=config.budget, rounds=config.rounds, strategy=strategy, arm=arm,
                           query=query, finetune=finetune, inference=config.inference,
-                          oracle="ground_truth", seed=seed)
+                          oracle="ground_truth", seed=seed, figures=config.figures)
 
 
 def adapted_start_path(config: SimulationConfig, domain: str, method: str | None = None) -> Path:

@@ -25,20 +25,26 @@ def init(
     out: Path = typer.Option(..., "--out", help="Campaign directory to create."),
     budget: str = typer.Option(None, "--budget", show_default=default_of(CampaignConfig, "budget"),
                                help="Total volumes to annotate: N or P% of the pool."),
-    rounds: int = typer.Option(None, "--rounds", min=1, show_default=default_of(CampaignConfig, "rounds"), help="Rounds to spread the budget over."),
+    rounds: int = typer.Option(None, "--rounds", min=1, show_default=default_of(CampaignConfig, "rounds"),
+                               help="Rounds to spread the budget over."),
     strategy: str = typer.Option(None, "--strategy", show_default=default_of(CampaignConfig, "strategy"),
                                  help="Query strategy (see `assft query --help`)."),
     pretrained: Path = typer.Option(None, "--pretrained", help="θ0 for KD when it differs from --model."),
     test: Path = typer.Option(None, "--test", help="Labeled target test set to evaluate every round on."),
     config_file: Path = typer.Option(None, "--config", help="YAML with campaign.yaml fields (query, finetune, "
                                      "budget, rounds, ...); options given on the command line override it."),
-    seed: int = typer.Option(None, "--seed", show_default=default_of(CampaignConfig, "seed"), help="Seed of every random choice of the campaign."),
+    seed: int = typer.Option(None, "--seed", show_default=default_of(CampaignConfig, "seed"),
+                             help="Seed of every random choice of the campaign."),
     adapt: str = typer.Option(None, "--adapt", show_default="none",
                               help="Round 0 before any label: adabn (BatchNorm statistics from the pool) or tent."),
-    volume_cache: bool = typer.Option(None, "--volume-cache/--no-volume-cache", show_default=default_of(CampaignConfig, "cache_volumes"),
+    volume_cache: bool = typer.Option(None, "--volume-cache/--no-volume-cache",
+                                      show_default=default_of(CampaignConfig, "cache_volumes"),
                                       help="Keep a memory-mapped preprocessed copy of each pool/test volume in "
                                            "OUT/volumes (disk: about the pool's size in float32) so later rounds "
                                            "do not re-read and re-normalise the files."),
+    figures: bool = typer.Option(None, "--figures/--no-figures", show_default="on",
+                                 help="Pictures of each round's picks in rounds/rNNN/query/figures/ (three planes "
+                                      "through the region that drove each pick) and a contact sheet."),
 ) -> None:
     """Create a campaign directory with a validated campaign.yaml and an empty ledger."""
     from assft.campaign.engine import init_campaign
@@ -59,6 +65,7 @@ def init(
     if adapt is not None:
         raw["adapt"] = {**(raw.get("adapt") or {}), "method": adapt}
     raw["oracle"] = "folder"  # a campaign created here is annotated by a person
+    raw["figures"] = figures if figures is not None else raw.get("figures", True)  # the annotator sees why
     config = parse_config(raw, CampaignConfig, source=config_file)
     init_campaign(out, config)  # type: ignore[arg-type]
     console.print(f"campaign ready in {out}; next: assft campaign next {out}")

@@ -53,6 +53,9 @@ def query(
     mc_samples: int = typer.Option(None, "--mc-samples", min=1, help="BALD MC-dropout samples T "
                                    f"(default {default_of(QueryConfig, 'mc_samples')})."),
     roi: str = typer.Option(None, "--roi", help="Sliding-window size D,H,W (default: the training patch)."),
+    figures: bool = typer.Option(False, "--figures/--no-figures",
+                                 help="Also write OUT/figures/: a PNG per pick (three planes through the region that "
+                                      "drove it: image, prediction, entropy) and contact_sheet.png."),
 ) -> None:
     """Choose the volumes to annotate next; writes selection.csv/json and prints the picks with a rationale."""
     from rich.table import Table
@@ -72,7 +75,7 @@ def query(
     inference = InferenceConfig(roi_size=parse_triple(roi, "--roi")) if roi else None
     result = run_query(model, pool, query_config, pretrained=pretrained, labeled=labeled,  # type: ignore[arg-type]
                        labeled_ids=read_case_ids(labeled_ids, allow_empty=True) if labeled_ids else (), seed=seed,
-                       inference=inference, fingerprint=fingerprint_file, out_dir=out)
+                       inference=inference, fingerprint=fingerprint_file, out_dir=out, figures=figures)
     table = Table(title=f"{result.selection.strategy}: {len(result.selected)} of {len(result.summaries)} volumes "
                         f"(seed {seed})")
     for column in ("rank", "case", "Q", "rationale"):
@@ -88,7 +91,7 @@ def query(
     t = result.timings
     console.print(f"scored {len(result.summaries)} volumes in {t.get('pool_scoring_s', 0):.1f} s "
                   f"(θ0 pass {t.get('pass_pretrained_s', 0):.1f} s); wrote {out / 'selection.csv'} and "
-                  f"{out / 'selection.json'}")
+                  f"{out / 'selection.json'}" + (f"; figures in {out / 'figures'}" if figures else ""))
 
 
 def fingerprint(

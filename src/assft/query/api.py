@@ -15,7 +15,7 @@ from assft.config import InferenceConfig
 from assft.data.cases import Case, DatasetSpec
 from assft.errors import ConfigError, DataError
 from assft.query.config import Need, QueryConfig, resolve_budget
-from assft.query.result import QueryResult, save_query_result
+from assft.query.result import FIGURES_DIR, QueryResult, save_query_result, write_result_figures
 from assft.query.scorer import QueryModel, load_query_model, score_cases
 from assft.query.strategies import SelectionContext, make_strategy
 from assft.query.summaries import CaseSummary
@@ -63,6 +63,7 @@ def run_query(
     theta0_cache: str | Path | None = None,
     round_index: int | None = None,
     total_rounds: int | None = None,
+    figures: bool = False,
 ) -> QueryResult:
     """Score the pool once (streaming) and select `config.budget` volumes with `config.strategy`.
 
@@ -79,6 +80,8 @@ def run_query(
         out_dir: when given, selection.csv and selection.json are written there.
         theta0_cache: a JSON file of θ0's norm moments per volume (`assft.query.moment_cache`), read to skip θ0's
             pass for volumes seen before and updated; campaigns keep one, so KD costs one θ0 pass per volume.
+        figures: with `out_dir`, also write out_dir/figures/: a PNG per pick (three planes through the region that
+            drove it: image, prediction, entropy) and contact_sheet.png; cut from the same pass (θ with a head).
 
     Returns:
         QueryResult (selected ids in pick order, ranked rows, timings, provenance).
@@ -93,6 +96,9 @@ def run_query(
     strategy = make_strategy(config.strategy, config)
     current, theta0 = _load_models(model, pretrained)
     needs = strategy.resolve_needs(current.has_head)
+    figures = figures and out_dir is not None and current.has_head
+    if figures:  # the figure slices come from θ's probabilities: the same forward, one more reduction
+        needs = needs | {Need.PROBS}
     inference = inference or InferenceConfig(roi_size=current.checkpoint.training_patch)
     sets = resolve_sets(pool, labeled, labeled_ids)
     budget = resolve_budget(config.budget, len(sets.candidates))
@@ -100,7 +106,7 @@ def run_query(
 
     timings: dict[str, float] = {}
     summaries = _score_pool(sets.candidates, current, theta0, kd, needs, config, inference, theta0_cache,
-                            timings, show_progress)
+                            timings, show_progress, figures)
     timings["pool_scoring_s"] = time.perf_counter() - start
     reference = _reference_embeddings(sets, current, theta0, needs, config, inference, timings)
 
@@ -115,6 +121,10 @@ def run_query(
                          _provenance(current, theta0, kd, needs, config, sets), round_index, total_rounds)
     if out_dir is not None:
         save_query_result(result, out_dir)
+        if figures:
+            t0 = time.perf_counter()
+            write_result_figures(result, Path(out_dir) / FIGURES_DIR, dict(current.checkpoint.labels))
+            timings["figures_s"] = time.perf_counter() - t0
     return result
 
 
@@ -162,7 +172,7 @@ def resolve_kd_source(needs: frozenset[Need], current: QueryModel, theta0: Query
 def _score_pool(candidates: list[Case], current: QueryModel, theta0: QueryModel | None, kd: KDSource,
                 needs: frozenset[Need], config: QueryConfig, inference: InferenceConfig,
                 theta0_cache: str | Path | None, timings: dict[str, float],
-                show_progress: bool | None) -> list[CaseSummary]:
+                show_progress: bool | None, figures: bool = False) -> list[CaseSummary]:
     """One streaming pass over the candidates; θ0's moments come from (and extend) the on-disk cache."""
     from assft.query.moment_cache import moment_cache_key, open_moment_cache
     from assft.utils.progress import progress
@@ -176,7 +186,7 @@ def _score_pool(candidates: list[Case], current: QueryModel, theta0: QueryModel 
         extra: dict[str, Any] = {"theta0_moments": moments} if moments is not None else {}
         return score_cases(progress(candidates, "Scoring pool", total=len(candidates), enabled=show_progress),
                            current, needs, config, inference, timings=timings, pretrained=theta0,
-                           source_stats=kd.stats, **extra)
+                           source_stats=kd.stats, figures=figures, **extra)
 
 
 def _reference_embeddings(sets: QuerySets, current: QueryModel, theta0: QueryModel | None, needs: frozenset[Need],

@@ -20,7 +20,9 @@ from assft.query.strategies import Selection
 from assft.query.summaries import CaseSummary
 from assft.utils.provenance import versions
 
-__all__ = ["FIXED_COLUMNS", "QueryResult", "save_query_result"]
+__all__ = ["FIGURES_DIR", "FIXED_COLUMNS", "QueryResult", "save_query_result", "write_result_figures"]
+
+FIGURES_DIR = "figures"  # beside selection.csv: one PNG per pick and contact_sheet.png
 
 FIXED_COLUMNS = ("case_id", "rank", "selected", "Q", "DKD", "KD", "Div", "ASD")
 
@@ -120,3 +122,27 @@ def save_query_result(result: QueryResult, out_dir: str | Path) -> tuple[Path, P
     csv_path = atomic_write_text(out_dir / "selection.csv", result.to_csv())
     json_path = atomic_write_json(out_dir / "selection.json", result.to_json())
     return csv_path, json_path
+
+
+def write_result_figures(result: QueryResult, out_dir: str | Path, class_names: dict[int, str]) -> list[Path]:
+    """The query figures of `result`'s picks (their slices were cut in the pass), captioned with Q, DKD, ASD."""
+    from assft.query.figures import pick_driver, write_query_figures
+
+    rows = {row["case_id"]: row for row in result.rows()}
+    slices = {s.case_id: s.figure for s in result.summaries if s.figure is not None}
+    captions, drivers = {}, {}
+    alpha = result.config.alpha
+    for case_id in result.selected:
+        row = rows.get(case_id, {})
+        drivers[case_id] = pick_driver(result.selection.columns, case_id, alpha)
+        q, asd_n = row.get("Q"), row.get("ASD_norm")
+        if _finite(q) and _finite(asd_n):  # Q's two terms at pick time: which one made it the pick
+            captions[case_id] = f"Q {q:.2f} = DKD {q - (1 - alpha) * asd_n:.2f} + ASD {(1 - alpha) * asd_n:.2f}"
+        else:
+            captions[case_id] = " ".join(f"{name} {row[name]:.3g}" for name in ("Q", "KD", "ASD", "entropy")
+                                         if _finite(row.get(name)))
+    return write_query_figures(out_dir, result.selected, slices, captions, drivers, class_names)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, float) and math.isfinite(value)

@@ -30,6 +30,7 @@ from assft.inference.reducers import Routing, hooked_embedding, hooked_moments
 from assft.models.checkpoint import Checkpoint, build_from_checkpoint
 from assft.models.zoo import bottleneck_module
 from assft.query.config import Need, QueryConfig
+from assft.query.figures import capture_slices
 from assft.query.predictors import WindowPredictor, capture_features, find_head_module
 from assft.metrics.scores import Moments
 from assft.query.summaries import CaseSummary, summarize_pass
@@ -149,6 +150,7 @@ def iter_summaries(
     source_stats: Mapping[str, Moments] | None = None,
     timings: MutableMapping[str, float] | None = None,
     theta0_moments: MutableMapping[str, dict] | None = None,
+    figures: bool = False,
 ) -> Iterator[CaseSummary]:
     """Yield one CaseSummary per case, streaming: one volume (and its maps) in memory at a time.
 
@@ -165,6 +167,7 @@ def iter_summaries(
         theta0_moments: case id -> θ0's norm moments {layer: (mean (C,), var (C,))}; read to skip θ0's pass and
             filled with every volume θ0 sees. Only valid for one θ0, preprocessing and sliding window (the caller's
             job: see `assft.query.moment_cache`).
+        figures: also cut each volume's figure slices from its probability map (`assft.query.figures`).
 
     Raises:
         ConfigError: probabilities asked of an SSL-only model, or BALD for a net without dropout.
@@ -186,7 +189,7 @@ def iter_summaries(
     if plan.pretrained:
         prepare_model(pretrained.model, inference)
     scorer = _PoolPass(current, pretrained, plan, needs, config, inference, source_stats, norm_modules, timings,
-                       theta0_moments)
+                       theta0_moments, figures)
     yield from scorer.summaries(cases)
 
 
@@ -204,6 +207,7 @@ class _PoolPass:
     norm_modules: dict | None
     timings: MutableMapping[str, float]
     theta0_moments: MutableMapping[str, dict] | None
+    figures: bool = False
 
     @property
     def same_preprocess(self) -> bool:
@@ -228,6 +232,8 @@ class _PoolPass:
         t0 = time.perf_counter()
         summary = summarize_pass(loaded.case_id, self.config, source_stats=self.source_stats,
                                  class_pe=Need.CLASS_PE in self.needs, **parts)
+        if self.figures and parts.get("probs") is not None:
+            summary.figure = capture_slices(loaded.case_id, loaded.image, parts["probs"])
         if summary.n_voxels == 0:
             summary.n_voxels = int(loaded.image[0].size)
         self.timings["reduce_s"] += time.perf_counter() - t0

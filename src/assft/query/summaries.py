@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from assft.query.config import QueryConfig
+from assft.query.figures import FigureSlices
 from assft.metrics.scores import (
     Moments,
     clasp_box,
@@ -49,6 +50,7 @@ class CaseSummary:
     embedding: np.ndarray | None = None
     grad_embedding: np.ndarray | None = None
     class_pe: np.ndarray | None = None
+    figure: FigureSlices | None = None  # slices for the query figures (only when figures were asked for)
 
     def scalars(self) -> dict[str, float]:
         """The computed scalar fields by name (None ones left out)."""
@@ -57,7 +59,7 @@ class CaseSummary:
     def nbytes(self) -> int:
         """Approximate size in memory of the arrays it holds (it must stay small)."""
         return sum(getattr(self, f.name).nbytes for f in fields(self)
-                   if isinstance(getattr(self, f.name), np.ndarray))
+                   if isinstance(getattr(self, f.name), np.ndarray | FigureSlices))
 
 
 def summarize_probs(probs: torch.Tensor, config: QueryConfig, *, class_pe: bool = False

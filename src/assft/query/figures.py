@@ -1,0 +1,174 @@
+"""Pictures of the chosen volumes: three orthogonal slices through the region that drove each pick.
+
+The slices are cut inside the query pass (`capture_slices`, from the probability map that pass already holds) and
+only they are kept, never a probability volume: 2 centres x 3 planes x 3 maps, each slice resized to at most
+`MAX_SIDE` pixels and stored as uint8 (about 0.3 MB a volume at most, a few kB for hippocampus-sized volumes).
+After the selection, `write_query_figures` renders one PNG per pick and a contact sheet of all picks.
+
+Which region: an ASD-driven pick (the ASD term of Q outweighs the DKD term) is shown through its highest
+foreground entropy; a pick driven by KD (a property of the whole volume, not of a place) through its highest
+prediction uncertainty anywhere. Both are maxima of the entropy map smoothed over a 5-voxel box, so one noisy voxel
+does not decide where to look.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from assft.metrics.scores import compute_foreground_mask, compute_voxel_entropy
+
+__all__ = ["FigureSlices", "capture_slices", "pick_driver", "write_query_figures"]
+
+MAX_SIDE = 128  # pixels on a slice's longer side; larger slices are subsampled (nearest) to this
+SMOOTH = 5  # box (voxels) the entropy is averaged over before the maximum is taken
+PLANES = ("axial", "coronal", "sagittal")  # cut along array axes 2, 1, 0 of (D, H, W)
+
+
+@dataclass
+class FigureSlices:
+    """One volume's slices: centre name ("foreground" | "anywhere") -> plane -> (image, label map, entropy) uint8."""
+
+    case_id: str
+    centres: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    slices: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=dict)
+
+    def nbytes(self) -> int:
+        """Bytes held by the slices."""
+        return sum(a.nbytes for planes in self.slices.values() for maps in planes.values() for a in maps)
+
+
+def capture_slices(case_id: str, image: np.ndarray, probs: torch.Tensor) -> FigureSlices:
+    """Cut the figure slices of one volume: image (C, D, H, W), probs (K, D, H, W) of the same grid."""
+    if tuple(image.shape[1:]) != tuple(probs.shape[1:]):
+        raise ValueError(f"image grid {image.shape[1:]} differs from the probabilities' {tuple(probs.shape[1:])}")
+    entropy = compute_voxel_entropy(probs)
+    omega, _ = compute_foreground_mask(probs)
+    smooth = _box_mean(entropy)
+    centres = {"anywhere": _argmax(smooth)}
+    centres["foreground"] = _argmax(smooth * omega) if bool(omega.any()) else centres["anywhere"]
+    labels = probs.argmax(0).to(torch.uint8).numpy()
+    img = _to_uint8(np.asarray(image[0], dtype=np.float32))
+    ent = (entropy.clamp(0, 1) * 255).to(torch.uint8).numpy()
+    out = FigureSlices(case_id, centres)
+    for name, centre in centres.items():
+        out.slices[name] = {plane: tuple(_shrink(_cut(volume, plane, centre)) for volume in (img, labels, ent))
+                            for plane in PLANES}  # type: ignore[misc]
+    return out
+
+
+def pick_driver(columns: Mapping[str, Mapping[str, float]], case_id: str, alpha: float) -> str:
+    """"ASD" when the ASD term of Q outweighs the DKD term for this pick, "KD" when DKD's does; strategies without
+    Q: "ASD" when they scored probabilities (entropy-like), else "KD"."""
+    q, asd = columns.get("Q", {}).get(case_id), columns.get("ASD_norm", {}).get(case_id)
+    if q is None or asd is None or not np.isfinite(asd):
+        return "KD" if "KD_norm" in columns or "KD" in columns else "ASD"
+    return "ASD" if (1.0 - alpha) * asd >= q - (1.0 - alpha) * asd else "KD"
+
+
+def write_query_figures(out_dir: str | Path, picks: Sequence[str], slices: Mapping[str, FigureSlices],
+                        captions: Mapping[str, str], drivers: Mapping[str, str],
+                        class_names: Mapping[int, str]) -> list[Path]:
+    """One PNG per pick (rank_case.png: image with the prediction, entropy; three planes) and contact_sheet.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_classes = max(class_names) + 1 if class_names else 2
+    written = []
+    for rank, case_id in enumerate(picks, start=1):
+        if case_id not in slices:
+            continue
+        centre = "foreground" if drivers.get(case_id) == "ASD" else "anywhere"
+        fig, axes = plt.subplots(2, 3, figsize=(7.5, 5.2))
+        for col, plane in enumerate(PLANES):
+            img, lab, ent = slices[case_id].slices[centre][plane]
+            _overlay(axes[0, col], img, lab, n_classes)
+            axes[0, col].set_title(plane, fontsize=9)
+            axes[1, col].imshow(ent.T, cmap="magma", vmin=0, vmax=255, origin="lower")
+        axes[0, 0].set_ylabel("image + prediction", fontsize=8)
+        axes[1, 0].set_ylabel("voxel entropy", fontsize=8)
+        for ax in axes.flat:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        where = "highest foreground entropy (ASD-driven pick)" if centre == "foreground" else \
+            "highest prediction uncertainty (KD-driven pick)"
+        fig.suptitle(f"#{rank} {case_id}   {captions.get(case_id, '')}\nslices through its {where}", fontsize=9)
+        fig.tight_layout()
+        path = out_dir / f"{rank:02d}_{case_id}.png"
+        fig.savefig(path, dpi=80, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    if written:
+        written.append(_contact_sheet(out_dir / "contact_sheet.png", picks, slices, captions, drivers, n_classes))
+    return written
+
+
+def _contact_sheet(path: Path, picks: Sequence[str], slices: Mapping[str, FigureSlices],
+                   captions: Mapping[str, str], drivers: Mapping[str, str], n_classes: int) -> Path:
+    import matplotlib.pyplot as plt
+
+    shown = [c for c in picks if c in slices]
+    cols = min(4, len(shown))
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, case_id in enumerate(shown):
+        centre = "foreground" if drivers.get(case_id) == "ASD" else "anywhere"
+        img, lab, _ = slices[case_id].slices[centre]["axial"]
+        ax = axes.flat[i]
+        _overlay(ax, img, lab, n_classes)
+        ax.set_title(f"#{picks.index(case_id) + 1} {case_id}\n{captions.get(case_id, '')}", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _overlay(ax, img: np.ndarray, lab: np.ndarray, n_classes: int) -> None:
+    ax.imshow(img.T, cmap="gray", vmin=0, vmax=255, origin="lower")
+    masked = np.ma.masked_where(lab.T == 0, lab.T)
+    ax.imshow(masked, cmap="tab10", vmin=0, vmax=max(9, n_classes - 1), alpha=0.45, origin="lower",
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _box_mean(values: torch.Tensor) -> torch.Tensor:
+    k = min(SMOOTH, *values.shape)
+    pooled = torch.nn.functional.avg_pool3d(values[None, None].float(), k, stride=1, padding=k // 2,
+                                            count_include_pad=False)[0, 0]
+    return pooled[tuple(slice(0, n) for n in values.shape)]
+
+
+def _argmax(values: torch.Tensor) -> tuple[int, int, int]:
+    index = int(torch.argmax(values))  # first maximum: deterministic
+    return tuple(int(i) for i in np.unravel_index(index, tuple(values.shape)))  # type: ignore[return-value]
+
+
+def _cut(volume: np.ndarray, plane: str, centre: tuple[int, int, int]) -> np.ndarray:
+    d, h, w = centre
+    if plane == "axial":
+        return volume[:, :, w]
+    if plane == "coronal":
+        return volume[:, h, :]
+    return volume[d, :, :]
+
+
+def _shrink(plane: np.ndarray) -> np.ndarray:
+    step = max(1, -(-max(plane.shape) // MAX_SIDE))
+    return np.ascontiguousarray(plane[::step, ::step])
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(image, (0.5, 99.5)) if image.size else (0.0, 1.0)
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    return np.clip((image - lo) * scale, 0, 255).astype(np.uint8)
