@@ -58,6 +58,7 @@ def test_supervised_run_writes_outputs_and_is_deterministic(phantom_dir: Path, t
     log = json.loads((out / "ssft_log.json").read_text())
     assert set(log["history"]) == {"stage1", "stage3"} and log["finetune_config"]["pseudo"]["reliability"] == "both"
     assert {"stage1", "stage2_score", "stage2_pseudo_labels", "stage3", "total"} <= set(log["timings"])
+    assert (out / "pseudo_label_gallery.png").read_bytes()[:4] == b"\x89PNG"  # accepted next to rejected
     written = sorted(p.name for p in (out / "pseudo_labels").iterdir())
     assert written == [f"{cid}.nii.gz" for cid in result.selected_ids]
     pseudo, affine = read_volume(out / "pseudo_labels" / written[0], dtype=np.int64)

@@ -86,6 +86,7 @@ class FinetuneConfig(_Config):
     restart_from_pretrained: bool = False
     inference: InferenceConfig | None = None
     record_true_dice: bool = True
+    gallery: bool = True  # with an output folder: pseudo_label_gallery.png, accepted next to rejected pseudo-labels
     seed: int = 0
 
     @model_validator(mode="before")

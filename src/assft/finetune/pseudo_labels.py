@@ -192,11 +192,12 @@ def compute_pseudo_label_dice(pseudo_label: np.ndarray, truth: np.ndarray, label
 def score_pool(model: nn.Module, model_config: ModelConfig, labeled: Sequence[LoadedCase], pool: Sequence[Case],
                truth: Mapping[str, Path], preprocess: PreprocessConfig, inference: InferenceConfig,
                config: PseudoLabelConfig, labels: Mapping[int, str], *,
-               show_progress: bool | None = None) -> list[PseudoLabelStats]:
+               show_progress: bool | None = None, pictures: dict[str, Any] | None = None) -> list[PseudoLabelStats]:
     """Stage 2, first pass: (conf, sd) of every pool case, streamed; probability maps are dropped at once.
 
     Labeled embeddings come from the same model over `labeled`. `truth` maps case ids to label files that are read
-    only to record each pseudo-label's true Dice (simulation); pool cases themselves carry no labels.
+    only to record each pseudo-label's true Dice (simulation); pool cases themselves carry no labels. `pictures`,
+    when given, receives each case's gallery slice (`assft.finetune.gallery.PseudoLabelPicture`).
     """
     from assft.inference.batched import iter_probs
     from assft.inference.predict import iter_loaded, prepare_model
@@ -212,14 +213,14 @@ def score_pool(model: nn.Module, model_config: ModelConfig, labeled: Sequence[Lo
             volumes = progress(iter_loaded(pool, preprocess), "Scoring unlabeled volumes", total=len(pool),
                                enabled=show_progress)
             rows = list(_score_stream(iter_probs(net, volumes, inference, embedding_module=embedder), refs,
-                                      truth, labels, config))
+                                      truth, labels, config, pictures))
     finally:
         model.to(memory_format=torch.contiguous_format)  # undo prepare_model's channels_last before training
     return rows
 
 
 def _score_stream(stream, refs: np.ndarray, truth: Mapping[str, Path], labels: Mapping[int, str],
-                  config: PseudoLabelConfig) -> Iterator[PseudoLabelStats]:
+                  config: PseudoLabelConfig, pictures: dict[str, Any] | None = None) -> Iterator[PseudoLabelStats]:
     """(loaded, probs, embedding) -> PseudoLabelStats (conf, sd, |Ω|, and the true Dice when a label is known)."""
     from assft.data.io import read_volume
     from assft.data.preprocess import restore_shape, spacing_of
@@ -227,11 +228,15 @@ def _score_stream(stream, refs: np.ndarray, truth: Mapping[str, Path], labels: M
 
     for loaded, probs, embedding in stream:
         omega, _ = compute_foreground_mask(probs, config.foreground, config.fixed_threshold)  # type: ignore[arg-type]
-        dice = None
+        dice, true_map = None, None
         if loaded.case_id in truth:
             true_map, _ = read_volume(truth[loaded.case_id], dtype=np.int64)
             argmax = restore_shape(probs, loaded.original_shape).argmax(0).numpy()  # type: ignore[arg-type]
             dice = compute_pseudo_label_dice(argmax, true_map, labels, spacing_of(loaded.affine))
+        if pictures is not None:
+            from assft.finetune.gallery import capture_picture
+
+            pictures[loaded.case_id] = capture_picture(loaded, probs, true_map)
         sd = compute_diversity(embedding.numpy(), refs)  # min 1 - cos
         yield PseudoLabelStats(loaded.case_id, compute_pseudo_label_confidence(probs, omega),  # type: ignore[arg-type]
                                sd, int(omega.sum()), true_dice=dice)

@@ -182,9 +182,15 @@ def run_ssft(
         stage3_history: list[dict] = []
         if config.ssft and pool:
             pseudo_dir = Path(out_dir) / PSEUDO_DIR if out_dir is not None and save_pseudo_labels else None
+            pictures: dict | None = {} if out_dir is not None and config.gallery else None
             table, reliable, pseudo_loaded, pseudo_paths = _stage2(
                 net, model_config, ckpt, labeled_loaded, pool, truth, labels, config, pseudo_dir, timings,
-                show_progress)
+                show_progress, pictures)
+            if pictures:
+                from assft.finetune.gallery import GALLERY_NAME, write_pseudo_label_gallery
+
+                write_pseudo_label_gallery(Path(out_dir) / GALLERY_NAME,  # type: ignore[arg-type]
+                                           table, pictures, labels)
             if set(labeled_ids) & {p.case_id for p in pseudo_loaded}:  # structurally impossible; guard the invariant
                 raise DataError("a pseudo-labeled case is also labeled.", fix="report this as a bug")
 
@@ -260,14 +266,14 @@ def _check_labeled(labeled: DatasetSpec | Sequence[Case], labels: dict[int, str]
 
 def _stage2(net: nn.Module, model_config: ModelConfig, ckpt: Checkpoint, labeled: Sequence[LoadedCase],
             pool: list[Case], truth: dict[str, Path], labels: dict[int, str], config: FinetuneConfig,
-            pseudo_dir: Path | None, timings: dict[str, float], show_progress: bool | None
-            ) -> tuple[list[PseudoLabelStats], ReliableSet, list[LoadedCase], list[Path]]:
+            pseudo_dir: Path | None, timings: dict[str, float], show_progress: bool | None,
+            pictures: dict | None = None) -> tuple[list[PseudoLabelStats], ReliableSet, list[LoadedCase], list[Path]]:
     """Score the pool, pick R, and predict R's pseudo-labels (two streaming passes)."""
     from assft.finetune.pseudo_labels import iter_pseudo_labels, score_pool
 
     t = time.perf_counter()
     table = score_pool(net, model_config, labeled, pool, truth, ckpt.preprocess, config.resolved_inference(),
-                       config.pseudo, labels, show_progress=show_progress)
+                       config.pseudo, labels, show_progress=show_progress, pictures=pictures)
     reliable = select_reliable(table, config.pseudo.reliability, config.pseudo.qc, config.pseudo.qd)
     table = mark_selected(table, reliable)
     timings["stage2_score"] = time.perf_counter() - t

@@ -21,12 +21,11 @@ import numpy as np
 import torch
 
 from assft.metrics.scores import compute_foreground_mask, compute_voxel_entropy
+from assft.utils.pictures import MAX_SIDE, PLANES, cut, draw_overlay, pyplot, shrink, to_uint8
 
-__all__ = ["FigureSlices", "capture_slices", "pick_driver", "write_query_figures"]
+__all__ = ["MAX_SIDE", "FigureSlices", "capture_slices", "pick_driver", "write_query_figures"]
 
-MAX_SIDE = 128  # pixels on a slice's longer side; larger slices are subsampled (nearest) to this
 SMOOTH = 5  # box (voxels) the entropy is averaged over before the maximum is taken
-PLANES = ("axial", "coronal", "sagittal")  # cut along array axes 2, 1, 0 of (D, H, W)
 
 
 @dataclass
@@ -52,11 +51,11 @@ def capture_slices(case_id: str, image: np.ndarray, probs: torch.Tensor) -> Figu
     centres = {"anywhere": _argmax(smooth)}
     centres["foreground"] = _argmax(smooth * omega) if bool(omega.any()) else centres["anywhere"]
     labels = probs.argmax(0).to(torch.uint8).numpy()
-    img = _to_uint8(np.asarray(image[0], dtype=np.float32))
+    img = to_uint8(np.asarray(image[0], dtype=np.float32))
     ent = (entropy.clamp(0, 1) * 255).to(torch.uint8).numpy()
     out = FigureSlices(case_id, centres)
     for name, centre in centres.items():
-        out.slices[name] = {plane: tuple(_shrink(_cut(volume, plane, centre)) for volume in (img, labels, ent))
+        out.slices[name] = {plane: tuple(shrink(cut(volume, plane, centre)) for volume in (img, labels, ent))
                             for plane in PLANES}  # type: ignore[misc]
     return out
 
@@ -74,11 +73,7 @@ def write_query_figures(out_dir: str | Path, picks: Sequence[str], slices: Mappi
                         captions: Mapping[str, str], drivers: Mapping[str, str],
                         class_names: Mapping[int, str]) -> list[Path]:
     """One PNG per pick (rank_case.png: image with the prediction, entropy; three planes) and contact_sheet.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_classes = max(class_names) + 1 if class_names else 2
@@ -90,7 +85,7 @@ def write_query_figures(out_dir: str | Path, picks: Sequence[str], slices: Mappi
         fig, axes = plt.subplots(2, 3, figsize=(7.5, 5.2))
         for col, plane in enumerate(PLANES):
             img, lab, ent = slices[case_id].slices[centre][plane]
-            _overlay(axes[0, col], img, lab, n_classes)
+            draw_overlay(axes[0, col], img, lab, n_classes)
             axes[0, col].set_title(plane, fontsize=9)
             axes[1, col].imshow(ent.T, cmap="magma", vmin=0, vmax=255, origin="lower")
         axes[0, 0].set_ylabel("image + prediction", fontsize=8)
@@ -113,8 +108,7 @@ def write_query_figures(out_dir: str | Path, picks: Sequence[str], slices: Mappi
 
 def _contact_sheet(path: Path, picks: Sequence[str], slices: Mapping[str, FigureSlices],
                    captions: Mapping[str, str], drivers: Mapping[str, str], n_classes: int) -> Path:
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     shown = [c for c in picks if c in slices]
     cols = min(4, len(shown))
     rows = -(-len(shown) // cols)
@@ -125,21 +119,12 @@ def _contact_sheet(path: Path, picks: Sequence[str], slices: Mapping[str, Figure
         centre = "foreground" if drivers.get(case_id) == "ASD" else "anywhere"
         img, lab, _ = slices[case_id].slices[centre]["axial"]
         ax = axes.flat[i]
-        _overlay(ax, img, lab, n_classes)
+        draw_overlay(ax, img, lab, n_classes)
         ax.set_title(f"#{picks.index(case_id) + 1} {case_id}\n{captions.get(case_id, '')}", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
     return path
-
-
-def _overlay(ax, img: np.ndarray, lab: np.ndarray, n_classes: int) -> None:
-    ax.imshow(img.T, cmap="gray", vmin=0, vmax=255, origin="lower")
-    masked = np.ma.masked_where(lab.T == 0, lab.T)
-    ax.imshow(masked, cmap="tab10", vmin=0, vmax=max(9, n_classes - 1), alpha=0.45, origin="lower",
-              interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def _box_mean(values: torch.Tensor) -> torch.Tensor:
@@ -152,23 +137,3 @@ def _box_mean(values: torch.Tensor) -> torch.Tensor:
 def _argmax(values: torch.Tensor) -> tuple[int, int, int]:
     index = int(torch.argmax(values))  # first maximum: deterministic
     return tuple(int(i) for i in np.unravel_index(index, tuple(values.shape)))  # type: ignore[return-value]
-
-
-def _cut(volume: np.ndarray, plane: str, centre: tuple[int, int, int]) -> np.ndarray:
-    d, h, w = centre
-    if plane == "axial":
-        return volume[:, :, w]
-    if plane == "coronal":
-        return volume[:, h, :]
-    return volume[d, :, :]
-
-
-def _shrink(plane: np.ndarray) -> np.ndarray:
-    step = max(1, -(-max(plane.shape) // MAX_SIDE))
-    return np.ascontiguousarray(plane[::step, ::step])
-
-
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    lo, hi = np.percentile(image, (0.5, 99.5)) if image.size else (0.0, 1.0)
-    scale = 255.0 / (hi - lo) if hi > lo else 0.0
-    return np.clip((image - lo) * scale, 0, 255).astype(np.uint8)

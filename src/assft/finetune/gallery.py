@@ -1,0 +1,95 @@
+"""The pseudo-label gallery of one SSFT round: accepted next to rejected pseudo-labels, as pictures.
+
+The paper's Figure 5 as images: for a few accepted pseudo-labels (the most confident) and a few rejected ones (the
+least confident), one slice through the prediction with the pseudo-label drawn on the image, the true label beside
+it when the pool's labels are known (simulation), and the case's conf, sd and true Dice. The slices are cut during
+stage 2's scoring pass (`capture_picture`: one slice of three small maps per pool volume, never a whole volume).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from assft.data.preprocess import LoadedCase, restore_shape
+from assft.finetune.pseudo_labels import PseudoLabelStats
+from assft.utils.pictures import draw_overlay, pyplot, shrink, to_uint8
+
+__all__ = ["GALLERY_NAME", "PseudoLabelPicture", "capture_picture", "gallery_cases", "write_pseudo_label_gallery"]
+
+GALLERY_NAME = "pseudo_label_gallery.png"
+PER_SIDE = 3  # accepted and rejected pseudo-labels shown
+
+
+@dataclass(frozen=True)
+class PseudoLabelPicture:
+    """One axial slice (original grid) through the largest predicted foreground: image, pseudo-label, truth."""
+
+    image: np.ndarray  # uint8
+    pseudo_label: np.ndarray  # uint8 class ids
+    truth: np.ndarray | None  # uint8 class ids (simulation only)
+
+
+def capture_picture(loaded: LoadedCase, probs: torch.Tensor, truth: np.ndarray | None) -> PseudoLabelPicture:
+    """The slice of `loaded` (probs (C, D, H, W) on its preprocessed grid) with the most predicted foreground."""
+    shape = tuple(loaded.original_shape)
+    pseudo = restore_shape(probs, shape).argmax(0).numpy()  # type: ignore[arg-type]
+    first_channel = torch.from_numpy(np.ascontiguousarray(loaded.image[:1]))
+    image = restore_shape(first_channel, shape)[0].numpy()  # type: ignore[arg-type]
+    area = (pseudo > 0).sum(axis=(0, 1))
+    index = int(area.argmax()) if area.any() else shape[2] // 2  # first largest: deterministic
+    truth_slice = None
+    if truth is not None and tuple(truth.shape) == shape:
+        truth_slice = shrink(truth[:, :, index].astype(np.uint8))
+    return PseudoLabelPicture(shrink(to_uint8(image[:, :, index])), shrink(pseudo[:, :, index].astype(np.uint8)),
+                              truth_slice)
+
+
+def gallery_cases(table: Sequence[PseudoLabelStats], per_side: int = PER_SIDE) -> tuple[list[str], list[str]]:
+    """(accepted, rejected) case ids to show: the most confident accepted, the least confident rejected."""
+    accepted = sorted((r for r in table if r.selected), key=lambda r: (-r.conf, r.case_id))
+    rejected = sorted((r for r in table if not r.selected), key=lambda r: (r.conf, r.case_id))
+    return [r.case_id for r in accepted[:per_side]], [r.case_id for r in rejected[:per_side]]
+
+
+def write_pseudo_label_gallery(path: str | Path, table: Sequence[PseudoLabelStats],
+                               pictures: Mapping[str, PseudoLabelPicture], class_names: Mapping[int, str],
+                               title: str = "") -> Path | None:
+    """Accepted (left) and rejected (right) pseudo-labels with conf, sd and true Dice; None when nothing to show."""
+    accepted, rejected = gallery_cases([r for r in table if r.case_id in pictures])
+    if not accepted and not rejected:
+        return None
+    plt = pyplot()
+    rows_by_id = {r.case_id: r for r in table}
+    with_truth = any(pictures[c].truth is not None for c in accepted + rejected)
+    per_case = 2 if with_truth else 1
+    n_rows = max(len(accepted), len(rejected))
+    fig, axes = plt.subplots(n_rows, 2 * per_case, figsize=(2.3 * 2 * per_case, 2.5 * n_rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    n_classes = max(class_names) + 1 if class_names else 2
+    for side, ids in enumerate((accepted, rejected)):
+        for row, case_id in enumerate(ids):
+            picture, stats = pictures[case_id], rows_by_id[case_id]
+            ax = axes[row, side * per_case]
+            draw_overlay(ax, picture.image, picture.pseudo_label, n_classes)
+            ax.axis("on")
+            dice = f", true Dice {stats.true_dice:.2f}" if stats.true_dice is not None else ""
+            verdict = "accepted" if side == 0 else "rejected"
+            ax.set_title(f"{verdict}: {case_id}\nconf {stats.conf:.2f}, sd {stats.sd:.2f}{dice}", fontsize=7)
+            if with_truth and picture.truth is not None:
+                truth_ax = axes[row, side * per_case + 1]
+                draw_overlay(truth_ax, picture.image, picture.truth, n_classes)
+                truth_ax.axis("on")
+                truth_ax.set_title("true label", fontsize=7)
+    fig.suptitle(title or "pseudo-labels: accepted (most confident) | rejected (least confident)", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return path
