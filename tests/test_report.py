@@ -228,3 +228,26 @@ def test_first_round_below_the_start_is_flagged(tmp_path: Path) -> None:
     row = next(line for line in (tmp_path / "out" / "report.md").read_text().splitlines()
                if line.startswith("| liver | assft |") and "**yes**" in line)
     assert "-0.030" in row
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16  # a stand-in file: the report copies pictures, it does not read them
+
+
+def test_pictures_of_the_picks_and_pseudo_labels_are_copied_and_linked(tmp_path: Path) -> None:
+    for seed in (0, 1):
+        run = tmp_path / "runs" / "liver" / "assft" / f"seed{seed}"
+        write_ledger(run, "liver", "assft", seed, pseudo_truth=False)
+        for r in (1, 2):
+            (run / "rounds" / f"r00{r}" / "query" / "figures").mkdir(parents=True)
+            (run / "rounds" / f"r00{r}" / "query" / "figures" / "contact_sheet.png").write_bytes(PNG)
+        (run / "rounds" / "r001" / "finetune").mkdir(parents=True)
+        (run / "rounds" / "r001" / "finetune" / "pseudo_label_gallery.png").write_bytes(PNG)
+    result = write_report(tmp_path / "runs", tmp_path / "out")
+    shown = result.summary["figures"]["pictures"]
+    assert list(shown) == ["liver / assft (seed 0)"]  # one seed per strategy
+    paths = [item["path"] for item in shown["liver / assft (seed 0)"]]
+    assert paths == ["pictures/liver_assft_seed0_r001_picks.png", "pictures/liver_assft_seed0_r001_pseudo-labels.png",
+                     "pictures/liver_assft_seed0_r002_picks.png"]
+    html = result.html.read_text()
+    assert all(f'src="{p}"' in html and (tmp_path / "out" / p).read_bytes() == PNG for p in paths)
+    assert "What was picked, and which pseudo-labels were trusted" in result.markdown.read_text()

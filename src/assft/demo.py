@@ -111,7 +111,7 @@ def _run_demo(out: Path, data: str | Path | None, seed: int, source_steps: int |
         strategies=list(DEMO_STRATEGIES), seeds=[seed], budget="30%", rounds=3,
         finetune={"train": {"steps": round_steps, "patch_size": list(patch), "batch_size": 2},
                   "ssft_steps": round_steps},
-        inference={"roi_size": list(patch)},
+        inference={"roi_size": list(patch)}, figures=True,  # the report shows what was picked and why
     )
     # The bounds are part of the simulation; computed here (cached in runs/) so that their minutes get a headline.
     with phase("3/5 bounds: the source model on the target test set, and the model fine-tuned on the whole pool"):

@@ -115,6 +115,8 @@ def write_report(runs: str | Path, out: str | Path, *, alpha: float = 0.05,
             written.append(path)
             pseudo_figures[f"{domain} / {strategy}"] = name
     figures["pseudo_labels"] = pseudo_figures
+    figures["pictures"], copied = collect_pictures(runset, out)
+    written += copied
     summary["figures"] = figures
 
     doc = build_document(summary, summary, figures, source=str(runset.root), skipped=runset.skipped)
@@ -123,3 +125,40 @@ def write_report(runs: str | Path, out: str | Path, *, alpha: float = 0.05,
     summary_json = atomic_write_json(out / "summary.json", summary)
     return ReportResult(out_dir=out, markdown=markdown, html=html_path, summary_json=summary_json, figures=written,
                         summary=summary)
+
+
+PICTURES_DIR = "pictures"  # beside the report: copies of the campaigns' query figures and pseudo-label galleries
+MAX_PICTURE_RUNS = 12  # (domain, strategy) pairs shown; one seed each (the lowest), every round
+
+
+def collect_pictures(runset: RunSet, out: Path) -> tuple[dict[str, list[dict[str, str]]], list[Path]]:
+    """Copy each shown run's contact sheets and pseudo-label galleries beside the report (relative links keep the
+    report folder self-contained and openable offline) -> ({"domain / strategy (seed S)": [{path, alt}]}, files)."""
+    import shutil
+
+    from assft.campaign.engine import round_dir
+    from assft.finetune.gallery import GALLERY_NAME
+    from assft.query.result import FIGURES_DIR
+
+    shown: dict[str, list[dict[str, str]]] = {}
+    copied: list[Path] = []
+    first = {}
+    for run in sorted(runset.runs, key=lambda r: (r.domain, r.strategy, r.seed)):
+        first.setdefault((run.domain, run.strategy), run)
+    for (domain, strategy), run in list(first.items())[:MAX_PICTURE_RUNS]:
+        items = []
+        for record in run.rounds:
+            folder = round_dir(run.path, record.round)
+            for source, what in ((folder / "query" / FIGURES_DIR / "contact_sheet.png", "picks"),
+                                 (folder / "finetune" / GALLERY_NAME, "pseudo-labels")):
+                if not source.is_file():
+                    continue
+                name = f"{_slug(domain)}_{_slug(strategy)}_seed{run.seed}_r{record.round:03d}_{_slug(what)}.png"
+                target = out / PICTURES_DIR / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+                copied.append(target)
+                items.append({"path": f"{PICTURES_DIR}/{name}", "alt": f"round {record.round}: {what}"})
+        if items:
+            shown[f"{domain} / {strategy} (seed {run.seed})"] = items
+    return shown, copied

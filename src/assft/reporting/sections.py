@@ -237,6 +237,20 @@ def _pseudo(doc: Document, summary: dict[str, Any], figures: dict[str, str]) -> 
         doc.image(path, f"pseudo-labels {name}")
 
 
+def _pictures(doc: Document, pictures: dict[str, list[dict[str, str]]]) -> None:
+    if not pictures:
+        return
+    doc.heading("What was picked, and which pseudo-labels were trusted")
+    doc.paragraph("Per round: the contact sheet of the picks (each through the region that drove it; the campaign "
+                  "folder holds one picture per pick with the image, the prediction and the entropy) and the "
+                  "pseudo-label gallery (most confident accepted next to least confident rejected, with the true "
+                  "label in simulations). One seed per strategy.")
+    for group, items in pictures.items():
+        doc.heading(group, level=3)
+        for item in items:
+            doc.image(item["path"], f"{group}, {item['alt']}")
+
+
 def _timings(doc: Document, summary: dict[str, Any]) -> None:
     doc.heading("Timings")
     rows = [[strategy, str(row["n_rounds"]), fmt(row["query_s"], 1), fmt(row["finetune_s"], 1),
@@ -263,5 +277,6 @@ def build_document(summary: dict[str, Any], comparison: dict[str, Any], figures:
     _wins(doc, comparison, figures.get("win_matrix"))
     _per_class(doc, summary)
     _pseudo(doc, summary, figures.get("pseudo_labels", {}))
+    _pictures(doc, figures.get("pictures", {}))
     _timings(doc, summary)
     return doc
