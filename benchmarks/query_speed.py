@@ -17,6 +17,9 @@ Prints a markdown table and writes benchmarks/results/query_speed.json.
 `--strategies entropy,clasp-pe [--cases 40]` instead compares the scoring cost of strategies (each one's needs from
 one pass, θ = θ0, same volumes, rotating order, minimum over repetitions), relative to the first one, and writes
 benchmarks/results/query_speed_strategies.json.
+
+`--figures [--cases 100] [--pool-model CKPT]` measures `run_query` with the query figures against without (the
+slices cut in the pass, five pick PNGs and the contact sheet rendered) and writes query_figures_cost.json.
 """
 
 from __future__ import annotations
@@ -257,6 +260,31 @@ def bench_pool(n_cases: int, tmp: Path, reps: int = 2, model: Path | None = None
             "budget": budget, "bf16_selection_identical": fp32_ids == bf16_ids, "fp32_selected": fp32_ids, "bf16_selected": bf16_ids}
 
 
+def bench_figures(n_cases: int, tmp: Path, model: Path | None, budget: int = 5, reps: int = 3) -> dict:
+    """`run_query` (assft, θ = θ0, the whole pool) with and without `figures`: the slices cut in the pass plus the
+    rendering of `budget` pick PNGs and the contact sheet; alternating order, minimum over `reps`."""
+    from assft.data import load_dataset
+    from assft.query import QueryConfig, run_query
+
+    spec = load_dataset(HIPPOCAMPUS)
+    cases = spec.cases[:n_cases]
+    checkpoint = model or _checkpoint(tmp / "theta0.pt", 0)
+    best = {False: float("inf"), True: float("inf")}
+    picks = {}
+    for rep in range(reps):
+        for figures in ((False, True) if rep % 2 == 0 else (True, False)):
+            t0 = time.perf_counter()
+            result = run_query(checkpoint, cases, QueryConfig(budget=budget), out_dir=tmp / f"q{rep}{figures}",
+                               figures=figures)
+            best[figures] = min(best[figures], time.perf_counter() - t0)
+            picks[figures] = result.selected
+            if figures:
+                figure_s = result.timings.get("figures_s")
+    return {"n_cases": n_cases, "budget": budget, "model": str(model) if model else "random UNet (seed 0)",
+            "seconds": {"plain": best[False], "figures": best[True]}, "ratio": best[True] / best[False],
+            "rendering_s_last_rep": figure_s, "same_selection": picks[False] == picks[True]}
+
+
 def bench_strategies(names: list[str], n_cases: int, tmp: Path, reps: int = 3) -> dict:
     """Scoring time of each strategy's needs (one streaming pass + reductions per volume, θ = θ0) on the same
     volumes; per volume the strategies run `reps` times in rotating order and each keeps its minimum."""
@@ -380,6 +408,8 @@ def main() -> None:
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pool-only", action="store_true", help="only the whole-pool comparison (section 5)")
+    parser.add_argument("--figures", action="store_true",
+                        help="only the cost of `run_query(figures=True)` against without (--cases volumes, --pool-model)")
     parser.add_argument("--pool-model", type=Path,
                         help="trained checkpoint for the whole-pool run's bf16 selection check (default: random UNet)")
     args = parser.parse_args()
@@ -408,6 +438,16 @@ def main() -> None:
                   f"{result['ratio_to_first_median_per_volume'][name]:.3f} | "
                   f"{1000 * result['reduce_s_mean_over_reps'][name] / args.cases:.1f} |")
         print(f"\nwrote {out}")
+        return
+    if args.figures:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = bench_figures(args.cases, Path(tmp), args.pool_model)
+        result.update({"threads": args.threads, "versions": {"torch": torch.__version__, "monai": monai.__version__},
+                       "machine": platform.machine()})
+        path = RESULTS.with_name("query_figures_cost.json")
+        path.write_text(json.dumps(result, indent=2))
+        print(f"figures: {result['seconds']['figures']:.2f} s vs {result['seconds']['plain']:.2f} s without "
+              f"({result['ratio']:.3f}x; same selection: {result['same_selection']}); wrote {path}")
         return
     n_cases, n_bald = (100, 10) if args.quick else (100, 20)
     if args.pool_only:

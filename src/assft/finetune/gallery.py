@@ -17,7 +17,7 @@ import torch
 
 from assft.data.preprocess import LoadedCase, restore_shape
 from assft.finetune.pseudo_labels import PseudoLabelStats
-from assft.utils.pictures import draw_overlay, pyplot, shrink, to_uint8
+from assft.utils.pictures import Panel, compose, overlay, shrink, to_uint8
 
 __all__ = ["GALLERY_NAME", "PseudoLabelPicture", "capture_picture", "gallery_cases", "write_pseudo_label_gallery"]
 
@@ -63,33 +63,22 @@ def write_pseudo_label_gallery(path: str | Path, table: Sequence[PseudoLabelStat
     accepted, rejected = gallery_cases([r for r in table if r.case_id in pictures])
     if not accepted and not rejected:
         return None
-    plt = pyplot()
     rows_by_id = {r.case_id: r for r in table}
     with_truth = any(pictures[c].truth is not None for c in accepted + rejected)
-    per_case = 2 if with_truth else 1
-    n_rows = max(len(accepted), len(rejected))
-    fig, axes = plt.subplots(n_rows, 2 * per_case, figsize=(2.3 * 2 * per_case, 2.5 * n_rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    n_classes = max(class_names) + 1 if class_names else 2
-    for side, ids in enumerate((accepted, rejected)):
-        for row, case_id in enumerate(ids):
-            picture, stats = pictures[case_id], rows_by_id[case_id]
-            ax = axes[row, side * per_case]
-            draw_overlay(ax, picture.image, picture.pseudo_label, n_classes)
-            ax.axis("on")
+    grid: list[list[Panel | None]] = []
+    for row in range(max(len(accepted), len(rejected))):
+        cells: list[Panel | None] = []
+        for verdict, ids in (("accepted", accepted), ("rejected", rejected)):
+            if row >= len(ids):
+                cells += [None] * (2 if with_truth else 1)
+                continue
+            picture, stats = pictures[ids[row]], rows_by_id[ids[row]]
             dice = f", true Dice {stats.true_dice:.2f}" if stats.true_dice is not None else ""
-            verdict = "accepted" if side == 0 else "rejected"
-            ax.set_title(f"{verdict}: {case_id}\nconf {stats.conf:.2f}, sd {stats.sd:.2f}{dice}", fontsize=7)
-            if with_truth and picture.truth is not None:
-                truth_ax = axes[row, side * per_case + 1]
-                draw_overlay(truth_ax, picture.image, picture.truth, n_classes)
-                truth_ax.axis("on")
-                truth_ax.set_title("true label", fontsize=7)
-    fig.suptitle(title or "pseudo-labels: accepted (most confident) | rejected (least confident)", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    return path
+            cells.append((overlay(picture.image, picture.pseudo_label),
+                          f"{verdict}: {ids[row]}\nconf {stats.conf:.2f}, sd {stats.sd:.2f}{dice}"))
+            if with_truth:
+                cells.append((overlay(picture.image, picture.truth), "true label\n") if picture.truth is not None
+                             else None)
+        grid.append(cells)
+    heading = title or "pseudo-labels: accepted (most confident) | rejected (least confident)"
+    return compose(grid, heading, path)

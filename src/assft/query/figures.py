@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from assft.metrics.scores import compute_foreground_mask, compute_voxel_entropy
-from assft.utils.pictures import MAX_SIDE, PLANES, cut, draw_overlay, pyplot, shrink, to_uint8
+from assft.utils.pictures import MAX_SIDE, PLANES, colour_map, compose, cut, overlay, shrink, to_uint8
 
 __all__ = ["MAX_SIDE", "FigureSlices", "capture_slices", "pick_driver", "write_query_figures"]
 
@@ -72,59 +72,33 @@ def pick_driver(columns: Mapping[str, Mapping[str, float]], case_id: str, alpha:
 def write_query_figures(out_dir: str | Path, picks: Sequence[str], slices: Mapping[str, FigureSlices],
                         captions: Mapping[str, str], drivers: Mapping[str, str],
                         class_names: Mapping[int, str]) -> list[Path]:
-    """One PNG per pick (rank_case.png: image with the prediction, entropy; three planes) and contact_sheet.png."""
-    plt = pyplot()
+    """One PNG per pick (rank_case.png: image with the prediction, and entropy, in three planes) and
+    contact_sheet.png (every pick's axial slice with its caption)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    n_classes = max(class_names) + 1 if class_names else 2
     written = []
     for rank, case_id in enumerate(picks, start=1):
         if case_id not in slices:
             continue
-        centre = "foreground" if drivers.get(case_id) == "ASD" else "anywhere"
-        fig, axes = plt.subplots(2, 3, figsize=(7.5, 5.2))
-        for col, plane in enumerate(PLANES):
-            img, lab, ent = slices[case_id].slices[centre][plane]
-            draw_overlay(axes[0, col], img, lab, n_classes)
-            axes[0, col].set_title(plane, fontsize=9)
-            axes[1, col].imshow(ent.T, cmap="magma", vmin=0, vmax=255, origin="lower")
-        axes[0, 0].set_ylabel("image + prediction", fontsize=8)
-        axes[1, 0].set_ylabel("voxel entropy", fontsize=8)
-        for ax in axes.flat:
-            ax.set_xticks([])
-            ax.set_yticks([])
+        centre = _centre(drivers.get(case_id))
+        planes = slices[case_id].slices[centre]
+        rows = [[(overlay(planes[p][0], planes[p][1]), f"{p}: image + prediction") for p in PLANES],
+                [(colour_map(planes[p][2]), f"{p}: voxel entropy") for p in PLANES]]
         where = "highest foreground entropy (ASD-driven pick)" if centre == "foreground" else \
             "highest prediction uncertainty (KD-driven pick)"
-        fig.suptitle(f"#{rank} {case_id}   {captions.get(case_id, '')}\nslices through its {where}", fontsize=9)
-        fig.tight_layout()
-        path = out_dir / f"{rank:02d}_{case_id}.png"
-        fig.savefig(path, dpi=80, bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
+        title = f"#{rank} {case_id}   {captions.get(case_id, '')}\nslices through its {where}"
+        written.append(compose(rows, title, out_dir / f"{rank:02d}_{case_id}.png"))
     if written:
-        written.append(_contact_sheet(out_dir / "contact_sheet.png", picks, slices, captions, drivers, n_classes))
+        shown = [c for c in picks if c in slices]
+        panels = [(overlay(*slices[c].slices[_centre(drivers.get(c))]["axial"][:2]),
+                   f"#{picks.index(c) + 1} {c}\n{captions.get(c, '')}") for c in shown]
+        grid = [panels[k:k + 4] for k in range(0, len(panels), 4)]
+        written.append(compose(grid, f"{len(shown)} volumes to annotate (axial slices through what drove each pick)",
+                               out_dir / "contact_sheet.png"))
     return written
 
 
-def _contact_sheet(path: Path, picks: Sequence[str], slices: Mapping[str, FigureSlices],
-                   captions: Mapping[str, str], drivers: Mapping[str, str], n_classes: int) -> Path:
-    plt = pyplot()
-    shown = [c for c in picks if c in slices]
-    cols = min(4, len(shown))
-    rows = -(-len(shown) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, case_id in enumerate(shown):
-        centre = "foreground" if drivers.get(case_id) == "ASD" else "anywhere"
-        img, lab, _ = slices[case_id].slices[centre]["axial"]
-        ax = axes.flat[i]
-        draw_overlay(ax, img, lab, n_classes)
-        ax.set_title(f"#{picks.index(case_id) + 1} {case_id}\n{captions.get(case_id, '')}", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    return path
+def _centre(driver: str | None) -> str:
+    return "foreground" if driver == "ASD" else "anywhere"
 
 
 def _box_mean(values: torch.Tensor) -> torch.Tensor:

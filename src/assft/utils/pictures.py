@@ -1,19 +1,30 @@
-"""Small pictures of volumes for people: slices cut to at most MAX_SIDE pixels as uint8, drawn with a label overlay.
+"""Small pictures of volumes for people: slices cut to at most MAX_SIDE pixels as uint8, composed into PNGs.
 
-Shared by the query figures (`assft.query.figures`) and the SSFT pseudo-label gallery (`assft.finetune.gallery`);
-matplotlib is imported only when something is drawn.
+Shared by the query figures (`assft.query.figures`) and the SSFT pseudo-label gallery (`assft.finetune.gallery`).
+Panels are composed with numpy and written with Pillow (matplotlib's own image library) rather than drawn with
+matplotlib: a 2 x 3 matplotlib figure costs ~0.2 s to lay out and save, the same picture composed here ~10 ms,
+which is what keeps the query figures within a tenth of the query pass (docs/query.md, Figures).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MAX_SIDE", "PLANES", "cut", "draw_overlay", "pyplot", "shrink", "to_uint8"]
+__all__ = ["MAX_SIDE", "PLANES", "Panel", "colour_map", "compose", "cut", "overlay", "shrink", "to_uint8"]
 
 MAX_SIDE = 128  # pixels on a slice's longer side; larger slices are subsampled (nearest, same step both ways)
 PLANES = ("axial", "coronal", "sagittal")  # cut along array axes 2, 1, 0 of (D, H, W)
+PANEL = 168  # pixels on a drawn panel's longer side (slices are enlarged by an integer factor, nearest)
+ALPHA = 0.45  # opacity of a label overlay
+# matplotlib's tab10 colours for classes 1..9 (0 = background stays transparent), as RGB bytes
+CLASS_COLOURS = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
+                          [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]], np.uint8)
+
+Panel = tuple[np.ndarray, str]  # (H, W, 3) uint8 picture, caption above it
 
 
 def cut(volume: np.ndarray, plane: str, centre: tuple[int, int, int]) -> np.ndarray:
@@ -40,22 +51,68 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip((image - lo) * scale, 0, 255).astype(np.uint8)
 
 
-def pyplot() -> Any:
-    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+def _upright(plane: np.ndarray) -> np.ndarray:
+    """Array (x, y) -> picture rows from the top, as imshow(plane.T, origin='lower') shows it."""
+    return np.ascontiguousarray(plane.T[::-1])
+
+
+def overlay(image: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    """Grey slice (uint8) with the label map's foreground classes in colour -> (H, W, 3) uint8, upright."""
+    rgb = np.repeat(_upright(image)[..., None], 3, axis=2).astype(np.float32)
+    if labels is not None:
+        lab = _upright(labels).astype(np.int64)
+        fg = lab > 0
+        colours = CLASS_COLOURS[(lab[fg] - 1) % len(CLASS_COLOURS)].astype(np.float32)
+        rgb[fg] = (1 - ALPHA) * rgb[fg] + ALPHA * colours
+    return rgb.astype(np.uint8)
+
+
+def colour_map(values: np.ndarray, name: str = "magma") -> np.ndarray:
+    """A uint8 slice through a matplotlib colour map -> (H, W, 3) uint8, upright."""
+    return _lut(name)[_upright(values)]
+
+
+@lru_cache(maxsize=4)
+def _lut(name: str) -> np.ndarray:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return (matplotlib.colormaps[name](np.arange(256))[:, :3] * 255).astype(np.uint8)
 
 
-def draw_overlay(ax: Any, image: np.ndarray, labels: np.ndarray | None, n_classes: int) -> None:
-    """Grey image with the label map's foreground classes in colour (background transparent); no ticks."""
-    ax.imshow(image.T, cmap="gray", vmin=0, vmax=255, origin="lower")
-    if labels is not None:
-        masked = np.ma.masked_where(labels.T == 0, labels.T)
-        ax.imshow(masked, cmap="tab10", vmin=0, vmax=max(9, n_classes - 1), alpha=0.45, origin="lower",
-                  interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
+def _enlarge(rgb: np.ndarray) -> np.ndarray:
+    factor = max(1, PANEL // max(rgb.shape[:2]))
+    return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
+
+
+def compose(rows: Sequence[Sequence[Panel | None]], title: str, path: str | Path) -> Path:
+    """Panels on a white grid (rows of columns, None = empty cell), each captioned, a title on top; a PNG."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font, title_font = ImageFont.load_default(size=11), ImageFont.load_default(size=13)
+    cells = [[(_enlarge(p[0]), p[1]) if p is not None else None for p in row] for row in rows]
+    n_cols = max(len(row) for row in cells)
+    line, gap = 14, 8
+    caption_lines = max((c[1].count("\n") + 1 for row in cells for c in row if c is not None), default=1)
+    text_w = max((font.getlength(text) for row in cells for c in row if c is not None
+                  for text in c[1].splitlines()), default=0)
+    cell_w = max(int(text_w) + 2, max((c[0].shape[1] for row in cells for c in row if c is not None), default=PANEL))
+    cell_h = max((c[0].shape[0] for row in cells for c in row if c is not None), default=PANEL)
+    cell_h += caption_lines * line + 4
+    title_h = (title.count("\n") + 1) * (line + 3) + gap
+    title_w = max((title_font.getlength(text) for text in title.splitlines()), default=0)
+    width = max(n_cols * (cell_w + gap) + gap, int(title_w) + 2 * gap)
+    height = title_h + len(cells) * (cell_h + gap) + gap
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.multiline_text((gap, gap // 2), title, fill="black", font=title_font, spacing=3)
+    for r, row in enumerate(cells):
+        for c, cell in enumerate(row):
+            if cell is None:
+                continue
+            x, y = gap + c * (cell_w + gap), title_h + r * (cell_h + gap)
+            draw.multiline_text((x, y), cell[1], fill="black", font=font, spacing=2)
+            canvas.paste(Image.fromarray(cell[0]), (x, y + caption_lines * line + 4))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path, compress_level=3)  # fast; these are small pictures
+    return path
