@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from assft.metrics.scores import compute_foreground_mask, compute_voxel_entropy
-from assft.utils.pictures import MAX_SIDE, PLANES, colour_map, compose, cut, overlay, shrink, to_uint8
+from assft.utils.pictures import MAX_SIDE, PLANES, colour_map, compose, cut, overlay, shrink
 
 __all__ = ["MAX_SIDE", "FigureSlices", "capture_slices", "pick_driver", "write_query_figures"]
 
@@ -50,13 +50,18 @@ def capture_slices(case_id: str, image: np.ndarray, probs: torch.Tensor) -> Figu
     smooth = _box_mean(entropy)
     centres = {"anywhere": _argmax(smooth)}
     centres["foreground"] = _argmax(smooth * omega) if bool(omega.any()) else centres["anywhere"]
-    labels = probs.argmax(0).to(torch.uint8).numpy()
-    img = to_uint8(np.asarray(image[0], dtype=np.float32))
+    image0 = np.asarray(image[0], dtype=np.float32)
+    lo, hi = np.percentile(image0[::2, ::2, ::2], (0.5, 99.5))  # a subsample: the same contrast, 8x fewer voxels
     ent = (entropy.clamp(0, 1) * 255).to(torch.uint8).numpy()
     out = FigureSlices(case_id, centres)
     for name, centre in centres.items():
-        out.slices[name] = {plane: tuple(shrink(cut(volume, plane, centre)) for volume in (img, labels, ent))
-                            for plane in PLANES}  # type: ignore[misc]
+        planes = {}
+        for plane in PLANES:
+            # argmax over classes on the slice only: over the whole volume it costs more than everything else here
+            labels = cut_probs(probs, plane, centre).argmax(0).to(torch.uint8).numpy()
+            image_slice = np.clip((cut(image0, plane, centre) - lo) * (255.0 / (hi - lo) if hi > lo else 0.0), 0, 255)
+            planes[plane] = (shrink(image_slice.astype(np.uint8)), shrink(labels), shrink(cut(ent, plane, centre)))
+        out.slices[name] = planes
     return out
 
 
@@ -102,10 +107,28 @@ def _centre(driver: str | None) -> str:
 
 
 def _box_mean(values: torch.Tensor) -> torch.Tensor:
-    k = min(SMOOTH, *values.shape)
-    pooled = torch.nn.functional.avg_pool3d(values[None, None].float(), k, stride=1, padding=k // 2,
-                                            count_include_pad=False)[0, 0]
-    return pooled[tuple(slice(0, n) for n in values.shape)]
+    """Mean over a SMOOTH-voxel box (clipped at the borders), as three 1D passes: the same numbers as one 3D
+    average pool without padding counts, a quarter of the time."""
+    out = values[None, None].float()
+    for axis in range(3):
+        k = min(SMOOTH, values.shape[axis])
+        kernel = [1, 1, 1]
+        kernel[axis] = k
+        pad = [0, 0, 0]
+        pad[axis] = k // 2
+        out = torch.nn.functional.avg_pool3d(out, tuple(kernel), stride=1, padding=tuple(pad),
+                                             count_include_pad=False)
+    return out[0, 0][tuple(slice(0, n) for n in values.shape)]
+
+
+def cut_probs(probs: torch.Tensor, plane: str, centre: tuple[int, int, int]) -> torch.Tensor:
+    """(C, D, H, W) -> the (C, a, b) slice in `plane` through `centre`."""
+    d, h, w = centre
+    if plane == "axial":
+        return probs[:, :, :, w]
+    if plane == "coronal":
+        return probs[:, :, h, :]
+    return probs[:, d, :, :]
 
 
 def _argmax(values: torch.Tensor) -> tuple[int, int, int]:
