@@ -201,8 +201,9 @@ def test_mistyped_campaign_folder_is_not_created(tmp_path: Path) -> None:
     assert not (tmp_path / "campx").exists()
     (tmp_path / "c").mkdir()
     for text, problem in (("[]", "JSON list"), ('{"meta": {}, "rounds": [{"round": 1}]}', "status"),
-                          ('{"meta": {}, "rounds": [{"round": 0, "status": "queried"}]}', "round number"),
-                          ('{"rounds": []}', "'meta'")):
+                          ('{"meta": {}, "rounds": [{"round": 0, "status": "queried"}]}',
+                           r"rounds\[0\]\.round: .*greater than or equal to 1"),
+                          ('{"rounds": []}', "meta: Field required")):
         (tmp_path / "c" / "ledger.json").write_text(text)
         with pytest.raises(CampaignError, match=problem):
             Ledger.load(tmp_path / "c")

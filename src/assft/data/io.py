@@ -108,18 +108,24 @@ def write_msd_dataset_json(
     return atomic_write_json(Path(root) / "dataset.json", spec)
 
 
+def read_text_file(path: str | Path, what: str = "file") -> str:
+    """A UTF-8 text file's content; DataError naming the file when it is missing, a folder or unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{what} not found.", path=path, fix="create it or point to the right folder")
+    if path.is_dir():
+        raise DataError(f"expected a {what}, got a folder.", path=path, fix="point to the file itself")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read the {what} ({type(exc).__name__}: {exc}).", path=path,
+                        fix="check its permissions and that it is UTF-8 text") from exc
+
+
 def load_json(path: str | Path) -> Any:
     """Load JSON with a clear error on a missing or malformed file."""
     path = Path(path)
-    if not path.exists():
-        raise DataError("file not found.", path=path, fix="create it or point to the right folder")
-    if path.is_dir():
-        raise DataError("expected a JSON file, got a folder.", path=path, fix="point to the JSON file itself")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read the file ({type(exc).__name__}: {exc}).", path=path,
-                        fix="check its permissions and that it is UTF-8 text") from exc
+    text = read_text_file(path, "JSON file")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from assft.data.cases import DatasetSpec
-from assft.data.io import load_json
+from assft.data.io import load_json, read_text_file
 from assft.errors import ConfigError, DataError
 from assft.utils.atomic import atomic_write_json
 from assft.utils.seeding import make_rng
@@ -57,13 +57,7 @@ def save_split(path: str | Path, splits: dict[str, list[str]], *, seed: int, fra
 def read_case_ids(path: str | Path, *, allow_empty: bool = False) -> list[str]:
     """Case ids from a text file, one per line; blank lines and '#' comments are skipped."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError("case-id file not found.", path=path, fix="write one case id per line")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read the case-id file ({exc.__class__.__name__}).", path=path,
-                        fix="write one case id per line in a UTF-8 text file") from exc
+    text = read_text_file(path, "case-id file")
     ids = [line.split("#", 1)[0].strip() for line in text.splitlines()]
     ids = [i for i in ids if i]
     if not ids and not allow_empty:
