@@ -85,3 +85,29 @@ def test_figures_are_written_for_the_picks_and_change_no_pick(workspace, tmp_pat
     assert written == [f"01_{picks[0]}.png", f"02_{picks[1]}.png", "contact_sheet.png"]
     assert all((tmp_path / "fig" / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in written)
     assert not (tmp_path / "plain" / "figures").exists()
+
+
+def test_box_mean_is_the_average_pool_without_padding_counts() -> None:
+    from assft.query.figures import SMOOTH, _box_mean
+
+    values = torch.rand(7, 9, 6, generator=torch.Generator().manual_seed(0))
+    pool = torch.nn.functional.avg_pool3d(values[None, None], SMOOTH, stride=1, padding=SMOOTH // 2,
+                                          count_include_pad=False)[0, 0]
+    assert torch.allclose(_box_mean(values), pool, atol=1e-6)
+    corner = values[:3, :3, :3].mean()  # the box at a corner is clipped to the 3^3 voxels inside the volume
+    assert float(_box_mean(values)[0, 0, 0]) == pytest.approx(float(corner), abs=1e-6)
+
+
+def test_slices_from_the_pass_maps_are_the_slices_from_probs() -> None:
+    from assft.query.config import QueryConfig
+    from assft.query.summaries import probability_maps
+
+    image = np.random.default_rng(1).normal(size=(1, 20, 20, 20)).astype(np.float32)
+    probs = _probs((20, 20, 20))
+    maps = probability_maps(probs, QueryConfig())
+    shared = capture_slices("a", image, probs, maps.entropy, maps.mask)
+    alone = capture_slices("a", image, probs)
+    assert shared.centres == alone.centres == {"anywhere": (15, 15, 15), "foreground": (5, 5, 5)}
+    for name in ("anywhere", "foreground"):
+        for plane, maps_ in shared.slices[name].items():
+            assert all(np.array_equal(a, b) for a, b in zip(maps_, alone.slices[name][plane]))

@@ -41,26 +41,31 @@ class FigureSlices:
         return sum(a.nbytes for planes in self.slices.values() for maps in planes.values() for a in maps)
 
 
-def capture_slices(case_id: str, image: np.ndarray, probs: torch.Tensor) -> FigureSlices:
-    """Cut the figure slices of one volume: image (C, D, H, W), probs (K, D, H, W) of the same grid."""
+def capture_slices(case_id: str, image: np.ndarray, probs: torch.Tensor, entropy: torch.Tensor | None = None,
+                   foreground: torch.Tensor | None = None) -> FigureSlices:
+    """Cut the figure slices of one volume: image (C, D, H, W), probs (K, D, H, W) of the same grid; entropy and
+    foreground (D, H, W), the pass's voxel entropy and Omega, are computed from probs when not given."""
     if tuple(image.shape[1:]) != tuple(probs.shape[1:]):
         raise ValueError(f"image grid {image.shape[1:]} differs from the probabilities' {tuple(probs.shape[1:])}")
-    entropy = compute_voxel_entropy(probs)
-    omega, _ = compute_foreground_mask(probs)
+    entropy = compute_voxel_entropy(probs) if entropy is None else entropy
+    foreground = compute_foreground_mask(probs)[0] if foreground is None else foreground
     smooth = _box_mean(entropy)
     centres = {"anywhere": _argmax(smooth)}
-    centres["foreground"] = _argmax(smooth * omega) if bool(omega.any()) else centres["anywhere"]
+    centres["foreground"] = _argmax(smooth * foreground) if bool(foreground.any()) else centres["anywhere"]
     image0 = np.asarray(image[0], dtype=np.float32)
     lo, hi = np.percentile(image0[::2, ::2, ::2], (0.5, 99.5))  # a subsample: the same contrast, 8x fewer voxels
-    ent = (entropy.clamp(0, 1) * 255).to(torch.uint8).numpy()
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    probs_np, entropy_np = probs.numpy(), entropy.numpy()
     out = FigureSlices(case_id, centres)
     for name, centre in centres.items():
         planes = {}
         for plane in PLANES:
-            # argmax over classes on the slice only: over the whole volume it costs more than everything else here
-            labels = cut_probs(probs, plane, centre).argmax(0).to(torch.uint8).numpy()
-            image_slice = np.clip((cut(image0, plane, centre) - lo) * (255.0 / (hi - lo) if hi > lo else 0.0), 0, 255)
-            planes[plane] = (shrink(image_slice.astype(np.uint8)), shrink(labels), shrink(cut(ent, plane, centre)))
+            # only the slices are converted: the class argmax or a uint8 copy of the whole volume costs more than
+            # everything else here (numpy's argmax on a strided slice is also ~10x faster than torch's)
+            labels = cut_probs(probs_np, plane, centre).argmax(0).astype(np.uint8)
+            image_slice = np.clip((cut(image0, plane, centre) - lo) * scale, 0, 255).astype(np.uint8)
+            ent = (np.clip(cut(entropy_np, plane, centre), 0.0, 1.0) * 255).astype(np.uint8)
+            planes[plane] = (shrink(image_slice), shrink(labels), shrink(ent))
         out.slices[name] = planes
     return out
 
@@ -107,21 +112,22 @@ def _centre(driver: str | None) -> str:
 
 
 def _box_mean(values: torch.Tensor) -> torch.Tensor:
-    """Mean over a SMOOTH-voxel box (clipped at the borders), as three 1D passes: the same numbers as one 3D
-    average pool without padding counts, a quarter of the time."""
-    out = values[None, None].float()
+    """Mean over a SMOOTH-voxel box clipped at the borders (avg_pool3d without padding counts), as differences of
+    cumulative sums along each axis: the same numbers as the 3D average pool, ~8x faster on CPU (avg_pool3d's CPU
+    kernel is slow for small volumes)."""
+    out = values.double()  # float64 keeps the differences of running sums exact enough (< 1e-7 off the pool)
     for axis in range(3):
-        k = min(SMOOTH, values.shape[axis])
-        kernel = [1, 1, 1]
-        kernel[axis] = k
-        pad = [0, 0, 0]
-        pad[axis] = k // 2
-        out = torch.nn.functional.avg_pool3d(out, tuple(kernel), stride=1, padding=tuple(pad),
-                                             count_include_pad=False)
-    return out[0, 0][tuple(slice(0, n) for n in values.shape)]
+        n = out.shape[axis]
+        half = min(SMOOTH, n) // 2
+        sums = torch.nn.functional.pad(out.movedim(axis, -1).cumsum(-1), (1, 0)).movedim(-1, axis)  # (.., n + 1)
+        index = torch.arange(n)
+        upper, lower = (index + half + 1).clamp(max=n), (index - half).clamp(min=0)
+        shape = [-1 if a == axis else 1 for a in range(3)]
+        out = (sums.index_select(axis, upper) - sums.index_select(axis, lower)) / (upper - lower).reshape(shape)
+    return out.float()
 
 
-def cut_probs(probs: torch.Tensor, plane: str, centre: tuple[int, int, int]) -> torch.Tensor:
+def cut_probs(probs: np.ndarray, plane: str, centre: tuple[int, int, int]) -> np.ndarray:
     """(C, D, H, W) -> the (C, a, b) slice in `plane` through `centre`."""
     d, h, w = centre
     if plane == "axial":

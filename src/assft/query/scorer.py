@@ -33,7 +33,7 @@ from assft.query.config import Need, QueryConfig
 from assft.query.figures import capture_slices
 from assft.query.predictors import WindowPredictor, capture_features, find_head_module
 from assft.metrics.scores import Moments
-from assft.query.summaries import CaseSummary, summarize_pass
+from assft.query.summaries import CaseSummary, probability_maps, summarize_pass
 from assft.utils.threads import tick
 
 
@@ -230,10 +230,13 @@ class _PoolPass:
         if self.theta0_moments is not None and self._cached(loaded.case_id) is None and "norm_moments" in parts:
             self.theta0_moments[loaded.case_id] = parts["norm_moments"]  # NORM_STATS always come from θ0
         t0 = time.perf_counter()
+        # the figures cut their slices from the same entropy and foreground maps the statistics are reduced from
+        maps = probability_maps(parts["probs"], self.config) \
+            if self.figures and parts.get("probs") is not None else None
         summary = summarize_pass(loaded.case_id, self.config, source_stats=self.source_stats,
-                                 class_pe=Need.CLASS_PE in self.needs, **parts)
-        if self.figures and parts.get("probs") is not None:
-            summary.figure = capture_slices(loaded.case_id, loaded.image, parts["probs"])
+                                 class_pe=Need.CLASS_PE in self.needs, maps=maps, **parts)
+        if maps is not None:
+            summary.figure = capture_slices(loaded.case_id, loaded.image, parts["probs"], maps.entropy, maps.mask)
         if summary.n_voxels == 0:
             summary.n_voxels = int(loaded.image[0].size)
         self.timings["reduce_s"] += time.perf_counter() - t0

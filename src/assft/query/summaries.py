@@ -62,13 +62,31 @@ class CaseSummary:
                    if isinstance(getattr(self, f.name), np.ndarray | FigureSlices))
 
 
-def summarize_probs(probs: torch.Tensor, config: QueryConfig, *, class_pe: bool = False
-                    ) -> dict[str, float | int | np.ndarray]:
-    """Reduce probs (C, D, H, W) to the probability statistics of CaseSummary (entropy, ASD, confidence, ...);
-    with `class_pe` also ClaSP PE's per-class peaks (C,) from the same entropy map."""
-    entropy = compute_voxel_entropy(probs)
+@dataclass(frozen=True)
+class ProbabilityMaps:
+    """The voxel maps every probability statistic is reduced from: entropy (D, H, W) float32 in [0, 1], the
+    foreground Omega (D, H, W) bool and its threshold tau. Computed once per volume and shared (ASD, confidence,
+    ClaSP PE, the query figures)."""
+
+    entropy: torch.Tensor
+    mask: torch.Tensor
+    tau: float
+
+
+def probability_maps(probs: torch.Tensor, config: QueryConfig) -> ProbabilityMaps:
+    """probs (C, D, H, W) -> its voxel entropy and foreground Omega under `config`'s ASD threshold."""
     mask, tau = compute_foreground_mask(probs, config.asd_threshold, config.asd_fixed_threshold,
                                         config.asd_threshold_clip, config.otsu_bins)
+    return ProbabilityMaps(compute_voxel_entropy(probs), mask, tau)
+
+
+def summarize_probs(probs: torch.Tensor, config: QueryConfig, *, class_pe: bool = False,
+                    maps: ProbabilityMaps | None = None) -> dict[str, float | int | np.ndarray]:
+    """Reduce probs (C, D, H, W) to the probability statistics of CaseSummary (entropy, ASD, confidence, ...);
+    with `class_pe` also ClaSP PE's per-class peaks (C,) from the same entropy map. `maps`: probs' maps when the
+    caller already has them (`probability_maps`)."""
+    maps = maps or probability_maps(probs, config)
+    entropy, mask, tau = maps.entropy, maps.mask, maps.tau
     n_mask = int(mask.sum())
     extra: dict[str, np.ndarray] = {}
     if class_pe:
@@ -98,13 +116,14 @@ def summarize_pass(
     norm_moments: Mapping[str, Moments] | None = None,
     source_stats: Mapping[str, Moments] | None = None,
     class_pe: bool = False,
+    maps: ProbabilityMaps | None = None,
 ) -> CaseSummary:
     """Build a CaseSummary from what one (or two, θ and θ0) passes produced; shapes as in run_pass. `class_pe`:
-    also reduce probs to ClaSP PE's per-class peaks."""
+    also reduce probs to ClaSP PE's per-class peaks; `maps`: probs' voxel maps when the caller has them."""
     summary = CaseSummary(case_id)
     if probs is not None:
         summary.n_voxels = int(probs[0].numel())
-        for key, value in summarize_probs(probs, config, class_pe=class_pe).items():
+        for key, value in summarize_probs(probs, config, class_pe=class_pe, maps=maps).items():
             setattr(summary, key, value)
     if bald_map is not None:
         summary.n_voxels = int(bald_map.numel())
