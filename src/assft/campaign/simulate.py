@@ -247,27 +247,21 @@ def _mean_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _run_one(campaign_dir: str, threads: int, volume_cache: str) -> str:
-    """Worker body for `jobs > 1` (module level so `spawn` can pickle it)."""
-    from assft.data.volume_cache import use_volume_cache
-    from assft.utils.threads import set_thread_policy
-
-    set_thread_policy(threads)  # a fixed share: cores / jobs
-    with use_volume_cache(volume_cache):
-        run_campaign(campaign_dir, show_progress=False)
-    return campaign_dir
-
-
 def run_simulation(config: SimulationConfig, *, show_progress: bool | None = None,
-                   on_campaign: Any = None, jobs: int = 1) -> list[Path]:
+                   on_campaign: Any = None, jobs: int = 1, executor: str = "process",
+                   ray_options: dict[str, Any] | None = None) -> list[Path]:
     """Run (or resume) every campaign of the grid; returns the campaign directories.
 
-    `jobs > 1` runs that many campaigns at once in worker processes, each with an equal share of this process's
-    torch threads (campaigns are independent and each holds its own ledger lock; small 3D CNNs on CPU scale
-    better across processes than across intra-op threads). Shifted datasets and bounds are prepared first, here.
+    executor "process": `jobs > 1` runs that many campaigns at once in worker processes, each with an equal share
+    of this process's torch threads (campaigns are independent and each holds its own ledger lock; small 3D CNNs
+    on CPU scale better across processes than across intra-op threads). executor "ray": each campaign a Ray task
+    (`assft.campaign.executors.run_on_ray`, `ray_options` its keyword arguments). Shifted datasets and bounds are
+    prepared first, here, by this process.
     """
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}.", fix="pass --jobs 1 or more")
+    if executor not in ("process", "ray"):
+        raise ConfigError(f"unknown executor {executor!r}.", fix="use 'process' (this machine) or 'ray'")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "experiment.json", config.model_dump(mode="json"))
@@ -288,6 +282,11 @@ def run_simulation(config: SimulationConfig, *, show_progress: bool | None = Non
                 campaign_dir = out / domain / (arm or strategy) / f"seed{seed}"
                 init_campaign(campaign_dir, campaign_config(config, domain, strategy or "", seed, arm))
                 dirs.append(campaign_dir)
+    if executor == "ray":
+        from assft.campaign.executors import run_on_ray
+
+        run_on_ray(dirs, volume_cache, on_campaign=on_campaign, **(ray_options or {}))
+        return dirs
     if jobs == 1:
         with use_volume_cache(volume_cache):
             for campaign_dir in dirs:
@@ -295,17 +294,9 @@ def run_simulation(config: SimulationConfig, *, show_progress: bool | None = Non
                 if on_campaign is not None:
                     on_campaign(campaign_dir)
         return dirs
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
+    from assft.campaign.executors import run_on_processes
     from assft.utils.threads import governor
 
     threads = max(1, governor().max_threads // jobs)  # cores (or the explicit --threads) shared by the workers
-    # spawn, not fork: forking after torch has run its OpenMP pool (bounds, datasets) can deadlock the children.
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_one, str(d), threads, volume_cache) for d in dirs]
-        for future in as_completed(futures):
-            done = Path(future.result())
-            if on_campaign is not None:
-                on_campaign(done)
+    run_on_processes(dirs, jobs, threads, volume_cache, on_campaign)
     return dirs

@@ -142,10 +142,35 @@ def status_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."))
 def simulate(config: Path = typer.Option(..., "--config", help="Experiment YAML (strategies x seeds x domains)."),
              jobs: int = typer.Option(1, "--jobs", min=1,
                                       help="Campaigns run at once in worker processes (e.g. one per core)."),
+             executor: str = typer.Option("process", "--executor",
+                                          help="process (this machine, --jobs at once) or ray (each campaign a Ray "
+                                               "task; pip install 'assft[ray]')."),
+             address: str = typer.Option(None, "--address",
+                                         help="Ray cluster to join (e.g. auto, ray://HEAD:10001); default: a local "
+                                              "Ray instance on this machine."),
+             cpus_per_campaign: float = typer.Option(1.0, "--cpus-per-campaign",
+                                                     help="Ray: CPUs (and torch threads) per campaign task."),
+             gpus_per_campaign: float = typer.Option(0.0, "--gpus-per-campaign",
+                                                     help="Ray: GPUs per campaign task (fractions share a GPU)."),
              ) -> None:
     """Simulated campaigns with the ground truth as the annotator, plus lower/upper bounds (resumable)."""
     from assft.campaign.simulate import load_simulation_config, run_simulation
+    from assft.errors import ConfigError
 
+    if executor not in ("process", "ray"):
+        raise ConfigError(f"--executor {executor!r} is not known.", fix="use --executor process or --executor ray")
+    if executor != "ray" and (address or cpus_per_campaign != 1.0 or gpus_per_campaign):
+        raise ConfigError("--address, --cpus-per-campaign and --gpus-per-campaign only apply to --executor ray.",
+                          fix="add --executor ray, or drop them")
+    if cpus_per_campaign <= 0 or gpus_per_campaign < 0:
+        raise ConfigError(f"--cpus-per-campaign must be > 0 and --gpus-per-campaign >= 0, got {cpus_per_campaign} "
+                          f"and {gpus_per_campaign}.", fix="e.g. --cpus-per-campaign 1 --gpus-per-campaign 0.25")
+    if executor == "ray" and jobs != 1:
+        raise ConfigError("--jobs is for --executor process; Ray runs as many campaigns as its CPUs allow.",
+                          fix="drop --jobs, or set --cpus-per-campaign")
     experiment = load_simulation_config(config)
-    dirs = run_simulation(experiment, on_campaign=lambda d: console.print(f"finished {d}"), jobs=jobs)
+    ray_options = {"address": address, "cpus_per_campaign": cpus_per_campaign,
+                   "gpus_per_campaign": gpus_per_campaign} if executor == "ray" else None
+    dirs = run_simulation(experiment, on_campaign=lambda d: console.print(f"finished {d}"), jobs=jobs,
+                          executor=executor, ray_options=ray_options)
     console.print(f"{len(dirs)} campaigns in {experiment.out}; report: assft report {experiment.out} --out REPORT")

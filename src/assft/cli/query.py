@@ -63,6 +63,7 @@ def query(
     from assft.config import InferenceConfig, load_config, parse_config
     from assft.data.splits import read_case_ids
     from assft.query.api import run_query
+    from assft.utils.distributed import join_process_group
 
     check_output_dir(out)
     base = load_config(config, QueryConfig).model_dump() if config else {}
@@ -76,6 +77,8 @@ def query(
     result = run_query(model, pool, query_config, pretrained=pretrained, labeled=labeled,  # type: ignore[arg-type]
                        labeled_ids=read_case_ids(labeled_ids, allow_empty=True) if labeled_ids else (), seed=seed,
                        inference=inference, fingerprint=fingerprint_file, out_dir=out, figures=figures)
+    if not join_process_group().is_main:
+        return  # under torchrun rank 0 prints and writes
     table = Table(title=f"{result.selection.strategy}: {len(result.selected)} of {len(result.summaries)} volumes "
                         f"(seed {seed})")
     for column in ("rank", "case", "Q", "rationale"):

@@ -19,6 +19,7 @@ from assft.query.result import FIGURES_DIR, QueryResult, save_query_result, writ
 from assft.query.scorer import QueryModel, load_query_model, score_cases
 from assft.query.strategies import SelectionContext, make_strategy
 from assft.query.summaries import CaseSummary
+from assft.utils.distributed import gather_in_order, join_process_group, merge_across_ranks, shard
 from assft.utils.seeding import make_rng
 
 __all__ = ["QueryResult", "check_rounds", "run_query", "save_query_result"]
@@ -83,6 +84,11 @@ def run_query(
         figures: with `out_dir`, also write out_dir/figures/: a PNG per pick (three planes through the region that
             drove it: image, prediction, entropy) and contact_sheet.png; cut from the same pass (θ with a head).
 
+    Under `torchrun` (WORLD_SIZE > 1) each process scores every world-th candidate, the summaries are gathered
+    back into pool order on every rank, every rank selects (the same picks: the same summaries and seed) and rank
+    0 alone writes `out_dir` and the θ0 moment cache (`assft.utils.distributed`). The labeled set's embeddings
+    are computed on every rank (a few volumes).
+
     Returns:
         QueryResult (selected ids in pick order, ranked rows, timings, provenance).
 
@@ -119,7 +125,7 @@ def run_query(
     timings["total_s"] = time.perf_counter() - start
     result = QueryResult(selection, summaries, config, budget, seed, inference, sets.reference_ids, timings,
                          _provenance(current, theta0, kd, needs, config, sets), round_index, total_rounds)
-    if out_dir is not None:
+    if out_dir is not None and join_process_group().is_main:  # under torchrun rank 0 alone writes
         save_query_result(result, out_dir)
         if figures:
             t0 = time.perf_counter()
@@ -182,11 +188,17 @@ def _score_pool(candidates: list[Case], current: QueryModel, theta0: QueryModel 
     key = None
     if theta0_cache is not None and kd.stats and kd.model is not None and kd.model.path is not None:
         key = moment_cache_key(kd.model.path, kd.model.checkpoint.preprocess.model_dump(mode="json"), inference)
-    with open_moment_cache(theta0_cache, key) as moments:
+    ranks = join_process_group()  # under torchrun each rank scores every world-th volume; else rank 0 of 1
+    mine = shard(candidates, ranks)
+    with open_moment_cache(theta0_cache, key, write=ranks.is_main) as moments:
         extra: dict[str, Any] = {"theta0_moments": moments} if moments is not None else {}
-        return score_cases(progress(candidates, "Scoring pool", total=len(candidates), enabled=show_progress),
-                           current, needs, config, inference, timings=timings, pretrained=theta0,
-                           source_stats=kd.stats, figures=figures, **extra)
+        summaries = score_cases(progress(mine, "Scoring pool", total=len(mine),
+                                         enabled=show_progress if ranks.is_main else False),
+                                current, needs, config, inference, timings=timings, pretrained=theta0,
+                                source_stats=kd.stats, figures=figures, **extra)
+        if moments is not None and ranks.distributed:
+            moments.update(merge_across_ranks(moments, ranks))  # rank 0 writes every rank's new θ0 moments
+    return gather_in_order(summaries, ranks)
 
 
 def _reference_embeddings(sets: QuerySets, current: QueryModel, theta0: QueryModel | None, needs: frozenset[Need],

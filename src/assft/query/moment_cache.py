@@ -55,8 +55,9 @@ def save_moment_cache(path: str | Path, key: str, moments: dict[str, dict]) -> P
 
 
 @contextmanager
-def open_moment_cache(path: str | Path | None, key: str | None) -> Iterator[Moments | None]:
-    """The cached moments to read and extend while scoring; written back on a clean exit when volumes were added.
+def open_moment_cache(path: str | Path | None, key: str | None, *, write: bool = True) -> Iterator[Moments | None]:
+    """The cached moments to read and extend while scoring; written back on a clean exit when volumes were added
+    (unless `write` is False: the other ranks of a distributed pass leave the file to rank 0).
 
     `path` or `key` None: no cache (yields None). An exception inside the block leaves the file as it was.
     """
@@ -66,5 +67,5 @@ def open_moment_cache(path: str | Path | None, key: str | None) -> Iterator[Mome
     moments = load_moment_cache(path, key)
     known = len(moments)
     yield moments
-    if len(moments) > known:
+    if write and len(moments) > known:
         save_moment_cache(path, key, moments)
