@@ -68,3 +68,33 @@ def test_two_torchrun_processes_select_what_one_process_selects(tmp_path: Path) 
         for column in ("Q", "KD", "ASD"):
             assert float(two_rows[case_id][column]) == pytest.approx(float(row[column]), rel=1e-5, abs=1e-7)
     assert two.stdout.count("scored 7 volumes") == 1  # rank 0 alone prints (and writes)
+
+
+@pytest.mark.timeout(300)
+def test_campaign_next_under_torchrun_writes_the_round_once(tmp_path: Path) -> None:
+    """Round 0 (AdaBN) and the query under 2 ranks: the same picks as one process, one ledger round, no lock clash."""
+    import shutil
+
+    data = make_phantom_dataset(tmp_path / "pool", 6, shape=(16, 16, 16))
+    config = ModelConfig(out_channels=5, params={"channels": (4, 8, 16), "strides": (2, 2)})
+    torch.manual_seed(0)
+    model = save_checkpoint(tmp_path / "model.pt", make_checkpoint(
+        build_model(config), config, PHANTOM_LABELS, metadata={"train_config": {"patch_size": [16, 16, 16]}}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    init = subprocess.run([sys.executable, "-m", "assft", "campaign", "init", "--model", str(model), "--pool", str(data),
+                           "--out", str(tmp_path / "one"), "--budget", "2", "--rounds", "1", "--adapt", "adabn",
+                           "--no-figures"], capture_output=True, text=True, env=env, timeout=120)
+    assert init.returncode == 0, init.stderr
+    shutil.copytree(tmp_path / "one", tmp_path / "two")
+    single = subprocess.run([sys.executable, "-m", "assft", "campaign", "next", str(tmp_path / "one")],
+                            capture_output=True, text=True, env=env, timeout=240)
+    assert single.returncode == 0, single.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
+                          "127.0.0.1", "--master-port", str(_free_port()), "-m", "assft", "campaign", "next",
+                          str(tmp_path / "two")], capture_output=True, text=True, env=env, timeout=240)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one_ledger, two_ledger = (json.loads((tmp_path / d / "ledger.json").read_text()) for d in ("one", "two"))
+    assert len(two_ledger["rounds"]) == 1 and two_ledger["rounds"][0]["status"] == "queried"
+    assert two_ledger["rounds"][0]["selected"] == one_ledger["rounds"][0]["selected"]
+    assert two_ledger["meta"]["adaptation"]["method"] == "adabn"
+    assert two.stdout.count("import-labels") == 1  # rank 0 alone prints (the table wraps in a narrow terminal)

@@ -12,7 +12,7 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +25,7 @@ from assft.data.cases import Case, DatasetSpec
 from assft.data.layout import load_dataset
 from assft.errors import AssftError, CampaignError, ConfigError
 from assft.utils.atomic import atomic_write
+from assft.utils.distributed import barrier, join_process_group
 from assft.utils.seeding import derive_seed
 
 
@@ -173,11 +174,16 @@ def adapt_start(campaign_dir: str | Path) -> dict[str, Any] | None:
 def next_round(campaign_dir: str | Path, *, show_progress: bool | None = None) -> dict[str, Any]:
     """Score the pool and choose the next round's volumes (idempotent while the round awaits labels)."""
     campaign_dir = Path(campaign_dir)
-    adapt_start(campaign_dir)
-    with campaign_lock(campaign_dir):
+    # Under torchrun every rank scores its share of the pool; rank 0 alone adapts, holds the lock and writes.
+    ranks = join_process_group()
+    if ranks.is_main:
+        adapt_start(campaign_dir)
+    barrier(ranks)  # the others read the ledger once rank 0 adapted, and before it writes the round
+    with campaign_lock(campaign_dir) if ranks.is_main else nullcontext():
         config = load_campaign_config(campaign_dir)
         ledger = Ledger.load(campaign_dir)
         last = ledger.current()
+        barrier(ranks)  # every rank has read the state: rank 0 may now change it
         if last is not None and last["status"] == "queried":
             return last
         if last is not None and last["status"] != "evaluated":
@@ -201,6 +207,8 @@ def next_round(campaign_dir: str | Path, *, show_progress: bool | None = None) -
                            inference=config.inference, out_dir=out / "query", show_progress=show_progress,
                            theta0_cache=campaign_dir / THETA0_CACHE, round_index=index, total_rounds=budget.rounds,
                            figures=config.figures)
+        if not ranks.is_main:
+            return {"round": index, "status": "queried", "selected": result.selected, "budget": n}
         _write_to_annotate(out, pool, result.selected)
         return ledger.update_round(index, "queried", selected=result.selected, model=_relative(model, campaign_dir),
                                    budget=n, labeled_before=len(labeled),

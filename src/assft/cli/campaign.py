@@ -78,7 +78,11 @@ def next_cmd(campaign: Path = typer.Argument(..., help="Campaign directory.")) -
 
     from assft.campaign.engine import next_round, round_dir
 
+    from assft.utils.distributed import join_process_group
+
     record = next_round(campaign)
+    if not join_process_group().is_main:
+        return  # under torchrun rank 0 alone writes and prints
     folder = round_dir(campaign, record["round"])
     if record["round"] == 1 and record.get("model", "").startswith("round0"):
         console.print(f"round 0: started from the pool-adapted model {record['model']} (no labels used)")

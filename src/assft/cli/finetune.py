@@ -88,7 +88,10 @@ def finetune(
 
     result = run_ssft(model, labeled_set, pool, out, cfg, save_pseudo_labels=save_pseudo_labels,
                       allow_partial=allow_partial)
-    _print_summary(result, cfg, out)
+    from assft.utils.distributed import join_process_group
+
+    if join_process_group().is_main:  # under torchrun rank 0 alone writes and prints
+        _print_summary(result, cfg, out)
 
 
 def plot_pseudo_labels(

@@ -58,6 +58,10 @@ def train(
         preprocess=preprocess,  # type: ignore[arg-type]
         val=val_set, init_checkpoint=init, allow_partial=allow_partial,
     )
+    from assft.utils.distributed import join_process_group
+
+    if not join_process_group().is_main:
+        return  # under torchrun rank 0 alone writes and prints
     dice = f", best validation Dice {result.best_val_dice:.3f}" if result.best_val_dice is not None else ""
     console.print(f"trained on {len(train_set.cases)} cases in {result.seconds:.0f} s{dice}; wrote {result.best}")
 

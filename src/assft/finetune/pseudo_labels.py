@@ -204,19 +204,25 @@ def score_pool(model: nn.Module, model_config: ModelConfig, labeled: Sequence[Lo
     from assft.models.zoo import bottleneck_module
     from assft.utils.progress import progress
 
+    from assft.utils.distributed import gather_in_order, join_process_group, merge_across_ranks, shard
+
+    ranks = join_process_group()  # under torchrun each rank scores every world-th pool case (rows are independent)
+    mine = shard(pool, ranks)
     net = prepare_model(model, inference)
     embedder = bottleneck_module(net, model_config.name)
     try:
         with torch.inference_mode():
             refs = np.stack([emb.numpy() for _, _, emb in iter_probs(net, labeled, inference,
                                                                       embedding_module=embedder)])
-            volumes = progress(iter_loaded(pool, preprocess), "Scoring unlabeled volumes", total=len(pool),
-                               enabled=show_progress)
+            volumes = progress(iter_loaded(mine, preprocess), "Scoring unlabeled volumes", total=len(mine),
+                               enabled=show_progress if ranks.is_main else False)
             rows = list(_score_stream(iter_probs(net, volumes, inference, embedding_module=embedder), refs,
                                       truth, labels, config, pictures))
     finally:
         model.to(memory_format=torch.contiguous_format)  # undo prepare_model's channels_last before training
-    return rows
+    if ranks.distributed and pictures is not None:
+        pictures.update(merge_across_ranks(pictures, ranks))
+    return gather_in_order(rows, ranks)
 
 
 def _score_stream(stream, refs: np.ndarray, truth: Mapping[str, Path], labels: Mapping[int, str],

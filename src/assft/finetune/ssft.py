@@ -26,6 +26,7 @@ from assft.finetune.pseudo_labels import PseudoLabelStats, ReliableSet, mark_sel
 from assft.finetune.trainer import FitResult, fit
 from assft.models.checkpoint import Checkpoint, KeyReport, load_checkpoint, load_weights, make_checkpoint
 from assft.models.zoo import build_model, head_keys
+from assft.utils.distributed import join_process_group
 from assft.utils.seeding import derive_seed
 from assft.utils.threads import threads_for_call
 
@@ -150,6 +151,8 @@ def run_ssft(
     from assft.models.zoo import check_sizes
 
     config = config or FinetuneConfig()
+    if out_dir is not None and not join_process_group().is_main:
+        out_dir = None  # under torchrun rank 0 alone writes (checkpoint, tables, gallery, pseudo-labels)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     ckpt, source = (model, None) if isinstance(model, Checkpoint) else (load_checkpoint(model), model)

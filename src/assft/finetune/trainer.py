@@ -23,8 +23,10 @@ from torch import nn
 
 from assft.config import InferenceConfig, TrainConfig
 from assft.data.preprocess import LoadedCase
+from assft.errors import ConfigError
 from assft.finetune.losses import SegmentationLoss
 from assft.models.zoo import resolve_device
+from assft.utils.distributed import Ranks, join_process_group
 from assft.utils.progress import progress
 from assft.utils.seeding import derive_seed, isolated_rng
 from assft.utils.threads import tick
@@ -127,25 +129,30 @@ def fit(
     torch.manual_seed(derive_seed(config.seed, "init-train"))
     model.to(device)
     set_train_mode(model, config.bn_mode)
+    ranks = join_process_group()  # under torchrun: DDP, each rank a share of the global batch
+    trained, sampling = _data_parallel(model, config, ranks)
+    if ranks.distributed:  # DDP broadcast rank 0's weights; each rank then draws its own dropout masks
+        torch.manual_seed(rank_seed(config.seed, "dropout", ranks))
     optimizer = make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config.steps, config.warmup_steps))
     anchor = [p.detach().clone() for p in model.parameters()] if config.l2sp > 0 else None
     loss_fn = SegmentationLoss()
-    batches = iter_batches(labeled, config, derive_seed(config.seed, "labeled"))
-    pseudo_batches = iter_batches(pseudo, config, derive_seed(config.seed, "pseudo")) if pseudo else None
+    batches = iter_batches(labeled, sampling, rank_seed(config.seed, "labeled", ranks))
+    pseudo_batches = iter_batches(pseudo, sampling, rank_seed(config.seed, "pseudo", ranks)) if pseudo else None
     inference = inference or InferenceConfig(roi_size=config.patch_size, device=config.device, channels_last=False)
     history: list[dict] = []
     best_dice, best_state = None, None
-    for step in progress(range(1, config.steps + 1), "Training steps", total=config.steps):
+    for step in progress(range(1, config.steps + 1), "Training steps", total=config.steps,
+                         enabled=None if ranks.is_main else False):
         tick()  # follow the machine's load between steps (see assft.utils.threads)
         image, label = next(batches)
-        loss = loss_fn(model(image.to(device)), label.to(device))
+        loss = loss_fn(trained(image.to(device)), label.to(device))
         record = {"step": step, "loss_labeled": float(loss.detach())}
         if pseudo_batches is not None:
             weight = pseudo_weight(step) if pseudo_weight else 1.0
             if weight > 0:
                 p_image, p_label = next(pseudo_batches)
-                p_loss = loss_fn(model(p_image.to(device)), p_label.to(device))
+                p_loss = loss_fn(trained(p_image.to(device)), p_label.to(device))
                 loss = loss + weight * p_loss
                 record.update(loss_pseudo=float(p_loss.detach()), pseudo_weight=weight)
         if anchor is not None:
@@ -169,6 +176,31 @@ def fit(
     model.eval()
     last = _cpu_state(model)
     return FitResult(best_state or last, last, best_dice, history, time.perf_counter() - start)
+
+
+def rank_seed(seed: int, stream: str, ranks: Ranks) -> int:
+    """The patch-sampling seed of `stream` for this rank: a single process keeps the plain stream (its runs are
+    unchanged by DDP support), each rank of a distributed run gets its own."""
+    return derive_seed(seed, stream) if not ranks.distributed else derive_seed(seed, stream, f"rank{ranks.rank}")
+
+
+def _data_parallel(model: nn.Module, config: TrainConfig, ranks: Ranks) -> tuple[nn.Module, TrainConfig]:
+    """(the module to call, the per-rank sampling config): under torchrun, DistributedDataParallel over the
+    process group and batch_size / world patches per rank, so a step sees the same global batch as one process.
+
+    Losses are means over equal per-rank batches and DDP averages the gradients, so a step's gradient is the
+    global batch's (Dice+CE is per sample, CE per voxel); BatchNorm normalises each rank's share alone (SyncBatchNorm
+    needs CUDA), the one difference from a single process, and buffers follow rank 0 (DDP broadcasts them)."""
+    if not ranks.distributed:
+        return model, config
+    if config.batch_size % ranks.world:
+        raise ConfigError(f"batch_size {config.batch_size} does not split evenly over {ranks.world} processes.",
+                          fix=f"use a batch size that is a multiple of {ranks.world} (the global batch)")
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [next(model.parameters()).device.index] if next(model.parameters()).is_cuda else None
+    return (DistributedDataParallel(model, device_ids=device_ids),
+            config.model_copy(update={"batch_size": config.batch_size // ranks.world}))
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

@@ -15,6 +15,7 @@ from assft.finetune.trainer import FitResult, fit
 from assft.models.checkpoint import Checkpoint, build_from_checkpoint, make_checkpoint, save_checkpoint
 from assft.models.zoo import build_model, check_sizes
 from assft.utils.atomic import atomic_write_json
+from assft.utils.distributed import join_process_group
 from assft.utils.seeding import isolated_rng, seed_everything
 from assft.utils.threads import threads_for_call
 
@@ -77,6 +78,9 @@ def train_supervised(
         metadata = {"train_cases": train.case_ids, "val_cases": val.case_ids if val else [],
                     "dataset": str(train.root), "train_config": train_config.model_dump(mode="json"),
                     "best_val_dice": result.best_val_dice, **init_info}
+        if not join_process_group().is_main:  # under torchrun rank 0 alone writes; the others return its paths
+            return TrainOutput(out_dir / "best.pt", out_dir / "last.pt", out_dir / "train_log.json",
+                               result.best_val_dice, time.perf_counter() - start)
         for name, state in (("best", result.best_state), ("last", result.last_state)):
             model.load_state_dict(state)
             ckpt: Checkpoint = make_checkpoint(model, model_config, train.labels, kind="supervised",

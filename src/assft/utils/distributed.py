@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-__all__ = ["Ranks", "gather_in_order", "join_process_group", "merge_across_ranks", "shard"]
+__all__ = ["Ranks", "barrier", "gather_in_order", "join_process_group", "merge_across_ranks", "shard"]
 
 T = TypeVar("T")
 
@@ -51,6 +51,14 @@ def join_process_group() -> Ranks:
         dist.init_process_group(backend=backend)
         atexit.register(_leave)  # torch warns at exit about a group that was never destroyed
     return Ranks(dist.get_rank(), dist.get_world_size())
+
+
+def barrier(ranks: Ranks) -> None:
+    """Wait until every rank got here (nothing to wait for in a single process)."""
+    if ranks.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def shard(items: Sequence[T], ranks: Ranks) -> list[T]:
