@@ -44,13 +44,17 @@ def _rows(out: Path) -> dict[str, dict[str, str]]:
         return {row["case_id"]: row for row in csv.DictReader(fh)}
 
 
+def _tiny_model(path: Path) -> Path:
+    config = ModelConfig(out_channels=5, params={"channels": (4, 8, 16), "strides": (2, 2)})
+    torch.manual_seed(0)
+    return save_checkpoint(path, make_checkpoint(build_model(config), config, PHANTOM_LABELS,
+                                                 metadata={"train_config": {"patch_size": [16, 16, 16]}}))
+
+
 @pytest.mark.timeout(300)
 def test_two_torchrun_processes_select_what_one_process_selects(tmp_path: Path) -> None:
     data = make_phantom_dataset(tmp_path / "pool", 7, shape=(16, 16, 16))
-    config = ModelConfig(out_channels=5, params={"channels": (4, 8, 16), "strides": (2, 2)})
-    torch.manual_seed(0)
-    model = save_checkpoint(tmp_path / "model.pt", make_checkpoint(
-        build_model(config), config, PHANTOM_LABELS, metadata={"train_config": {"patch_size": [16, 16, 16]}}))
+    model = _tiny_model(tmp_path / "model.pt")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["query", "--model", str(model), "--pool", str(data), "--budget", "3", "--seed", "1"]
     single = subprocess.run([sys.executable, "-m", "assft", *args, "--out", str(tmp_path / "one")],
@@ -76,10 +80,7 @@ def test_campaign_next_under_torchrun_writes_the_round_once(tmp_path: Path) -> N
     import shutil
 
     data = make_phantom_dataset(tmp_path / "pool", 6, shape=(16, 16, 16))
-    config = ModelConfig(out_channels=5, params={"channels": (4, 8, 16), "strides": (2, 2)})
-    torch.manual_seed(0)
-    model = save_checkpoint(tmp_path / "model.pt", make_checkpoint(
-        build_model(config), config, PHANTOM_LABELS, metadata={"train_config": {"patch_size": [16, 16, 16]}}))
+    model = _tiny_model(tmp_path / "model.pt")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     init = subprocess.run([sys.executable, "-m", "assft", "campaign", "init", "--model", str(model), "--pool", str(data),
                            "--out", str(tmp_path / "one"), "--budget", "2", "--rounds", "1", "--adapt", "adabn",

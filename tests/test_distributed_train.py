@@ -42,24 +42,52 @@ def _model() -> torch.nn.Module:
     return build_model(MODEL)
 
 
-def _rank(rank: int, port: int, data: str, out: str) -> None:
-    """One torchrun-like process: the environment torchrun sets, then `fit`; rank 0 saves the weights."""
+def _as_rank(rank: int, port: int) -> None:
+    """The environment torchrun gives rank `rank` of 2, and one thread (2 processes on 2 cores)."""
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    cases = [load_case(c) for c in load_dataset(data).cases[:3]]
-    result = trainer.fit(_model(), cases, TRAIN, 5)
+
+
+def _both(rank: int, port: int, data: str, out: str) -> None:
+    """One of 2 torchrun-like ranks: `fit` (DDP) on 3 cases, then SSFT stage 2's pool scoring of the other 4 (from
+    the untrained model); rank 0 pickles (weights, gathered rows, pictured ids)."""
+    import pickle
+
+    _as_rank(rank, port)
+    spec = load_dataset(data)
+    state = trainer.fit(_model(), [load_case(c) for c in spec.cases[:3]], TRAIN, 5).last_state
+    pictures: dict = {}
+    rows = _score(spec, pictures)
     if rank == 0:
-        torch.save(result.last_state, out)
+        Path(out).write_bytes(pickle.dumps((state, rows, sorted(pictures))))
+
+
+def _score(spec, pictures: dict | None = None) -> list:
+    from assft.config import InferenceConfig, PreprocessConfig
+    from assft.finetune.config import PseudoLabelConfig
+    from assft.finetune.pseudo_labels import score_pool
+
+    return score_pool(_model().eval(), MODEL, [load_case(c) for c in spec.cases[:2]], spec.cases[2:], {},
+                      PreprocessConfig(), InferenceConfig(roi_size=(16, 16, 16)), PseudoLabelConfig(), {0: "bg"},
+                      pictures=pictures)
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple]:
+    """One spawn of 2 gloo ranks shared by the tests below: (data folder, rank 0's (weights, rows, pictured))."""
+    import pickle
+
+    root = tmp_path_factory.mktemp("ddp")
+    data = make_phantom_dataset(root / "data", 7, shape=(16, 16, 16))
+    torch.multiprocessing.start_processes(_both, args=(_free_port(), str(data), str(root / "rank0.pkl")), nprocs=2,
+                                          start_method="spawn")
+    return data, pickle.loads((root / "rank0.pkl").read_bytes())
 
 
 @pytest.mark.timeout(300)
-def test_two_ddp_ranks_step_like_one_process_over_their_patches(tmp_path: Path) -> None:
-    data = make_phantom_dataset(tmp_path / "data", 3, shape=(16, 16, 16))
-    out = tmp_path / "ddp.pt"
-    torch.multiprocessing.start_processes(_rank, args=(_free_port(), str(data), str(out)), nprocs=2,
-                                          start_method="spawn")
-    ddp = torch.load(out)
+def test_two_ddp_ranks_step_like_one_process_over_their_patches(two_ranks) -> None:
+    data, (ddp, _, _) = two_ranks
     cases = [load_case(c) for c in load_dataset(data).cases[:3]]
 
     # the single process sees, each step, the two ranks' patches side by side
@@ -103,44 +131,11 @@ def test_torchrun_train_writes_one_checkpoint_set(tmp_path: Path) -> None:
     assert done.stdout.count("trained on 4 cases") == 1  # rank 0 alone prints
 
 
-def _score_rank(rank: int, port: int, data: str, out: str) -> None:
-    """SSFT stage 2's pool scoring on one of 2 ranks; rank 0 saves the gathered rows."""
-    import pickle
-
-    from assft.config import InferenceConfig
-    from assft.config import PreprocessConfig
-    from assft.finetune.config import PseudoLabelConfig
-    from assft.finetune.pseudo_labels import score_pool
-
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    spec = load_dataset(data)
-    labeled = [load_case(c) for c in spec.cases[:2]]
-    pictures: dict = {}
-    rows = score_pool(_model().eval(), MODEL, labeled, spec.cases[2:], {}, PreprocessConfig(),
-                      InferenceConfig(roi_size=(16, 16, 16)), PseudoLabelConfig(), {0: "bg"}, pictures=pictures)
-    if rank == 0:
-        Path(out).write_bytes(pickle.dumps((rows, sorted(pictures))))
-
-
 @pytest.mark.timeout(300)
-def test_ssft_pool_scoring_over_two_ranks_equals_one_process(tmp_path: Path) -> None:
-    import pickle
-
-    from assft.config import InferenceConfig
-    from assft.config import PreprocessConfig
-    from assft.finetune.config import PseudoLabelConfig
-    from assft.finetune.pseudo_labels import score_pool
-
-    data = make_phantom_dataset(tmp_path / "data", 7, shape=(16, 16, 16))
-    out = tmp_path / "rows.pkl"
-    torch.multiprocessing.start_processes(_score_rank, args=(_free_port(), str(data), str(out)), nprocs=2,
-                                          start_method="spawn")
-    rows, pictured = pickle.loads(out.read_bytes())
+def test_ssft_pool_scoring_over_two_ranks_equals_one_process(two_ranks) -> None:
+    data, (_, rows, pictured) = two_ranks
     spec = load_dataset(data)
-    single = score_pool(_model().eval(), MODEL, [load_case(c) for c in spec.cases[:2]], spec.cases[2:], {},
-                        PreprocessConfig(), InferenceConfig(roi_size=(16, 16, 16)), PseudoLabelConfig(), {0: "bg"})
+    single = _score(spec)
     assert [r.case_id for r in rows] == [r.case_id for r in single] == [c.case_id for c in spec.cases[2:]]
     assert pictured == sorted(c.case_id for c in spec.cases[2:])  # every rank's gallery slices reach rank 0
     for mine, one in zip(rows, single):
