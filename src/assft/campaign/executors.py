@@ -97,7 +97,7 @@ def run_on_ray(dirs: Sequence[Path], volume_cache: str, *, address: str | None =
             campaign_dir = pending.pop(ready[0])
             try:
                 ray.get(ready[0])
-            except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError) as exc:
+            except ray.exceptions.RayError as exc:  # a task's own exception, or its worker/node lost past retries
                 failed.append((campaign_dir, str(getattr(exc, "cause", None) or exc).strip().splitlines()[-1]))
                 continue
             if on_campaign is not None:
