@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -216,8 +215,12 @@ main()
 """
 
 
+# one fixed thread: the load-following default would change float sums between runs on a busy machine
+FIXED_THREADS = {"OMP_NUM_THREADS": "1", "ASSFT_THREADS": "1"}
+
+
 def _run_killed(config: Path, mode: str, n: int) -> int:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **FIXED_THREADS}
     proc = subprocess.run([sys.executable, "-c", KILLER, mode, str(n), str(config)], env=env, capture_output=True,
                           timeout=300)
     return proc.returncode
@@ -225,7 +228,7 @@ def _run_killed(config: Path, mode: str, n: int) -> int:
 
 @pytest.mark.slow
 def test_kill_and_resume_give_the_identical_ledger(setup: dict, tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **FIXED_THREADS}
     cmd, camp = _simulate_cmd(setup, tmp_path / "straight")
     subprocess.run(cmd, check=True, env=env, capture_output=True)
     reference = Ledger.load(camp).canonical()

@@ -41,6 +41,10 @@ class CampaignError(AssftError):
     """A campaign directory is in a state that forbids the requested step."""
 
 
+class CampaignLockedError(CampaignError):
+    """Another process holds the campaign's lock (it is working on the campaign now)."""
+
+
 class UnknownNameError(AssftError, KeyError):
     """A registry lookup failed; the message lists the closest match and every known name."""
 

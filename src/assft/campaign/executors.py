@@ -16,29 +16,43 @@ by the driver and read from there).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from assft.campaign.engine import run_campaign
 from assft.campaign.ledger import Ledger
-from assft.errors import CampaignError, ConfigError
+from assft.errors import CampaignError, CampaignLockedError, ConfigError
 
 __all__ = ["RAY_MAX_RETRIES", "is_finished", "run_on_processes", "run_on_ray", "run_one"]
 
 RAY_MAX_RETRIES = 3  # re-runs of a campaign task whose worker process or node was lost
+# How long a worker waits for a campaign another process holds. Why wait at all: a Ray worker outlives a driver killed
+# with SIGKILL (it runs in its own process group) and finishes the campaign it was on, so a driver started again
+# right away finds that campaign locked; waiting turns "failed: locked" into "resumed once the orphan is done".
+LOCK_WAIT_S = 3600.0
 
 OnCampaign = Callable[[Path], None] | None
 
 
-def run_one(campaign_dir: str, threads: int, volume_cache: str) -> str:
-    """Worker body: run (or resume) one campaign with `threads` torch threads and the grid's volume cache."""
+def run_one(campaign_dir: str, threads: int, volume_cache: str, *, lock_wait_s: float = LOCK_WAIT_S,
+            poll_s: float = 2.0) -> str:
+    """Worker body: run (or resume) one campaign with `threads` torch threads and the grid's volume cache, waiting
+    up to `lock_wait_s` while another process (e.g. the orphaned worker of a killed driver) holds the campaign."""
     from assft.data.volume_cache import use_volume_cache
     from assft.utils.threads import set_thread_policy
 
     set_thread_policy(threads)  # a fixed share: cores / jobs
+    deadline = time.monotonic() + lock_wait_s
     with use_volume_cache(volume_cache):
-        run_campaign(campaign_dir, show_progress=False)
-    return campaign_dir
+        while True:
+            try:
+                run_campaign(campaign_dir, show_progress=False)
+                return campaign_dir
+            except CampaignLockedError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(poll_s)  # the holder records each step in the ledger; we continue from its last one
 
 
 def is_finished(campaign_dir: str | Path) -> bool:

@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from assft.errors import CampaignError
+from assft.errors import CampaignError, CampaignLockedError
 from assft.utils.atomic import atomic_write_json
 
 LEDGER_NAME = "ledger.json"
@@ -211,7 +211,7 @@ def campaign_lock(campaign_dir: str | Path, *, creating: bool = False) -> Iterat
         except BlockingIOError as exc:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
-            raise CampaignError(f"another assft process (pid {holder}) is working on this campaign.",
+            raise CampaignLockedError(f"another assft process (pid {holder}) is working on this campaign.",
                                 path=campaign_dir, fix="wait for it to finish (the lock is released when it exits)") from exc
         handle.seek(0)
         handle.truncate()
