@@ -23,6 +23,26 @@ def test_import_is_light_and_configures_nothing() -> None:
     assert out.stdout.strip() == "ok", out.stderr
 
 
+def test_the_cli_starts_without_torch() -> None:
+    """A usage error must not wait ~5 s for torch and MONAI: the CLI imports only the packages' config modules."""
+    code = ("import sys; import assft.cli.app; "
+            "heavy = sorted(m for m in ('torch', 'monai', 'nibabel', 'scipy') if m in sys.modules); print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_a_lazy_package_resolves_its_names_and_refuses_others() -> None:
+    import assft.query
+
+    assert assft.query.QueryConfig.__module__ == "assft.query.config" and "run_query" in dir(assft.query)
+    try:
+        assft.query.no_such_name  # noqa: B018
+    except AttributeError as exc:
+        assert "assft.query" in str(exc) and "no_such_name" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")
+
+
 def test_unknown_attribute_is_an_attribute_error() -> None:
     try:
         assft.no_such_name  # noqa: B018
@@ -34,10 +54,12 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 
 def test_every_subpackage_imports_first_without_a_cycle() -> None:
     """Each package imported first in a fresh interpreter (a circular import only shows in some orders)."""
-    packages = ["inference", "models", "query", "pretrain"]  # the packages that import one another
+    packages = ["inference", "models", "query", "pretrain", "finetune", "adapt"]  # they import one another
+    # lazy packages import their modules on first use: resolve every export, so each module loads first once
     code = ("import importlib, subprocess, sys\n"
             "for p in sys.argv[1:]:\n"
-            "    r = subprocess.run([sys.executable, '-c', f'import assft.{p}'], capture_output=True, text=True)\n"
+            "    load = f'import assft.{p} as m; [getattr(m, n) for n in m.__all__]'\n"
+            "    r = subprocess.run([sys.executable, '-c', load], capture_output=True, text=True)\n"
             "    print(p, 'ok' if r.returncode == 0 else r.stderr.strip().splitlines()[-1])\n")
     out = subprocess.run([sys.executable, "-c", code, *packages], capture_output=True, text=True)
     assert out.stdout.split("\n")[:-1] == [f"{p} ok" for p in packages], out.stdout + out.stderr

@@ -1,9 +1,35 @@
-"""Source-free test-time adaptation without labels: AdaBN (BatchNorm statistics from the target pool) and TENT."""
+"""Source-free test-time adaptation without labels: AdaBN (BatchNorm statistics from the target pool) and TENT.
 
-from assft.adapt.api import AdaptResult, adapt_checkpoint
-from assft.adapt.batchnorm import batchnorm_layers, estimate_batchnorm_statistics
-from assft.adapt.config import AdaptConfig
-from assft.adapt.tent import tent_adapt
+Names load lazily (assft.utils.lazy): `import assft.adapt.config` must not import torch and MONAI."""
 
-__all__ = ["AdaptConfig", "AdaptResult", "adapt_checkpoint", "batchnorm_layers", "estimate_batchnorm_statistics",
-           "tent_adapt"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from assft.utils.lazy import lazy_exports
+
+__all__ = [
+    "AdaptConfig",
+    "AdaptResult",
+    "adapt_checkpoint",
+    "batchnorm_layers",
+    "estimate_batchnorm_statistics",
+    "tent_adapt",
+]
+
+_HOMES = {
+    "AdaptConfig": "assft.adapt.config",
+    "AdaptResult": "assft.adapt.api",
+    "adapt_checkpoint": "assft.adapt.api",
+    "batchnorm_layers": "assft.adapt.batchnorm",
+    "estimate_batchnorm_statistics": "assft.adapt.batchnorm",
+    "tent_adapt": "assft.adapt.tent",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)
+
+if TYPE_CHECKING:  # type checkers and IDEs see the real names
+    from assft.adapt.api import AdaptResult, adapt_checkpoint
+    from assft.adapt.batchnorm import batchnorm_layers, estimate_batchnorm_statistics
+    from assft.adapt.config import AdaptConfig
+    from assft.adapt.tent import tent_adapt
