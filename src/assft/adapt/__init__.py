@@ -8,25 +8,14 @@ from typing import TYPE_CHECKING
 
 from assft.utils.lazy import lazy_exports
 
-__all__ = [
-    "AdaptConfig",
-    "AdaptResult",
-    "adapt_checkpoint",
-    "batchnorm_layers",
-    "estimate_batchnorm_statistics",
-    "tent_adapt",
-]
-
-_HOMES = {
-    "AdaptConfig": "assft.adapt.config",
-    "AdaptResult": "assft.adapt.api",
-    "adapt_checkpoint": "assft.adapt.api",
-    "batchnorm_layers": "assft.adapt.batchnorm",
-    "estimate_batchnorm_statistics": "assft.adapt.batchnorm",
-    "tent_adapt": "assft.adapt.tent",
+_EXPORTS = {
+    "assft.adapt.api": ("AdaptResult", "adapt_checkpoint"),
+    "assft.adapt.batchnorm": ("batchnorm_layers", "estimate_batchnorm_statistics"),
+    "assft.adapt.config": ("AdaptConfig",),
+    "assft.adapt.tent": ("tent_adapt",),
 }
 
-__getattr__, __dir__ = lazy_exports(__name__, _HOMES)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # type checkers and IDEs see the real names
     from assft.adapt.api import AdaptResult, adapt_checkpoint

@@ -10,33 +10,15 @@ from typing import TYPE_CHECKING
 
 from assft.utils.lazy import lazy_exports
 
-__all__ = [
-    "FinetuneConfig",
-    "FitResult",
-    "IGNORE",
-    "PseudoLabelConfig",
-    "SSFTResult",
-    "SegmentationLoss",
-    "fit",
-    "pseudo_weight_ramp",
-    "run_ssft",
-    "select_reliable",
-]
-
-_HOMES = {
-    "FinetuneConfig": "assft.finetune.config",
-    "FitResult": "assft.finetune.trainer",
-    "IGNORE": "assft.finetune.losses",
-    "PseudoLabelConfig": "assft.finetune.config",
-    "SSFTResult": "assft.finetune.ssft",
-    "SegmentationLoss": "assft.finetune.losses",
-    "fit": "assft.finetune.trainer",
-    "pseudo_weight_ramp": "assft.finetune.ssft",
-    "run_ssft": "assft.finetune.ssft",
-    "select_reliable": "assft.finetune.pseudo_labels",
+_EXPORTS = {
+    "assft.finetune.config": ("FinetuneConfig", "PseudoLabelConfig"),
+    "assft.finetune.losses": ("IGNORE", "SegmentationLoss"),
+    "assft.finetune.pseudo_labels": ("select_reliable",),
+    "assft.finetune.ssft": ("SSFTResult", "pseudo_weight_ramp", "run_ssft"),
+    "assft.finetune.trainer": ("FitResult", "fit"),
 }
 
-__getattr__, __dir__ = lazy_exports(__name__, _HOMES)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # type checkers and IDEs see the real names
     from assft.finetune.config import FinetuneConfig, PseudoLabelConfig

@@ -9,63 +9,25 @@ from typing import TYPE_CHECKING
 
 from assft.utils.lazy import lazy_exports
 
-__all__ = [
-    "FINGERPRINT_FILE",
-    "GenesisUNet3D",
-    "IMPORT_FORMATS",
-    "ImportFormat",
-    "ImportOutput",
-    "PretextResult",
-    "PretrainConfig",
-    "PretrainOutput",
-    "TrainOutput",
-    "compute_fingerprint",
-    "compute_inpainting_loss",
-    "compute_masked_input",
-    "compute_nt_xent",
-    "compute_rotation",
-    "detect_format",
-    "fit_pretext",
-    "import_weights",
-    "load_fingerprint",
-    "load_resume_state",
-    "make_cube_mask",
-    "pretrain_ssl",
-    "read_weight_file",
-    "resume_path",
-    "save_fingerprint",
-    "train_supervised",
-]
-
-_HOMES = {
-    "FINGERPRINT_FILE": "assft.pretrain.fingerprint",
-    "GenesisUNet3D": "assft.models.genesis_net",
-    "IMPORT_FORMATS": "assft.pretrain.formats",
-    "ImportFormat": "assft.pretrain.formats",
-    "ImportOutput": "assft.pretrain.importer",
-    "PretextResult": "assft.pretrain.trainer",
-    "PretrainConfig": "assft.pretrain.config",
-    "PretrainOutput": "assft.pretrain.pretraining",
-    "TrainOutput": "assft.pretrain.supervised",
-    "compute_fingerprint": "assft.pretrain.fingerprint",
-    "compute_inpainting_loss": "assft.pretrain.pretext",
-    "compute_masked_input": "assft.pretrain.pretext",
-    "compute_nt_xent": "assft.pretrain.pretext",
-    "compute_rotation": "assft.pretrain.pretext",
-    "detect_format": "assft.pretrain.formats",
-    "fit_pretext": "assft.pretrain.trainer",
-    "import_weights": "assft.pretrain.importer",
-    "load_fingerprint": "assft.pretrain.fingerprint",
-    "load_resume_state": "assft.pretrain.state",
-    "make_cube_mask": "assft.pretrain.pretext",
-    "pretrain_ssl": "assft.pretrain.pretraining",
-    "read_weight_file": "assft.pretrain.importer",
-    "resume_path": "assft.pretrain.state",
-    "save_fingerprint": "assft.pretrain.fingerprint",
-    "train_supervised": "assft.pretrain.supervised",
+_EXPORTS = {
+    "assft.models.genesis_net": ("GenesisUNet3D",),
+    "assft.pretrain.config": ("PretrainConfig",),
+    "assft.pretrain.fingerprint": (
+        "FINGERPRINT_FILE", "compute_fingerprint", "load_fingerprint", "save_fingerprint"
+    ),
+    "assft.pretrain.formats": ("IMPORT_FORMATS", "ImportFormat", "detect_format"),
+    "assft.pretrain.importer": ("ImportOutput", "import_weights", "read_weight_file"),
+    "assft.pretrain.pretext": (
+        "compute_inpainting_loss", "compute_masked_input", "compute_nt_xent", "compute_rotation",
+        "make_cube_mask"
+    ),
+    "assft.pretrain.pretraining": ("PretrainOutput", "pretrain_ssl"),
+    "assft.pretrain.state": ("load_resume_state", "resume_path"),
+    "assft.pretrain.supervised": ("TrainOutput", "train_supervised"),
+    "assft.pretrain.trainer": ("PretextResult", "fit_pretext"),
 }
 
-__getattr__, __dir__ = lazy_exports(__name__, _HOMES)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # type checkers and IDEs see the real names
     from assft.models.genesis_net import GenesisUNet3D
@@ -73,7 +35,9 @@ if TYPE_CHECKING:  # type checkers and IDEs see the real names
     from assft.pretrain.fingerprint import FINGERPRINT_FILE, compute_fingerprint, load_fingerprint, save_fingerprint
     from assft.pretrain.formats import IMPORT_FORMATS, ImportFormat, detect_format
     from assft.pretrain.importer import ImportOutput, import_weights, read_weight_file
-    from assft.pretrain.pretext import compute_inpainting_loss, compute_masked_input, compute_nt_xent, compute_rotation, make_cube_mask
+    from assft.pretrain.pretext import (
+        compute_inpainting_loss, compute_masked_input, compute_nt_xent, compute_rotation, make_cube_mask,
+    )
     from assft.pretrain.pretraining import PretrainOutput, pretrain_ssl
     from assft.pretrain.state import load_resume_state, resume_path
     from assft.pretrain.supervised import TrainOutput, train_supervised

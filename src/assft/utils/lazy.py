@@ -10,8 +10,10 @@ from importlib import import_module
 from typing import Any
 
 
-def lazy_exports(package: str, homes: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """(`__getattr__`, `__dir__`) for `package`, where `homes` maps each exported name to its absolute module."""
+def lazy_exports(package: str, exports: Mapping[str, tuple[str, ...]]
+                 ) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
+    """(`__all__`, `__getattr__`, `__dir__`) for `package`; `exports` maps each module (absolute) to its names."""
+    homes = {name: module for module, names in exports.items() for name in names}
 
     def __getattr__(name: str) -> Any:
         if name not in homes:
@@ -21,4 +23,4 @@ def lazy_exports(package: str, homes: Mapping[str, str]) -> tuple[Callable[[str]
     def __dir__() -> list[str]:
         return sorted(homes)
 
-    return __getattr__, __dir__
+    return sorted(homes), __getattr__, __dir__
