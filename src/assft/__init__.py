@@ -6,8 +6,7 @@ fast: torch and MONAI load only when a name that needs them is first used. Impor
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from assft.utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -55,14 +54,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'assft' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, _ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

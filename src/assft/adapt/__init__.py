@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 
 from assft.utils.lazy import lazy_exports
 
-_EXPORTS = {
-    "assft.adapt.api": ("AdaptResult", "adapt_checkpoint"),
-    "assft.adapt.batchnorm": ("batchnorm_layers", "estimate_batchnorm_statistics"),
-    "assft.adapt.config": ("AdaptConfig",),
-    "assft.adapt.tent": ("tent_adapt",),
+_EXPORTS: dict[str, str] = {
+    "AdaptResult": "assft.adapt.api", "adapt_checkpoint": "assft.adapt.api",
+    "batchnorm_layers": "assft.adapt.batchnorm", "estimate_batchnorm_statistics": "assft.adapt.batchnorm",
+    "AdaptConfig": "assft.adapt.config", "tent_adapt": "assft.adapt.tent",
 }
 
-__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # type checkers and IDEs see the real names
     from assft.adapt.api import AdaptResult, adapt_checkpoint

@@ -6,8 +6,7 @@ only preprocessing needs (`assft data check` and every early input error stay fa
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from assft.utils.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Case": "assft.data.cases", "DatasetSpec": "assft.data.cases",
@@ -21,16 +20,4 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'assft.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

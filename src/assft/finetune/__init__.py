@@ -10,15 +10,16 @@ from typing import TYPE_CHECKING
 
 from assft.utils.lazy import lazy_exports
 
-_EXPORTS = {
-    "assft.finetune.config": ("FinetuneConfig", "PseudoLabelConfig"),
-    "assft.finetune.losses": ("IGNORE", "SegmentationLoss"),
-    "assft.finetune.pseudo_labels": ("select_reliable",),
-    "assft.finetune.ssft": ("SSFTResult", "pseudo_weight_ramp", "run_ssft"),
-    "assft.finetune.trainer": ("FitResult", "fit"),
+_EXPORTS: dict[str, str] = {
+    "FinetuneConfig": "assft.finetune.config", "PseudoLabelConfig": "assft.finetune.config",
+    "IGNORE": "assft.finetune.losses", "SegmentationLoss": "assft.finetune.losses",
+    "select_reliable": "assft.finetune.pseudo_labels", "SSFTResult": "assft.finetune.ssft",
+    "pseudo_weight_ramp": "assft.finetune.ssft", "run_ssft": "assft.finetune.ssft",
+    "FitResult": "assft.finetune.trainer", "fit": "assft.finetune.trainer",
 }
 
-__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # type checkers and IDEs see the real names
     from assft.finetune.config import FinetuneConfig, PseudoLabelConfig

@@ -9,25 +9,24 @@ from typing import TYPE_CHECKING
 
 from assft.utils.lazy import lazy_exports
 
-_EXPORTS = {
-    "assft.models.genesis_net": ("GenesisUNet3D",),
-    "assft.pretrain.config": ("PretrainConfig",),
-    "assft.pretrain.fingerprint": (
-        "FINGERPRINT_FILE", "compute_fingerprint", "load_fingerprint", "save_fingerprint"
-    ),
-    "assft.pretrain.formats": ("IMPORT_FORMATS", "ImportFormat", "detect_format"),
-    "assft.pretrain.importer": ("ImportOutput", "import_weights", "read_weight_file"),
-    "assft.pretrain.pretext": (
-        "compute_inpainting_loss", "compute_masked_input", "compute_nt_xent", "compute_rotation",
-        "make_cube_mask"
-    ),
-    "assft.pretrain.pretraining": ("PretrainOutput", "pretrain_ssl"),
-    "assft.pretrain.state": ("load_resume_state", "resume_path"),
-    "assft.pretrain.supervised": ("TrainOutput", "train_supervised"),
-    "assft.pretrain.trainer": ("PretextResult", "fit_pretext"),
+_EXPORTS: dict[str, str] = {
+    "GenesisUNet3D": "assft.models.genesis_net", "PretrainConfig": "assft.pretrain.config",
+    "FINGERPRINT_FILE": "assft.pretrain.fingerprint", "compute_fingerprint": "assft.pretrain.fingerprint",
+    "load_fingerprint": "assft.pretrain.fingerprint", "save_fingerprint": "assft.pretrain.fingerprint",
+    "IMPORT_FORMATS": "assft.pretrain.formats", "ImportFormat": "assft.pretrain.formats",
+    "detect_format": "assft.pretrain.formats", "ImportOutput": "assft.pretrain.importer",
+    "import_weights": "assft.pretrain.importer", "read_weight_file": "assft.pretrain.importer",
+    "compute_inpainting_loss": "assft.pretrain.pretext", "compute_masked_input": "assft.pretrain.pretext",
+    "compute_nt_xent": "assft.pretrain.pretext", "compute_rotation": "assft.pretrain.pretext",
+    "make_cube_mask": "assft.pretrain.pretext", "PretrainOutput": "assft.pretrain.pretraining",
+    "pretrain_ssl": "assft.pretrain.pretraining", "load_resume_state": "assft.pretrain.state",
+    "resume_path": "assft.pretrain.state", "TrainOutput": "assft.pretrain.supervised",
+    "train_supervised": "assft.pretrain.supervised", "PretextResult": "assft.pretrain.trainer",
+    "fit_pretext": "assft.pretrain.trainer",
 }
 
-__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # type checkers and IDEs see the real names
     from assft.models.genesis_net import GenesisUNet3D
