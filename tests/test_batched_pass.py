@@ -9,19 +9,13 @@ import pytest
 import torch
 
 from assft.config import InferenceConfig
-from assft.inference.batched import chunks_that_fit, fits_one_window, symmetric_padding
+from assft.inference.engine import fits_one_window, symmetric_padding
 from assft.query.config import Need, QueryConfig
 
 
 def test_padding_splits_like_monai() -> None:
     assert symmetric_padding((35, 50, 36), (40, 56, 40)) == [(2, 3), (3, 3), (2, 2)]
     assert fits_one_window((40, 56, 40), (40, 56, 40)) and not fits_one_window((41, 50, 30), (40, 56, 40))
-
-
-def test_chunks_keep_order_and_isolate_volumes_that_need_several_windows() -> None:
-    shapes = {"a": (8,), "b": (8,), "c": (20,), "d": (8,), "e": (8,), "f": (8,)}
-    chunks = list(chunks_that_fit(list(shapes), lambda k: shapes[k], (10,), 2))
-    assert chunks == [(["a", "b"], True), (["c"], False), (["d", "e"], True), (["f"], True)]
 
 
 @pytest.fixture(scope="module")
@@ -119,18 +113,19 @@ def test_fingerprint_of_one_volume_equals_its_kd_moments(model_and_cases, tmp_pa
 
 def test_bf16_pass_stays_close_to_fp32_and_fp16_needs_a_gpu(model_and_cases) -> None:
     from assft.errors import ConfigError
-    from assft.inference.batched import forward_padded
+    from assft.inference.engine import iter_probs
     from assft.inference.predict import run_pass
 
     qm, cases = model_and_cases
     qm.model.eval()  # dropout off: the only difference left is the precision
     images = [c.image for c in cases[:3]]
-    fp32 = forward_padded(qm.model, images, (16, 16, 16), channels_last=False)
-    bf16 = forward_padded(qm.model, images, (16, 16, 16), channels_last=False, precision="bf16")
+    config = InferenceConfig(roi_size=(16, 16, 16), channels_last=False)
+    fp32 = [p for _, p in iter_probs(qm.model, cases[:3], config)]
+    bf16 = [p for _, p in iter_probs(qm.model, cases[:3], config.model_copy(update={"precision": "bf16"}))]
     for a, b in zip(fp32, bf16):
         # bf16 really ran (8-bit mantissa: not equal) and stays close on average (a random net has near-ties)
         assert b.dtype == torch.float32 and 0 < float((a - b).abs().mean()) < 0.02
-    config = InferenceConfig(roi_size=(16, 16, 16), channels_last=False, precision="bf16")
+    config = config.model_copy(update={"precision": "bf16"})
     single = run_pass(qm.model, images[0], config).probs
     assert 0 < float((single - fp32[0]).abs().mean()) < 0.02
     with pytest.raises(ConfigError, match="fp16"):

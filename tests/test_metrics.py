@@ -63,6 +63,11 @@ def test_offset_cubes_known_values() -> None:
     assert metrics["nsd"]["1"] == pytest.approx(80 / 112)
 
 
+def test_dice_only_skips_the_surface_metrics() -> None:
+    metrics = compute_case_metrics(B_OFFSET_2, A, 2, dice_only=True)
+    assert metrics == {"dice": {"1": pytest.approx(0.5)}, "mean_dice": pytest.approx(0.5)}
+
+
 def test_nested_overlap_exact_fraction() -> None:
     half = np.zeros(SHAPE, dtype=np.int64)
     half[4:6, 4:8, 4:8] = 1  # 32 voxels inside the 64-voxel cube

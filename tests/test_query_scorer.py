@@ -45,8 +45,9 @@ def _checkpoint(path: Path, seed: int = 0, kind: str = "supervised", **model_kwa
 
 
 def _count_forwards(model: torch.nn.Module) -> list[int]:
+    """Forward calls started (a pre-hook: θ0's hooks-only forwards stop before the model's output)."""
     calls = [0]
-    model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
     return calls
 
 

@@ -57,7 +57,9 @@ class InferenceConfig(_Config):
     mode: Literal["gaussian", "constant"] = "gaussian"
     device: str = "auto"
     channels_last: bool = True  # channels_last_3d: ~1.5x faster CNN inference on CPU (measured, DEVELOPERS.md)
-    batch_volumes: int = 4  # volumes per forward call when each fits one window (inference.batched); 1 = one at a time
+    # windows of up to this many volumes share a forward call of max(sw_batch_size, batch_volumes) windows
+    # (inference.engine); 1 = each volume alone, sw_batch_size windows a call (MONAI's behaviour)
+    batch_volumes: int = 4
     # Forward precision: "bf16" autocast (CPU or GPU), "fp16" AMP (GPU only). fp32 by default: bf16 scored the
     # hippocampus pool 17 % faster on the 2-core CPU but changed one of 15 ids `assft` selects (docs/performance.md).
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"

@@ -186,7 +186,7 @@ def compute_pseudo_label_dice(pseudo_label: np.ndarray, truth: np.ndarray, label
     from assft.metrics.segmentation import compute_case_metrics
 
     return float(compute_case_metrics(pseudo_label.astype(np.int64), truth, max(labels) + 1, spacing=spacing,
-                                      class_names=dict(labels))["mean_dice"])
+                                      class_names=dict(labels), dice_only=True)["mean_dice"])
 
 
 def score_pool(model: nn.Module, model_config: ModelConfig, labeled: Sequence[LoadedCase], pool: Sequence[Case],
@@ -199,7 +199,7 @@ def score_pool(model: nn.Module, model_config: ModelConfig, labeled: Sequence[Lo
     only to record each pseudo-label's true Dice (simulation); pool cases themselves carry no labels. `pictures`,
     when given, receives each case's gallery slice (`assft.finetune.gallery.PseudoLabelPicture`).
     """
-    from assft.inference.batched import iter_probs
+    from assft.inference.engine import iter_probs
     from assft.inference.predict import iter_loaded, prepare_model
     from assft.models.zoo import bottleneck_module
     from assft.utils.progress import progress
@@ -260,7 +260,7 @@ def iter_pseudo_labels(model: nn.Module, cases: Sequence[Case], preprocess: Prep
     """
     from assft.data.io import write_label_map
     from assft.data.preprocess import restore_shape
-    from assft.inference.batched import iter_probs
+    from assft.inference.engine import iter_probs
     from assft.inference.predict import iter_loaded, prepare_model
 
     net = prepare_model(model, inference)

@@ -93,7 +93,7 @@ def iter_batches(cases: Sequence[LoadedCase], config: TrainConfig, seed: int) ->
 
 def evaluate_dice(model: nn.Module, cases: Sequence[LoadedCase], num_classes: int, config: InferenceConfig) -> float:
     """Mean foreground Dice over `cases` (MONAI compute_dice on argmax of sliding-window probs)."""
-    from assft.inference.batched import iter_probs
+    from assft.inference.engine import iter_probs
 
     model.eval()
     scores = []

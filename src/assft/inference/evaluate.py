@@ -22,7 +22,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: DatasetSpec, inference: In
     """Predict each labeled case with the checkpoint and score it -> per-case metric dicts."""
     import torch
 
-    from assft.inference.batched import iter_probs
+    from assft.inference.engine import iter_probs
     from assft.inference.predict import iter_loaded, prepare_model
     from assft.models.checkpoint import build_from_checkpoint
     from assft.utils.progress import progress
@@ -38,7 +38,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: DatasetSpec, inference: In
     cases = data.cases
     volumes = progress(iter_loaded(cases, ckpt.preprocess, with_label=True), "Evaluating", total=len(cases),
                       enabled=show_progress)
-    with torch.inference_mode():  # several volumes per forward call where they fit one window (inference.batched)
+    with torch.inference_mode():  # several volumes per forward call where they fit one window (inference.engine)
         for loaded, probs in iter_probs(model, volumes, inference):
             if loaded.label is None:
                 raise DataError(f"case {loaded.case_id} has no label.", path=data.root, fix="evaluate on a labeled set")

@@ -1,4 +1,5 @@
-"""One sliding-window pass per case (MONAI) yielding probabilities and, from hooks, embedding and norm moments."""
+"""A pass over one case (the engine in `assft.inference.engine`, MONAI's sliding window) yielding probabilities and,
+from hooks, embedding and norm moments; `predict_to_folder` writes label maps."""
 
 from __future__ import annotations
 
@@ -9,17 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.inferers import SlidingWindowInferer
 from torch import nn
 
 from assft.config import InferenceConfig, PreprocessConfig
 from assft.data.cases import Case
 from assft.errors import ConfigError
 from assft.data.preprocess import LoadedCase, load_case, restore_shape
-from assft.inference.reducers import hooked_embedding, hooked_moments
+from assft.inference.reducers import Routing, hooked_embedding, hooked_moments
 from assft.models.zoo import resolve_device
 
-Predictor = Callable[[torch.Tensor], torch.Tensor]
+Predictor = Callable[[torch.Tensor], torch.Tensor]  # window batch (B, C_in, d, h, w) -> (B, C, d, h, w)
 
 
 @dataclass
@@ -30,12 +30,6 @@ class PassResult:
     embedding: torch.Tensor | None = None  # (d,) float32, L2-normalised
     norm_moments: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None  # layer -> mean (C,), var (C,)
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # extra stitched maps, e.g. "bald": (D, H, W)
-
-
-def make_inferer(config: InferenceConfig) -> SlidingWindowInferer:
-    """MONAI sliding-window inferer from the config (windows smaller than the roi are padded by MONAI)."""
-    return SlidingWindowInferer(roi_size=config.roi_size, sw_batch_size=config.sw_batch_size, overlap=config.overlap,
-                                mode=config.mode, progress=False)
 
 
 def prepare_model(model: nn.Module, config: InferenceConfig) -> nn.Module:
@@ -57,17 +51,6 @@ def forward_precision(model: nn.Module, precision: str) -> AbstractContextManage
     return torch.autocast(device_type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def softmax_predictor(model: nn.Module, channels_last: bool) -> Predictor:
-    """Window -> class probabilities (B, C, d, h, w)."""
-
-    def predict(window: torch.Tensor) -> torch.Tensor:
-        if channels_last:
-            window = window.contiguous(memory_format=torch.channels_last_3d)
-        return torch.softmax(model(window).float(), dim=1)
-
-    return predict
-
-
 def run_pass(
     model: nn.Module,
     image: np.ndarray | torch.Tensor,
@@ -79,23 +62,19 @@ def run_pass(
     extra_channels: tuple[str, ...] = (),
     original_shape: tuple[int, int, int] | None = None,
 ) -> PassResult:
-    """Sliding-window pass over image (C, D, H, W) -> PassResult; hooks reduce activations per window.
+    """Sliding-window pass over one image (C, D, H, W) -> PassResult (the engine with a single volume); hooks reduce
+    activations per window.
 
     `predictor` may return C + len(extra_channels) channels; the extra ones (e.g. a BALD map reduced over MC samples
     inside each window) are stitched like probabilities and returned in `extra`.
     """
-    from assft.utils.threads import tick
+    from assft.inference.engine import iter_windows_pass
 
-    tick()  # follow the machine's load between volumes (see assft.utils.threads)
-    device = next(model.parameters()).device
-    x = torch.as_tensor(image, dtype=torch.float32, device=device)[None]
-    predictor = predictor or softmax_predictor(model, config.channels_last)
-    inferer = make_inferer(config)
-    with torch.inference_mode():
-        emb_ctx = hooked_embedding(embedding_module) if embedding_module is not None else nullcontext()
-        mom_ctx = hooked_moments(norm_layers) if norm_layers else nullcontext()
-        with emb_ctx as emb, mom_ctx as moments, forward_precision(model, config.precision):
-            out = inferer(x, predictor)[0].float()
+    routing = Routing(open=False)
+    emb_ctx = hooked_embedding(embedding_module, routing) if embedding_module is not None else nullcontext()
+    mom_ctx = hooked_moments(norm_layers, routing) if norm_layers else nullcontext()
+    with emb_ctx as emb, mom_ctx as moments:
+        [(_, out, _)] = iter_windows_pass(model, [image], lambda x: x, config, predictor=predictor, routing=routing)
         extra = {}
         if extra_channels:
             n = len(extra_channels)
@@ -105,10 +84,10 @@ def run_pass(
             out = restore_shape(out, original_shape)
             extra = {k: restore_shape(v[None], original_shape)[0] for k, v in extra.items()}
         return PassResult(
-            probs=out.cpu(),
+            probs=out,
             embedding=emb.result() if emb is not None else None,
             norm_moments={k: c.result() for k, c in moments.items()} if moments is not None else None,
-            extra={k: v.cpu() for k, v in extra.items()},
+            extra=extra,
         )
 
 
@@ -135,7 +114,7 @@ def predict_to_folder(model: nn.Module, cases: list[Case], preprocess: Preproces
     out_dir.mkdir(parents=True, exist_ok=True)
     model = prepare_model(model, config)
     written = []
-    from assft.inference.batched import iter_probs
+    from assft.inference.engine import iter_probs
 
     volumes = progress(iter_loaded(cases, preprocess), "Predicting", total=len(cases), enabled=show_progress)
     for loaded, probs in iter_probs(model, volumes, config):  # several volumes per forward call where they fit

@@ -56,6 +56,14 @@ class _SlotSums:
                 self.sums[key] = torch.zeros(self.count.numel(), values.shape[1], dtype=torch.float64)
             self.sums[key].index_add_(0, slots, values)
 
+    def release(self, slot: int) -> None:
+        """Forget slot `slot`'s sums (its volume is done; the slot may be reused)."""
+        if slot < self.count.numel():
+            with torch.inference_mode():  # the sums were made by hooks under inference mode
+                self.count[slot] = 0.0
+                for total in self.sums.values():
+                    total[slot] = 0.0
+
     def get(self, slot: int) -> tuple[float, dict[str, torch.Tensor]]:
         if slot >= self.count.numel() or self.count[slot] == 0:
             raise RuntimeError(f"no batch row was routed to slot {slot} (did the hook see a forward pass?)")
@@ -85,6 +93,10 @@ class ChannelMoments:
         mean, var = mean.detach().double().cpu(), var.detach().double().cpu()
         self._sums.add(torch.tensor([slot]), count, s1=(mean * count)[None], s2=((var + mean * mean) * count)[None])
 
+    def release(self, slot: int) -> None:
+        """Drop slot `slot`'s sums (the pass engine reuses slots of finished volumes)."""
+        self._sums.release(slot)
+
     def count(self, slot: int = 0) -> float:
         """How many values (voxels) slot `slot` has seen."""
         return self._sums.get(slot)[0]
@@ -108,6 +120,10 @@ class PooledEmbedding:
         pooled = feats.detach().float().mean(dim=tuple(range(2, feats.ndim)))
         self._sums.add(_routing(slots, pooled.shape[0]), 1.0, pooled=pooled)
 
+    def release(self, slot: int) -> None:
+        """Drop slot `slot`'s sums (the pass engine reuses slots of finished volumes)."""
+        self._sums.release(slot)
+
     def result(self, slot: int = 0) -> torch.Tensor:
         """The slot's mean pooled feature, L2-normalised: (d,) float32."""
         n, sums = self._sums.get(slot)
@@ -129,16 +145,17 @@ def _output_tensor(output: object) -> torch.Tensor:
 
 
 @contextmanager
-def hooked_moments(layers: Mapping[str, nn.Module], routing: Routing | None = None
+def hooked_moments(layers: Mapping[str, nn.Module], routing: Routing | None = None, *, pooled: bool = False
                    ) -> Iterator[dict[str, ChannelMoments]]:
-    """Within the block, accumulate the input moments of each named norm layer; hooks always removed."""
+    """Within the block, accumulate the input moments of each named norm layer, per volume (`routing.slots`) or, with
+    `pooled`, over every recorded row in slot 0; hooks always removed."""
     routing = routing or Routing()
     reducers = {name: ChannelMoments(isinstance(layer, nn.LayerNorm)) for name, layer in layers.items()}
 
     def hook_for(reducer: ChannelMoments) -> Callable:
         def hook(module: nn.Module, inputs: tuple) -> None:
             if routing.open:
-                reducer.add(inputs[0], routing.slots)
+                reducer.add(inputs[0], None if pooled else routing.slots)
         return hook
 
     handles = [layer.register_forward_pre_hook(hook_for(reducers[name])) for name, layer in layers.items()]

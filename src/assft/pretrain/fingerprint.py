@@ -31,11 +31,13 @@ def compute_fingerprint(model: nn.Module, cases: Iterable[Case], preprocess: Pre
     """Channel moments of every norm layer's input over the source `cases` -> {layer: {"mean", "var"}}; with
     `model_config`, the segmentation head's norm layers are left out (see `source_layers`).
 
-    Per-case moments come from `run_pass(norm_layers=...)` (the same `ChannelMoments` reducer as the target KD); they
-    are pooled with voxel-count weights (float64 sums: the law of total variance), as if all source voxels were one
-    sample.
+    Per-case moments come from the pass engine's hooks (the same `ChannelMoments` reducer as the target KD, windows of
+    several volumes per forward call); they are pooled with voxel-count weights (float64 sums: the law of total
+    variance), as if all source voxels were one sample.
     """
-    from assft.inference.predict import iter_loaded, prepare_model, run_pass
+    from assft.inference.engine import hooks_only_predictor, iter_windows_pass
+    from assft.inference.predict import iter_loaded, prepare_model
+    from assft.inference.reducers import Routing, hooked_moments
     from assft.utils.progress import progress
 
     model = prepare_model(model, inference)
@@ -45,12 +47,16 @@ def compute_fingerprint(model: nn.Module, cases: Iterable[Case], preprocess: Pre
                           fix="KD needs a network with BatchNorm/InstanceNorm/GroupNorm/LayerNorm layers")
     pooled = {name: ChannelMoments() for name in layers}
     n_cases = 0
-    for loaded in progress(iter_loaded(cases, preprocess), "Fingerprinting", enabled=show_progress):
-        result = run_pass(model, loaded.image, inference, norm_layers=layers)
-        weight = float(loaded.image[0].size)
-        for name, (mean, var) in (result.norm_moments or {}).items():
-            pooled[name].add_moments(weight, mean, var)
-        n_cases += 1
+    routing = Routing(open=False)
+    volumes = progress(iter_loaded(cases, preprocess), "Fingerprinting", enabled=show_progress)
+    with hooked_moments(layers, routing) as per_case:
+        for loaded, _, slot in iter_windows_pass(model, volumes, lambda case: case.image, inference,
+                                                 predictor=hooks_only_predictor(model, inference.channels_last, layers),
+                                                 routing=routing, reducers=list(per_case.values())):
+            weight = float(loaded.image[0].size)
+            for name, reducer in per_case.items():
+                pooled[name].add_moments(weight, *reducer.result(slot))
+            n_cases += 1
     if n_cases == 0:
         raise ConfigError("no source images to fingerprint.", fix="pass a folder with source images")
     fingerprint = {}

@@ -12,6 +12,7 @@ seen, which halves the query time of KD strategies from round 2 on.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from contextlib import ExitStack
@@ -24,7 +25,7 @@ from torch import nn
 from assft.config import InferenceConfig
 from assft.data.cases import Case
 from assft.data.preprocess import LoadedCase, load_case
-from assft.inference.batched import chunks_that_fit
+from assft.inference.engine import hooks_only_predictor, iter_windows_pass
 from assft.inference.predict import prepare_model, run_pass
 from assft.inference.reducers import Routing, hooked_embedding, hooked_moments
 from assft.models.checkpoint import Checkpoint, build_from_checkpoint
@@ -110,33 +111,8 @@ def _run(qm: QueryModel, image, inference: InferenceConfig, needs: frozenset[Nee
     return out
 
 
+# needs every window of a batch can keep per volume (BALD's MC forwards and BADGE's head gradients run per volume)
 BATCHABLE_NEEDS = frozenset({Need.PROBS, Need.CLASS_PE, Need.EMBEDDING, Need.NORM_STATS})
-
-
-def _run_batch(qm: QueryModel, images: list, inference: InferenceConfig, needs: frozenset[Need],
-               norm_layers: Mapping[str, nn.Module] | None) -> list[dict]:
-    """One forward of several volumes that each fit one window: per-volume probs, embedding and norm moments."""
-    from assft.inference.batched import forward_padded
-
-    routing = Routing(slots=range(len(images)))
-    with ExitStack() as stack:
-        embedding = stack.enter_context(hooked_embedding(bottleneck_module(qm.model, qm.name), routing)) \
-            if Need.EMBEDDING in needs else None
-        moments = stack.enter_context(hooked_moments(norm_layers, routing)) \
-            if Need.NORM_STATS in needs and norm_layers else {}
-        probs = forward_padded(qm.model, images, inference.roi_size, channels_last=inference.channels_last,
-                               precision=inference.precision)
-    out = []
-    for i in range(len(images)):
-        part: dict = {}
-        if needs & {Need.PROBS, Need.CLASS_PE}:
-            part["probs"] = probs[i]
-        if embedding is not None:
-            part["embedding"] = embedding.result(i)
-        if moments:
-            part["norm_moments"] = {name: reducer.result(i) for name, reducer in moments.items()}
-        out.append(part)
-    return out
 
 
 def iter_summaries(
@@ -214,17 +190,73 @@ class _PoolPass:
         return self.current.checkpoint.preprocess == self.pretrained.checkpoint.preprocess
 
     def summaries(self, cases: Iterable[Case | LoadedCase]) -> Iterator[CaseSummary]:
-        """Chunks of volumes through the models, one CaseSummary per volume in input order."""
-        # Several volumes per forward call when they fit one window and every need can be kept per sample.
-        size = self.inference.batch_volumes if self.same_preprocess and self.needs <= BATCHABLE_NEEDS else 1
-        for chunk, batched in chunks_that_fit(self._loaded(cases), lambda pair: pair[1].image.shape[1:],
-                                              self.inference.roi_size, max(1, size)):
+        """One CaseSummary per volume, in input order."""
+        if self.same_preprocess and self.needs <= BATCHABLE_NEEDS:
+            yield from self._packed(cases)
+            return
+        for item, loaded in self._loaded(cases):
             tick()
-            all_parts = self._batch([loaded for _, loaded in chunk]) if batched and size > 1 else \
-                [self._single(item, loaded) for item, loaded in chunk]
-            for (_, loaded), parts in zip(chunk, all_parts):
-                yield self._summarize(loaded, parts)
-            del chunk
+            yield self._summarize(loaded, self._single(item, loaded))
+
+    def _packed(self, cases: Iterable[Case | LoadedCase]) -> Iterator[CaseSummary]:
+        """θ (and θ0 for the volumes whose moments are not cached) through the pass engine, windows of several volumes
+        per forward call; both models traverse the one stream of loaded volumes in the same loop."""
+        stream = self._loaded(cases)
+        two = self.pretrained is not self.current and bool(self.plan.pretrained)
+        main, side = itertools.tee(stream) if two else (stream, iter(()))
+        current = self._timed(self._engine(self.current, self.plan.current, main), "pass_current_s") \
+            if self.plan.current else ((pair, {}) for pair in main)
+        pretrained = self._timed(self._engine(self.pretrained, self.plan.pretrained,
+                                              (pair for pair in side if self._cached(pair[1].case_id) is None)),
+                                 "pass_pretrained_s")
+        for (_, loaded), parts in current:
+            cached = self._cached(loaded.case_id)
+            if cached is not None:
+                parts["norm_moments"] = cached
+                self.timings["theta0_cached"] += 1
+            elif two:
+                (_, loaded0), parts0 = next(pretrained)
+                if loaded0.case_id != loaded.case_id:  # both streams follow the input order
+                    raise RuntimeError(f"θ0 pass out of step: {loaded0.case_id} != {loaded.case_id}")
+                parts.update(parts0)
+            yield self._summarize(loaded, parts)
+
+    def _timed(self, stream: Iterator, key: str) -> Iterator:
+        """`stream`'s items, adding the time spent producing them (less volume loading) to timings[key]."""
+        while True:
+            t0, load0 = time.perf_counter(), self.timings["load_s"]
+            try:
+                item = next(stream)
+            except StopIteration:
+                return
+            self.timings[key] += time.perf_counter() - t0 - (self.timings["load_s"] - load0)
+            yield item
+
+    def _engine(self, qm: QueryModel, needs: frozenset[Need], pairs: Iterable[tuple]) -> Iterator[tuple]:
+        """((item, loaded), parts) per volume: probabilities, embedding and norm moments as `needs` asks."""
+        routing = Routing(open=False)
+        hooked: dict[str, nn.Module] = {}  # every module a reducer listens to
+        with ExitStack() as stack:
+            embedding = None
+            if Need.EMBEDDING in needs:
+                hooked[" embedding"] = bottleneck_module(qm.model, qm.name)
+                embedding = stack.enter_context(hooked_embedding(hooked[" embedding"], routing))
+            moments = {}
+            if Need.NORM_STATS in needs and self.norm_modules:
+                hooked.update(self.norm_modules)
+                moments = stack.enter_context(hooked_moments(self.norm_modules, routing))
+            reducers = ([embedding] if embedding is not None else []) + list(moments.values())
+            probs = bool(needs & {Need.PROBS, Need.CLASS_PE})
+            # without probabilities the forward stops after the last hooked layer (θ0's pass skips the head)
+            predictor = None if probs else hooks_only_predictor(qm.model, self.inference.channels_last, hooked)
+            for pair, out, slot in iter_windows_pass(qm.model, pairs, lambda pair: pair[1].image, self.inference,
+                                                     predictor=predictor, routing=routing, reducers=reducers):
+                parts: dict = {"probs": out} if probs else {}
+                if embedding is not None:
+                    parts["embedding"] = embedding.result(slot)
+                if moments:
+                    parts["norm_moments"] = {name: reducer.result(slot) for name, reducer in moments.items()}
+                yield pair, parts
 
     def _summarize(self, loaded: LoadedCase, parts: dict) -> CaseSummary:
         if self.theta0_moments is not None and self._cached(loaded.case_id) is None and "norm_moments" in parts:
@@ -276,33 +308,6 @@ class _PoolPass:
             parts.update(_run(self.current, loaded.image, self.inference, needs_current, self.config,
                               self.norm_modules))
             self.timings["pass_current_s"] += time.perf_counter() - t0
-        return parts
-
-    def _batch(self, chunk: list[LoadedCase]) -> list[dict]:
-        """Several volumes per forward call; a volume whose θ0 moments are cached skips only the moments."""
-        parts: list[dict] = [{} for _ in chunk]
-        uncached = []
-        for i, loaded in enumerate(chunk):
-            cached = self._cached(loaded.case_id)
-            if cached is not None:
-                parts[i]["norm_moments"] = cached
-                self.timings["theta0_cached"] += 1
-            else:
-                uncached.append(i)
-        cached_ids = [i for i in range(len(chunk)) if i not in uncached]
-        runs = [(self.current, self.plan.current, "pass_current_s")]
-        if self.pretrained is not self.current:
-            runs.insert(0, (self.pretrained, self.plan.pretrained, "pass_pretrained_s"))
-        for model, model_needs, key in runs:
-            for group, group_needs in ((uncached, model_needs), (cached_ids, model_needs - {Need.NORM_STATS})):
-                if not group or not group_needs:
-                    continue
-                t0 = time.perf_counter()
-                outputs = _run_batch(model, [chunk[i].image for i in group], self.inference, group_needs,
-                                     self.norm_modules)
-                for i, out in zip(group, outputs):
-                    parts[i].update(out)
-                self.timings[key] += time.perf_counter() - t0
         return parts
 
 
