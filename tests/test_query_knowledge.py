@@ -119,3 +119,21 @@ def test_representative_cold_start(method: str, expected_first: str | None) -> N
         assert result.selected == ["c0", "out"]
     dkd = make_strategy("assft", QueryConfig()).select(pool, context, 2, np.random.default_rng(0))
     assert dkd.notes["cold_start"] is True and dkd.notes["cold_start_method"] == "dkd"
+
+
+def test_spread_adaptive_alpha_switches_q_at_the_threshold() -> None:
+    """alpha_high_spread replaces alpha exactly when the pool's KD spread reaches the threshold: Q then equals
+    plain assft's Q at that alpha, and the note records the alpha used."""
+    pool = _outlier_pool()
+    for summary, asd in zip(pool, (0.9, 0.1, 0.8, 0.2, 0.7, 0.0), strict=True):
+        summary.asd = asd  # ASD disagrees with KD, so alpha changes the ranking
+    spread = compute_kd_spread(np.array([s.kd for s in pool]))
+    high = _select("assft", pool, 3, alpha_high_spread=0.9, alpha_spread_threshold=spread)
+    low = _select("assft", pool, 3, alpha_high_spread=0.9, alpha_spread_threshold=spread + 1e-9)
+    plain_high, plain_low = _select("assft", pool, 3, alpha=0.9), _select("assft", pool, 3)
+    assert high.notes["alpha"] == {"used": 0.9, "kd_spread": spread, "threshold": spread}
+    assert low.notes["alpha"]["used"] == 0.5
+    assert (high.selected, high.columns["Q"]) == (plain_high.selected, plain_high.columns["Q"])
+    assert (low.selected, low.columns["Q"]) == (plain_low.selected, plain_low.columns["Q"])
+    assert high.selected != low.selected  # the example is one where alpha matters
+    assert "alpha" not in plain_low.notes  # the default leaves selections and notes as they were

@@ -64,7 +64,7 @@ def _register_optional() -> None:
     import importlib
 
     for name in ("assft.cli.adapt", "assft.cli.query", "assft.cli.finetune", "assft.cli.pretrain", "assft.cli.campaign",
-                 "assft.cli.demo", "assft.cli.report"):
+                 "assft.cli.demo", "assft.cli.report", "assft.cli.monailabel"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

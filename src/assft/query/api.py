@@ -65,6 +65,7 @@ def run_query(
     round_index: int | None = None,
     total_rounds: int | None = None,
     figures: bool = False,
+    extra_needs: Iterable[Need] = (),
 ) -> QueryResult:
     """Score the pool once (streaming) and select `config.budget` volumes with `config.strategy`.
 
@@ -83,6 +84,8 @@ def run_query(
             pass for volumes seen before and updated; campaigns keep one, so KD costs one θ0 pass per volume.
         figures: with `out_dir`, also write out_dir/figures/: a PNG per pick (three planes through the region that
             drove it: image, prediction, entropy) and contact_sheet.png; cut from the same pass (θ with a head).
+        extra_needs: also compute these summaries in the same pass (a caller that keeps the summaries for several
+            strategies, e.g. the MONAI Label app); the selection uses only the strategy's own.
 
     Under `torchrun` (WORLD_SIZE > 1) each process scores every world-th candidate, the summaries are gathered
     back into pool order on every rank, every rank selects (the same picks: the same summaries and seed) and rank
@@ -101,7 +104,7 @@ def run_query(
     check_rounds(round_index, total_rounds)
     strategy = make_strategy(config.strategy, config)
     current, theta0 = _load_models(model, pretrained)
-    needs = strategy.resolve_needs(current.has_head)
+    needs = strategy.resolve_needs(current.has_head) | _check_needs(extra_needs, current.has_head)
     figures = figures and out_dir is not None and current.has_head
     if figures:  # the figure slices come from θ's probabilities: the same forward, one more reduction
         needs = needs | {Need.PROBS}
@@ -132,6 +135,14 @@ def run_query(
             write_result_figures(result, Path(out_dir) / FIGURES_DIR, dict(current.checkpoint.labels))
             timings["figures_s"] = time.perf_counter() - t0
     return result
+
+
+def _check_needs(extra: Iterable[Need], has_head: bool) -> frozenset[Need]:
+    """`extra` as Needs; probability needs are dropped for an SSL-only model (there is nothing to compute)."""
+    from assft.query.config import PROB_NEEDS
+
+    needs = frozenset(Need(n) for n in extra)
+    return needs if has_head else needs - PROB_NEEDS
 
 
 def _load_models(model: str | Path | QueryModel,

@@ -57,6 +57,11 @@ class QueryConfig(BaseModel):
     kd_weighting: Literal["none", "typicality"] = "none"  # KD x typicality / max typicality over the pool
     kd_clip_quantile: float | None = None  # KD clipped at this pool quantile before normalisation
     kd_guard: float | None = None  # KD spread (IQR / median over the pool) below this: typicality replaces KD
+    # spread-adaptive alpha: when the pool's KD spread is at least `alpha_spread_threshold`, Q uses
+    # `alpha_high_spread` instead of `alpha` (a pool that mixes shifted and unshifted volumes: weight the knowledge
+    # gap more). None: alpha always.
+    alpha_high_spread: float | None = None
+    alpha_spread_threshold: float = 1.1
     cold_start_method: Literal["dkd", "typicality", "kcenter"] = "dkd"  # assft's pick without a head (SSL-only)
     # clasp-pe (ClaSP PE, Lüth et al. 2026, adapted to whole volumes)
     clasp_reduce: Literal["box_max", "topk_mean"] = "box_max"  # a volume's score from its uncertainty map
@@ -65,12 +70,19 @@ class QueryConfig(BaseModel):
     clasp_top_fraction: float = 0.01  # topk_mean: mean of the top 1 % voxels
     clasp_class_fraction: float = 0.66  # share of the round's budget split evenly across the foreground classes
 
-    @field_validator("alpha")
+    @field_validator("alpha", "alpha_high_spread")
     @classmethod
-    def _alpha(cls, v: float) -> float:
-        if not 0.0 <= v <= 1.0:
+    def _alpha(cls, v: float | None) -> float | None:
+        if v is not None and not 0.0 <= v <= 1.0:
             raise ValueError("alpha must be in [0, 1]")
         return v
+
+    def alpha_for_spread(self, spread: float) -> float:
+        """Q's alpha for a pool whose KD spread (IQR / median) is `spread`: `alpha_high_spread` at or above
+        `alpha_spread_threshold` when set, else `alpha`."""
+        if self.alpha_high_spread is not None and spread >= self.alpha_spread_threshold:
+            return self.alpha_high_spread
+        return self.alpha
 
     @field_validator("asd_fixed_threshold", "asd_empty_top_fraction", "clasp_box_fraction", "clasp_top_fraction",
                      "kd_clip_quantile")
@@ -94,7 +106,7 @@ class QueryConfig(BaseModel):
             raise ValueError("power_beta must be a finite number > 0 or 'schedule'")
         return v
 
-    @field_validator("power_beta_start", "power_beta_end", "power_eps", "kd_guard")
+    @field_validator("power_beta_start", "power_beta_end", "power_eps", "kd_guard", "alpha_spread_threshold")
     @classmethod
     def _positive_float(cls, v: float | None) -> float | None:
         if v is not None and not 0.0 < v < math.inf:

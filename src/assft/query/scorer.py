@@ -1,9 +1,10 @@
-"""The one-pass scorer: streams the pool volume by volume and yields a CaseSummary per case (the only place that
-runs passes for a query).
+"""The one-pass scorer: streams the pool through the engine (windows of several volumes per forward call) and yields
+a CaseSummary per case, in pool order (the only place that runs passes for a query).
 
 With θ = θ0 one sliding-window pass per volume yields everything. When the current model θ differs from θ0, KD (and,
-with embedding_source "pretrained", the embedding) comes from a second pass of θ0 over the same loaded volume: the
-pool is still read once, and the extra cost is reported in the timings ("pass_pretrained_s").
+with embedding_source "pretrained", the embedding) comes from θ0's hooks-only forward over the same stream of loaded
+volumes, in the same loop: the pool is still read once, and the extra cost is reported in the timings
+("pass_pretrained_s").
 
 θ0 is frozen, so its norm-layer moments of a volume never change: a campaign passes `theta0_moments` (a mapping
 case id -> moments, persisted by `assft.query.moment_cache`) and the θ0 pass is skipped for every volume already

@@ -63,7 +63,11 @@ def greedy_select(pool: Sequence[CaseSummary], context: SelectionContext, budget
     ids, raw, z, adjusted = pool_kd(pool, config, with_embeddings=True)
     asd_scores = field_scores(pool, "asd") if use_asd else {}
     asd = np.asarray([asd_scores[c] for c in ids]) if use_asd else None
-    ranked = greedy_diverse_top_k(ids, adjusted.values, z, budget, rng, asd=asd, alpha=config.alpha,
+    alpha = config.alpha_for_spread(float(adjusted.notes["kd_spread"]))  # type: ignore[arg-type]
+    if config.alpha_high_spread is not None:
+        adjusted.notes["alpha"] = {"used": alpha, "kd_spread": adjusted.notes["kd_spread"],
+                                   "threshold": config.alpha_spread_threshold}
+    ranked = greedy_diverse_top_k(ids, adjusted.values, z, budget, rng, asd=asd, alpha=alpha,
                                   combine=config.dkd_combine, reference=context.labeled_embeddings,
                                   power_beta=beta, power_eps=config.power_eps, kd_label=adjusted.label)
     ranked.columns.update(kd_columns(ids, raw, adjusted))
