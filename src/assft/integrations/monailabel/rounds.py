@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assft.integrations.monailabel.state import AppState, Datastore
 
+if TYPE_CHECKING:
+    from assft.campaign.config import CampaignConfig
 
-def campaign_config(state: AppState):  # -> CampaignConfig
+
+def campaign_config(state: AppState) -> CampaignConfig:
     """The app's campaign: θ0, the studies folder as the pool, the app's strategy and recipes."""
     from assft.campaign.config import CampaignConfig
     from assft.data.layout import load_dataset
