@@ -280,3 +280,14 @@ def test_a_campaign_with_figures_pictures_each_rounds_picks(setup: dict, tmp_pat
     plain = init_campaign(tmp_path / "d", make_config(setup, strategy="assft"))
     assert next_round(plain)["selected"] == record["selected"]  # figures change no pick
     assert not (round_dir(plain, 1) / "query" / "figures").exists()
+
+
+def test_a_campaign_written_before_a_query_field_existed_keeps_its_old_behaviour(setup: dict, tmp_path: Path) -> None:
+    """campaign.yaml holds every field; one it lacks was added later, so the campaign keeps the old meaning
+    (alpha_high_spread None) while a new campaign gets the new default."""
+    campaign = init_campaign(tmp_path / "c", make_config(setup, strategy="assft"))
+    assert load_campaign_config(campaign).query.alpha_high_spread == 1.0
+    raw = yaml.safe_load((campaign / "campaign.yaml").read_text())
+    del raw["query"]["alpha_high_spread"]
+    (campaign / "campaign.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert load_campaign_config(campaign).query.alpha_high_spread is None

@@ -92,7 +92,8 @@ def test_guard_takes_precedence_over_clipping_and_weighting() -> None:
 
 def test_default_options_report_the_spread_and_leave_kd_alone() -> None:
     result = _select("assft", _outlier_pool(), 2)
-    assert set(result.notes) == {"cold_start", "kd_spread"} and "typicality" not in result.columns
+    assert set(result.notes) == {"cold_start", "kd_spread", "alpha"} and "typicality" not in result.columns
+    assert result.notes["alpha"]["used"] == 0.5  # this pool's spread is below the threshold
     assert "KD_adjusted" not in result.columns
 
 
@@ -130,10 +131,22 @@ def test_spread_adaptive_alpha_switches_q_at_the_threshold() -> None:
     spread = compute_kd_spread(np.array([s.kd for s in pool]))
     high = _select("assft", pool, 3, alpha_high_spread=0.9, alpha_spread_threshold=spread)
     low = _select("assft", pool, 3, alpha_high_spread=0.9, alpha_spread_threshold=spread + 1e-9)
-    plain_high, plain_low = _select("assft", pool, 3, alpha=0.9), _select("assft", pool, 3)
+    plain_high = _select("assft", pool, 3, alpha=0.9, alpha_high_spread=None)
+    plain_low = _select("assft", pool, 3, alpha_high_spread=None)
     assert high.notes["alpha"] == {"used": 0.9, "kd_spread": spread, "threshold": spread}
     assert low.notes["alpha"]["used"] == 0.5
     assert (high.selected, high.columns["Q"]) == (plain_high.selected, plain_high.columns["Q"])
     assert (low.selected, low.columns["Q"]) == (plain_low.selected, plain_low.columns["Q"])
     assert high.selected != low.selected  # the example is one where alpha matters
-    assert "alpha" not in plain_low.notes  # the default leaves selections and notes as they were
+    assert "alpha" not in plain_low.notes  # None: the paper's Q, with the notes it always had
+    assert QueryConfig().alpha_high_spread == 1.0 and QueryConfig().alpha_spread_threshold == 1.1  # the default
+
+
+def test_alpha_one_makes_assft_pick_what_dkd_picks() -> None:
+    """With alpha 1 Q = norm(DKD), a monotone map of DKD: assft's greedy batch is dkd's (what alpha_high_spread 1.0
+    relies on: dkd's picks on high-spread pools, assft's elsewhere)."""
+    pool = _outlier_pool()
+    for summary, asd in zip(pool, (0.9, 0.1, 0.8, 0.2, 0.7, 0.0), strict=True):
+        summary.asd = asd
+    assert _select("assft", pool, 4, alpha=1.0).selected == _select("dkd", pool, 4).selected
+    assert _select("assft", pool, 4).selected != _select("dkd", pool, 4).selected  # ASD matters at alpha 0.5

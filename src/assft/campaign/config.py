@@ -91,4 +91,15 @@ def load_campaign_config(campaign_dir: str | Path) -> CampaignConfig:
     if not path.exists():
         raise ConfigError("not a campaign directory (no campaign.yaml).", path=campaign_dir,
                           fix="create one with `assft campaign init`")
-    return parse_config(read_yaml(path), CampaignConfig, source=path)  # type: ignore[return-value]
+    raw = read_yaml(path)
+    # campaign.yaml holds every field, so a query field it lacks did not exist when the campaign was created: keep
+    # the behaviour it was created with rather than a later default (fields added since, with their old meaning).
+    query = raw.get("query") if isinstance(raw.get("query"), dict) else None
+    if query is not None:
+        for name, before in LEGACY_QUERY_DEFAULTS.items():
+            query.setdefault(name, before)
+    return parse_config(raw, CampaignConfig, source=path)  # type: ignore[return-value]
+
+
+# Query fields added after campaigns were first written, with the value that reproduces the behaviour before them.
+LEGACY_QUERY_DEFAULTS: dict[str, object] = {"alpha_high_spread": None}

@@ -58,9 +58,10 @@ class QueryConfig(BaseModel):
     kd_clip_quantile: float | None = None  # KD clipped at this pool quantile before normalisation
     kd_guard: float | None = None  # KD spread (IQR / median over the pool) below this: typicality replaces KD
     # spread-adaptive alpha: when the pool's KD spread is at least `alpha_spread_threshold`, Q uses
-    # `alpha_high_spread` instead of `alpha` (a pool that mixes shifted and unshifted volumes: weight the knowledge
-    # gap more). None: alpha always.
-    alpha_high_spread: float | None = None
+    # `alpha_high_spread` instead of `alpha`. Default (chosen on the validation split, docs/method.md): alpha 1, i.e.
+    # no ASD term, on a pool that mixes shifted and unshifted volumes (spread >= 1.1), where the foreground-entropy
+    # term cost AUBC; None: `alpha` always (the paper's Q).
+    alpha_high_spread: float | None = 1.0
     alpha_spread_threshold: float = 1.1
     cold_start_method: Literal["dkd", "typicality", "kcenter"] = "dkd"  # assft's pick without a head (SSL-only)
     # clasp-pe (ClaSP PE, Lüth et al. 2026, adapted to whole volumes)
