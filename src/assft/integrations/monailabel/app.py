@@ -42,7 +42,8 @@ class AssftApp(MONAILabelApp):
 
     def init_strategies(self) -> dict[str, Any]:
         default = self.state.config.strategy  # first, so clients that take the first strategy get the default
-        return {name: AssftStrategy(self.state, name) for name in (default, *(s for s in APP_STRATEGIES if s != default))}
+        order = (default, *(s for s in APP_STRATEGIES if s != default))
+        return {name: AssftStrategy(self.state, name) for name in order}
 
     def init_scoring_methods(self) -> dict[str, Any]:
         return {"assft": AssftScoring(self.state)}

@@ -67,7 +67,7 @@ def write_app(out: str | Path, model: str | Path, *, strategy: str = "assft", al
     names = _class_names(checkpoint.labels, labels)
     if (out / CONFIG_NAME).exists():
         existing = load_app_config(out)
-        if existing != config or _names_file(out) != names:
+        if existing != config or read_class_names(out) != names:
             raise ConfigError("a different assft app already lives here.", path=out,
                               fix="choose a new --out folder, or edit its assft_app.yaml")
         return out
@@ -118,14 +118,10 @@ def _class_names(checkpoint_labels: dict[int, str], names: list[str] | None) -> 
     return dict(zip(foreground, names, strict=True))
 
 
-def _names_file(app_dir: Path) -> dict[int, str]:
-    path = app_dir / "labels.txt"
+def read_class_names(app_dir: str | Path) -> dict[int, str]:
+    """The app's foreground class names {value: name} (labels.txt, written by `write_app`; {} when absent)."""
+    path = Path(app_dir) / "labels.txt"
     if not path.exists():
         return {}
     rows = [line.split("\t", 1) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return {int(k): v for k, v in rows}
-
-
-def read_class_names(app_dir: str | Path) -> dict[int, str]:
-    """The app's foreground class names {value: name} (labels.txt, written by `write_app`)."""
-    return _names_file(Path(app_dir))

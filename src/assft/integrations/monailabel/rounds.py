@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assft.integrations.monailabel.state import AppState, Datastore
+from assft.integrations.monailabel.state import AppState, Datastore, relative_path
 
 if TYPE_CHECKING:
     from assft.campaign.config import CampaignConfig
@@ -82,8 +82,7 @@ def run_round(state: AppState, datastore: Datastore, label_dir: str | Path) -> d
         with campaign_lock(campaign_dir):
             ledger = Ledger.load(campaign_dir)
             model = state.current_model()
-            where = model.relative_to(campaign_dir) if model.is_relative_to(campaign_dir) else model  # as the engine
-            ledger.update_round(index, "queried", selected=new, model=str(where),
+            ledger.update_round(index, "queried", selected=new, model=relative_path(model, campaign_dir),
                                 budget=len(new), labeled_before=len(done), source="monailabel")
         last = ledger.current()
     if last["status"] == "queried":

@@ -10,6 +10,7 @@ get_labeled_images / get_image_uri), which also lets the tests use a dictionary-
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -129,8 +130,9 @@ def update_records(datastore: Datastore, updates: dict[str, dict[str, Any]]) -> 
 
     Why not `update_image_info` per image: MONAI Label 0.8.5's LocalDatastore rewrites its whole JSON file on every
     call, so a pass over N images costs N whole-file writes. Measured (benchmarks/monailabel_datastore_writes.py):
-    400 images with a 256-float embedding each, 53.3 s one by one vs 0.32 s as one write. LocalDatastore keeps its state in `_datastore.objects` and writes it with `_update_datastore_file()`
-    (under its file lock); any other datastore takes the public path.
+    400 images with a 256-float embedding each, 53.3 s one by one vs 0.32 s as one write. LocalDatastore keeps its
+    state in `_datastore.objects` and writes it with `_update_datastore_file()` (under its file lock); any other
+    datastore takes the public path.
     """
     objects = getattr(getattr(datastore, "_datastore", None), "objects", None)
     write_all = getattr(datastore, "_update_datastore_file", None)
@@ -165,12 +167,13 @@ def score_images(state: AppState, datastore: Datastore, *, force: bool = False) 
                            theta0_cache=state.theta0_cache, extra_needs=needs)
         now = int(time.time())
         model_ts = int(os.stat(model).st_mtime)
-        update_records(datastore, {s.case_id: {"model": _relative(model, state.app_dir), "model_version": version,
-                                               "model_ts": model_ts, "scored_at": now, "summary": summary_to_info(s)}
+        where = relative_path(model, state.app_dir)
+        update_records(datastore, {s.case_id: {"model": where, "model_version": version, "model_ts": model_ts,
+                                               "scored_at": now, "summary": summary_to_info(s)}
                                    for s in result.summaries})
     ranking = rank_images(state, datastore, state.config.strategy, reference=datastore.get_labeled_images())
     update_records(datastore, {image_id: {"scores": scores} for image_id, scores in ranking.scores.items()})
-    return {"model": _relative(model, state.app_dir), "model_version": version, "scored": len(stale),
+    return {"model": relative_path(model, state.app_dir), "model_version": version, "scored": len(stale),
             "ranked": len(ranking.scores), "strategy": state.config.strategy,
             "seconds": round(time.perf_counter() - start, 3)}
 
@@ -210,11 +213,8 @@ def rank_images(state: AppState, datastore: Datastore, strategy: str, *, referen
     if alpha is not None:
         config = config.model_copy(update={"alpha": alpha})
     chooser = make_strategy(strategy, config)
-    from assft.models.checkpoint import load_checkpoint
-
-    checkpoint = load_checkpoint(state.current_model())
-    context = SelectionContext(config, checkpoint.kind == "supervised", tuple(known), reference_z,
-                               class_names=dict(checkpoint.labels))
+    has_head, class_names = _head_and_classes(str(state.current_model()), version)
+    context = SelectionContext(config, has_head, tuple(known), reference_z, class_names=dict(class_names))
     n = len(pool) if budget is None else min(budget, len(pool))
     selection = chooser.select(pool, context, n, make_rng(state.config.seed, "monailabel", strategy, len(labeled)))
     by_id = {s.case_id: s for s in pool}
@@ -231,7 +231,18 @@ def rank_images(state: AppState, datastore: Datastore, strategy: str, *, referen
     return Ranking(list(selection.selected), scores, dict(selection.rationale), known)
 
 
-def _relative(path: Path, root: Path) -> str:
+@functools.lru_cache(maxsize=4)
+def _head_and_classes(path: str, version: str) -> tuple[bool, tuple[tuple[int, str], ...]]:
+    """(has a segmentation head, its classes) of the checkpoint at `path` with hash `version`: read once per model,
+    not on every "next sample" request."""
+    from assft.models.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    return checkpoint.kind == "supervised", tuple(sorted(checkpoint.labels.items()))
+
+
+def relative_path(path: Path, root: Path) -> str:
+    """`path` relative to `root` when it lies inside it (as ledgers record paths), else as given."""
     try:
         return str(Path(path).resolve().relative_to(root))
     except ValueError:
