@@ -44,7 +44,7 @@ def model_and_cases(tmp_path_factory: pytest.TempPathFactory):
     return QueryModel(net, make_checkpoint(net, config, spec.labels)), cases
 
 
-@pytest.mark.parametrize("strategy", ["assft", "entropy", "fg-random", "clasp-pe", "kd", "coreset"])
+@pytest.mark.parametrize("strategy", ["assft", "entropy", "fg-random", "clasp-pe", "kd", "coreset", "badge"])
 def test_batched_summaries_equal_one_at_a_time(model_and_cases, strategy: str) -> None:
     from assft.models.source_stats import resolve_source_stats
     from assft.query.scorer import score_cases
@@ -64,7 +64,7 @@ def test_batched_summaries_equal_one_at_a_time(model_and_cases, strategy: str) -
         assert one.case_id == many.case_id
         for name, value in one.scalars().items():
             assert many.scalars()[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
-        for name in ("embedding", "class_pe"):
+        for name in ("embedding", "class_pe", "grad_embedding"):
             if getattr(one, name) is not None:
                 np.testing.assert_allclose(getattr(many, name), getattr(one, name), rtol=1e-4, atol=1e-6)
 

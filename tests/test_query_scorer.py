@@ -26,7 +26,7 @@ from assft.query import (
 )
 from assft.inference.reducers import Routing
 from assft.pretrain.fingerprint import compute_fingerprint
-from assft.query.predictors import FeatureCapture, WindowPredictor
+from assft.inference.predictors import ScoringPredictor
 
 TINY = {"channels": (4, 8, 16), "strides": (2, 2)}
 META = {"train_config": {"patch_size": [16, 16, 16]}}
@@ -62,14 +62,15 @@ def test_one_pass_yields_everything_needed(phantom_dir: Path, tmp_path: Path, in
     assert origin == "running_stats" and set(stats) == set(norm_layers(qm.model)) - {head_norm}
     needs = {Need.PROBS, Need.EMBEDDING, Need.NORM_STATS, Need.GRAD_EMBEDDING}
     summaries = score_cases(cases, qm, needs, QueryConfig(), inference, source_stats=stats)
-    assert calls[0] == 2  # one window per 16^3 volume, one forward each
+    assert calls[0] == 1  # one window per 16^3 volume, both volumes' windows in one forward (BADGE's gradient too)
     s = summaries[0]
     assert s.kd is not None and s.kd >= 0 and s.asd is not None and s.confidence is not None
     assert s.embedding is not None and s.embedding.shape == (16,) and np.isclose(np.linalg.norm(s.embedding), 1)
     assert s.grad_embedding is not None and s.grad_embedding.shape == (5 * 8,)  # C x head-input channels
     assert s.bald is None and 0 < s.foreground_threshold < 1 and s.nbytes() < 1000
-    only = score_cases(cases[:1], qm, {Need.EMBEDDING}, QueryConfig(), inference)[0]
+    only = score_cases(cases[:1], qm, {Need.EMBEDDING, Need.GRAD_EMBEDDING}, QueryConfig(), inference)[0]
     assert only.asd is None and only.kd is None and np.allclose(only.embedding, s.embedding, atol=1e-6)
+    np.testing.assert_allclose(only.grad_embedding, s.grad_embedding, rtol=1e-5, atol=1e-7)  # routed per volume
 
 
 def test_scorer_streams_one_case_at_a_time(phantom_dir: Path, tmp_path: Path, inference: InferenceConfig) -> None:
@@ -129,14 +130,40 @@ def test_theta_differs_from_theta0(phantom_dir: Path, tmp_path: Path, inference:
     assert np.allclose(both[0].embedding, emb_only[0].embedding) and both[0].asd == pytest.approx(emb_only[0].asd)
 
 
+def test_theta0_with_its_own_preprocessing_sees_its_own_images(phantom_dir: Path, tmp_path: Path,
+                                                               inference: InferenceConfig) -> None:
+    """When θ0 was trained with another normalisation, its KD pass reads each volume under θ0's preprocessing."""
+    from assft.config import PreprocessConfig
+    from assft.query import resolve_source_stats
+
+    config = ModelConfig(out_channels=5, params=TINY)
+    torch.manual_seed(0)
+    net = build_model(config)
+    theta0 = load_query_model(save_checkpoint(tmp_path / "theta0.pt", make_checkpoint(
+        net, config, PHANTOM_LABELS, metadata=META, preprocess=PreprocessConfig(normalization="percentile"))))
+    theta = load_query_model(_checkpoint(tmp_path / "theta.pt", seed=1))  # z-score
+    cases = load_dataset(phantom_dir).cases[:3]
+    stats, _ = resolve_source_stats(theta0.model, theta0.checkpoint)
+    both = score_cases(cases, theta, {Need.PROBS, Need.NORM_STATS}, QueryConfig(), inference, pretrained=theta0,
+                       source_stats=stats)
+    alone = score_cases(cases, theta0, {Need.NORM_STATS}, QueryConfig(), inference, source_stats=stats)
+    assert [s.kd for s in both] == pytest.approx([s.kd for s in alone], rel=1e-6)
+    theta0_zscore = load_query_model(save_checkpoint(tmp_path / "theta0_z.pt", make_checkpoint(
+        net, config, PHANTOM_LABELS, metadata=META)))  # θ0's weights fed θ's z-scored images: another KD
+    zscored = score_cases(cases, theta0_zscore, {Need.NORM_STATS}, QueryConfig(), inference, source_stats=stats)
+    assert all(s.asd is not None for s in both) and [s.kd for s in zscored] != pytest.approx([s.kd for s in alone])
+
+
 def test_bald_predictor_reduces_mc_samples_per_window(tiny_model_config: ModelConfig) -> None:
     model = build_model(tiny_model_config).eval()
     window = torch.randn(2, 1, 16, 16, 16)
-    predictor = WindowPredictor(model, channels_last=False, gate=Routing(), capture=FeatureCapture(), mc_samples=4)
-    torch.manual_seed(3)
+    predictor = ScoringPredictor(model, channels_last=False, routing=Routing(), mc_samples=4, seed=3)
+    torch.manual_seed(11)
+    caller_state = torch.get_rng_state()
     with torch.inference_mode():
         streamed = predictor(window)
         assert not any(m.training for m in model.modules())  # dropout back in eval after each window
+        assert torch.equal(torch.get_rng_state(), caller_state)  # the masks came from the predictor's own generator
         torch.manual_seed(3)
         from assft.models import enable_mc_dropout
 
@@ -146,10 +173,22 @@ def test_bald_predictor_reduces_mc_samples_per_window(tiny_model_config: ModelCo
     assert streamed.shape == (2, 1, 16, 16, 16) and torch.allclose(streamed[:, 0], expected, atol=1e-5)
 
 
+def test_bald_scores_are_seeded(phantom_dir: Path, tmp_path: Path, inference: InferenceConfig) -> None:
+    """Same seed, same BALD scores (whatever the global RNG); another seed draws other masks."""
+    qm = load_query_model(_checkpoint(tmp_path / "m.pt"))
+    cases = load_dataset(phantom_dir).cases[:3]
+    config = QueryConfig(strategy="bald", mc_samples=3)
+    runs = []
+    for seed, global_seed in ((0, 1), (0, 2), (1, 1)):
+        torch.manual_seed(global_seed)
+        runs.append([s.bald for s in score_cases(cases, qm, {Need.MC_PROBS}, config, inference, seed=seed)])
+    assert runs[0] == runs[1] and runs[0] != runs[2] and all(b > 0 for b in runs[0])
+
+
 def test_bald_without_dropout_is_a_clear_error(tiny_model_config: ModelConfig) -> None:
     model = build_model(tiny_model_config.model_copy(update={"dropout": 0.0}))
     with pytest.raises(ConfigError, match="no dropout layer"):
-        WindowPredictor(model, channels_last=False, gate=Routing(), capture=FeatureCapture(), mc_samples=4)
+        ScoringPredictor(model, channels_last=False, routing=Routing(), mc_samples=4)
 
 
 def test_run_query_assft_with_labeled_ids_and_labeled_dir(phantom_dir: Path, tmp_path: Path,

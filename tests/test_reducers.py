@@ -8,7 +8,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assft.inference.reducers import ChannelMoments, PooledEmbedding, Routing, hooked_embedding, hooked_moments
+from assft.inference.reducers import (
+    ChannelMoments,
+    GradientEmbedding,
+    PooledEmbedding,
+    Routing,
+    hooked_embedding,
+    hooked_moments,
+)
 
 
 def _numpy_moments(x: np.ndarray, channel_axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,6 +85,24 @@ def test_pooled_embedding_is_the_normalised_mean_of_each_volumes_windows() -> No
     reducer.add(feats, slots=[0, 1, 0])
     np.testing.assert_allclose(reducer.result(0).numpy(), [0.6, 0.8], rtol=1e-6)
     np.testing.assert_allclose(reducer.result(1).numpy(), [0.0, 1.0], rtol=1e-6)
+
+
+def test_gradient_embedding_known_answer_per_volume() -> None:
+    """BADGE's (p - onehot(argmax p)) x features, voxel-averaged per window, averaged over each volume's windows."""
+    probs = torch.zeros(3, 2, 1, 1, 2)
+    probs[0, :, 0, 0, 0] = torch.tensor([0.8, 0.2])  # argmax 0: residual (-0.2, 0.2)
+    probs[0, :, 0, 0, 1] = torch.tensor([0.3, 0.7])  # argmax 1: residual (0.3, -0.3)
+    probs[1:] = torch.tensor([0.6, 0.4])[:, None, None, None]  # argmax 0: residual (-0.4, 0.4) everywhere
+    features = torch.ones(3, 1, 1, 1, 2)
+    features[0, 0, 0, 0, 1] = 2.0
+    reducer = GradientEmbedding()
+    reducer.add(probs, features, slots=[0, 1, 0])
+    # window 0: class 0 (-0.2 * 1 + 0.3 * 2) / 2 = 0.2, class 1 -0.2; windows 1 and 2: (-0.4, 0.4)
+    np.testing.assert_allclose(reducer.result(0).numpy(), [-0.1, 0.1], atol=1e-7)
+    np.testing.assert_allclose(reducer.result(1).numpy(), [-0.4, 0.4], atol=1e-7)
+    reducer.release(1)
+    with pytest.raises(RuntimeError, match="slot 1"):
+        reducer.result(1)
 
 
 def test_hooks_record_only_while_the_routing_is_open_and_are_removed() -> None:

@@ -6,6 +6,12 @@ the `slots` argument (row i belongs to volume `slots[i]`; default: every row to 
 sliding-window pass over one volume and a batch of several volumes alike, and the statistics of two volumes are
 never mixed.
 
+Reducers here: `ChannelMoments` (norm-layer input moments), `PooledEmbedding` (the bottleneck embedding) and
+`GradientEmbedding` (BADGE). The probability statistics (entropy, ASD, confidence, foreground size, ClaSP PE) and
+BALD's map need the whole stitched volume (ASD's Otsu threshold, ClaSP's box maxima), so they are reduced from the
+engine's per-volume output (`assft.query.summaries`; BALD's MC samples are reduced per window to one extra output
+channel by `assft.inference.predictors.ScoringPredictor`).
+
 There is exactly one accumulator of channel moments (`ChannelMoments`): the source fingerprint, the target KD
 moments, AdaBN's pool statistics and the batched pass all use it, so a volume's fingerprint equals its KD moments.
 Arithmetic: each batch row is reduced with one float32 sum and one float32 sum of squares (cascade summation, ~10x
@@ -129,6 +135,31 @@ class PooledEmbedding:
         n, sums = self._sums.get(slot)
         emb = (sums["pooled"] / n).float()
         return emb / emb.norm().clamp_min(1e-12)
+
+
+class GradientEmbedding:
+    """BADGE's last-layer gradient embedding at the predicted label, one (C, F) matrix per batch row
+    (`assft.metrics.scores.compute_gradient_embeddings`), averaged over the rows of each slot: `result(slot)` ->
+    (C * F,) float32."""
+
+    def __init__(self) -> None:
+        self._sums = _SlotSums()
+
+    def add(self, probs: torch.Tensor, features: torch.Tensor, slots: Sequence[int] | None = None) -> None:
+        """Accumulate one batch: probs (B, C, ...) and the head's input features (B, F, ...)."""
+        from assft.metrics.scores import compute_gradient_embeddings
+
+        rows = compute_gradient_embeddings(probs, features).flatten(1)
+        self._sums.add(_routing(slots, rows.shape[0]), 1.0, grad=rows)
+
+    def release(self, slot: int) -> None:
+        """Drop slot `slot`'s sums (the pass engine reuses slots of finished volumes)."""
+        self._sums.release(slot)
+
+    def result(self, slot: int = 0) -> torch.Tensor:
+        """The slot's mean gradient embedding over its windows: (C * F,) float32."""
+        n, sums = self._sums.get(slot)
+        return (sums["grad"] / n).float()
 
 
 @dataclass

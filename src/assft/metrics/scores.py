@@ -176,7 +176,7 @@ def compute_bald(mc_probs: torch.Tensor) -> torch.Tensor:
 def compute_bald_from_means(mean_probs: torch.Tensor, mean_entropy: torch.Tensor, class_dim: int = 0) -> torch.Tensor:
     """BALD from running means over T samples: H(mean p) - mean H(p), >= 0; the class axis of mean_probs is reduced.
 
-    The streaming form: the pass keeps only the two means, never the T samples (assft.query.predictors).
+    The streaming form: the pass keeps only the two means, never the T samples (assft.inference.predictors).
     """
     h_mean = -torch.special.xlogy(mean_probs, mean_probs).sum(class_dim, keepdim=mean_entropy.dim() == mean_probs.dim())
     return (h_mean - mean_entropy).clamp_min(0.0)
@@ -209,12 +209,18 @@ def compute_diversity(embedding: np.ndarray, reference: np.ndarray) -> float:
 
 
 def compute_gradient_embedding(probs: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-    """BADGE gradient embedding at the predicted label, without backward().
+    """BADGE gradient embedding at the predicted label, without backward(), summed over the batch.
 
     probs (B, C, d, h, w), head input features (B, F, d', h', w') -> (C, F) float64: the sum over the batch of the
     voxel mean of (p - onehot(argmax p)) outer features (exact for a 1x1x1 conv head; features at another
     resolution are met by average pooling or trilinear resizing of p - onehot).
     """
+    return compute_gradient_embeddings(probs, features).sum(0)
+
+
+def compute_gradient_embeddings(probs: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """`compute_gradient_embedding` per batch row: probs (B, C, ...), features (B, F, ...) -> (B, C, F) float64
+    (the pass engine routes each row to the volume it came from)."""
     p = probs.float()
     residual = p - torch.nn.functional.one_hot(p.max(1).indices, p.shape[1]).movedim(-1, 1).float()
     if residual.shape[2:] != features.shape[2:]:
@@ -224,7 +230,7 @@ def compute_gradient_embedding(probs: torch.Tensor, features: torch.Tensor) -> t
             residual = torch.nn.functional.interpolate(residual, size=features.shape[2:], mode="trilinear")
     g = residual.flatten(2).double()
     h = features.float().flatten(2).double()
-    return torch.einsum("bcv,bfv->cf", g, h) / g.shape[2]
+    return torch.einsum("bcv,bfv->bcf", g, h) / g.shape[2]
 
 
 def compute_box_sums(values: torch.Tensor, box: tuple[int, int, int]) -> torch.Tensor:

@@ -115,7 +115,7 @@ def run_query(
 
     timings: dict[str, float] = {}
     summaries = _score_pool(sets.candidates, current, theta0, kd, needs, config, inference, theta0_cache,
-                            timings, show_progress, figures)
+                            timings, show_progress, figures, seed=seed)
     timings["pool_scoring_s"] = time.perf_counter() - start
     reference = _reference_embeddings(sets, current, theta0, needs, config, inference, timings)
 
@@ -189,8 +189,9 @@ def resolve_kd_source(needs: frozenset[Need], current: QueryModel, theta0: Query
 def _score_pool(candidates: list[Case], current: QueryModel, theta0: QueryModel | None, kd: KDSource,
                 needs: frozenset[Need], config: QueryConfig, inference: InferenceConfig,
                 theta0_cache: str | Path | None, timings: dict[str, float],
-                show_progress: bool | None, figures: bool = False) -> list[CaseSummary]:
-    """One streaming pass over the candidates; θ0's moments come from (and extend) the on-disk cache."""
+                show_progress: bool | None, figures: bool = False, seed: int = 0) -> list[CaseSummary]:
+    """One streaming pass over the candidates; θ0's moments come from (and extend) the on-disk cache; `seed`
+    seeds BALD's MC-dropout masks."""
     from assft.query.moment_cache import moment_cache_key, open_moment_cache
     from assft.utils.progress import progress
 
@@ -206,7 +207,7 @@ def _score_pool(candidates: list[Case], current: QueryModel, theta0: QueryModel 
         summaries = score_cases(progress(mine, "Scoring pool", total=len(mine),
                                          enabled=show_progress if ranks.is_main else False),
                                 current, needs, config, inference, timings=timings, pretrained=theta0,
-                                source_stats=kd.stats, figures=figures, **extra)
+                                source_stats=kd.stats, figures=figures, seed=seed, **extra)
         if moments is not None and ranks.distributed:
             moments.update(merge_across_ranks(moments, ranks))  # rank 0 writes every rank's new θ0 moments
     return gather_in_order(summaries, ranks)

@@ -27,16 +27,15 @@ from assft.config import InferenceConfig
 from assft.data.cases import Case
 from assft.data.preprocess import LoadedCase, load_case
 from assft.inference.engine import hooks_only_predictor, iter_windows_pass
-from assft.inference.predict import prepare_model, run_pass
-from assft.inference.reducers import Routing, hooked_embedding, hooked_moments
+from assft.inference.predict import prepare_model
+from assft.inference.predictors import ScoringPredictor, find_head_module
+from assft.inference.reducers import GradientEmbedding, Routing, hooked_embedding, hooked_moments
 from assft.models.checkpoint import Checkpoint, build_from_checkpoint
 from assft.models.zoo import bottleneck_module
 from assft.query.config import Need, QueryConfig
 from assft.query.figures import capture_slices
-from assft.query.predictors import WindowPredictor, capture_features, find_head_module
 from assft.metrics.scores import Moments
 from assft.query.summaries import CaseSummary, probability_maps, summarize_pass
-from assft.utils.threads import tick
 
 
 @dataclass
@@ -84,38 +83,6 @@ class PassPlan:
         return PassPlan(current, pretrained)
 
 
-def _run(qm: QueryModel, image, inference: InferenceConfig, needs: frozenset[Need], config: QueryConfig,
-         norm_layers: Mapping[str, nn.Module] | None) -> dict:
-    gate = Routing(open=False)
-    with capture_features(
-        embedding_module=bottleneck_module(qm.model, qm.name) if Need.EMBEDDING in needs else None,
-        norm_layers=dict(norm_layers) if Need.NORM_STATS in needs and norm_layers else None,
-        head_module=find_head_module(qm.model, qm.checkpoint.model_config) if Need.GRAD_EMBEDDING in needs else None,
-        gate=gate,
-    ) as capture:
-        predictor = WindowPredictor(qm.model, channels_last=inference.channels_last, gate=gate, capture=capture,
-                                    probs=bool(needs & {Need.PROBS, Need.CLASS_PE}),
-                                    mc_samples=config.mc_samples if Need.MC_PROBS in needs else 0,
-                                    grad=Need.GRAD_EMBEDDING in needs)
-        result = run_pass(qm.model, image, inference, predictor=predictor, extra_channels=predictor.extra_channels)
-        out: dict = {}
-        if needs & {Need.PROBS, Need.CLASS_PE}:
-            out["probs"] = result.probs
-        if Need.MC_PROBS in needs:
-            out["bald_map"] = result.extra["bald"]
-        if capture.embedding is not None:
-            out["embedding"] = capture.embedding.result()
-        if capture.moments:
-            out["norm_moments"] = capture.norm_moments()
-        if Need.GRAD_EMBEDDING in needs:
-            out["grad_embedding"] = predictor.grad_embedding()
-    return out
-
-
-# needs every window of a batch can keep per volume (BALD's MC forwards and BADGE's head gradients run per volume)
-BATCHABLE_NEEDS = frozenset({Need.PROBS, Need.CLASS_PE, Need.EMBEDDING, Need.NORM_STATS})
-
-
 def iter_summaries(
     cases: Iterable[Case | LoadedCase],
     current: QueryModel,
@@ -128,6 +95,7 @@ def iter_summaries(
     timings: MutableMapping[str, float] | None = None,
     theta0_moments: MutableMapping[str, dict] | None = None,
     figures: bool = False,
+    seed: int = 0,
 ) -> Iterator[CaseSummary]:
     """Yield one CaseSummary per case, streaming: one volume (and its maps) in memory at a time.
 
@@ -145,6 +113,7 @@ def iter_summaries(
             filled with every volume θ0 sees. Only valid for one θ0, preprocessing and sliding window (the caller's
             job: see `assft.query.moment_cache`).
         figures: also cut each volume's figure slices from its probability map (`assft.query.figures`).
+        seed: seeds BALD's MC-dropout masks (the caller's global RNG is left untouched).
 
     Raises:
         ConfigError: probabilities asked of an SSL-only model, or BALD for a net without dropout.
@@ -166,7 +135,7 @@ def iter_summaries(
     if plan.pretrained:
         prepare_model(pretrained.model, inference)
     scorer = _PoolPass(current, pretrained, plan, needs, config, inference, source_stats, norm_modules, timings,
-                       theta0_moments, figures)
+                       theta0_moments, figures, seed)
     yield from scorer.summaries(cases)
 
 
@@ -185,31 +154,24 @@ class _PoolPass:
     timings: MutableMapping[str, float]
     theta0_moments: MutableMapping[str, dict] | None
     figures: bool = False
+    seed: int = 0
 
     @property
     def same_preprocess(self) -> bool:
         return self.current.checkpoint.preprocess == self.pretrained.checkpoint.preprocess
 
     def summaries(self, cases: Iterable[Case | LoadedCase]) -> Iterator[CaseSummary]:
-        """One CaseSummary per volume, in input order."""
-        if self.same_preprocess and self.needs <= BATCHABLE_NEEDS:
-            yield from self._packed(cases)
-            return
-        for item, loaded in self._loaded(cases):
-            tick()
-            yield self._summarize(loaded, self._single(item, loaded))
-
-    def _packed(self, cases: Iterable[Case | LoadedCase]) -> Iterator[CaseSummary]:
-        """θ (and θ0 for the volumes whose moments are not cached) through the pass engine, windows of several volumes
-        per forward call; both models traverse the one stream of loaded volumes in the same loop."""
+        """One CaseSummary per volume, in input order: θ (and θ0 for the volumes whose moments are not cached)
+        through the pass engine, windows of several volumes per forward call; both models traverse the one stream of
+        loaded volumes in the same loop."""
         stream = self._loaded(cases)
         two = self.pretrained is not self.current and bool(self.plan.pretrained)
         main, side = itertools.tee(stream) if two else (stream, iter(()))
-        current = self._timed(self._engine(self.current, self.plan.current, main), "pass_current_s") \
+        current = self._timed(self._engine(self.current, self.plan.current, main, self._image), "pass_current_s") \
             if self.plan.current else ((pair, {}) for pair in main)
         pretrained = self._timed(self._engine(self.pretrained, self.plan.pretrained,
-                                              (pair for pair in side if self._cached(pair[1].case_id) is None)),
-                                 "pass_pretrained_s")
+                                              (pair for pair in side if self._cached(pair[1].case_id) is None),
+                                              self._image_pretrained), "pass_pretrained_s")
         for (_, loaded), parts in current:
             cached = self._cached(loaded.case_id)
             if cached is not None:
@@ -222,6 +184,20 @@ class _PoolPass:
                 parts.update(parts0)
             yield self._summarize(loaded, parts)
 
+    @staticmethod
+    def _image(pair: tuple) -> torch.Tensor:
+        return pair[1].image
+
+    def _image_pretrained(self, pair: tuple) -> torch.Tensor:
+        """θ0's input: the loaded volume, or the raw case again under θ0's own preprocessing when it differs."""
+        item, loaded = pair
+        if self.same_preprocess or not isinstance(item, Case):
+            return loaded.image
+        t0 = time.perf_counter()
+        image = load_case(item, self.pretrained.checkpoint.preprocess, with_label=False).image
+        self.timings["load_s"] += time.perf_counter() - t0
+        return image
+
     def _timed(self, stream: Iterator, key: str) -> Iterator:
         """`stream`'s items, adding the time spent producing them (less volume loading) to timings[key]."""
         while True:
@@ -233,8 +209,9 @@ class _PoolPass:
             self.timings[key] += time.perf_counter() - t0 - (self.timings["load_s"] - load0)
             yield item
 
-    def _engine(self, qm: QueryModel, needs: frozenset[Need], pairs: Iterable[tuple]) -> Iterator[tuple]:
-        """((item, loaded), parts) per volume: probabilities, embedding and norm moments as `needs` asks."""
+    def _engine(self, qm: QueryModel, needs: frozenset[Need], pairs: Iterable[tuple], image_of) -> Iterator[tuple]:
+        """((item, loaded), parts) per volume: probabilities, BALD's map, the embeddings and norm moments as `needs`
+        asks."""
         routing = Routing(open=False)
         hooked: dict[str, nn.Module] = {}  # every module a reducer listens to
         with ExitStack() as stack:
@@ -246,15 +223,29 @@ class _PoolPass:
             if Need.NORM_STATS in needs and self.norm_modules:
                 hooked.update(self.norm_modules)
                 moments = stack.enter_context(hooked_moments(self.norm_modules, routing))
-            reducers = ([embedding] if embedding is not None else []) + list(moments.values())
+            gradient = GradientEmbedding() if Need.GRAD_EMBEDDING in needs else None
+            reducers = [r for r in (embedding, gradient) if r is not None] + list(moments.values())
             probs = bool(needs & {Need.PROBS, Need.CLASS_PE})
-            # without probabilities the forward stops after the last hooked layer (θ0's pass skips the head)
-            predictor = None if probs else hooks_only_predictor(qm.model, self.inference.channels_last, hooked)
-            for pair, out, slot in iter_windows_pass(qm.model, pairs, lambda pair: pair[1].image, self.inference,
+            mc_samples = self.config.mc_samples if Need.MC_PROBS in needs else 0
+            if probs or mc_samples or gradient is not None:
+                predictor = stack.enter_context(ScoringPredictor(
+                    qm.model, channels_last=self.inference.channels_last, routing=routing, probs=probs,
+                    mc_samples=mc_samples, seed=self.seed, gradient=gradient, record=bool(hooked),
+                    head=find_head_module(qm.model, qm.checkpoint.model_config) if gradient is not None else None,
+                ).hooked())
+            else:  # hooks only: the forward stops after the last hooked layer (θ0's pass skips the head)
+                predictor = hooks_only_predictor(qm.model, self.inference.channels_last, hooked)
+            for pair, out, slot in iter_windows_pass(qm.model, pairs, image_of, self.inference,
                                                      predictor=predictor, routing=routing, reducers=reducers):
-                parts: dict = {"probs": out} if probs else {}
+                parts: dict = {}
+                if probs:
+                    parts["probs"] = out[:-1] if mc_samples else out
+                if mc_samples:
+                    parts["bald_map"] = out[-1]
                 if embedding is not None:
                     parts["embedding"] = embedding.result(slot)
+                if gradient is not None:
+                    parts["grad_embedding"] = gradient.result(slot)
                 if moments:
                     parts["norm_moments"] = {name: reducer.result(slot) for name, reducer in moments.items()}
                 yield pair, parts
@@ -286,30 +277,6 @@ class _PoolPass:
                                                                          with_label=False)
             self.timings["load_s"] += time.perf_counter() - t0
             yield item, loaded
-
-    def _single(self, item: Case | LoadedCase, loaded: LoadedCase) -> dict:
-        """One volume: θ0's pass (unless its moments are cached), then θ's."""
-        parts: dict = {}
-        needs_pretrained, needs_current = self.plan.pretrained, self.plan.current
-        cached = self._cached(loaded.case_id)
-        if cached is not None:
-            parts["norm_moments"] = cached
-            needs_pretrained, needs_current = needs_pretrained - {Need.NORM_STATS}, needs_current - {Need.NORM_STATS}
-            self.timings["theta0_cached"] += 1
-        if needs_pretrained:
-            t0 = time.perf_counter()
-            image0 = loaded.image
-            if not self.same_preprocess and isinstance(item, Case):
-                image0 = load_case(item, self.pretrained.checkpoint.preprocess, with_label=False).image
-            parts.update(_run(self.pretrained, image0, self.inference, needs_pretrained, self.config,
-                              self.norm_modules))
-            self.timings["pass_pretrained_s"] += time.perf_counter() - t0
-        if needs_current:
-            t0 = time.perf_counter()
-            parts.update(_run(self.current, loaded.image, self.inference, needs_current, self.config,
-                              self.norm_modules))
-            self.timings["pass_current_s"] += time.perf_counter() - t0
-        return parts
 
 
 def score_cases(cases: Iterable[Case | LoadedCase], current: QueryModel, needs: Iterable[Need], config: QueryConfig,
