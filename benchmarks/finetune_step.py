@@ -5,7 +5,12 @@ Same process, same network (default UNet), same batch shape (2 x 1 x 40 x 56 x 4
 forward/backward/step loop on one fixed batch. Each is timed `--repeats` times over `--steps` steps, alternating,
 and the medians are compared. Writes benchmarks/results/finetune_step.json. Time it alone (no other busy process).
 
-Usage: python benchmarks/finetune_step.py [--steps 20] [--repeats 3] [--threads 2]
+With `--levers`, instead: the bare loop itself in fp32, in `channels_last_3d`, and under bf16 autocast (with and
+without channels_last), alternating, medians -> benchmarks/results/finetune_levers.json. These are the levers left
+for a faster campaign once `fit` is near the bare loop; each changes the float results of training, so none is a
+default (a default must keep the selections identical).
+
+Usage: python benchmarks/finetune_step.py [--steps 20] [--repeats 3] [--threads 2] [--levers]
 """
 
 from __future__ import annotations
@@ -25,8 +30,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "finetune_step.json")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--levers", action="store_true", help="time the bare loop's precision/layout variants")
     args = parser.parse_args()
+    args.out = args.out or ROOT / "benchmarks" / "results" / ("finetune_levers.json" if args.levers
+                                                              else "finetune_step.json")
     import torch
 
     from assft.config import ModelConfig, TrainConfig
@@ -63,6 +71,9 @@ def main() -> None:
             optimizer.step()
         return (time.perf_counter() - start) / args.steps
 
+    if args.levers:
+        time_levers(net, config, args)
+        return
     run_bare()  # warm-up
     fits, bares = [], []
     for _ in range(args.repeats):
@@ -71,6 +82,46 @@ def main() -> None:
     row = {"fit_ms": 1000 * statistics.median(fits), "bare_ms": 1000 * statistics.median(bares),
            "steps": args.steps, "repeats": args.repeats, "threads": args.threads}
     row["ratio"] = row["fit_ms"] / row["bare_ms"]
+    print(json.dumps(row, indent=2))
+    args.out.write_text(json.dumps({**run_provenance(ROOT), **row}, indent=2))
+
+
+def time_levers(net, config, args: argparse.Namespace) -> None:
+    """The bare forward/backward/step loop under each layout/precision variant, alternating; medians in ms."""
+    import torch
+
+    from assft.finetune.losses import SegmentationLoss
+    from assft.utils.provenance import run_provenance
+
+    loss_fn = SegmentationLoss()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    image, label = torch.randn(2, 1, *config.patch_size), torch.randint(0, 3, (2, 1, *config.patch_size))
+    variants = {"fp32": (False, False), "fp32_channels_last": (True, False), "bf16": (False, True),
+                "bf16_channels_last": (True, True)}
+
+    def run(channels_last: bool, bf16: bool, steps: int) -> float:
+        fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+        net.to(memory_format=fmt).train()
+        x = image.contiguous(memory_format=fmt)
+        start = time.perf_counter()
+        for _ in range(steps):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = net(x)
+            loss = loss_fn(out.float(), label)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return (time.perf_counter() - start) / steps
+
+    for flags in variants.values():  # warm-up (oneDNN primitive caches)
+        run(*flags, 2)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.repeats):
+        for name, flags in variants.items():
+            times[name].append(run(*flags, args.steps))
+    row = {f"{name}_ms": 1000 * statistics.median(values) for name, values in times.items()}
+    row.update({f"{name}_ratio": row[f"{name}_ms"] / row["fp32_ms"] for name in variants},
+               steps=args.steps, repeats=args.repeats, threads=args.threads)
     print(json.dumps(row, indent=2))
     args.out.write_text(json.dumps({**run_provenance(ROOT), **row}, indent=2))
 
