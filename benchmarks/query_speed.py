@@ -18,6 +18,10 @@ Prints a markdown table and writes benchmarks/results/query_speed.json.
 one pass, θ = θ0, same volumes, rotating order, minimum over repetitions), relative to the first one, and writes
 benchmarks/results/query_speed_strategies.json.
 
+`--pool-strategies bald,badge [--cases 40]` times each strategy's whole-pool scoring with one volume per forward
+call against four (the default `batch_volumes`), alternating, minimum of 2 repetitions, and writes
+query_speed_pool_strategies.json (did packing volumes into one call pay for this strategy?).
+
 `--figures [--cases 100] [--pool-model CKPT]` measures `run_query` with the query figures against without (the
 slices cut in the pass, five pick PNGs and the contact sheet rendered) and writes query_figures_cost.json.
 """
@@ -362,6 +366,35 @@ def bench_strategies(names: list[str], n_cases: int, tmp: Path, reps: int = 3) -
             "ratio_to_first_median_per_volume": {name: float(np.median(best[name] / best[ref])) for name in names}}
 
 
+def bench_pool_strategies(names: list[str], n_cases: int, tmp: Path, reps: int = 2) -> dict:
+    """Whole-pool scoring time (θ = θ0) of each strategy with 1 and 4 volumes per forward call; minimum over reps."""
+    import torch
+
+    from assft.config import InferenceConfig
+    from assft.data import load_case, load_dataset
+    from assft.query import QueryConfig, load_query_model, make_strategy, resolve_source_stats, score_cases
+
+    loaded = [load_case(c, with_label=False) for c in load_dataset(HIPPOCAMPUS).cases[:n_cases]]
+    theta0 = load_query_model(_checkpoint(tmp / "theta0.pt", 0))
+    stats0, _ = resolve_source_stats(theta0.model, theta0.checkpoint)
+    seconds: dict[str, dict[str, float]] = {}
+    for name in names:
+        config = QueryConfig(strategy=name)
+        needs = make_strategy(name, config).resolve_needs(True)
+        best = {1: float("inf"), 4: float("inf")}
+        score_cases(loaded[:2], theta0, needs, config, InferenceConfig(), source_stats=stats0)  # warm-up
+        for rep in range(reps):
+            for volumes in ((1, 4) if rep % 2 == 0 else (4, 1)):
+                t0 = time.perf_counter()
+                with torch.inference_mode():
+                    score_cases(loaded, theta0, needs, config, InferenceConfig(batch_volumes=volumes),
+                                source_stats=stats0)
+                best[volumes] = min(best[volumes], time.perf_counter() - t0)
+        seconds[name] = {"one_volume_per_call": best[1], "four_volumes_per_call": best[4],
+                         "speedup": best[1] / best[4]}
+    return {"n_cases": n_cases, "repetitions": reps, "seconds": seconds}
+
+
 def rss_child(n_volumes: int, model_path: str, tiny: bool) -> None:
     """Run the full `assft` query over `n_volumes` (hippocampus volumes repeated) and print peak RSS as JSON."""
     import torch
@@ -436,6 +469,7 @@ def main() -> None:
     parser.add_argument("--strategies", help="compare the scoring cost of these strategies only (comma-separated, "
                                              "the first is the reference), e.g. entropy,clasp-pe")
     parser.add_argument("--cases", type=int, default=40, help="volumes for --strategies (default 40)")
+    parser.add_argument("--pool-strategies", help="whole-pool scoring of these strategies, 1 vs 4 volumes a call")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
@@ -469,6 +503,20 @@ def main() -> None:
             print(f"| `{name}` | {result['seconds'][name] / args.cases:.4f} | {result['ratio_to_first'][name]:.3f} | "
                   f"{result['ratio_to_first_median_per_volume'][name]:.3f} | "
                   f"{1000 * result['reduce_s_mean_over_reps'][name] / args.cases:.1f} |")
+        print(f"\nwrote {out}")
+        return
+    if args.pool_strategies:
+        names = [n.strip() for n in args.pool_strategies.split(",") if n.strip()]
+        with tempfile.TemporaryDirectory() as tmp:
+            result = bench_pool_strategies(names, args.cases, Path(tmp))
+        from assft.utils.provenance import run_provenance
+
+        result.update({"threads": args.threads, "provenance": run_provenance(ROOT)})
+        out = RESULTS.with_name("query_speed_pool_strategies.json")
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        for name, row in result["seconds"].items():
+            print(f"| `{name}` | {row['one_volume_per_call']:.2f} s | {row['four_volumes_per_call']:.2f} s | "
+                  f"{row['speedup']:.2f}x |")
         print(f"\nwrote {out}")
         return
     if args.figures:
