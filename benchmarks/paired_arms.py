@@ -38,7 +38,9 @@ def main() -> None:
                 aubc[(run.domain, run.strategy, run.seed)] = value
     if (args.pairs is None) == (args.reference is None or args.arms is None):
         parser.error("give either --pairs, or --reference with --arms")
-    pairs_asked = ([tuple(pair.split(":", 1)) for pair in args.pairs.split(",")] if args.pairs
+    if args.pairs and any(pair.count(":") != 1 or "" in pair.split(":") for pair in args.pairs.split(",")):
+        parser.error(f"--pairs {args.pairs!r}: write comma-separated ARM:REFERENCE pairs, e.g. assft:fg-random")
+    pairs_asked = ([tuple(pair.split(":")) for pair in args.pairs.split(",")] if args.pairs
                    else [(arm, args.reference) for arm in args.arms.split(",")])
     effects = [compare(aubc, arm, reference) for arm, reference in pairs_asked]
     for effect, p in zip(effects, holm([e["pooled"]["p_value"] for e in effects]), strict=True):
