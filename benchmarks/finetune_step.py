@@ -5,10 +5,11 @@ Same process, same network (default UNet), same batch shape (2 x 1 x 40 x 56 x 4
 forward/backward/step loop on one fixed batch. Each is timed `--repeats` times over `--steps` steps, alternating,
 and the medians are compared. Writes benchmarks/results/finetune_step.json. Time it alone (no other busy process).
 
-With `--levers`, instead: the bare loop itself in fp32, in `channels_last_3d`, and under bf16 autocast (with and
-without channels_last), alternating, medians -> benchmarks/results/finetune_levers.json. These are the levers left
-for a faster campaign once `fit` is near the bare loop; each changes the float results of training, so none is a
-default (a default must keep the selections identical).
+With `--levers`, instead: the bare loop itself in fp32, in `channels_last_3d`, under bf16 autocast (with and
+without channels_last), and in fp32 with the dropout layers switched off (what dropout's Bernoulli masks cost),
+alternating, medians -> benchmarks/results/finetune_levers.json. These are the levers left for a faster campaign once
+`fit` is near the bare loop; each changes the float results of training, so none is a default (a default must keep
+the selections identical).
 
 Usage: python benchmarks/finetune_step.py [--steps 20] [--repeats 3] [--threads 2] [--levers]
 """
@@ -96,12 +97,16 @@ def time_levers(net, config, args: argparse.Namespace) -> None:
     loss_fn = SegmentationLoss()
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     image, label = torch.randn(2, 1, *config.patch_size), torch.randint(0, 3, (2, 1, *config.patch_size))
-    variants = {"fp32": (False, False), "fp32_channels_last": (True, False), "bf16": (False, True),
-                "bf16_channels_last": (True, True)}
+    # (channels_last, bf16, dropout)
+    variants = {"fp32": (False, False, True), "fp32_channels_last": (True, False, True), "bf16": (False, True, True),
+                "bf16_channels_last": (True, True, True), "fp32_no_dropout": (False, False, False)}
 
-    def run(channels_last: bool, bf16: bool, steps: int) -> float:
+    def run(channels_last: bool, bf16: bool, dropout: bool, steps: int) -> float:
         fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
         net.to(memory_format=fmt).train()
+        for module in net.modules():  # eval() on a Dropout layer makes it the identity
+            if isinstance(module, torch.nn.Dropout):
+                module.train(dropout)
         x = image.contiguous(memory_format=fmt)
         start = time.perf_counter()
         for _ in range(steps):

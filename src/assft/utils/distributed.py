@@ -17,6 +17,7 @@ from typing import TypeVar
 __all__ = ["Ranks", "barrier", "gather_in_order", "join_process_group", "merge_across_ranks", "shard"]
 
 T = TypeVar("T")
+LEAVE_TIMEOUT_S = 60  # how long a rank waits at exit for the others before leaving alone
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,20 @@ def merge_across_ranks(local: dict, ranks: Ranks) -> dict:
 
 
 def _leave() -> None:
+    """At exit: wait for every rank, then destroy the group. A rank that tore its gloo group down while its peer was
+    still finishing the last collective aborted once in CI ("terminate called without an active exception",
+    SIGABRT); the barrier makes the ranks leave together. It is bounded (a peer that crashed must not hang exit)."""
+    import datetime
+
     import torch.distributed as dist
 
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if not dist.is_initialized():
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=LEAVE_TIMEOUT_S))
+        else:
+            dist.barrier()
+    except Exception:  # noqa: BLE001 - a peer gone or timed out: leave anyway
+        pass
+    dist.destroy_process_group()
