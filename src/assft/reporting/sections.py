@@ -151,7 +151,10 @@ def _effect_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     for row in rows:
         mark = "" if row["equal_compute"] else " (unequal compute: " + " vs ".join(
             "/".join(map(str, s)) or "?" for s in row["steps_per_round"]) + " steps)"
-        cells = [("pooled", row["pooled"])] + list(row["by_domain"].items())
+        cells = [("pooled", row["pooled"])]
+        if row.get("pooled_without"):
+            cells.append((f"pooled without {', '.join(row['pooled_without']['excluded'])}", row["pooled_without"]))
+        cells += list(row["by_domain"].items())
         for scope, e in cells:
             if e is None:
                 continue
@@ -171,6 +174,13 @@ def _effects(doc: Document, summary: dict[str, Any]) -> None:
         doc.heading("Query effect " + ("(with SSFT)" if group["ssft"] else "(labeled-only fine-tuning)"))
         doc.table(header, _effect_rows(group["rows"]),
                   caption=f"Each arm vs `{group['reference']}` with identical fine-tuning. " + caption)
+    declared = effects.get("declared") or {}
+    if declared.get("rows"):
+        doc.heading("Declared comparisons")
+        missing = "; ".join(f"{a} vs {b}" for a, b in declared.get("missing") or [])
+        doc.table(header, _effect_rows(declared["rows"]),
+                  caption="The comparisons declared before the run, one Holm family per scope across them. "
+                          + caption + (f" Declared but not run: {missing}." if missing else ""))
     ssft = (effects.get("ssft_effect") or {}).get("rows") or []
     if ssft:
         doc.heading("SSFT effect")
