@@ -111,6 +111,11 @@ def write_report(runs: str | Path, out: str | Path, *, alpha: float = 0.05,
     written.append(plot_budget_curves(summary["curves"], summary["bounds"], pools, out / "dice_vs_budget.png",
                                       spread=spread))
     figures["curves"] = "dice_vs_budget.png"
+    slices = (summary.get("cost_axes") or {}).get("fg_slices")
+    if slices and slices["curves"]:
+        written.append(plot_budget_curves(slices["curves"], summary["bounds"], {}, out / "dice_vs_fg_slices.png",
+                                          spread=spread, x_label="annotated foreground slices"))
+        figures["cost_curves"] = "dice_vs_fg_slices.png"
     if summary["win_matrix"] is not None:
         written.append(plot_win_matrix(summary["win_matrix"], out / "win_matrix.png"))
         figures["win_matrix"] = "win_matrix.png"
