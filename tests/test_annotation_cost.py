@@ -82,3 +82,21 @@ def test_a_label_file_is_read_in_its_own_spacing(tmp_path: Path) -> None:
     cost = label_file_cost(path)
     assert cost.acquisition_axis == 1 and cost.fg_slices == 1 and cost.fg_slices_per_axis == (2, 1, 1)
     assert cost.fg_voxels == 2 and cost.structures == 1
+
+
+def test_the_oracle_costs_every_label_it_hands_over(tmp_path: Path) -> None:
+    from assft.campaign.oracle import annotation_costs
+
+    small = np.zeros((4, 4, 4), dtype=np.uint8)
+    small[1, 1, 1] = 1
+    large = np.zeros((4, 4, 4), dtype=np.uint8)
+    large[:, 0, 0] = 2
+    large[:, 3, 3] = 2  # two separate rods of class 2
+    paths = {"b": write_label_map(tmp_path / "b.nii.gz", large), "a": write_label_map(tmp_path / "a.nii.gz", small)}
+    costs = annotation_costs(paths)
+    assert list(costs) == ["a", "b"]
+    assert {k: costs["a"][k] for k in ("fg_slices", "fg_slices_min", "fg_voxels", "structures")} == \
+        {"fg_slices": 1, "fg_slices_min": 1, "fg_voxels": 1, "structures": 1}
+    assert {k: costs["b"][k] for k in ("fg_slices", "fg_slices_min", "fg_voxels", "structures")} == \
+        {"fg_slices": 2, "fg_slices_min": 2, "fg_voxels": 8, "structures": 2}
+    assert costs["b"]["fg_slices_per_axis"] == [4, 2, 2] and costs["b"]["acquisition_axis"] == 2
