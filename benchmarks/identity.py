@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
+os.environ.setdefault("ASSFT_THREADS", "1")  # one thread: float sums in a fixed order, so two runs agree bit for bit
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from assft.campaign.config import CampaignConfig
+import torch  # noqa: E402
+
+from assft.campaign.config import CampaignConfig  # noqa: E402
 from assft.campaign.ledger import Ledger
 from assft.config import ModelConfig, TrainConfig
 from assft.data import load_dataset, make_split
@@ -63,6 +67,7 @@ def main(out: Path) -> None:
     except ImportError:
         from assft.campaign.engine import run_campaign
     from assft.campaign.engine import finetune_round, import_labels, init_campaign, next_round
+    from assft.utils.progress import reporting
     from assft.query.api import run_query
 
     root = Path(tempfile.mkdtemp(prefix="assft_identity_"))
@@ -85,13 +90,16 @@ def main(out: Path) -> None:
 
         human = init_campaign(root / "human", CampaignConfig.model_validate(raw))
         for _ in range(2):
-            picked = next_round(human, show_progress=False)["selected"]
+            with reporting(False):
+                record = next_round(human)
+            picked = record.selected if hasattr(record, "selected") else record["selected"]
             labels = root / f"labels_{len(picked)}_{picked[0]}"
             labels.mkdir()
             for case_id in picked:
                 shutil.copyfile(spec.get(case_id).label_path, labels / f"{case_id}.nii.gz")
             import_labels(human, labels)
-            finetune_round(human, show_progress=False)
+            with reporting(False):
+                finetune_round(human)
         facts["human"] = campaign_facts(human)
 
         result = run_query(model, spec.subset(split["pool"]), None, seed=5)
