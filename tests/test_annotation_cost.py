@@ -12,6 +12,8 @@ from hypothesis.extra.numpy import arrays
 
 from assft.data.io import write_label_map
 from assft.errors import DataError
+from test_campaign import make_config, setup  # noqa: F401  (module-scoped phantoms and a 3-step source model)
+
 from assft.metrics.annotation_cost import (
     acquisition_axis,
     annotation_cost,
@@ -100,3 +102,28 @@ def test_the_oracle_costs_every_label_it_hands_over(tmp_path: Path) -> None:
     assert {k: costs["b"][k] for k in ("fg_slices", "fg_slices_min", "fg_voxels", "structures")} == \
         {"fg_slices": 2, "fg_slices_min": 2, "fg_voxels": 8, "structures": 2}
     assert costs["b"]["fg_slices_per_axis"] == [4, 2, 2] and costs["b"]["acquisition_axis"] == 2
+
+
+def test_imported_and_simulated_labels_record_their_cost_in_the_ledger(setup: dict, tmp_path: Path) -> None:  # noqa: F811
+    """The annotator's file at import time (a known 4x4x4 cube plus a lone voxel), and the ground truth in a
+    simulated campaign: each pick with the cost of its own label."""
+    import json
+
+    from assft.campaign.engine import import_labels, init_campaign, next_round
+    from assft.campaign.simulate import run_campaign
+
+    camp = tmp_path / "camp"
+    init_campaign(camp, make_config(setup, oracle="folder"))
+    (case,) = next_round(camp).selected
+    label = np.zeros((16, 16, 16), dtype=np.uint8)
+    label[4:8, 4:8, 4:8] = 1
+    label[12, 12, 12] = 2
+    write_label_map(tmp_path / "labels" / f"{case}.nii.gz", label)
+    cost = import_labels(camp, tmp_path / "labels").annotation_cost[case]
+    assert (cost["fg_slices"], cost["fg_slices_min"], cost["fg_voxels"], cost["structures"]) == (5, 5, 65, 2)
+    simulated = tmp_path / "sim"
+    init_campaign(simulated, make_config(setup, rounds=1, budget="1", oracle="ground_truth"))
+    run_campaign(simulated)
+    (first,) = json.loads((simulated / "ledger.json").read_text())["rounds"]
+    (picked,) = first["selected"]
+    assert first["annotation_cost"] == {picked: label_file_cost(setup["spec"].get(picked).label_path).to_dict()}

@@ -69,7 +69,7 @@ def test_each_draw_has_its_own_split_source_model_and_start(suite: dict) -> None
     assert len(list((draws / "_shared" / "_data").glob("bias/imagesTr/*.nii.gz"))) == 12  # shifted once, shared
 
 
-def test_the_report_pairs_arms_by_draw_and_records_annotation_cost(suite: dict) -> None:
+def test_the_report_pairs_arms_by_draw_and_reports_annotation_cost(suite: dict) -> None:
     summary = json.loads((suite["results"] / "summary.json").read_text())
     assert {(r["strategy"], r["seed"]) for r in summary["runs"]} == {
         (arm, d) for arm in ("random", "fg-random-33", "random+ssft") for d in (0, 1)}
@@ -79,6 +79,13 @@ def test_the_report_pairs_arms_by_draw_and_records_annotation_cost(suite: dict) 
     assert summary["bounds"]["bias"]["upper"] is not None
     assert (suite["results"] / "ledgers" / "draw1" / "bias" / "random" / "seed1" / "ledger.json").is_file()
     assert (suite["results"] / "ledgers" / "draw1" / "bias" / "bounds.json").is_file()
+    ledger = json.loads((suite["results"] / "ledgers" / "draw1" / "bias" / "fg-random-33" / "seed1" /
+                         "ledger.json").read_text())
+    (first,) = ledger["rounds"]
+    assert sorted(first["annotation_cost"]) == sorted(first["selected"])  # every pick's cost, from the ground truth
+    assert all(c["fg_slices"] > 0 for c in first["annotation_cost"].values())
+    assert set(summary["cost_axes"]["fg_slices"]["aubc"]["bias"]) == {"random", "fg-random-33", "random+ssft"}
+    assert (suite["results"] / "dice_vs_fg_slices.png").is_file()
 
 
 def test_a_bad_replicate_or_comparison_is_refused(tmp_path: Path) -> None:
