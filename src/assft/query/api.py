@@ -108,7 +108,7 @@ def run_query(
     figures = figures and out_dir is not None and current.has_head
     if figures:  # the figure slices come from θ's probabilities: the same forward, one more reduction
         needs = needs | {Need.PROBS}
-    inference = inference or InferenceConfig(roi_size=current.checkpoint.training_patch)
+    inference = inference or current.checkpoint.inference_config()
     sets = resolve_sets(pool, labeled, labeled_ids)
     budget = resolve_budget(config.budget, len(sets.candidates))
     kd = resolve_kd_source(needs, current, theta0, config, fingerprint)
