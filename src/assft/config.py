@@ -79,6 +79,9 @@ class InferenceConfig(_Config):
     sw_batch_size: int = 4
     overlap: float = 0.25
     mode: Literal["gaussian", "constant"] = "gaussian"
+    # what overlapping windows average: assft's probabilities, or the logits (then one softmax), as MONAI's inferer
+    # followed by a softmax does; imported MONAI networks keep MONAI's way so their predictions equal MONAI's
+    blend: Literal["probabilities", "logits"] = "probabilities"
     device: str = "auto"
     channels_last: bool = True  # channels_last_3d: ~1.5x faster CNN inference on CPU (measured, DEVELOPERS.md)
     # windows of up to this many volumes share a forward call of max(sw_batch_size, batch_volumes) windows

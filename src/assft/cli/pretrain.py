@@ -160,7 +160,8 @@ def _import_monai(format, weights, out, trust_pickle, preprocess, arch, arch_arg
     preprocess = parse_config({k: v for k, v in grid.items() if v is not None}, PreprocessConfig)
     window = {"roi_size": parse_triple(roi, "--roi"), "overlap": overlap, "mode": mode}
     inference = parse_config({k: v for k, v in window.items() if v is not None}, InferenceConfig)
-    recorded = {"roi_size": list(inference.roi_size), "overlap": inference.overlap, "mode": inference.mode}
+    recorded = {"roi_size": list(inference.roi_size), "overlap": inference.overlap, "mode": inference.mode,
+                "blend": "logits"}  # MONAI's sliding_window_inference averages the network's outputs, then softmax
     names = {i: n.strip() for i, n in enumerate(labels.split(","))} if labels else None
     return import_monai_network(arch, kwargs, weights, out, preprocess=preprocess, inference=recorded, labels=names,
                                 trust_pickle=trust_pickle)

@@ -44,8 +44,8 @@ class Checkpoint:
 
     def inference_config(self, roi_size: tuple[int, int, int] | None = None) -> InferenceConfig:
         """The sliding window this network is run with: `roi_size` or the training patch, and the overlap and
-        blending mode recorded at import (an imported bundle's inferer), else InferenceConfig's defaults."""
-        recorded = {k: v for k, v in (self.metadata.get("inference") or {}).items() if k in ("overlap", "mode")}
+        blending recorded at import (an imported bundle's inferer; MONAI's logit averaging), else the defaults."""
+        recorded = {k: v for k, v in (self.metadata.get("inference") or {}).items() if k in ("overlap", "mode", "blend")}
         return InferenceConfig(roi_size=roi_size or self.training_patch, **recorded)
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from assft.config import ModelConfig, PreprocessConfig
 from assft.errors import CheckpointError, ConfigError
 from assft.models.checkpoint import compare_state_dicts, make_checkpoint, save_checkpoint
@@ -198,19 +200,26 @@ def bundle_preprocess(parser, bundle: Path, in_channels: int) -> tuple[Preproces
 
 
 def _spacing(t, refuse) -> tuple[float, float, float]:
+    """Spacing(d)'s pixdim, when it resamples as assft does (MONAI's defaults: bilinear, border, no extras)."""
     s = getattr(t, "spacing_transform", t)
-    modes = getattr(t, "mode", None) or (getattr(s, "mode", "bilinear"),)
-    mode = modes[0] if isinstance(modes, list | tuple) else modes
-    padding = getattr(t, "padding_mode", None) or (getattr(s, "padding_mode", "border"),)
-    padding = padding[0] if isinstance(padding, list | tuple) else padding
+    resample = getattr(s, "sp_resample", None)
+    mode = _first(getattr(t, "mode", None) or getattr(resample, "mode", "bilinear"))
+    padding = _first(getattr(t, "padding_mode", None) or getattr(resample, "padding_mode", "border"))
     if str(mode).split(".")[-1].lower() != "bilinear" or str(padding).split(".")[-1].lower() != "border":
         raise refuse(f"mode {mode}, padding {padding}; assft resamples bilinear with border padding")
-    if getattr(t, "align_corners", (False,))[0] or s.diagonal or s.scale_extent or s.recompute_affine or s.min_pixdim is not None or s.max_pixdim is not None:
+    bounds = [b for b in (s.min_pixdim, s.max_pixdim) if b is not None and np.isfinite(np.asarray(b, float)).any()]
+    if any(_first(getattr(t, k, False)) for k in ("align_corners", "scale_extent")) or s.diagonal or s.scale_extent \
+            or s.recompute_affine or bounds:
         raise refuse("align_corners/diagonal/scale_extent/recompute_affine/min_pixdim/max_pixdim set")
     pixdim = [float(p) for p in s.pixdim]
     if len(pixdim) != 3 or min(pixdim) <= 0:
         raise refuse(f"pixdim {pixdim} is not three positive spacings")
     return tuple(pixdim)  # type: ignore[return-value]
+
+
+def _first(value: Any) -> Any:
+    """The image key's entry of a dictionary transform's per-key tuple (or the value itself)."""
+    return value[0] if isinstance(value, list | tuple) else value
 
 
 def bundle_inferer(parser, bundle: Path) -> dict[str, Any]:
@@ -229,7 +238,7 @@ def bundle_inferer(parser, bundle: Path) -> dict[str, Any]:
         raise CheckpointError(f"the bundle's SlidingWindowInferer (roi {roi}, mode {mode}, padding {padding}, "
                               f"cval {inferer.cval}, sigma_scale {sigma}) differs from assft's window (a positive 3D "
                               "roi, gaussian sigma 0.125 or constant, zero padding).", path=bundle, fix=BUNDLE_FIX)
-    return {"roi_size": roi, "overlap": float(inferer.overlap), "mode": mode}
+    return {"roi_size": roi, "overlap": float(inferer.overlap), "mode": mode, "blend": "logits"}
 
 
 def _check_postprocessing(parser, bundle: Path) -> None:
