@@ -70,8 +70,12 @@ def import_monai_network(arch: str, arch_args: dict[str, Any], weights: str | Pa
     path = Path(weights)
     model_config = monai_model_config(arch, arch_args, path)
     model = build_model(model_config)
-    state: StateDict = strip_wrappers(read_weight_file(path, trust_pickle=trust_pickle))
-    report = compare_state_dicts(model.state_dict(), state)
+    raw = read_weight_file(path, trust_pickle=trust_pickle)
+    # MONAI's own keys may start with "model." (UNet, AttentionUnet): strip wrapper prefixes only where that fits better
+    candidates = [raw, strip_wrappers(raw, ("module.", "_orig_mod.")), strip_wrappers(raw)]
+    reports = [compare_state_dicts(model.state_dict(), c) for c in candidates]
+    best = max(range(len(candidates)), key=lambda i: len(reports[i].loaded))
+    state, report = candidates[best], reports[best]
     # BatchNorm's step counter is not a weight; files saved without it are complete.
     report.missing = [k for k in report.missing if not k.endswith("num_batches_tracked")]
     if report.missing or report.unexpected or report.mismatched:
