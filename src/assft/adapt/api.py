@@ -45,10 +45,12 @@ def adapt_checkpoint(model: str | Path, pool: DatasetSpec | Sequence[Case], conf
     Labels of the pool are never read. AdaBN changes BatchNorm running statistics only; TENT also trains the affine
     parameters of every normalisation layer. Norm layers without running statistics (GroupNorm, LayerNorm,
     InstanceNorm: Swin UNETR, SegResNet) normalise each input by its own statistics already: AdaBN has nothing to
-    change there (reported in `unadapted_layers` and `notes`); TENT adapts their affine parameters.
+    change there (reported in `unadapted_layers` and `notes`; a network with no BatchNorm at all is refused);
+    TENT adapts their affine parameters.
 
     Raises:
-        ConfigError: method "none", or TENT on an SSL-only checkpoint (it needs the segmentation head's predictions).
+        ConfigError: method "none", TENT on an SSL-only checkpoint (it needs the segmentation head's predictions),
+            or AdaBN on a network without BatchNorm (nothing to re-estimate).
         DataError: an empty pool.
     """
     from assft.adapt.tent import tent_adapt

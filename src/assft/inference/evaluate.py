@@ -32,7 +32,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: DatasetSpec, inference: In
         raise DataError("this checkpoint is ssl-only (no segmentation head) and cannot be evaluated.", path=checkpoint,
                         fix="fine-tune it first with `assft finetune` or `assft train --init`")
     _check_labels_match(ckpt.labels, data)
-    inference = inference or InferenceConfig()
+    # an imported network's recorded window (and MONAI's logit blending); assft's own default window otherwise
+    inference = inference or ckpt.inference_config(None if "inference" in ckpt.metadata else InferenceConfig().roi_size)
     model = prepare_model(model, inference)
     rows = []
     cases = data.cases

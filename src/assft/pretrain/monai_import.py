@@ -20,7 +20,7 @@ from assft.config import ModelConfig, PreprocessConfig
 from assft.errors import CheckpointError, ConfigError
 from assft.models.checkpoint import compare_state_dicts, make_checkpoint, save_checkpoint
 from assft.models.monai_nets import monai_class
-from assft.models.zoo import MONAI_PREFIX, build_model
+from assft.models.zoo import MONAI_PREFIX, build_model, check_sizes
 from assft.pretrain.formats import StateDict, strip_wrappers
 from assft.pretrain.importer import ImportOutput, read_weight_file
 
@@ -70,6 +70,8 @@ def import_monai_network(arch: str, arch_args: dict[str, Any], weights: str | Pa
     path = Path(weights)
     model_config = monai_model_config(arch, arch_args, path)
     model = build_model(model_config)
+    if inference and inference.get("roi_size"):  # a window the network cannot take would fail at the first pass
+        check_sizes(model_config, tuple(inference["roi_size"]))
     raw = read_weight_file(path, trust_pickle=trust_pickle)
     # MONAI's own keys may start with "model." (UNet, AttentionUnet): strip wrapper prefixes only where that fits better
     candidates = [raw, strip_wrappers(raw, ("module.", "_orig_mod.")), strip_wrappers(raw)]
