@@ -204,3 +204,26 @@ def test_bundle_with_unmappable_transform_refused(transform: dict, name: str, tm
     assert name in result.stderr and "cannot reproduce" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_ct_bundle_chain_maps_onto_preprocess_config(tmp_path: Path) -> None:
+    """The spleen-CT chain (RAS, 1.5 x 1.5 x 2 mm, window -57..164 HU -> 0..1 clipped) maps field by field, and the
+    window normalises as MONAI's ScaleIntensityRange does (known answer)."""
+    from monai.bundle import ConfigParser
+
+    from assft.config import PreprocessConfig
+    from assft.data.preprocess import normalize_intensity
+    from assft.pretrain.monai_import import bundle_preprocess
+
+    parser = ConfigParser({"preprocessing": {"_target_": "Compose", "transforms": [
+        {"_target_": "LoadImaged", "keys": "image"},
+        {"_target_": "EnsureChannelFirstd", "keys": "image"},
+        {"_target_": "Orientationd", "keys": "image", "axcodes": "RAS"},
+        {"_target_": "Spacingd", "keys": "image", "pixdim": [1.5, 1.5, 2.0], "mode": "bilinear"},
+        {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -57, "a_max": 164, "b_min": 0.0,
+         "b_max": 1.0, "clip": True}]}})
+    config, _ = bundle_preprocess(parser, tmp_path, 1)
+    assert config == PreprocessConfig(normalization="range", intensity_range=(-57, 164, 0, 1), orientation="RAS",
+                                      target_spacing=(1.5, 1.5, 2.0))
+    hu = np.array([[[-1000.0, -57.0, 53.5, 164.0, 3000.0]]], dtype=np.float32)
+    assert np.allclose(normalize_intensity(hu, config), [[[0.0, 0.0, 0.5, 1.0, 1.0]]])

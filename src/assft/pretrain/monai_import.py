@@ -162,7 +162,7 @@ def bundle_preprocess(parser, bundle: Path, in_channels: int) -> tuple[Preproces
 
     compose = _parsed(parser, "preprocessing", bundle)
     transforms = compose.transforms if isinstance(compose, Compose) else [compose]
-    fields: dict[str, Any] = {"normalization": "none", "divisible_by": 1}
+    fields: dict[str, Any] = {"normalization": "none"}  # no intensity transform: raw intensities
     notes: list[str] = []
     intensity_seen = None
     for t in transforms:
