@@ -104,6 +104,10 @@ def import_weights(
     from assft.pretrain.monai_import import MONAI_FORMATS
 
     preprocess = parse_config({"normalization": normalization}, PreprocessConfig)
+    monai_only = {"--arch": arch, "--arch-args": arch_args, "--spacing": spacing, "--orientation": orientation,
+                  "--roi": roi, "--overlap": overlap, "--mode": mode, "--labels": labels}
+    _refuse_unused(format, monai_only, {"--allow-partial": allow_partial or None,
+                                        "--fingerprint-images": fingerprint_images})
     if format in MONAI_FORMATS:
         result = _import_monai(format, weights, out, trust_pickle, preprocess, arch, arch_args, spacing,
                                orientation, roi, overlap, mode, labels)
@@ -128,8 +132,27 @@ def import_weights(
     console.print(f"wrote {result.checkpoint} ({kind}){fp}")
 
 
-def _import_monai(format, weights, out, trust_pickle, preprocess, arch, arch_args, spacing, orientation, roi,
-                  overlap, mode, labels):
+def _refuse_unused(format: str, monai_only: dict[str, object], ssl_only: dict[str, object]) -> None:
+    """An option the chosen --format would ignore is a usage error, not a silent no-op."""
+    from assft.errors import ConfigError
+
+    if format == "monai-bundle":
+        unused, why = {**monai_only, **ssl_only}, "the bundle's config defines the network, window and preprocessing"
+        fix = "drop them, or import the network with --format monai"
+    elif format == "monai":
+        unused, why = ssl_only, "a MONAI network is imported whole"
+        fix = "drop them; for KD without BatchNorm run `assft fingerprint --model CKPT --images SOURCE_DIR`"
+    else:
+        unused, why = monai_only, "they describe a MONAI network"
+        fix = "drop them, or pass --format monai"
+    given = [option for option, value in unused.items() if value is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} cannot be used with --format {format}: {why}.", fix=fix)
+
+
+def _import_monai(format: str, weights: Path, out: Path, trust_pickle: bool, preprocess: PreprocessConfig,
+                  arch: str | None, arch_args: str | None, spacing: str | None, orientation: str | None,
+                  roi: str | None, overlap: float | None, mode: str | None, labels: str | None):
     """--format monai (class + kwargs + options) or monai-bundle (everything from the bundle's config)."""
     import json
 
@@ -138,12 +161,6 @@ def _import_monai(format, weights, out, trust_pickle, preprocess, arch, arch_arg
     from assft.pretrain.monai_import import import_monai_bundle, import_monai_network
 
     if format == "monai-bundle":
-        given = [o for o, v in (("--arch", arch), ("--arch-args", arch_args), ("--spacing", spacing),
-                                ("--orientation", orientation), ("--roi", roi), ("--overlap", overlap),
-                                ("--mode", mode), ("--labels", labels)) if v is not None]
-        if given:
-            raise ConfigError(f"{', '.join(given)} cannot be combined with --format monai-bundle: the bundle's config "
-                              "defines them.", fix="drop them, or import the network with --format monai")
         return import_monai_bundle(weights, out, trust_pickle=trust_pickle)
     if arch is None:
         raise ConfigError("--format monai needs --arch (a class of monai.networks.nets) and --arch-args.",
