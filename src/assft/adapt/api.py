@@ -10,7 +10,7 @@ from typing import Any
 
 from assft.adapt.batchnorm import apply_batchnorm_statistics, batchnorm_layers, estimate_batchnorm_statistics
 from assft.adapt.config import AdaptConfig
-from assft.config import InferenceConfig, config_hash
+from assft.config import config_hash
 from assft.data.cases import Case, DatasetSpec
 from assft.errors import ConfigError, DataError
 from assft.models.checkpoint import build_from_checkpoint, make_checkpoint, save_checkpoint
@@ -45,10 +45,12 @@ def adapt_checkpoint(model: str | Path, pool: DatasetSpec | Sequence[Case], conf
     Labels of the pool are never read. AdaBN changes BatchNorm running statistics only; TENT also trains the affine
     parameters of every normalisation layer. Norm layers without running statistics (GroupNorm, LayerNorm,
     InstanceNorm: Swin UNETR, SegResNet) normalise each input by its own statistics already: AdaBN has nothing to
-    change there (reported in `unadapted_layers` and `notes`); TENT adapts their affine parameters.
+    change there (reported in `unadapted_layers` and `notes`; a network with no BatchNorm at all is refused);
+    TENT adapts their affine parameters.
 
     Raises:
-        ConfigError: method "none", or TENT on an SSL-only checkpoint (it needs the segmentation head's predictions).
+        ConfigError: method "none", TENT on an SSL-only checkpoint (it needs the segmentation head's predictions),
+            or AdaBN on a network without BatchNorm (nothing to re-estimate).
         DataError: an empty pool.
     """
     from assft.adapt.tent import tent_adapt
@@ -67,9 +69,15 @@ def adapt_checkpoint(model: str | Path, pool: DatasetSpec | Sequence[Case], conf
         raise ConfigError("TENT needs predictions, but this checkpoint is SSL-only (no segmentation head).",
                           path=model, fix="use --method adabn, or adapt after the first fine-tuning round")
     patch = config.patch_size or ckpt.training_patch
-    inference = config.inference or InferenceConfig(roi_size=patch)
+    inference = config.inference or ckpt.inference_config(patch)
     unlabeled = [Case(c.case_id, c.image_paths, None) for c in cases]  # labels are never read
     bn = batchnorm_layers(net)
+    if config.method == "adabn" and not bn:  # nothing to re-estimate: writing an unchanged copy would mislead
+        raise ConfigError(f"AdaBN re-estimates BatchNorm running statistics, and this network "
+                          f"({ckpt.model_config.name}) has none: its GroupNorm/InstanceNorm/LayerNorm layers "
+                          "normalise each input by itself.", path=model,
+                          fix="use --method tent (trains the norm layers' affine parameters on the pool), or "
+                              "skip adaptation and go straight to `assft query`")
     result = AdaptResult(config.method, None, len(unlabeled), 0.0)
     result.unadapted_layers = [n for n in norm_layers(net) if n not in bn] if config.method == "adabn" else []
     if config.method == "tent":
@@ -89,7 +97,7 @@ def adapt_checkpoint(model: str | Path, pool: DatasetSpec | Sequence[Case], conf
                             + ("AdaBN leaves them as they are." if config.method == "adabn" else
                                "they have no affine parameters to train."))
     if not stats:
-        result.notes.append("the network has no BatchNorm layer: no statistics were re-estimated.")
+        result.notes.append("the network has no BatchNorm layer: no statistics were re-estimated.")  # TENT only
     result.seconds = time.perf_counter() - start
     if out is not None:
         metadata = {**ckpt.metadata, "adaptation": {**result.to_dict(), "from": str(model),

@@ -13,7 +13,10 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command("check")
 def check(path: Path = typer.Argument(..., help="Dataset folder (MSD, nnU-Net v2, or a folder of images)."),
-          header_only: bool = typer.Option(False, help="Read headers only (fast; skips NaN and label-value checks).")) -> None:
+          header_only: bool = typer.Option(False, help="Read headers only (fast; skips NaN and label-value checks)."),
+          model: Path = typer.Option(None, "--model", help="Checkpoint: also report volumes whose orientation or "
+                                                           "spacing differs from the model's, and what assft does.")
+          ) -> None:
     """Validate a dataset and print a summary; exits 1 when there are problems."""
     import numpy as np
     from rich.table import Table
@@ -35,10 +38,35 @@ def check(path: Path = typer.Argument(..., help="Dataset folder (MSD, nnU-Net v2
         table.add_row("label voxels", ", ".join(f"{k}: {v}" for k, v in report.label_counts.items()))
     table.add_row("problems", str(len(report.problems)))
     console.print(table)
+    if model is not None:
+        _print_model_grid(spec, model)
     for problem in report.problems:
         console.print(f"[red]problem[/] {problem}", highlight=False, soft_wrap=True)
     if report.problems:
         raise typer.Exit(1)
+
+
+def _print_model_grid(spec, model: Path) -> None:
+    """One line per (orientation, spacing) group: as the model expects, or what assft does to it and back."""
+    from assft.data.checks import model_grid_report
+    from assft.models.checkpoint import load_checkpoint
+
+    pre = load_checkpoint(model).preprocess
+    wants = [f"orientation {pre.orientation}" if pre.orientation else "orientation as stored",
+             "spacing " + (" x ".join(f"{s:g}" for s in pre.target_spacing) + " mm" if pre.target_spacing
+                           else "as stored")]
+    console.print(f"model {model.name} expects {', '.join(wants)}", highlight=False)
+    for group in model_grid_report(spec, pre):
+        where = f"{len(group.case_ids)} volumes {group.orientation} {' x '.join(f'{s:g}' for s in group.spacing)} mm"
+        if group.changes:
+            console.print(f"[yellow]differs[/] {where}: assft will {'; '.join(group.changes)} on every pass, and "
+                          "write predictions, probabilities and pseudo-labels back on each volume's own grid",
+                          highlight=False, soft_wrap=True)
+        else:
+            console.print(f"[green]matches[/] {where}: used as stored", highlight=False, soft_wrap=True)
+    if not (pre.orientation or pre.target_spacing):
+        console.print("the model records no orientation or spacing: every volume is scored on its own grid "
+                      "(record them with `assft import ... --orientation RAS --spacing 1,1,1`)", highlight=False)
 
 
 @app.command("split")

@@ -112,7 +112,6 @@ def fingerprint(
 ) -> None:
     """Per-layer channel means/variances of θ0's norm-layer inputs over source images (KD without BatchNorm)."""
     from assft.cli.common import load_data
-    from assft.config import InferenceConfig
     from assft.models.checkpoint import build_from_checkpoint
     from assft.models.source_stats import attach_fingerprint, save_fingerprint
     from assft.pretrain.fingerprint import compute_fingerprint
@@ -122,7 +121,7 @@ def fingerprint(
         check_output_file(attach_to, "--attach-to")
     roi_size = parse_triple(roi, "--roi")
     net, ckpt, _ = build_from_checkpoint(model, allow_partial=True)
-    inference = InferenceConfig(roi_size=roi_size or ckpt.training_patch)
+    inference = ckpt.inference_config(roi_size)
     cases = load_data(images, limit=limit).cases
     fp = compute_fingerprint(net, cases, ckpt.preprocess, inference, model_config=ckpt.model_config)
     n_cases = len(cases)

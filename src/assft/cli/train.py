@@ -76,7 +76,6 @@ def predict(
     roi: str = typer.Option(None, "--roi", help="Sliding-window size D,H,W (default: the training patch)."),
 ) -> None:
     """Sliding-window prediction; label maps keep the input's affine."""
-    from assft.config import InferenceConfig
     from assft.models.checkpoint import build_from_checkpoint
     from assft.utils.paths import check_not_inputs
 
@@ -88,7 +87,7 @@ def predict(
     check_not_inputs(out, [p for c in cases for p in (*c.image_paths, c.label_path)])
     from assft.inference.predict import predict_to_folder
 
-    inference = InferenceConfig(roi_size=roi_size or ckpt.training_patch)
+    inference = ckpt.inference_config(roi_size)
     written = predict_to_folder(net, cases, ckpt.preprocess, inference, out, save_probs=probs)
     console.print(f"wrote {len(written)} label maps to {out}")
 
@@ -104,7 +103,6 @@ def evaluate(
     roi: str = typer.Option(None, "--roi", help="Sliding-window size D,H,W."),
 ) -> None:
     """Per-case Dice, HD95 and NSD (MONAI) to CSV, with a summary JSON."""
-    from assft.config import InferenceConfig
     from assft.errors import ConfigError
 
     if (model is None) == (pred is None):
@@ -118,7 +116,7 @@ def evaluate(
 
     if model is not None:
         ckpt = load_checkpoint(model)
-        rows = evaluate_checkpoint(model, spec, InferenceConfig(roi_size=roi_size or ckpt.training_patch))
+        rows = evaluate_checkpoint(model, spec, ckpt.inference_config(roi_size))
     else:
         rows = evaluate_predictions(pred, spec)
     summary = write_evaluation(rows, out, {"model": str(model) if model else None, "data": str(data)})

@@ -69,8 +69,10 @@ class VolumeCache:
                 image = np.load(self.root / f"{key}.image.npy", mmap_mode="c")
                 label = np.load(self.root / f"{key}.label.npy").astype(np.int64) if meta["has_label"] else None
                 self.hits += 1
+                grid = meta.get("grid_affine")
                 return LoadedCase(case.case_id, image, label, np.asarray(meta["affine"], dtype=np.float64),
-                                  tuple(meta["original_shape"]), tuple(meta["spacing"]))  # type: ignore[arg-type]
+                                  tuple(meta["original_shape"]), tuple(meta["spacing"]),  # type: ignore[arg-type]
+                                  None if grid is None else np.asarray(grid, dtype=np.float64))
             except (OSError, ValueError, KeyError):
                 pass  # a damaged entry (disk full, foreign file): rebuild it below
         loaded = load_case_uncached(case, config, with_label=with_label)
@@ -93,7 +95,8 @@ class VolumeCache:
             os.replace(tmp, self.root / f"{key}.{name}.npy")
         meta = {"case_id": loaded.case_id, "has_label": loaded.label is not None,
                 "affine": np.asarray(loaded.affine).tolist(), "original_shape": list(loaded.original_shape),
-                "spacing": list(loaded.spacing)}
+                "spacing": list(loaded.spacing),
+                "grid_affine": None if loaded.grid_affine is None else np.asarray(loaded.grid_affine).tolist()}
         tmp = self.root / f"{key}.json{suffix}"
         tmp.write_text(json.dumps(meta), encoding="utf-8")
         os.replace(tmp, self.root / f"{key}.json")

@@ -365,6 +365,10 @@ def _write_outputs(result: SSFTResult, net: nn.Module, ckpt: Checkpoint, config:
         "train_config": config.train.model_dump(mode="json"),  # read by predict/evaluate for the roi size
         "which": "finetuned",
     }
+    # an imported network keeps the window blending it came with (the roi is now the training patch)
+    kept = {k: v for k, v in (ckpt.metadata.get("inference") or {}).items() if k != "roi_size"}
+    if kept:
+        meta["inference"] = kept
     out_dir.mkdir(parents=True, exist_ok=True)
     new = make_checkpoint(net, result.model_config, result.labels, kind="supervised", preprocess=ckpt.preprocess,
                           metadata=meta, fingerprint=ckpt.fingerprint)

@@ -35,10 +35,18 @@ class Checkpoint:
     def training_patch(self) -> tuple[int, int, int]:
         """The patch the weights were trained on (D, H, W): every sliding window defaults to it.
 
-        Checkpoints without a training record (imported weights) fall back to InferenceConfig's default window.
+        Checkpoints without a training record fall back to the window recorded at import (a MONAI bundle's
+        inferer, `--roi`), else to InferenceConfig's default window.
         """
         patch = (self.metadata.get("train_config") or {}).get("patch_size")
+        patch = patch or (self.metadata.get("inference") or {}).get("roi_size")
         return tuple(int(p) for p in patch) if patch else InferenceConfig().roi_size  # type: ignore[return-value]
+
+    def inference_config(self, roi_size: tuple[int, int, int] | None = None) -> InferenceConfig:
+        """The sliding window this network is run with: `roi_size` or the training patch, and the overlap and
+        blending recorded at import (an imported bundle's inferer; MONAI's logit averaging), else the defaults."""
+        recorded = {k: v for k, v in (self.metadata.get("inference") or {}).items() if k in ("overlap", "mode", "blend")}
+        return InferenceConfig(roi_size=roi_size or self.training_patch, **recorded)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of tensors and builtins (loadable with weights_only=True)."""

@@ -140,7 +140,7 @@ def score_pool(
         needs = needs - PROB_NEEDS
     if figures and current.has_head:  # the figure slices come from θ's probabilities: one more reduction
         needs = needs | {Need.PROBS}
-    inference = inference or InferenceConfig(roi_size=current.checkpoint.training_patch)
+    inference = inference or current.checkpoint.inference_config()
     sets = resolve_sets(pool, labeled, labeled_ids)
     kd = resolve_kd_source(needs, current, theta0, config, fingerprint)
     timings: dict[str, float] = {}
