@@ -87,4 +87,16 @@ def load_data(path: Path, split: Path | None = None, subset: str | None = None, 
     from assft.data.layout import load_dataset
     from assft.data.splits import select_cases
 
-    return select_cases(load_dataset(path), split, subset, limit)
+    spec = load_dataset(path)
+    note_not_read(spec)
+    return select_cases(spec, split, subset, limit)
+
+
+def note_not_read(spec: Any) -> None:
+    """One stderr line when a plain folder held entries that are not volumes (`assft data check` lists them)."""
+    from assft.data.layout import describe_not_read
+
+    line = describe_not_read(spec)
+    if line:
+        err_console.print(f"[yellow]note:[/] {line}", highlight=False, soft_wrap=True)
+

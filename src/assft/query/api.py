@@ -14,6 +14,7 @@ import numpy as np
 from assft.config import InferenceConfig
 from assft.data.cases import Case, DatasetSpec
 from assft.errors import ConfigError, DataError
+from assft.models.checkpoint import resolve_recorded_theta0
 from assft.query.config import Need, QueryConfig, resolve_budget
 from assft.query.result import FIGURES_DIR, QueryResult, save_query_result, write_result_figures
 from assft.query.scorer import QueryModel, load_query_model, score_cases
@@ -127,7 +128,7 @@ def run_query(
     timings["selection_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - start
     result = QueryResult(selection, summaries, config, budget, seed, inference, sets.reference_ids, timings,
-                         _provenance(current, theta0, kd, needs, config, sets), round_index, total_rounds)
+                         _provenance(current, theta0, kd, needs, config, sets, pretrained is not None), round_index, total_rounds)
     if out_dir is not None and join_process_group().is_main:  # under torchrun rank 0 alone writes
         save_query_result(result, out_dir)
         if figures:
@@ -147,8 +148,14 @@ def _check_needs(extra: Iterable[Need], has_head: bool) -> frozenset[Need]:
 
 def _load_models(model: str | Path | QueryModel,
                  pretrained: str | Path | QueryModel | None) -> tuple[QueryModel, QueryModel | None]:
-    """(θ, θ0); θ0 is None when it is not given or is the same file as θ."""
+    """(θ, θ0); θ0 is None when it is the same file as θ.
+
+    Without `pretrained`, θ0 is the one θ's provenance names (an adapted or fine-tuned checkpoint records the
+    pre-trained model it came from); a checkpoint that names none is its own θ0.
+    """
     current = model if isinstance(model, QueryModel) else load_query_model(model)
+    if pretrained is None and current.path is not None:
+        pretrained = resolve_recorded_theta0(current.checkpoint, current.path)
     if pretrained is None:
         return current, None
     theta0 = pretrained if isinstance(pretrained, QueryModel) else load_query_model(pretrained)
@@ -227,13 +234,16 @@ def _reference_embeddings(sets: QuerySets, current: QueryModel, theta0: QueryMod
 
 
 def _provenance(current: QueryModel, theta0: QueryModel | None, kd: KDSource, needs: frozenset[Need],
-                config: QueryConfig, sets: QuerySets) -> dict[str, Any]:
+                config: QueryConfig, sets: QuerySets, given: bool) -> dict[str, Any]:
+    # where θ0 came from: the caller ("pretrained"), θ's provenance, or θ itself
+    theta0_origin = "model" if theta0 is None else "pretrained" if given else "provenance"
     return {
         "model": str(current.path) if current.path else None,
         "model_kind": current.checkpoint.kind,
         "model_config": current.checkpoint.model_config.model_dump(mode="json"),
         "pretrained": str(theta0.path) if theta0 is not None and theta0.path else None,
         "theta_equals_theta0": theta0 is None,
+        "theta0_from": theta0_origin,
         "kd_source": kd.kind,
         "needs": sorted(n.value for n in needs),
         "budget_requested": config.budget,
