@@ -84,11 +84,11 @@ def split(path: Path = typer.Argument(..., help="Dataset folder."),
                                         help="name=fraction (or name=count) pairs; fractions sum to <= 1."),
           seed: int = typer.Option(0, help="Seed of the shuffle.")) -> None:
     """Write a deterministic split of the dataset's case ids."""
-    from assft.data.layout import load_dataset
+    from assft.cli.common import load_data
     from assft.data.splits import make_split, save_split
 
     check_output_file(out)
-    spec = load_dataset(path)
+    spec = load_data(path)
     fr = parse_fractions(fractions)
     splits = make_split(spec.case_ids, fr, seed)
     save_split(out, splits, seed=seed, fractions=fr, dataset=path)
