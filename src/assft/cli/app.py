@@ -9,6 +9,7 @@ import typer
 from assft.cli import data as data_cli
 from assft.cli import domains as domains_cli
 from assft.cli import train as train_cli
+from assft.cli.aliases import AliasGroup
 from assft.cli.common import STATE, err_console
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=AliasGroup,  # old option spellings keep working for one release, with a notice (docs/cli.md)
 )
 
 

@@ -21,7 +21,7 @@ def register(root: typer.Typer) -> None:
 @app.command("init")
 def init(
     model: Path = typer.Option(..., "--model", help="Start checkpoint θ (assft .pt)."),
-    pool: Path = typer.Option(..., "--pool", help="Folder of unlabeled target volumes (or a dataset)."),
+    pool: Path = typer.Option(..., "--images", help="Unlabeled target pool: a folder of volumes (or a dataset)."),
     out: Path = typer.Option(..., "--out", help="Campaign directory to create."),
     budget: str = typer.Option(None, "--budget", show_default=default_of(CampaignConfig, "budget"),
                                help="Total volumes to annotate: N or P% of the pool."),

@@ -40,8 +40,9 @@ def check(path: Path = typer.Argument(..., help="Dataset folder (MSD, nnU-Net v2
     if not spec.labels:
         from assft.data.dataset_init import classes_fix
 
-        console.print("[yellow]no classes:[/] the folder has no dataset.json naming its classes; train, finetune and "
-                      "campaign need them (adapt and query do not). Fix: "
+        console.print("[yellow]no classes:[/] the folder has no dataset.json naming its classes; train needs them, "
+                      "finetune and campaign check label values against them (else the checkpoint's); adapt and "
+                      "query do not. Fix: "
                       f"{classes_fix(path, list(report.label_counts))}", highlight=False, soft_wrap=True)
     for problem in report.problems:
         console.print(f"[red]problem[/] {problem}", highlight=False, soft_wrap=True)
@@ -51,22 +52,14 @@ def check(path: Path = typer.Argument(..., help="Dataset folder (MSD, nnU-Net v2
 
 @app.command("init")
 def init(path: Path = typer.Argument(..., help="A plain folder of volumes (or imagesTr/ + labelsTr/)."),
-         classes: str = typer.Option(None, "--classes", show_default=False, help="Class value:name pairs, e.g. "
+         classes: str = typer.Option(..., "--classes", help="Class value:name pairs, e.g. "
                                      "0:background,1:anterior,2:posterior (0 is the background)."),
          modality: str = typer.Option("unknown", "--modality", help="Written to dataset.json (e.g. MRI, CT)."),
-         force: bool = typer.Option(False, "--force", help="Replace an existing dataset.json."),
-         labels: str = typer.Option(None, "--labels", hidden=True, help="Not an option here: class names go in "
-                                    "--classes (--labels always names a folder of label maps).")) -> None:
+         force: bool = typer.Option(False, "--force", help="Replace an existing dataset.json.")) -> None:
     """Write PATH/dataset.json naming the classes of a plain folder, so labeled commands can use it."""
     from assft.data.dataset_init import init_dataset_json, parse_classes
     from assft.data.layout import load_dataset
-    from assft.errors import ConfigError
 
-    if labels is not None:
-        raise ConfigError("data init takes the class names as --classes; --labels always names a folder of label maps.",
-                          fix=f"use --classes {labels}")
-    if classes is None:
-        raise ConfigError("data init needs the class names.", fix="pass e.g. --classes 0:background,1:anterior")
     names = parse_classes(classes)
     spec = load_dataset(path)
     written = init_dataset_json(spec, names, force=force, modality=modality)

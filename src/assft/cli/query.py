@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
 
 def query(
     model: Path = typer.Option(..., "--model", exists=True, dir_okay=False, help="Current model θ (assft .pt)."),
-    pool: Path = typer.Option(..., "--pool", exists=True, file_okay=False, help="Unlabeled pool (dataset or folder)."),
+    pool: Path = typer.Option(..., "--images", exists=True, file_okay=False,
+                              help="Unlabeled pool to pick from (dataset or folder of volumes)."),
     budget: str = typer.Option(..., "--budget", help="Volumes to pick: N, or P% of the candidate pool."),
     out: Path = typer.Option(..., "--out", help="Folder for selection.csv and selection.json."),
     strategy: str = typer.Option(None, "--strategy", help="Registered strategy, see `assft list-strategies` "
@@ -27,7 +28,7 @@ def query(
     pretrained: Path = typer.Option(None, "--pretrained", exists=True, dir_okay=False,
                                     help="Frozen pre-trained θ0 for KD (default: the θ0 --model's provenance names, "
                                          "e.g. the checkpoint `adapt` or `finetune` started from; else --model itself)."),
-    labeled: Path = typer.Option(None, "--labeled", exists=True, file_okay=False,
+    labeled: Path = typer.Option(None, "--data", exists=True, file_okay=False,
                                  help="Already labeled volumes (their embeddings feed Div, coreset, TypiClust)."),
     labeled_ids: Path = typer.Option(None, "--labeled-ids", exists=True, dir_okay=False,
                                      help="File with ids of pool cases already labeled (one per line)."),

@@ -174,7 +174,7 @@ def resolve_sets(pool: str | Path | DatasetSpec | Sequence[Case],
     unknown = [c for c in labeled_ids if c not in pool_by_id]
     if unknown:
         raise DataError(f"{len(unknown)} labeled ids are not in the pool (e.g. {', '.join(unknown[:3])}).",
-                        fix="list ids of pool cases (file stems), or pass the labeled volumes with --labeled")
+                        fix="list ids of pool cases (file stems), or pass the labeled volumes with --data")
     reference = {cid: pool_by_id[cid] for cid in labeled_ids}
     reference.update({c.case_id: c for c in _cases(labeled)})
     candidates = [c for c in pool_cases if c.case_id not in reference]
