@@ -39,7 +39,7 @@ def test_each_renamed_option_exists_under_its_new_name_only(path: str) -> None:
 
 
 def test_the_docs_table_lists_every_rename() -> None:
-    text = DOCS.read_text()
+    text = DOCS.read_text(encoding="utf-8")
     for path, renames in RENAMED.items():
         for old, new in renames.items():
             row = [line for line in text.splitlines() if line.startswith(f"| `{path}` | `{old}")]

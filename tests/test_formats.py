@@ -173,8 +173,6 @@ def labeled_folder(tmp_path: Path) -> Path:
 def test_data_init_writes_a_dataset_json_the_layout_reads(labeled_folder: Path) -> None:
     bad = _run("data", "init", str(labeled_folder), "--classes", "0:background,1:cube,1:again")
     assert bad.returncode == 2 and "--classes" in bad.stderr and not (labeled_folder / "dataset.json").exists()
-    old = _run("data", "init", str(labeled_folder), "--labels", "0:background,1:cube")
-    assert old.returncode == 2 and "--classes 0:background,1:cube" in " ".join(old.stderr.split())
     ok = _run("data", "init", str(labeled_folder), "--classes", "0:background,1:cube", "--modality", "CT")
     assert ok.returncode == 0, ok.stderr
     meta = json.loads((labeled_folder / "dataset.json").read_text())
@@ -187,6 +185,9 @@ def test_data_init_writes_a_dataset_json_the_layout_reads(labeled_folder: Path) 
     assert json.loads((labeled_folder / "dataset.json").read_text()) == meta  # nothing changed
     forced = _run("data", "init", str(labeled_folder), "--classes", "0:background,1:other", "--force")
     assert forced.returncode == 0 and load_dataset(labeled_folder).labels[1] == "other"
+    old = _run("data", "init", str(labeled_folder), "--labels", "0:background,1:cube", "--force")  # the first spelling
+    assert old.returncode == 0 and "`assft data init --labels` is now --classes" in old.stderr
+    assert load_dataset(labeled_folder).labels[1] == "cube"
 
 
 def test_train_on_a_folder_without_classes_names_data_init(labeled_folder: Path, tmp_path: Path) -> None:

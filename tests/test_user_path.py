@@ -67,6 +67,7 @@ def test_a_dicom_pool_from_check_to_a_campaign_round(tmp_path: Path) -> None:
     camp = tmp_path / "camp"
     assft("campaign", "init", "--model", "adapted.pt", "--images", str(pool), "--out", str(camp), "--budget", "2",
           "--rounds", "1", "--config", "campaign.yaml", "--no-figures", cwd=tmp_path)
+    assert f"pretrained: {model}" in (camp / "campaign.yaml").read_text()  # θ0 follows the provenance here too
     assft("campaign", "next", str(camp), cwd=tmp_path)
     to_annotate = camp / "rounds" / "r001" / "to_annotate"
     picks = sorted(p.name for p in to_annotate.iterdir() if not p.name.startswith("."))

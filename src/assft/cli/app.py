@@ -30,7 +30,7 @@ def _root(
         help="torch threads: a number, or 'auto' (all cores, one fewer per core another process keeps busy)."),
     max_voxels: int = typer.Option(
         None, "--max-voxels", envvar="ASSFT_MAX_VOXELS", show_default="512^3 = 134217728",
-        help="Refuse any NIfTI whose header declares more voxels than this (checked before the data is read)."),
+        help="Refuse any volume whose header declares more voxels than this (checked before the data is read)."),
     allow_outside_root: bool = typer.Option(
         False, "--allow-outside-root", envvar="ASSFT_ALLOW_OUTSIDE_ROOT",
         help="Accept dataset.json entries that point outside the dataset folder (only for a dataset.json you trust)."),

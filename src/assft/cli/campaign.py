@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from assft.campaign.config import CampaignConfig
-from assft.cli.common import console, default_of
+from assft.cli.common import console, default_of, recorded_theta0_of
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -62,6 +62,7 @@ def init(
     given = {"model": model, "pool": pool, "budget": budget, "rounds": rounds, "strategy": strategy,
              "pretrained": pretrained, "test": test, "seed": seed, "cache_volumes": volume_cache}
     raw.update({k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
+    raw.setdefault("pretrained", recorded_theta0_of(raw.get("model")))  # θ0 follows --model's provenance
     if adapt is not None:
         raw["adapt"] = {**(raw.get("adapt") or {}), "method": adapt}
     raw["oracle"] = "folder"  # a campaign created here is annotated by a person

@@ -100,3 +100,13 @@ def note_not_read(spec: Any) -> None:
     if line:
         err_console.print(f"[yellow]note:[/] {line}", highlight=False, soft_wrap=True)
 
+
+
+def recorded_theta0_of(model: str | Path | None) -> str | None:
+    """The θ0 an adapted or fine-tuned checkpoint's provenance names (None: no such file, or it names none)."""
+    if model is None or not Path(model).is_file():
+        return None  # the command's own check reports a missing --model
+    from assft.models.checkpoint import load_checkpoint, resolve_recorded_theta0
+
+    found = resolve_recorded_theta0(load_checkpoint(model), model)
+    return str(found) if found is not None else None

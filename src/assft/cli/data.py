@@ -12,7 +12,8 @@ app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("check")
-def check(path: Path = typer.Argument(..., help="Dataset folder (MSD, nnU-Net v2, or a folder of images)."),
+def check(path: Path = typer.Argument(..., help="Dataset folder (MSD, nnU-Net v2, or a plain folder of volumes: "
+                                       "NIfTI, NRRD, MHA/MHD files or one DICOM series per sub-folder)."),
           header_only: bool = typer.Option(False, help="Read headers only (fast; skips NaN and label-value checks).")) -> None:
     """Validate a dataset and print a summary; exits 1 when there are problems."""
     import numpy as np
