@@ -93,3 +93,21 @@ def test_cli_query_prints_which_theta0_it_measured_against(models: dict, tmp_pat
     assert out.returncode == 0, out.stderr
     text = " ".join(out.stdout.split())
     assert f"KD measured against θ0 = {models['source']} (from the checkpoint's provenance)" in text
+
+
+def test_finetuning_an_ssl_checkpoint_on_a_folder_without_classes_names_data_init(models: dict, tmp_path: Path) -> None:
+    from assft.data import load_dataset
+    from assft.errors import DataError
+    from assft.finetune.ssft import run_ssft
+    from assft.models.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(models["source"])
+    ckpt.kind = "ssl-only"
+    ssl = save_checkpoint(tmp_path / "ssl.pt", ckpt)
+    plain = shutil.copytree(models["pool"].root, tmp_path / "plain")
+    (plain / "dataset.json").unlink()
+    spec = load_dataset(plain)
+    with pytest.raises(DataError, match="names no classes") as info:
+        run_ssft(ssl, spec, spec.without_labels(), tmp_path / "ft")
+    assert f"assft data init {plain} --classes" in (info.value.fix or "")
+    assert not (tmp_path / "ft").exists()

@@ -258,8 +258,14 @@ def _check_labeled(labeled: DatasetSpec | Sequence[Case], labels: dict[int, str]
     cases = tuple(labeled.cases if isinstance(labeled, DatasetSpec) else labeled)
     labels = dict(labels or (labeled.labels if isinstance(labeled, DatasetSpec) else {}) or
                   (ckpt.labels if ckpt.kind == "supervised" else {}))
+    if not labels and isinstance(labeled, DatasetSpec):  # a plain folder and an SSL-only checkpoint: no class names
+        from assft.data.dataset_init import missing_classes_error
+
+        raise missing_classes_error(labeled, "fine-tuning an SSL-only checkpoint")
     if not labels or 0 not in labels:
-        raise ConfigError("no class map for the labeled set.", fix="pass labels={0: 'background', ...} or a dataset")
+        raise ConfigError("no class map for the labeled set.",
+                          fix="name the classes of the data (`assft data init DIR --classes 0:background,1:...`), "
+                              "pass labels={0: 'background', ...}, or start from a supervised checkpoint")
     if not cases:
         raise DataError("the labeled set is empty.", fix="fine-tuning needs at least one labeled case")
     missing = [c.case_id for c in cases if c.label_path is None]
