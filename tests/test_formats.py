@@ -196,3 +196,11 @@ def test_train_on_a_folder_without_classes_names_data_init(labeled_folder: Path,
     errors = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and f"assft data init {labeled_folder} --classes" in errors[0], out.stderr
     assert "Warning" not in out.stderr and not (tmp_path / "m" / "best.pt").exists()
+
+
+@pytest.mark.parametrize("fmt", [".nrrd", ".mha", "dicom"])
+def test_the_voxel_cap_holds_for_every_format(source: dict, fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSFT_MAX_VOXELS", "100")  # the volume has 210
+    for read in (read_volume, read_header):
+        with pytest.raises(DataError, match="over the limit of 100"):
+            read(source["paths"][fmt])

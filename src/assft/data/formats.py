@@ -158,13 +158,13 @@ def read_itk_volume(path: Path, dtype: Any = np.float32) -> tuple[np.ndarray, np
     sitk = _sitk()
 
     try:
-        if path.is_dir():
-            files = dicom_series_files(path)
-            image = _read_series(path, files) if len(files) > 1 else sitk.ReadImage(files[0])
-        else:
-            shape, _ = _file_info(path)
+        files = dicom_series_files(path) if path.is_dir() else [str(path)]
+        if len(files) > 1:
+            image = _read_series(path, files)
+        else:  # one file: NRRD/MetaImage, or a multi-frame DICOM holding the whole volume
+            shape, _ = _file_info(Path(files[0]))
             check_voxel_count(shape[:3], path)
-            image = sitk.ReadImage(str(path))
+            image = sitk.ReadImage(files[0])
     except DataError:
         raise
     except RuntimeError as exc:
