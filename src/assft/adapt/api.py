@@ -100,7 +100,13 @@ def adapt_checkpoint(model: str | Path, pool: DatasetSpec | Sequence[Case], conf
         result.notes.append("the network has no BatchNorm layer: no statistics were re-estimated.")  # TENT only
     result.seconds = time.perf_counter() - start
     if out is not None:
-        metadata = {**ckpt.metadata, "adaptation": {**result.to_dict(), "from": str(model),
+        import os
+
+        from assft.models.checkpoint import THETA0_KEY, theta0_for_record
+
+        # θ0 (what KD is measured against) stays the pre-trained model, however many adaptations lie between.
+        metadata = {**ckpt.metadata, THETA0_KEY: theta0_for_record(model, ckpt),
+                    "adaptation": {**result.to_dict(), "from": os.path.abspath(model),
                                                     "config": config.model_dump(mode="json"),
                                                     "config_hash": config_hash(config),
                                                     "pool_cases": [c.case_id for c in unlabeled]}}

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from assft.campaign.config import CampaignConfig
-from assft.cli.common import console, default_of
+from assft.cli.common import console, default_of, recorded_theta0_of
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -21,7 +21,7 @@ def register(root: typer.Typer) -> None:
 @app.command("init")
 def init(
     model: Path = typer.Option(..., "--model", help="Start checkpoint θ (assft .pt)."),
-    pool: Path = typer.Option(..., "--pool", help="Folder of unlabeled target volumes (or a dataset)."),
+    pool: Path = typer.Option(..., "--images", help="Unlabeled target pool: a folder of volumes (or a dataset)."),
     out: Path = typer.Option(..., "--out", help="Campaign directory to create."),
     budget: str = typer.Option(None, "--budget", show_default=default_of(CampaignConfig, "budget"),
                                help="Total volumes to annotate: N or P% of the pool."),
@@ -62,6 +62,7 @@ def init(
     given = {"model": model, "pool": pool, "budget": budget, "rounds": rounds, "strategy": strategy,
              "pretrained": pretrained, "test": test, "seed": seed, "cache_volumes": volume_cache}
     raw.update({k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
+    raw.setdefault("pretrained", recorded_theta0_of(raw.get("model")))  # θ0 follows --model's provenance
     if adapt is not None:
         raw["adapt"] = {**(raw.get("adapt") or {}), "method": adapt}
     raw["oracle"] = "folder"  # a campaign created here is annotated by a person

@@ -24,8 +24,8 @@ def register(app: typer.Typer) -> None:
 def pretrain(
     images: Path = typer.Option(..., "--images", help="Unlabeled volumes: a dataset folder or a folder of images."),
     out: Path = typer.Option(..., "--out", help="Checkpoint to write (NAME.resume.pt and fingerprint.json beside it)."),
-    model: str = typer.Option(None, "--model", show_default=default_of(ModelConfig, "name"),
-                              help="Registered network (unet, segresnet, swinunetr, dynunet, ...)."),
+    model: str = typer.Option(None, "--arch", show_default=default_of(ModelConfig, "name"),
+                              help="Registered network architecture (unet, segresnet, swinunetr, dynunet, ...)."),
     split: Path = typer.Option(None, "--split", help=SPLIT_HELP),
     subset: str = typer.Option(None, "--subset", help="Split subset to pre-train on (e.g. source)."),
     limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N volumes."),

@@ -26,7 +26,8 @@ def train(
     val_subset: str = typer.Option(None, "--val-subset", help="Split subset used for validation Dice."),
     limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N cases of the training set."),
     val_limit: int = typer.Option(None, "--val-limit", min=1, help="Use only the first N validation cases."),
-    model: str = typer.Option("unet", "--model", help="Registered network (unet, segresnet, swinunetr, dynunet)."),
+    model: str = typer.Option("unet", "--arch", help="Registered network architecture (unet, segresnet, swinunetr, "
+                                                     "dynunet); a checkpoint to start from is --init."),
     init: Path = typer.Option(None, "--init", help="Start from this assft checkpoint (a new head if classes differ)."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Load what fits from --init."),
     steps: int = typer.Option(300, min=1, help="Optimizer steps."),
@@ -49,7 +50,7 @@ def train(
     from assft.pretrain.supervised import train_supervised
     from assft.models.zoo import MODELS
 
-    MODELS.get(model)  # an unknown --model: did-you-mean error before the volumes are read
+    MODELS.get(model)  # an unknown --arch: did-you-mean error before the volumes are read
 
     result = train_supervised(
         train_set, out,

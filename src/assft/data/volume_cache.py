@@ -38,6 +38,10 @@ _ACTIVE: contextvars.ContextVar[VolumeCache | None] = contextvars.ContextVar("as
 
 
 def _file_stamp(path: Path) -> list:
+    if Path(path).is_dir():  # a DICOM series: a slice rewritten in place leaves the folder's own stamp unchanged
+        stats = [os.stat(f) for f in sorted(Path(path).iterdir()) if f.is_file()]
+        return [str(Path(path).resolve()), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0),
+                len(stats)]
     stat = os.stat(path)
     return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
 

@@ -49,6 +49,10 @@ def train_supervised(
     if not train.has_labels:
         raise DataError("training needs a label for every case.", path=train.root,
                         fix="use a labeled dataset (labelsTr) or a split subset that has labels")
+    if not train.labels:  # a plain folder: without this, a 0-channel head and a torch warning
+        from assft.data.dataset_init import missing_classes_error
+
+        raise missing_classes_error(train)
     check_dataset(train, read_data=False).raise_if_problems()
     num_classes = train.num_classes
     seed_everything(train_config.seed)  # a new head (or a new net) is initialised reproducibly

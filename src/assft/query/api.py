@@ -21,6 +21,7 @@ from assft.config import InferenceConfig
 from assft.data.cases import Case, DatasetSpec
 from assft.data.layout import load_dataset
 from assft.errors import ConfigError, DataError
+from assft.models.checkpoint import resolve_recorded_theta0
 from assft.models.source_stats import resolve_source_stats
 from assft.query.config import PROB_NEEDS, Need, QueryConfig, resolve_budget
 from assft.query.moment_cache import moment_cache_key, open_moment_cache
@@ -198,8 +199,14 @@ def run_query(
 
 def load_models(model: str | Path | QueryModel,
                  pretrained: str | Path | QueryModel | None) -> tuple[QueryModel, QueryModel | None]:
-    """(θ, θ0) loaded; θ0 is None when it is not given or is θ itself (the same object or the same file)."""
+    """(θ, θ0); θ0 is None when it is the same file as θ.
+
+    Without `pretrained`, θ0 is the one θ's provenance names (an adapted or fine-tuned checkpoint records the
+    pre-trained model it came from); a checkpoint that names none is its own θ0.
+    """
     current = model if isinstance(model, QueryModel) else load_query_model(model)
+    if pretrained is None and current.path is not None:
+        pretrained = resolve_recorded_theta0(current.checkpoint, current.path)
     if pretrained is None:
         return current, None
     if pretrained is current:
@@ -220,7 +227,7 @@ def resolve_sets(pool: str | Path | DatasetSpec | Sequence[Case],
     unknown = [c for c in labeled_ids if c not in pool_by_id]
     if unknown:
         raise DataError(f"{len(unknown)} labeled ids are not in the pool (e.g. {', '.join(unknown[:3])}).",
-                        fix="list ids of pool cases (file stems), or pass the labeled volumes with --labeled")
+                        fix="list ids of pool cases (file stems), or pass the labeled volumes with --data")
     reference = {cid: pool_by_id[cid] for cid in labeled_ids}
     reference.update({c.case_id: c for c in _cases(labeled)})
     candidates = [c for c in pool_cases if c.case_id not in reference]
@@ -276,12 +283,21 @@ def _reference_embeddings(sets: QuerySets, current: QueryModel, theta0: QueryMod
 
 def _provenance(current: QueryModel, theta0: QueryModel | None, kd: KDSource, needs: frozenset[Need],
                 sets: QuerySets) -> dict[str, Any]:
+    # where θ0 came from: θ itself, θ's recorded provenance, or the caller's --pretrained
+    recorded = resolve_recorded_theta0(current.checkpoint, current.path) if current.path is not None else None
+    if theta0 is None:
+        theta0_origin = "model"
+    elif recorded is not None and theta0.path is not None and Path(recorded).resolve() == theta0.path.resolve():
+        theta0_origin = "provenance"
+    else:
+        theta0_origin = "pretrained"
     return {
         "model": str(current.path) if current.path else None,
         "model_kind": current.checkpoint.kind,
         "model_config": current.checkpoint.model_config.model_dump(mode="json"),
         "pretrained": str(theta0.path) if theta0 is not None and theta0.path else None,
         "theta_equals_theta0": theta0 is None,
+        "theta0_from": theta0_origin,
         "kd_source": kd.kind,
         "needs": sorted(n.value for n in needs),
         "n_candidates": len(sets.candidates),
