@@ -150,7 +150,7 @@ def score_pool(
     timings["pool_scoring_s"] = time.perf_counter() - start
     reference = _reference_embeddings(sets, current, theta0, needs, config, inference, timings)
     return ScoredPool(summaries, sets.reference_ids, reference, current.has_head, dict(current.checkpoint.labels),
-                      inference, _provenance(current, theta0, kd, needs, sets), timings)
+                      inference, _provenance(current, theta0, kd, needs, sets, pretrained is not None), timings)
 
 
 def run_query(
@@ -184,9 +184,9 @@ def run_query(
     config = config or QueryConfig()
     check_rounds(round_index, total_rounds)
     strategy = make_strategy(config.strategy, config)
-    current, theta0 = load_models(model, pretrained)
+    current = model if isinstance(model, QueryModel) else load_query_model(model)
     scored = score_pool(current, pool, strategy.resolve_needs(current.has_head), config=config,
-                        pretrained=theta0 or current, labeled=labeled, labeled_ids=labeled_ids, seed=seed,
+                        pretrained=pretrained, labeled=labeled, labeled_ids=labeled_ids, seed=seed,
                         inference=inference, fingerprint=fingerprint, theta0_cache=theta0_cache, figures=figures)
     budget = resolve_budget(config.budget, len(scored.summaries))
     t0 = time.perf_counter()
@@ -282,15 +282,9 @@ def _reference_embeddings(sets: QuerySets, current: QueryModel, theta0: QueryMod
 
 
 def _provenance(current: QueryModel, theta0: QueryModel | None, kd: KDSource, needs: frozenset[Need],
-                sets: QuerySets) -> dict[str, Any]:
-    # where θ0 came from: θ itself, θ's recorded provenance, or the caller's --pretrained
-    recorded = resolve_recorded_theta0(current.checkpoint, current.path) if current.path is not None else None
-    if theta0 is None:
-        theta0_origin = "model"
-    elif recorded is not None and theta0.path is not None and Path(recorded).resolve() == theta0.path.resolve():
-        theta0_origin = "provenance"
-    else:
-        theta0_origin = "pretrained"
+                sets: QuerySets, given: bool) -> dict[str, Any]:
+    # where θ0 came from: θ itself, the caller (--pretrained), or θ's recorded provenance
+    theta0_origin = "model" if theta0 is None else "pretrained" if given else "provenance"
     return {
         "model": str(current.path) if current.path else None,
         "model_kind": current.checkpoint.kind,
