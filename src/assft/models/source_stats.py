@@ -100,18 +100,15 @@ def check_fingerprint(fingerprint: Mapping[str, Any], model: nn.Module, source: 
 
 def batch_statistics_layers(model: nn.Module, checkpoint: Checkpoint) -> list[str]:
     """θ0's BatchNorm layers (head excluded) whose running statistics do not describe what the network computes at
-    inference: no running statistics (track_running_stats=False), statistics never updated (num_batches_tracked 0,
-    mean 0, variance 1), or every BatchNorm when the checkpoint's metadata says `batch_norm_at_inference: batch`
-    (SuPreM / Models Genesis style code that runs BatchNorm in training mode at inference)."""
+    inference: no running statistics (track_running_stats=False), or every BatchNorm when the checkpoint's metadata
+    says `batch_norm_at_inference: batch` (SuPreM / Models Genesis style code that runs BatchNorm in training mode
+    at inference; the weights alone cannot tell, so an importer sets it)."""
     every = checkpoint.metadata.get(BATCH_NORM_AT_INFERENCE_KEY) == "batch"
     out = []
     for name, layer in source_layers(model, checkpoint.model_config).items():
         if not isinstance(layer, nn.modules.batchnorm._BatchNorm):
             continue
         if every or not layer.track_running_stats or layer.running_mean is None or layer.running_var is None:
-            out.append(name)
-        elif layer.num_batches_tracked is not None and int(layer.num_batches_tracked) == 0 \
-                and not layer.running_mean.any() and bool((layer.running_var == 1).all()):
             out.append(name)
     return out
 
