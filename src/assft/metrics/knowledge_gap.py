@@ -58,8 +58,9 @@ def compute_intensity_divergence(target: Mapping[str, float], source: Mapping[st
     shape = float(np.abs(standardized_quantiles(target) - standardized_quantiles(source)).mean())
     if not location:
         return shape
-    kl = compute_gaussian_kl(torch.tensor([target["mean"]]), torch.tensor([target["std"] ** 2]),
-                             torch.tensor([source["mean"]]), torch.tensor([source["std"] ** 2]), eps)
+    mean_t, var_t, mean_s, var_s = (torch.tensor([v], dtype=torch.float64) for v in (
+        target["mean"], target["std"] ** 2, source["mean"], source["std"] ** 2))
+    kl = compute_gaussian_kl(mean_t, var_t, mean_s, var_s, eps)
     return shape + float(kl[0])
 
 
