@@ -35,10 +35,12 @@ def source_model(preset: dict, spec, split: dict, work: Path) -> Path:
     """The start model θ: supervised on the source split, or SSL-pretrained on its images (cached by recipe)."""
     source = preset.get("source", {"kind": "supervised", "steps": 300})
     kind, steps = source["kind"], int(source["steps"])
+    network = source.get("model")  # a ModelConfig dict (e.g. tier 2's InstanceNorm network); None: assft's UNet
     # A fixed thread count: float sums in training depend on it, and a load-following count made the 2026-11-30
     # source model impossible to retrain bit for bit (its test Dice: 0.531; retrained with 1 / 2 threads: 0.530 /
     # 0.528 on multisite). Part of the cache key, so a model trained otherwise is never reused.
-    key = hashlib.sha256(json.dumps([kind, steps, sorted(split["source"]), SOURCE_THREADS]).encode()).hexdigest()[:10]
+    recipe = [kind, steps, sorted(split["source"]), SOURCE_THREADS] + ([network] if network else [])
+    key = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:10]
     folder = work / f"source-{kind}-{key}"
     path = folder / ("best.pt" if kind == "supervised" else "ssl.pt")
     if path.exists():
@@ -48,7 +50,7 @@ def source_model(preset: dict, spec, split: dict, work: Path) -> Path:
         from assft.config import ModelConfig, TrainConfig
         from assft.pretrain.supervised import train_supervised
 
-        train_supervised(spec.subset(split["source"]), folder, model_config=ModelConfig(),
+        train_supervised(spec.subset(split["source"]), folder, model_config=ModelConfig(**(network or {})),
                          train_config=TrainConfig(steps=steps, seed=0, val_every=steps, num_threads=SOURCE_THREADS))
     elif kind == "ssl":
         from assft.pretrain import PretrainConfig, pretrain_ssl

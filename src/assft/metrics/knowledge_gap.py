@@ -101,12 +101,19 @@ def perturb_batch(window: torch.Tensor) -> torch.Tensor:
 
 
 def compute_disagreement(probs: torch.Tensor, perturbed_probs: torch.Tensor) -> torch.Tensor:
-    """Per-voxel disagreement of probs (B, C, ...) with the network's output on `perturb_batch` (2B, C, ...):
-    the total-variation distance 0.5 * sum_c |p - p'| averaged over the two perturbations -> (B, 1, ...) in [0, 1]."""
+    """Per-voxel disagreement of probs (B, C, ...) with the network's output on `perturb_batch` (2B, C, ...),
+    averaged over the two perturbations -> (B, 1, ...) in [0, 1]: for the mirror, |f - f'| of the foreground
+    probability f = 1 - p0; for the intensity change, the total-variation distance 0.5 * sum_c |p - p'|.
+
+    Why the mirror compares the foreground only: class identities can depend on orientation (left / right,
+    anterior / posterior hippocampus), and a network that knows this flips its classes under a mirror most
+    confidently on the volumes it knows best (measured: the class-wise distance ranked unshifted volumes above
+    shifted ones, AUROC 0.22 on multisite)."""
     b = probs.shape[0]
     mirrored = torch.flip(perturbed_probs[:b], dims=(-1,))  # back to the original orientation
-    tv = [0.5 * (probs - other).abs().sum(1, keepdim=True) for other in (mirrored, perturbed_probs[b:])]
-    return 0.5 * (tv[0] + tv[1])
+    mirror = (mirrored[:, :1] - probs[:, :1]).abs()  # |(1 - p0') - (1 - p0)|
+    intensity = 0.5 * (probs - perturbed_probs[b:]).abs().sum(1, keepdim=True)
+    return 0.5 * (mirror + intensity)
 
 
 def compute_consistency_gap(foreground: torch.Tensor, disagreement: torch.Tensor, *, method: str = "otsu",

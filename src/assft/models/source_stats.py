@@ -211,14 +211,13 @@ def resolve_knowledge_source(model: nn.Module, checkpoint: Checkpoint, kd_source
     """
     kind = network_norm_kind(model, checkpoint)
     layers = tuple(source_layers(model, checkpoint.model_config))
-    if kd_source in ("auto", *KL_SOURCES):
-        try:  # never the running statistics of a batch-statistics network (resolve_source_stats skips them)
-            stats, origin = resolve_source_stats(model, checkpoint, kd_source, fingerprint, checkpoint_path)
-            return KnowledgeSource(origin, stats, tuple(stats), network=kind,
-                                   reason="auto: " + _auto_reason(origin, kind) if kd_source == "auto" else "")
-        except CheckpointError:
-            if kd_source != "auto":
-                raise
+    has_kl_source = kind == "running_stats" or fingerprint is not None or bool(checkpoint.fingerprint)
+    if kd_source in KL_SOURCES or (kd_source == "auto" and has_kl_source):
+        # a given fingerprint that does not fit is an error, never a silent fall-back; running statistics of a
+        # batch-statistics network are never read (resolve_source_stats skips them)
+        stats, origin = resolve_source_stats(model, checkpoint, kd_source, fingerprint, checkpoint_path)
+        return KnowledgeSource(origin, stats, tuple(stats), network=kind,
+                               reason="auto: " + _auto_reason(origin, kind) if kd_source == "auto" else "")
     if kd_source in SOURCE_FREE:
         return _source_free(kd_source, model, checkpoint, checkpoint_path, layers, kind, has_head, "")
     for name in AUTO_SOURCE_FREE_ORDER:  # auto without running statistics or fingerprint
