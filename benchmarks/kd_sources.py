@@ -86,7 +86,11 @@ def _link(src: Path, cid: str, dest: Path, new: str) -> None:
         shutil.copyfile(src / sub / f"{cid}.nii.gz", dest / sub / f"{new}.nii.gz")
 
 
-def kd_aurocs(model: Path, pool: Path, shifted: dict[str, bool], fingerprint: dict) -> dict[str, dict]:
+SOURCES = ("running_stats", "fingerprint", "intensity", "pool", "consistency")
+
+
+def kd_aurocs(model: Path, pool: Path, shifted: dict[str, bool], fingerprint: dict,
+              sources: tuple[str, ...] = SOURCES) -> dict[str, dict]:
     """AUROC (and seconds) of each KD source this network supports, on one pool."""
     from sklearn.metrics import roc_auc_score
 
@@ -94,13 +98,13 @@ def kd_aurocs(model: Path, pool: Path, shifted: dict[str, bool], fingerprint: di
     from assft.query import QueryConfig, run_query
 
     out = {}
-    for source in ("running_stats", "fingerprint", "intensity", "pool", "consistency"):
+    for source in sources:
         t0 = time.perf_counter()
         try:
             result = run_query(model, pool, QueryConfig(strategy="kd", budget=1, kd_source=source),
                                fingerprint=fingerprint if source == "fingerprint" else None)
         except CheckpointError as exc:  # e.g. running statistics of an InstanceNorm net
-            out[source] = {"auroc": None, "why": str(exc).split(".")[0]}
+            out[source] = {"auroc": None, "why": exc.message}
             continue
         kd = {s.case_id: s.kd for s in result.summaries}
         ids = sorted(shifted)
@@ -133,7 +137,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150, help="Training steps of each source model.")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "assft_kd_sources")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "kd_sources.json")
+    parser.add_argument("--sources", default=",".join(SOURCES), help="KD sources to (re)measure.")
+    parser.add_argument("--update", action="store_true",
+                        help="Replace only these sources' rows in an existing --json (no round 0, no training).")
     args = parser.parse_args()
+    sources = tuple(args.sources.split(","))
+    if args.update and "fingerprint" in sources:
+        raise SystemExit("--update keeps the first run's fingerprints: rerun without --update to remeasure them")
     from assft.data import load_dataset, make_split
     from assft.data.volume_cache import use_volume_cache
     from assft.config import InferenceConfig
@@ -145,11 +155,15 @@ def main() -> None:
     start = time.perf_counter()
     spec = load_dataset(args.data)
     split = make_split(spec.case_ids, SPLIT, seed=0)
-    results: dict = {"networks": {}, "domains": {}}
+    previous = json.loads(args.json.read_text()) if args.update else None
+    results: dict = {"networks": {}, "domains": {}} if previous is None else \
+        {"networks": previous["networks"], "domains": previous["domains"]}
     with use_volume_cache(args.work / "volumes"):
         models = {name: train(name, spec, split, args.work, args.steps) for name in NETWORKS}
         fingerprints = {}
         for name, path in models.items():
+            if previous is not None:
+                break
             net, ckpt, _ = build_from_checkpoint(path)
             fingerprints[name] = compute_fingerprint(net, spec.subset(split["source"]).cases, ckpt.preprocess,
                                                      InferenceConfig(roi_size=ckpt.training_patch),
@@ -162,11 +176,17 @@ def main() -> None:
             pool, shifted = make_pool(spec, split, domain, args.work)
             row = {"n_shifted": int(sum(shifted.values())), "n_unshifted": int(sum(not v for v in shifted.values()))}
             for name, path in models.items():
-                row[name] = {"kd": kd_aurocs(path, pool, shifted, fingerprints[name]),
+                if previous is not None:
+                    row[name] = previous["domains"][domain][name]
+                    row[name]["kd"].update(kd_aurocs(path, pool, shifted, {}, sources))
+                    continue
+                row[name] = {"kd": kd_aurocs(path, pool, shifted, fingerprints[name], sources),
                              "round0_dice": round0(path, name, args.work / "shifted" / domain, args.work, domain)}
                 print(domain, name, json.dumps(row[name]), flush=True)
             results["domains"][domain] = row
     results["seconds"] = round(time.perf_counter() - start, 1)
+    if previous is not None:
+        results["seconds"] = {"first": previous["seconds"], f"update {args.sources}": results["seconds"]}
     out = {**run_provenance(ROOT), "split": SPLIT, "note": "simulated shifts on single-site MSD hippocampus; AUROC "
            "of KD for shifted vs unshifted volumes is a proxy, not the campaign AUBC", **results}
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -180,7 +200,7 @@ def print_table(out: dict) -> None:
     domains = list(out["domains"])
     print("| network | KD source | " + " | ".join(domains) + " |\n|---|---|" + "---|" * len(domains))
     for name in NETWORKS:
-        for source in ("running_stats", "fingerprint", "intensity", "pool", "consistency"):
+        for source in SOURCES:
             cells = [out["domains"][d][name]["kd"][source].get("auroc") for d in domains]
             print(f"| {name} | {source} | " + " | ".join("n/a" if c is None else f"{c:.3f}" for c in cells) + " |")
 

@@ -258,13 +258,13 @@ def test_round0_auto_gives_adabn_to_batchnorm_and_not_to_instance_norm(phantom_d
 
 
 def test_consistency_mirror_ignores_classes_that_follow_orientation() -> None:
-    # a network that labels the left voxel class 1 and the right voxel class 2 whatever the input: mirrored and
+    # a network that labels the first voxel class 1 and the second class 2 whatever the input: mirrored and
     # flipped back, its classes swap, but its foreground does not move, so it is perfectly self-consistent
     from assft.metrics.knowledge_gap import compute_disagreement
 
-    probs = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]).T.reshape(1, 3, 1, 1, 2)
+    probs = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]).T.reshape(1, 3, 2, 1, 1)
     perturbed = torch.cat([probs, probs])  # its output on the mirrored and on the intensity-changed window
-    assert torch.equal(compute_disagreement(probs, perturbed), torch.zeros(1, 1, 1, 1, 2))
-    softer = torch.tensor([[0.5, 0.5, 0.0], [0.5, 0.0, 0.5]]).T.reshape(1, 3, 1, 1, 2)
+    assert torch.equal(compute_disagreement(probs, perturbed), torch.zeros(1, 1, 2, 1, 1))
+    softer = torch.tensor([[0.5, 0.5, 0.0], [0.5, 0.0, 0.5]]).T.reshape(1, 3, 2, 1, 1)
     # the intensity copy now predicts foreground 0.5 instead of 1: TV 0.5 at each voxel, halved over the two
-    assert torch.allclose(compute_disagreement(probs, torch.cat([probs, softer])), torch.full((1, 1, 1, 1, 2), 0.25))
+    assert torch.allclose(compute_disagreement(probs, torch.cat([probs, softer])), torch.full((1, 1, 2, 1, 1), 0.25))
