@@ -268,3 +268,26 @@ def test_consistency_mirror_ignores_classes_that_follow_orientation() -> None:
     softer = torch.tensor([[0.5, 0.5, 0.0], [0.5, 0.0, 0.5]]).T.reshape(1, 3, 2, 1, 1)
     # the intensity copy now predicts foreground 0.5 instead of 1: TV 0.5 at each voxel, halved over the two
     assert torch.allclose(compute_disagreement(probs, torch.cat([probs, softer])), torch.full((1, 1, 2, 1, 1), 0.25))
+
+
+def test_cli_adapt_auto_and_query_kd_source_through_the_console_script(phantom_dir: Path, tmp_path: Path) -> None:
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    entry = [shutil.which("assft")] if shutil.which("assft") else [sys.executable, "-m", "assft"]
+    env = {**os.environ, "ASSFT_THREADS": "1", "COLUMNS": "400"}
+    model = _checkpoint(tmp_path / "in.pt", norm="instance")
+    adapt = subprocess.run([*entry, "adapt", "--model", str(model), "--images", str(phantom_dir), "--out",
+                            str(tmp_path / "a.pt"), "--method", "auto"], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert adapt.returncode == 0, adapt.stderr
+    assert adapt.stdout.startswith("none: adapted 0 BatchNorm") and "AdaBN does not apply" in adapt.stdout
+    query = subprocess.run([*entry, "query", "--model", str(model), "--pool", str(phantom_dir), "--budget", "2",
+                            "--strategy", "kd", "--kd-source", "pool", "--roi", "16,16,16", "--out",
+                            str(tmp_path / "q")], env=env, capture_output=True, text=True, timeout=300)
+    assert query.returncode == 0, query.stderr
+    assert "KD source: pool" in query.stdout
+    assert json.loads((tmp_path / "q" / "selection.json").read_text())["provenance"]["kd_source"] == "pool"
