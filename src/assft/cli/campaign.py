@@ -48,7 +48,7 @@ def init(
                                       "through the region that drove each pick) and a contact sheet."),
 ) -> None:
     """Create a campaign directory with a validated campaign.yaml and an empty ledger."""
-    from assft.campaign.engine import init_campaign
+    from assft.campaign.campaign import init_campaign
     from assft.cli.common import check_output_dir
     from assft.config import parse_config, read_yaml
 
@@ -77,22 +77,22 @@ def next_cmd(campaign: Path = typer.Argument(..., help="Campaign directory.")) -
     """Score the pool and write the round's to-annotate list (to_annotate.csv and image links)."""
     from rich.table import Table
 
-    from assft.campaign.engine import next_round, round_dir
-
+    from assft.campaign.engine import next_round
+    from assft.campaign.layout import QUERY_FILES, round_dir
     from assft.utils.distributed import join_process_group
 
     record = next_round(campaign)
     if not join_process_group().is_main:
         return  # under torchrun rank 0 alone writes and prints
-    folder = round_dir(campaign, record["round"])
-    if record["round"] == 1 and record.get("model", "").startswith("round0"):
-        console.print(f"round 0: started from the pool-adapted model {record['model']} (no labels used)")
-    table = Table("rank", "case", title=f"round {record['round']}: annotate these {len(record['selected'])} volumes")
-    for rank, case_id in enumerate(record["selected"], 1):
+    folder = round_dir(campaign, record.round)
+    if record.round == 1 and (record.model or "").startswith("round0"):
+        console.print(f"round 0: started from the pool-adapted model {record.model} (no labels used)")
+    table = Table("rank", "case", title=f"round {record.round}: annotate these {len(record.selected)} volumes")
+    for rank, case_id in enumerate(record.selected, 1):
         table.add_row(str(rank), case_id)
     console.print(table)
     console.print(f"images: {folder / 'to_annotate'}; list: {folder / 'to_annotate.csv'}; scores: "
-                  f"{folder / 'query' / 'selection.csv'}")
+                  f"{folder / QUERY_FILES[0]}")
     console.print(f"put labels as ID.nii.gz in a folder, then: assft campaign import-labels {campaign} --labels DIR")
 
 
@@ -104,7 +104,7 @@ def import_labels_cmd(campaign: Path = typer.Argument(..., help="Campaign direct
     from assft.campaign.engine import import_labels
 
     record = import_labels(campaign, labels)
-    console.print(f"round {record['round']}: imported {len(record['labels_received'])} labels; next: "
+    console.print(f"round {record.round}: imported {len(record.labels_received or [])} labels; next: "
                   f"assft campaign finetune {campaign}")
 
 
@@ -114,9 +114,9 @@ def finetune_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."
     from assft.campaign.engine import finetune_round
 
     record = finetune_round(campaign)
-    dice = (record.get("metrics") or {}).get("mean_dice")
-    n_pseudo = sum(1 for p in record.get("pseudo_labels", []) if p["selected"])
-    text = f"round {record['round']}: fine-tuned with {record['labeled_total']} labeled + {n_pseudo} pseudo-labeled"
+    dice = (record.metrics or {}).get("mean_dice")
+    n_pseudo = sum(1 for p in record.pseudo_labels if p["selected"])
+    text = f"round {record.round}: fine-tuned with {record.labeled_total} labeled + {n_pseudo} pseudo-labeled"
     console.print(text + (f"; test Dice {dice:.3f}" if dice is not None else ""))
 
 
