@@ -291,3 +291,18 @@ def test_cli_adapt_auto_and_query_kd_source_through_the_console_script(phantom_d
     assert query.returncode == 0, query.stderr
     assert "KD source: pool" in query.stdout
     assert json.loads((tmp_path / "q" / "selection.json").read_text())["provenance"]["kd_source"] == "pool"
+
+
+@pytest.mark.parametrize("source", ["pool", "consistency"])
+def test_source_free_kd_always_comes_from_theta0(phantom_dir: Path, tmp_path: Path, inference: InferenceConfig,
+                                                 source: str) -> None:
+    theta0 = _checkpoint(tmp_path / "theta0.pt", norm="instance")
+    config = ModelConfig(out_channels=5, params={**TINY, "norm": "instance"})
+    torch.manual_seed(1)  # a different θ (as after fine-tuning)
+    theta = save_checkpoint(tmp_path / "theta.pt", make_checkpoint(build_model(config), config, PHANTOM_LABELS,
+                                                                   metadata=META))
+    query = QueryConfig(strategy="kd", budget=2, kd_source=source)
+    alone = run_query(theta0, phantom_dir, query, inference=inference)
+    later = run_query(theta, phantom_dir, query, pretrained=theta0, inference=inference)
+    assert later.provenance["theta_equals_theta0"] is False
+    np.testing.assert_allclose([s.kd for s in later.summaries], [s.kd for s in alone.summaries], rtol=1e-5)
