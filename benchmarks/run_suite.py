@@ -104,22 +104,33 @@ def main() -> None:
             raise SystemExit(f"--only: {unknown} are not strategies or arms of the {args.preset} preset")
         strategies, arms = [s for s in strategies if s in only], {k: v for k, v in arms.items() if k in only}
 
-    import torch
-
-    from assft.campaign.simulate import SimulationConfig, run_simulation
-    from assft.data import load_dataset, make_split, save_split
-    from assft.reporting import write_report
+    import torch  # noqa: F401
 
     from assft.utils.threads import set_thread_policy
 
     set_thread_policy(args.threads)  # None: follow the load (assft's default)
+    # split_draws (tier 2): each replicate is a fresh split draw with its own source model, in draw<k>/ folders, so
+    # the draw, not the fine-tuning seed, is the unit of replication; without it one split, seed 0, as before
+    draws = preset.get("split_draws")
+    for draw in draws or [None]:
+        suffix = Path(f"draw{draw}") if draw is not None else Path()
+        run_preset(preset, args, args.work / args.preset / suffix, args.results / args.preset / suffix,
+                   0 if draw is None else int(draw), domains, strategies, arms)
+
+
+def run_preset(preset: dict, args: argparse.Namespace, work: Path, out: Path, split_seed: int, domains: list[str],
+               strategies: list[str], arms: dict) -> None:
+    """One split draw of a preset: the split, its source model, the campaigns, the report and the provenance."""
+    from assft.campaign.simulate import SimulationConfig, run_simulation
+    from assft.data import load_dataset, make_split, save_split
+    from assft.reporting import write_report
+
     start = time.perf_counter()
-    work = args.work / args.preset
     work.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         spec = load_dataset(args.data)
-        split = make_split(spec.case_ids, preset["split"], seed=0)
-        save_split(work / "split.json", split, seed=0, fractions=preset["split"], dataset=args.data)
+        split = make_split(spec.case_ids, preset["split"], seed=split_seed)
+        save_split(work / "split.json", split, seed=split_seed, fractions=preset["split"], dataset=args.data)
         model = source_model(preset, spec, split, args.work)
         experiment = SimulationConfig(
             out=str(work / "runs"), model=str(model), data=str(args.data), split=str(work / "split.json"),
@@ -130,11 +141,10 @@ def main() -> None:
         run_simulation(experiment, on_campaign=lambda d: print(f"finished {d.relative_to(work)} "
                                                                 f"({time.perf_counter() - start:.0f} s)", flush=True),
                        jobs=args.jobs)
-    out = args.results / args.preset
     copy_ledgers(work / "runs", out / "ledgers")
     report = write_report(work / "runs", out)
     provenance = {
-        **run_provenance(ROOT),
+        **run_provenance(ROOT), "split_seed": split_seed,
         "preset": preset, "domains": domains, "only": args.only, "seconds": time.perf_counter() - start,
         "threads": args.threads, "jobs": args.jobs,
         "note": "target domains are simulated shifts of single-site MSD hippocampus data",

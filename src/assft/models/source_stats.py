@@ -157,6 +157,7 @@ def read_source_intensity(checkpoint: Checkpoint, path: str | Path | None = None
         raise CheckpointError(f"metadata[{SOURCE_INTENSITY_KEY!r}] must be a list of "
                               f"{checkpoint.model_config.in_channels} per-channel records.", path=path, fix=fix)
     def complete(part: object) -> bool:
+        """A dict holding every intensity key as a number."""
         return isinstance(part, dict) and all(isinstance(part.get(k), int | float) for k in INTENSITY_KEYS)
 
     for channel in record:
