@@ -86,7 +86,7 @@ def _link(src: Path, cid: str, dest: Path, new: str) -> None:
         shutil.copyfile(src / sub / f"{cid}.nii.gz", dest / sub / f"{new}.nii.gz")
 
 
-SOURCES = ("running_stats", "fingerprint", "intensity", "pool", "consistency")
+SOURCES = ("running_stats", "fingerprint", "intensity", "intensity_shape", "pool", "consistency")
 
 
 def kd_aurocs(model: Path, pool: Path, shifted: dict[str, bool], fingerprint: dict,
@@ -101,7 +101,8 @@ def kd_aurocs(model: Path, pool: Path, shifted: dict[str, bool], fingerprint: di
     for source in sources:
         t0 = time.perf_counter()
         try:
-            result = run_query(model, pool, QueryConfig(strategy="kd", budget=1, kd_source=source),
+            result = run_query(_shape_only(model) if source == "intensity_shape" else model, pool,
+                               QueryConfig(strategy="kd", budget=1, kd_source=source.replace("_shape", "")),
                                fingerprint=fingerprint if source == "fingerprint" else None)
         except CheckpointError as exc:  # e.g. running statistics of an InstanceNorm net
             out[source] = {"auroc": None, "why": exc.message}
@@ -113,6 +114,19 @@ def kd_aurocs(model: Path, pool: Path, shifted: dict[str, bool], fingerprint: di
                        "kd_shifted": float(score[y].mean()), "kd_unshifted": float(score[~y].mean()),
                        "provenance": result.provenance["kd_source"]}
     return out
+
+
+def _shape_only(model: Path) -> Path:
+    """A copy of the checkpoint whose intensity record is marked raw and has no non-zero region, as an nnU-Net
+    fingerprint's: only the scale-free shape term over the foreground applies (intensity_shape). The numbers are
+    still assft's input-space ones, not raw intensities pooled over volumes of different encodings."""
+    from assft.models.checkpoint import load_checkpoint, save_checkpoint
+    from assft.models.source_stats import SOURCE_INTENSITY_KEY
+
+    ckpt = load_checkpoint(model)
+    ckpt.metadata[SOURCE_INTENSITY_KEY] = [{k: v for k, v in c.items() if k != "nonzero"} | {"space": "raw"}
+                                           for c in ckpt.metadata[SOURCE_INTENSITY_KEY]]
+    return save_checkpoint(model.with_name("shape_only.pt"), ckpt)
 
 
 def round0(model: Path, name: str, shifted_dir: Path, work: Path, domain: str) -> dict[str, float]:

@@ -306,3 +306,15 @@ def test_source_free_kd_always_comes_from_theta0(phantom_dir: Path, tmp_path: Pa
     later = run_query(theta, phantom_dir, query, pretrained=theta0, inference=inference)
     assert later.provenance["theta_equals_theta0"] is False
     np.testing.assert_allclose([s.kd for s in later.summaries], [s.kd for s in alone.summaries], rtol=1e-5)
+
+
+def test_auto_prefers_consistency_over_a_shape_only_intensity_record(tmp_path: Path) -> None:
+    raw = {**SOURCE, "space": "raw"}  # as an nnU-Net fingerprint stores it: only the shape term compares
+    ckpt = load_checkpoint(_checkpoint(tmp_path / "in.pt", norm="instance", metadata={SOURCE_INTENSITY_KEY: [raw]}))
+    model = build_model(ckpt.model_config)
+    assert resolve_knowledge_source(model, ckpt, "auto").name == "consistency"
+    shape_only = resolve_knowledge_source(model, ckpt, "auto", has_head=False)
+    assert shape_only.name == "pool"  # no head, and no non-zero record for the SSL-only case
+    assert resolve_knowledge_source(model, ckpt, "intensity").location is False
+    ckpt.metadata[SOURCE_INTENSITY_KEY] = [{**SOURCE, "space": "input"}]
+    assert resolve_knowledge_source(model, ckpt, "auto").name == "intensity"

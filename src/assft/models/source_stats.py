@@ -33,8 +33,10 @@ KL_SOURCES = ("running_stats", "fingerprint")  # the paper's Gaussian-KL KD agai
 SOURCE_FREE = ("intensity", "pool", "consistency")  # need no source images and no running statistics
 # kd_source "auto" on a network without usable running statistics and without a fingerprint: the source-free KD the
 # cheap AUROC measurement preferred (docs/method.md, "KD sources"), provisional until the tier-2 validation split
-# chooses; an unavailable source (no intensity record, no head) falls through to the next.
-AUTO_SOURCE_FREE_ORDER = ("intensity", "consistency", "pool")
+# chooses; an unavailable source (no intensity record, no head) falls through to the next. "intensity" first only
+# when its record is in the network's input space (the full comparison, as `assft train` records it); a raw-space
+# record (an nnU-Net fingerprint of MR images) allows only the shape term, which ranked below consistency.
+AUTO_SOURCE_FREE_ORDER = ("intensity", "consistency", "intensity_shape", "pool")
 FINGERPRINT_FORMAT = "assft-fingerprint"
 HOW_TO_FINGERPRINT = ("where the source images are available, run `assft fingerprint --model CKPT --images SOURCE_DIR "
                       "--out fingerprint.json` and pass `--fingerprint fingerprint.json` (or attach it to the "
@@ -223,12 +225,17 @@ def resolve_knowledge_source(model: nn.Module, checkpoint: Checkpoint, kd_source
         return _source_free(kd_source, model, checkpoint, checkpoint_path, layers, kind, has_head, "")
     for name in AUTO_SOURCE_FREE_ORDER:  # auto without running statistics or fingerprint
         try:
-            return _source_free(name, model, checkpoint, checkpoint_path, layers, kind, has_head,
-                                f"auto: {kind} network without a fingerprint; {name} is the first available of "
-                                f"{', '.join(AUTO_SOURCE_FREE_ORDER)} (provisional order, docs/method.md)")
+            source = _source_free(name.removesuffix("_shape"), model, checkpoint, checkpoint_path, layers, kind,
+                                  has_head, f"auto: {kind} network without a fingerprint; {name} is the first "
+                                  f"available of {', '.join(AUTO_SOURCE_FREE_ORDER)} (provisional order, "
+                                  "docs/method.md)")
         except CheckpointError:
             continue
-    raise AssertionError("pool KD always applies")  # pragma: no cover
+        if name != "intensity" or source.location:  # intensity_shape: the same source, its shape term only
+            return source
+    raise CheckpointError("no KD source applies: the network has no normalisation layer, no head and no source "
+                          "intensity record.", path=checkpoint_path,
+                          fix="pick a strategy without KD (e.g. entropy, coreset, random)")
 
 
 def _auto_reason(origin: str, kind: str) -> str:
