@@ -200,7 +200,8 @@ def main() -> None:
             results["domains"][domain] = row
     results["seconds"] = round(time.perf_counter() - start, 1)
     if previous is not None:
-        results["seconds"] = {"first": previous["seconds"], f"update {args.sources}": results["seconds"]}
+        before = previous["seconds"] if isinstance(previous["seconds"], dict) else {"first run": previous["seconds"]}
+        results["seconds"] = {**before, f"update {args.sources}": results["seconds"]}
     out = {**run_provenance(ROOT), "split": SPLIT, "note": "simulated shifts on single-site MSD hippocampus; AUROC "
            "of KD for shifted vs unshifted volumes is a proxy, not the campaign AUBC", **results}
     args.json.parent.mkdir(parents=True, exist_ok=True)
