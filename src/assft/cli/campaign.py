@@ -36,7 +36,8 @@ def init(
     seed: int = typer.Option(None, "--seed", show_default=default_of(CampaignConfig, "seed"),
                              help="Seed of every random choice of the campaign."),
     adapt: str = typer.Option(None, "--adapt", show_default="none",
-                              help="Round 0 before any label: adabn (BatchNorm statistics from the pool) or tent."),
+                              help="Round 0 before any label: adabn (BatchNorm statistics from the pool), tent, "
+                                   "or auto (adabn for BatchNorm with running statistics, else by network kind)."),
     volume_cache: bool = typer.Option(None, "--volume-cache/--no-volume-cache",
                                       show_default=default_of(CampaignConfig, "cache_volumes"),
                                       help="Keep a memory-mapped preprocessed copy of each pool/test volume in "

@@ -46,8 +46,8 @@ def query(
                                     f"(default {default_of(QueryConfig, 'asd_reduce')})."),
     cold_start: str = typer.Option(None, "--cold-start", help="auto, always or never "
                                     f"(default {default_of(QueryConfig, 'cold_start')})."),
-    kd_source: str = typer.Option(None, "--kd-source", help="auto, running_stats or fingerprint "
-                                   f"(default {default_of(QueryConfig, 'kd_source')})."),
+    kd_source: str = typer.Option(None, "--kd-source", help="auto, running_stats, fingerprint, intensity, pool or "
+                                   f"consistency (default {default_of(QueryConfig, 'kd_source')})."),
     fingerprint_file: Path = typer.Option(None, "--fingerprint", exists=True, dir_okay=False,
                                           help="Source fingerprint (from `assft fingerprint`) for KD."),
     embedding_source: str = typer.Option(None, "--embedding-source", help="current or pretrained "
@@ -88,8 +88,9 @@ def query(
     figures = figures and result.provenance["model_kind"] != "ssl-only"  # an SSL-only model has no prediction
     if figures:
         write_result_figures(result, out / FIGURES_DIR, result.class_names)
+    kd_source = result.provenance.get("kd_source")
     table = Table(title=f"{result.selection.strategy}: {len(result.selected)} of {len(result.summaries)} volumes "
-                        f"(seed {seed})")
+                        f"(seed {seed}" + (f"; KD source: {kd_source}" if kd_source else "") + ")")
     for column in ("rank", "case", "Q", "rationale"):
         table.add_column(column, overflow="fold")
     q = result.selection.columns.get("Q", {})

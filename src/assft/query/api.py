@@ -22,8 +22,9 @@ from assft.data.cases import Case, DatasetSpec
 from assft.data.layout import load_dataset
 from assft.errors import ConfigError, DataError
 from assft.models.checkpoint import resolve_recorded_theta0
-from assft.models.source_stats import resolve_source_stats
+from assft.models.source_stats import KnowledgeSource, resolve_knowledge_source
 from assft.query.config import PROB_NEEDS, Need, QueryConfig, resolve_budget
+from assft.query.knowledge import pool_knowledge_gap
 from assft.query.moment_cache import moment_cache_key, open_moment_cache
 from assft.query.result import QueryResult, save_query_result
 from assft.query.scorer import QueryModel, load_query_model, score_cases
@@ -55,11 +56,12 @@ class QuerySets:
 
 @dataclass(frozen=True)
 class KDSource:
-    """Where KD's source statistics come from: θ0's BatchNorm running statistics or a fingerprint."""
+    """Where KD comes from: θ0's BatchNorm running statistics, a fingerprint, or a source-free KD source."""
 
-    stats: dict | None  # layer -> (mean, var); None when no strategy need calls for KD
-    kind: str | None  # "running_stats" | "fingerprint" | None
+    stats: dict | None  # layer -> (mean, var) for the Gaussian-KL sources; None otherwise
+    kind: str | None  # "running_stats" | "fingerprint:<origin>" | "intensity" | "pool" | "consistency" | None
     model: QueryModel | None  # the model whose norm layers are compared (θ0, or θ when θ is θ0)
+    source: KnowledgeSource | None = None  # the resolved source (None when no strategy need calls for KD)
 
 
 @dataclass
@@ -144,9 +146,11 @@ def score_pool(
     inference = inference or current.checkpoint.inference_config()
     sets = resolve_sets(pool, labeled, labeled_ids)
     kd = resolve_kd_source(needs, current, theta0, config, fingerprint)
+    needs = kd_needs(needs, kd, current.has_head)
     timings: dict[str, float] = {}
     summaries = _score_candidates(sets.candidates, current, theta0, kd, needs, config, inference, theta0_cache,
                                   timings, figures and current.has_head, seed)
+    pool_knowledge_gap(summaries, kd.source, config.kd_eps)  # kd_source "pool": KD relative to these candidates
     timings["pool_scoring_s"] = time.perf_counter() - start
     reference = _reference_embeddings(sets, current, theta0, needs, config, inference, timings)
     return ScoredPool(summaries, sets.reference_ids, reference, current.has_head, dict(current.checkpoint.labels),
@@ -240,8 +244,19 @@ def resolve_kd_source(needs: frozenset[Need], current: QueryModel, theta0: Query
     if Need.NORM_STATS not in needs:
         return KDSource(None, None, None)
     base = theta0 or current
-    stats, kind = resolve_source_stats(base.model, base.checkpoint, config.kd_source, fingerprint, base.path)
-    return KDSource(stats, kind, base)
+    source = resolve_knowledge_source(base.model, base.checkpoint, config.kd_source, fingerprint, base.path,
+                                      has_head=base.has_head)
+    return KDSource(source.stats, source.kind, base, source)
+
+
+def kd_needs(needs: frozenset[Need], kd: KDSource, has_head: bool) -> frozenset[Need]:
+    """The pass's needs for KD's source: θ0's norm moments (running statistics, fingerprint, pool), the image's
+    intensities over θ's foreground (intensity), or θ0's perturbed pass (consistency)."""
+    if kd.source is None or kd.source.name in ("running_stats", "fingerprint", "pool"):
+        return needs
+    if kd.source.name == "intensity":
+        return (needs - {Need.NORM_STATS}) | {Need.INTENSITY} | ({Need.PROBS} if has_head else frozenset())
+    return (needs - {Need.NORM_STATS}) | {Need.CONSISTENCY}
 
 
 def _score_candidates(candidates: list[Case], current: QueryModel, theta0: QueryModel | None, kd: KDSource,
@@ -253,7 +268,8 @@ def _score_candidates(candidates: list[Case], current: QueryModel, theta0: Query
     if not needs:
         return [CaseSummary(c.case_id) for c in candidates]
     key = None
-    if theta0_cache is not None and kd.stats and kd.model is not None and kd.model.path is not None:
+    if theta0_cache is not None and kd.source is not None and kd.source.layers and kd.model is not None \
+            and kd.model.path is not None:
         key = moment_cache_key(kd.model.path, kd.model.checkpoint.preprocess.model_dump(mode="json"), inference)
     ranks = join_process_group()  # under torchrun each rank scores every world-th volume; else rank 0 of 1
     mine = shard(candidates, ranks)
@@ -262,7 +278,7 @@ def _score_candidates(candidates: list[Case], current: QueryModel, theta0: Query
         summaries = score_cases(progress(mine, "Scoring pool", total=len(mine),
                                          enabled=None if ranks.is_main else False),
                                 current, needs, config, inference, timings=timings, pretrained=theta0,
-                                source_stats=kd.stats, figures=figures, seed=seed, **extra)
+                                source_stats=kd.stats, knowledge=kd.source, figures=figures, seed=seed, **extra)
         if moments is not None and ranks.distributed:
             moments.update(merge_across_ranks(moments, ranks))  # rank 0 writes every rank's new θ0 moments
     return gather_in_order(summaries, ranks)
@@ -293,6 +309,8 @@ def _provenance(current: QueryModel, theta0: QueryModel | None, kd: KDSource, ne
         "theta_equals_theta0": theta0 is None,
         "theta0_from": theta0_origin,
         "kd_source": kd.kind,
+        "kd_source_reason": kd.source.reason if kd.source is not None else None,
+        "network_norm": kd.source.network if kd.source is not None else None,
         "needs": sorted(n.value for n in needs),
         "n_candidates": len(sets.candidates),
         "n_reference": len(sets.reference),
