@@ -255,9 +255,17 @@ def import_labels(campaign_dir: str | Path, labels_dir: str | Path) -> dict[str,
         config = load_campaign_config(campaign_dir)
         ledger = Ledger.load(campaign_dir)
         last = _expect(ledger, campaign_dir, "queried", "run `assft campaign next` first")
-        found = validate_label_folder(labels_dir, load_pool(config), last["selected"])
-        copy_labels(found, campaign_dir / "labels")
+        pool = load_pool(config)
+        found = validate_label_folder(labels_dir, pool, last["selected"], model_classes(config))
+        copy_labels(found, campaign_dir / "labels", pool)
         return ledger.update_round(last["round"], "labeled", labels_received=sorted(found))
+
+
+def model_classes(config: CampaignConfig) -> dict[int, str]:
+    """The label values the campaign's model predicts: what an imported label may hold, whatever the pool's layout."""
+    from assft.models.checkpoint import load_checkpoint
+
+    return load_checkpoint(config.model).labels
 
 
 def _expect(ledger: Ledger, campaign_dir: Path, status: str, fix: str) -> dict[str, Any]:

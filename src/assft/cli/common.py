@@ -88,3 +88,40 @@ def load_data(path: Path, split: Path | None = None, subset: str | None = None, 
     from assft.data.splits import select_cases
 
     return select_cases(load_dataset(path), split, subset, limit)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The error boundary's answers to the machine's own faults (a full disk, no permission, a folder gone).
+
+ABORTED = "aborted, nothing written by the interrupted step (completed steps are kept; run the command again)"
+
+
+def _fault_path(exc: OSError) -> str:
+    return str(exc.filename) if exc.filename is not None else "the output location"
+
+
+def describe_fault(exc: BaseException) -> str | None:
+    """One line `PATH: what happened. Fix: ...` for an environment fault, or None for anything else (a bug).
+
+    Every write goes through a temporary file and a rename (assft.utils.atomic), so after any of these faults the
+    files a step had already committed are intact and nothing half-written is left under its final name.
+    """
+    import errno
+
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    path = _fault_path(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"{path}: no space left on the device (or the disk quota is used up); nothing was changed by the "
+                "failed step. Fix: free space on that file system (or choose an output on another one) and run the "
+                "command again")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what = "the file system is read-only" if exc.errno == errno.EROFS else "permission denied"
+        return (f"{path}: cannot write ({what}); nothing was changed. Fix: make the folder writable for this user "
+                "(chmod u+w, or ask its owner), or copy it to a location you can write to")
+    if exc.errno in (errno.ENOENT, errno.ESTALE, errno.ENOTDIR):
+        return (f"{path}: no longer exists (a folder was moved or deleted while the command ran, or the disk was "
+                "unmounted). Fix: restore the folder and run the command again")
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"{path}: the file name is too long for the file system. Fix: use shorter names (case ids, folders)"
+    return None
