@@ -26,6 +26,7 @@ from assft.data.layout import load_dataset
 from assft.errors import AssftError, CampaignError, ConfigError
 from assft.utils.atomic import atomic_write
 from assft.utils.distributed import barrier, join_process_group
+from assft.utils.paths import check_generated_folder, check_output_guard, mark_generated_folder
 from assft.utils.seeding import derive_seed
 
 
@@ -77,6 +78,8 @@ def init_campaign(campaign_dir: str | Path, config: CampaignConfig) -> Path:
     # Later steps may run from another directory: relative paths would then name other (or no) files.
     config = config.model_copy(update={k: os.path.abspath(v) for k in ("model", "pretrained", "pool", "test")
                                        if (v := getattr(config, k)) is not None})
+    check_output_guard(campaign_dir, {k: getattr(config, k) for k in ("model", "pretrained", "pool", "test")})
+    check_generated_folder(campaign_dir, "campaign", signatures=("campaign.yaml", ".lock"))
     pool = load_pool(config)  # the cheap checks first: no torch import until the folders are known to be fine
     load_test(config)  # a missing test set fails now, not after the first fine-tuning
     from assft.models.checkpoint import load_checkpoint
@@ -95,6 +98,7 @@ def init_campaign(campaign_dir: str | Path, config: CampaignConfig) -> Path:
         return campaign_dir
     campaign_dir.mkdir(parents=True, exist_ok=True)
     with campaign_lock(campaign_dir, creating=True):
+        mark_generated_folder(campaign_dir, "campaign")
         save_campaign_config(campaign_dir, config)
         ledger = Ledger.load(campaign_dir)
         ledger.data["meta"] = {"pool_size": len(pool.cases), "budget_total": budget.total, "rounds": budget.rounds,

@@ -204,7 +204,12 @@ def campaign_lock(campaign_dir: str | Path, *, creating: bool = False) -> Iterat
     elif not (Path(campaign_dir) / CONFIG_NAME).is_file():
         raise ConfigError(f"not a campaign directory (no {CONFIG_NAME}).", path=campaign_dir,
                           fix="check the path, or create a campaign with `assft campaign init`")
-    handle = open(path, "a+")
+    try:
+        handle = open(path, "a+")
+    except PermissionError as exc:  # EACCES/EPERM; EROFS reaches the CLI's error boundary as an OSError
+        raise CampaignError("the campaign folder is not writable, and this step records its result there.",
+                            path=campaign_dir, fix="make the folder writable (chmod u+w) or copy the campaign; "
+                            "`assft campaign status` and `assft report` only read and work as they are") from exc
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

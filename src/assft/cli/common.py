@@ -68,17 +68,23 @@ def parse_fractions(text: str) -> dict[str, float]:
     return out
 
 
-def check_output_dir(path: Path, option: str = "--out") -> Path:
-    """Fail now, before any work, when `path` cannot become a writable output folder."""
+def check_output_dir(path: Path, option: str = "--out", inputs: dict[str, Path | str | None] | None = None) -> Path:
+    """Fail now, before any work, when `path` cannot become a writable output folder, or would overwrite, contain
+    or lie inside one of the command's `inputs` ({option: path}; assft.utils.paths.check_output_guard)."""
     from assft.utils.paths import check_output_dir as check
+    from assft.utils.paths import check_output_guard
 
+    check_output_guard(path, inputs or {}, option)
     return check(path, option)
 
 
-def check_output_file(path: Path, option: str = "--out") -> Path:
-    """Fail now, before any work, when `path` cannot become a writable output file."""
+def check_output_file(path: Path, option: str = "--out", inputs: dict[str, Path | str | None] | None = None) -> Path:
+    """Fail now, before any work, when `path` cannot become a writable output file, or is (or lies inside) one of
+    the command's `inputs` ({option: path})."""
     from assft.utils.paths import check_output_file as check
+    from assft.utils.paths import check_output_guard
 
+    check_output_guard(path, inputs or {}, option)
     return check(path, option)
 
 

@@ -65,7 +65,8 @@ def query(
     from assft.query.api import run_query
     from assft.utils.distributed import join_process_group
 
-    check_output_dir(out)
+    check_output_dir(out, inputs={"--model": model, "--pool": pool, "--pretrained": pretrained,
+                                  "--labeled": labeled})
     base = load_config(config, QueryConfig).model_dump() if config else {}
     overrides = {"strategy": strategy, "budget": budget, "alpha": alpha, "dkd_combine": dkd_combine,
                  "asd_threshold": asd_threshold, "asd_fixed_threshold": asd_fixed_threshold, "asd_reduce": asd_reduce,
@@ -112,9 +113,9 @@ def fingerprint(
     from assft.models.source_stats import attach_fingerprint, save_fingerprint
     from assft.pretrain.fingerprint import compute_fingerprint
 
-    check_output_file(out)
+    check_output_file(out, inputs={"--model": model, "--images": images})
     if attach_to is not None:
-        check_output_file(attach_to, "--attach-to")
+        check_output_file(attach_to, "--attach-to", inputs={"--model": model, "--images": images, "--out": out})
     roi_size = parse_triple(roi, "--roi")
     net, ckpt, _ = build_from_checkpoint(model, allow_partial=True)
     inference = InferenceConfig(roi_size=roi_size or ckpt.training_patch)

@@ -3,16 +3,17 @@ sampled plan of every case (shift type, severity, coefficients, site) in dataset
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-from assft.data.io import load_json, read_volume, write_volume
+from assft.data.geometry import read_label_on_grid
+from assft.data.io import load_json, read_volume, write_label_map, write_volume
 from assft.data.layout import load_dataset
 from assft.domains.plans import plan_case, resolve_severity
 from assft.domains.shifts import apply_shift
-from assft.errors import ConfigError, DataError
+from assft.errors import DataError
 from assft.utils.atomic import atomic_write_json
+from assft.utils.paths import check_output_guard, check_plain_name
 
 __all__ = ["apply_domain_to_dataset"]
 
@@ -27,8 +28,8 @@ def apply_domain_to_dataset(
     layout (labels copied unchanged); returns out_dir. Cases are read through `assft.data` (same path rules)."""
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     sev = resolve_severity(domain, severity)
-    if out_dir.resolve() == in_dir.resolve():
-        raise ConfigError("out_dir is the input dataset folder.", path=out_dir, fix="choose a new output folder")
+    check_plain_name(domain, "domain")
+    check_output_guard(out_dir, {"dataset": in_dir}, "out_dir")
     spec = load_dataset(in_dir)
     training, cases = [], {}
     for case in spec.cases:
@@ -40,9 +41,13 @@ def apply_domain_to_dataset(
         write_volume(out_dir / "imagesTr" / f"{case.case_id}.nii.gz", shifted, affine)
         entry = {"image": f"./imagesTr/{case.case_id}.nii.gz"}
         if case.label_path is not None:
-            (out_dir / "labelsTr").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(case.label_path, out_dir / "labelsTr" / case.label_path.name)
-            entry["label"] = f"./labelsTr/{case.label_path.name}"
+            # Read and checked as a label on its image's grid, never copied blind: a link to a system file or a
+            # label off its image is an error, not part of the new dataset.
+            classes = spec.labels or None
+            label, _ = read_label_on_grid(case.label_path, image.shape, affine, classes,
+                                          source="the dataset's classes")
+            write_label_map(out_dir / "labelsTr" / f"{case.case_id}.nii.gz", label, affine)
+            entry["label"] = f"./labelsTr/{case.case_id}.nii.gz"
         training.append(entry)
         cases[case.case_id] = plan_case(domain, case.case_id, seed, sev)[0].to_dict()  # what apply_shift applied
     meta = _msd_meta(spec, in_dir)
