@@ -282,7 +282,7 @@ CASES: list[Case] = [
     Case("domains-unknown", ("domains", "apply", "--domain", "biass", "--in", "{data}", "--out", "s"), 2,
          ("'biass'", "Did you mean 'bias'")),
     Case("domains-out-is-in", ("domains", "apply", "--domain", "bias", "--in", "d", "--out", "d"), 2,
-         ("out_dir is the input dataset folder", "new output folder"), prepare=copy_data),
+         ("--out is the input --in d", "outside every input"), prepare=copy_data),
     # --- output locations are checked before any work ---
     Case("split-out-is-a-folder", ("data", "split", "{data}", "--out", "dir"), 2, ("--out is an existing folder",),
          prepare=lambda sb, b: (sb / "dir").mkdir()),
@@ -362,7 +362,7 @@ CASES: list[Case] = [
          ("phantom_000.nii.gz", "not on the grid of the image", "origin 5.0 mm"),
          prepare=lambda sb, b: replace_label(sb, b, lambda a, aff: (a, shifted(aff)))),
     Case("predict-into-its-inputs", ("predict", "--model", "{model}", "--images", "d", "--out", "d/imagesTr"), 2,
-         ("d/imagesTr", "holds the input", "new --out"), prepare=copy_data),
+         ("d/imagesTr", "lies inside the input --images d", "outside every input"), prepare=copy_data),
     Case("checkpoint-head-mismatch", ("predict", "--model", "m.pt", "--images", "{data}", "--out", "o"), 2,
          ("m.pt", "segmentation head", "does not fit"),
          prepare=lambda sb, b: tweak_checkpoint(sb, b, lambda r: (r["model_config"].__setitem__("out_channels", 3),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -147,7 +148,6 @@ def mark_generated_folder(out: str | Path, kind: str) -> Path:
 # ---------------------------------------------------------------------------------------------------------------
 # Confinement: a name from a config, a file name or a case id stays inside its folder.
 
-_CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
 # Room for the longest suffix assft adds to a name while writing it: ".NAME.XXXXXXXX.tmp" (atomic_write) plus the
 # ".nii.gz" nibabel needs on a temporary volume.
 TEMP_NAME_ROOM = 21
@@ -163,7 +163,8 @@ def name_max(folder: str | Path) -> int:
 
 def check_text(value: str, what: str) -> str:
     """Raise ConfigError when `value` holds a control character (a newline, a tab, NUL, ...)."""
-    bad = sorted({c for c in value if c in _CONTROL})
+    # Cc: C0/C1 controls (newline, tab, NUL, ...); Zl/Zp: the Unicode line and paragraph separators
+    bad = sorted({c for c in value if unicodedata.category(c) in ("Cc", "Zl", "Zp")})
     if bad:
         raise ConfigError(f"{what} {value!r} contains control characters ({', '.join(repr(c) for c in bad)}).",
                           fix=f"write {what} without newlines, tabs or other control characters")
