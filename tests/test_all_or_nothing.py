@@ -69,12 +69,13 @@ def test_a_failure_midway_leaves_the_destination_as_it_was(base: Path, tmp_path:
     dest.mkdir()
     (dest / "phantom_000.nii.gz").write_text("the label imported earlier\n")
     calls = []
+    real_copy = shutil.copyfile
 
     def copy_then_fail(src: str, dst: str) -> None:
         calls.append(src)
         if len(calls) == 2:
             raise OSError(28, "No space left on device", dst)
-        shutil.copy2(src, dst)
+        real_copy(src, dst)
 
     monkeypatch.setattr("assft.campaign.oracle.shutil.copyfile", copy_then_fail)
     before = snapshot(tmp_path)

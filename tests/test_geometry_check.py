@@ -100,7 +100,7 @@ def test_evaluate_scores_in_world_space(base: Path, tmp_path: Path) -> None:
     pred.mkdir()
     for path in sorted((base / "d" / "labelsTr").glob("*.nii.gz")):
         save(pred / path.name, *x_reversed(*load(path)))
-    result = run_assft("evaluate", "--data", base / "d", "--pred", pred, "--out", tmp_path / "e")
+    result = run_assft("evaluate", "--data", base / "d", "--pred", pred, "--out", tmp_path / "e", "--limit", "2")
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "e" / "summary.json").read_text())
     assert summary["mean_dice"]["mean"] == pytest.approx(1.0)
@@ -113,7 +113,7 @@ def test_evaluate_refuses_a_prediction_elsewhere_in_space(base: Path, tmp_path: 
         label, affine = load(path)
         save(pred / path.name, label, moved(affine, 40.0))  # the same voxels, 40 mm away
     before = snapshot(base, pred)
-    message = one_error_line(run_assft("evaluate", "--data", base / "d", "--pred", pred, "--out", tmp_path / "e"))
+    message = one_error_line(run_assft("evaluate", "--data", base / "d", "--pred", pred, "--out", tmp_path / "e", "--limit", "2"))
     assert "prediction is not on the grid of the reference label" in message and "origin 40.0 mm" in message
     assert snapshot(base, pred) == before and not (tmp_path / "e").exists()
 

@@ -57,7 +57,9 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     text = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.returncode == 2, text
     assert "Traceback" not in result.stderr and "unexpected error" not in result.stderr, text
-    assert lines and lines[0].startswith("error: ") and " Fix: " in lines[0], text
+    # one line; a step that lists several problems (e.g. import-labels) indents one more line per problem
+    assert lines and lines[0].startswith("error: ") and " Fix: " in lines[-1], text
+    assert all(line.startswith("  ") for line in lines[1:]), text
     return "\n".join(lines)
 
 
