@@ -168,3 +168,15 @@ def test_a_label_stored_x_reversed_is_imported_reoriented(base: Path, queried: P
     assert np.array_equal(imported, original) and np.allclose(affine, image_affine)
     assert json.loads((camp / "ledger.json").read_text())["rounds"][0]["status"] == "labeled"
     assert ledger["rounds"][0]["status"] == "queried"
+
+
+def test_a_label_linked_out_of_its_folder_is_not_imported(base: Path, queried: Path, tmp_path: Path) -> None:
+    labels = label_folder(base, queried, tmp_path / "L")
+    first = selected(queried)[0]
+    elsewhere = tmp_path / "elsewhere.nii.gz"
+    (labels / f"{first}.nii.gz").rename(elsewhere)
+    (labels / f"{first}.nii.gz").symlink_to(elsewhere)  # a valid label, but not a file of the label folder
+    before = snapshot(queried, labels)
+    message = one_error_line(run_assft("campaign", "import-labels", queried, "--labels", labels))
+    assert f"label file '{first}.nii.gz' leads outside" in message
+    assert snapshot(queried, labels) == before

@@ -12,8 +12,8 @@ from assft.data.cases import DatasetSpec
 from assft.data.checks import spatial_shape
 from assft.data.geometry import label_image, read_label_on_grid
 from assft.data.io import read_header
-from assft.errors import CampaignError, DataError
-from assft.utils.paths import check_file_names
+from assft.errors import CampaignError, ConfigError, DataError
+from assft.utils.paths import check_file_names, confine
 
 
 def validate_label_folder(labels_dir: str | Path, pool: DatasetSpec, case_ids: list[str],
@@ -35,6 +35,11 @@ def validate_label_folder(labels_dir: str | Path, pool: DatasetSpec, case_ids: l
         path = next((p for p in candidates if p.exists()), None)
         if path is None:
             problems.append(f"{candidates[0]}: missing label for queried case {case_id}.")
+            continue
+        try:  # a case id names a file of this folder; a link out of it is not the annotator's label
+            confine(labels_dir, path.name, "label file")
+        except ConfigError as exc:
+            problems.append(str(exc))
             continue
         shape, affine, _ = read_header(pool.get(case_id).image_path)
         try:

@@ -6,7 +6,9 @@ import errno
 import json
 import os
 import tempfile
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +86,28 @@ def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     import torch
 
     return atomic_write(path, lambda p: torch.save(obj, p))
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Build a whole folder at a hidden staging path beside `path`, then swap it into place in one rename.
+
+    A failure (or Ctrl-C) inside the block removes the staging folder and leaves `path` exactly as it was; an
+    existing `path` is replaced only after the new folder is complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name[:40]}.", suffix=".partial", dir=path.parent))
+    os.chmod(staging, 0o777 & ~current_umask())
+    try:
+        yield staging
+        previous = None
+        if path.exists():
+            previous = Path(tempfile.mkdtemp(prefix=f".{path.name[:40]}.", suffix=".old", dir=path.parent))
+            os.replace(path, previous / "old")
+        os.replace(staging, path)
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
