@@ -37,7 +37,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_import_of_the_longest_legal_case_id_is_complete(base: Path, tmp_path: Path) -> None:
     camp = tmp_path / "c"
     for args in (("campaign", "init", "--model", base / "m.pt", "--pool", base / "pool", "--out", camp, "--budget",
-                  "2", "--rounds", "1", "--strategy", "random", "--no-figures"), ("campaign", "next", camp)):
+                  "2", "--rounds", "1", "--strategy", "random"), ("campaign", "next", camp)):  # figures named too
         result = run_assft(*args)
         assert result.returncode == 0, result.stderr
     result = run_assft("campaign", "import-labels", camp, "--labels", base / "L")

@@ -83,11 +83,14 @@ def _within(child: Path, parent: Path) -> bool:
     return child != parent and child.is_relative_to(parent)
 
 
-def check_output_guard(out: str | Path, inputs: dict[str, str | Path | None], option: str = "--out") -> Path:
+def check_output_guard(out: str | Path, inputs: dict[str, str | Path | None], option: str = "--out", *,
+                       inside_ok: bool = False) -> Path:
     """Raise ConfigError when output `out` equals, contains or lies inside one of `inputs` ({option: path}).
 
     The one rule every writing command applies before any work (after resolving symlinks): writing there could
-    replace or mix into the input. A command that exists to update a file in place does not list that file here.
+    replace or mix into the input. A command that exists to update a file in place does not list that file here;
+    `inside_ok` is for an output that lives in a folder of its own inside its input by design (a report inside the
+    runs it summarises), and says so in its --help.
     """
     target = _resolved(out)
     for name, item in inputs.items():
@@ -96,7 +99,7 @@ def check_output_guard(out: str | Path, inputs: dict[str, str | Path | None], op
         source = _resolved(item)
         if target == source:
             relation = "is"
-        elif _within(target, source):
+        elif _within(target, source) and not inside_ok:
             relation = "lies inside"
         elif _within(source, target):
             relation = "contains"
