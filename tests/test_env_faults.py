@@ -29,6 +29,16 @@ def _save(obj, f, *a, **k):
 torch.save = _save
 """
 
+READ_ONLY_LOCK = """
+import builtins, errno, os
+_open = builtins.open
+def _ro(file, mode="r", *a, **k):
+    if str(file).endswith(".lock") and any(c in mode for c in "wa+"):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(file))
+    return _open(file, mode, *a, **k)
+builtins.open = _ro
+"""
+
 CTRL_C = """
 import assft.data.splits as splits
 def _interrupted(*a, **k):
@@ -108,6 +118,15 @@ def test_status_reads_without_the_write_lock(campaign: Path) -> None:
     result = run_assft("campaign", "status", campaign)
     assert result.returncode == 0, result.stderr
     assert snapshot(campaign) == before and not (campaign / ".lock").exists()
+
+
+def test_a_read_only_campaign_is_one_line_for_a_step_and_no_matter_for_status(campaign: Path) -> None:
+    before = snapshot(campaign)
+    message = one_error_line(run_assft("campaign", "next", campaign, inject=READ_ONLY_LOCK))
+    assert f"{campaign}: the campaign folder is not writable" in message and "chmod u+w" in message
+    result = run_assft("campaign", "status", campaign, inject=READ_ONLY_LOCK)
+    assert result.returncode == 0, result.stderr
+    assert snapshot(campaign) == before
 
 
 def test_a_campaign_that_cannot_be_written_is_named(campaign: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ it. SQLite would add transactions we do not need and make the ledger opaque to a
 from __future__ import annotations
 
 import copy
+import errno
 import fcntl
 import json
 import os
@@ -206,7 +207,9 @@ def campaign_lock(campaign_dir: str | Path, *, creating: bool = False) -> Iterat
                           fix="check the path, or create a campaign with `assft campaign init`")
     try:
         handle = open(path, "a+")
-    except PermissionError as exc:  # EACCES/EPERM; EROFS reaches the CLI's error boundary as an OSError
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
         raise CampaignError("the campaign folder is not writable, and this step records its result there.",
                             path=campaign_dir, fix="make the folder writable (chmod u+w) or copy the campaign; "
                             "`assft campaign status` and `assft report` only read and work as they are") from exc
