@@ -127,7 +127,7 @@ def describe_fault(exc: BaseException) -> str | None:
                 "(chmod u+w, or ask its owner), or copy it to a location you can write to")
     if exc.errno in (errno.ENOENT, errno.ESTALE, errno.ENOTDIR):
         return (f"{path}: no longer exists (a folder was moved or deleted while the command ran, or the disk was "
-                "unmounted). Fix: restore the folder and run the command again")
+                "unmounted). Fix: restore the folder (or check the path) and run the command again")
     if exc.errno == errno.ENAMETOOLONG:
         return f"{path}: the file name is too long for the file system. Fix: use shorter names (case ids, folders)"
     return None
