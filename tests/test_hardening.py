@@ -175,13 +175,13 @@ def test_campaign_init_keeps_the_config_file_and_stores_absolute_paths(phantom_d
     (work / "c.yaml").write_text(yaml.safe_dump({"strategy": "random", "rounds": 2, "seed": 7, "budget": "4"}))
     monkeypatch.chdir(work)
     runner = CliRunner()
-    result = runner.invoke(app, ["campaign", "init", "--model", "m.pt", "--pool", "pool", "--out", "c1",
+    result = runner.invoke(app, ["campaign", "init", "--model", "m.pt", "--images", "pool", "--out", "c1",
                                  "--config", "c.yaml"])
     assert result.exit_code == 0, result.output
     config = load_campaign_config(work / "c1")
     assert (config.strategy, config.rounds, config.seed, config.budget) == ("random", 2, 7, "4")  # the file's values
     assert config.model == str(work / "m.pt") and config.pool == str(work / "pool")
-    result = runner.invoke(app, ["campaign", "init", "--model", "m.pt", "--pool", "pool", "--out", "c2",
+    result = runner.invoke(app, ["campaign", "init", "--model", "m.pt", "--images", "pool", "--out", "c2",
                                  "--config", "c.yaml", "--rounds", "4", "--seed", "1"])
     assert result.exit_code == 0, result.output
     config = load_campaign_config(work / "c2")
