@@ -130,7 +130,9 @@ def test_tent_needs_a_head(source: dict, tmp_path: Path) -> None:
     assert adapt_checkpoint(ssl, source["spec"], AdaptConfig(method="adabn")).statistics_layers  # AdaBN works
 
 
-def test_adabn_on_a_network_without_running_statistics_says_so(source: dict, tmp_path: Path) -> None:
+def test_adabn_on_a_network_without_running_statistics_is_refused_with_the_fix(source: dict, tmp_path: Path) -> None:
+    """Nothing to re-estimate: an unchanged copy would pass for an adapted model, so AdaBN refuses and names TENT."""
+    from assft.errors import ConfigError
     from assft.models.checkpoint import make_checkpoint, save_checkpoint
     from assft.models.zoo import build_model
 
@@ -138,14 +140,17 @@ def test_adabn_on_a_network_without_running_statistics_says_so(source: dict, tmp
     ckpt = save_checkpoint(tmp_path / "in.pt", make_checkpoint(build_model(config), config,
                                                                 {i: str(i) for i in range(5)},
                                                                 metadata={"train_config": {"patch_size": [16] * 3}}))
-    result = adapt_checkpoint(ckpt, source["spec"], AdaptConfig(method="adabn"))
-    assert result.statistics_layers == [] and result.unadapted_layers
-    assert any("no BatchNorm" in note for note in result.notes)
+    with pytest.raises(ConfigError, match="has none") as err:
+        adapt_checkpoint(ckpt, source["spec"], AdaptConfig(method="adabn"), out=tmp_path / "out.pt")
+    assert "--method tent" in (err.value.fix or "")
+    assert not (tmp_path / "out.pt").exists()
 
 
 def test_campaign_round0_adapts_and_records_both_starts(source: dict, tmp_path: Path) -> None:
     from assft.campaign.config import CampaignConfig
-    from assft.campaign.engine import ADAPTED_CHECKPOINT, init_campaign, run_campaign
+    from assft.campaign.campaign import init_campaign
+    from assft.campaign.layout import ADAPTED_CHECKPOINT
+    from assft.campaign.simulate import run_campaign
 
     ids = source["spec"].case_ids
     config = CampaignConfig.model_validate({
@@ -157,12 +162,12 @@ def test_campaign_round0_adapts_and_records_both_starts(source: dict, tmp_path: 
         "inference": {"roi_size": [16, 16, 16], "channels_last": False}})
     folder = init_campaign(tmp_path / "camp", config)
     ledger = run_campaign(folder, show_progress=False)
-    meta = ledger.data["meta"]
-    assert meta["adaptation"]["method"] == "adabn" and (folder / ADAPTED_CHECKPOINT).exists()
-    assert meta["baseline_metrics"]["mean_dice"] != meta["unadapted_metrics"]["mean_dice"]
-    first = ledger.rounds[0]
-    assert first["model"] == str(ADAPTED_CHECKPOINT) and first["init_model"] == str(ADAPTED_CHECKPOINT)
-    assert first["compute"]["optimizer_steps"] == 2
+    meta = ledger.meta
+    assert meta.adaptation["method"] == "adabn" and (folder / ADAPTED_CHECKPOINT).exists()
+    assert meta.baseline_metrics["mean_dice"] != meta.unadapted_metrics["mean_dice"]
+    first = ledger.records()[0]
+    assert first.model == str(ADAPTED_CHECKPOINT) and first.init_model == str(ADAPTED_CHECKPOINT)
+    assert first.compute["optimizer_steps"] == 2
 
 
 def test_cli_adapt_through_the_console_script(source: dict, tmp_path: Path) -> None:

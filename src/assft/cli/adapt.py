@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from assft.adapt.config import AdaptConfig
-from assft.cli.common import console, parse_triple
+from assft.cli.common import check_output_file, console, parse_triple
 
 _DEFAULT = {name: field.default for name, field in AdaptConfig.model_fields.items()}  # the one place defaults live
 
@@ -22,8 +22,9 @@ def adapt(
     images: Path = typer.Option(..., "--images", exists=True, file_okay=False,
                                 help="Unlabeled target volumes (dataset or folder); labels are never read."),
     out: Path = typer.Option(..., "--out", help="The adapted checkpoint to write (.pt)."),
-    method: str = typer.Option(_DEFAULT["method"], "--method", help="adabn (BatchNorm statistics from the pool) or tent "
-                                                         "(+ entropy minimisation of the norm layers' affine)."),
+    method: str = typer.Option(_DEFAULT["method"], "--method", help="adabn (BatchNorm statistics from the pool), tent "
+                                                         "(+ entropy minimisation of the norm layers' affine) or "
+                                                         "auto (by network kind)."),
     epochs: int = typer.Option(None, "--epochs", help=f"TENT: passes over the pool (default {_DEFAULT['tent_epochs']})."),
     lr: float = typer.Option(None, "--lr", help=f"TENT: Adam learning rate (default {_DEFAULT['tent_lr']:g})."),
     seed: int = typer.Option(0, "--seed", help="TENT's patch sampling (AdaBN is deterministic)."),
@@ -38,6 +39,7 @@ def adapt(
     if out.exists() and out.is_dir():
         raise ConfigError("--out is a folder; it must be the checkpoint file to write.", path=out,
                           fix="pass a file name, e.g. --out adapted.pt")
+    check_output_file(out, inputs={"--model": model, "--images": images})
     raw = {"method": method, "seed": seed, "tent_epochs": epochs, "tent_lr": lr, "patch_size": parse_triple(roi)}
     config = parse_config({k: v for k, v in raw.items() if v is not None}, AdaptConfig)
     result = adapt_checkpoint(model, load_data(images), config, out)  # type: ignore[arg-type]

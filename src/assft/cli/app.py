@@ -9,6 +9,7 @@ import typer
 from assft.cli import data as data_cli
 from assft.cli import domains as domains_cli
 from assft.cli import train as train_cli
+from assft.cli.aliases import AliasGroup
 from assft.cli.common import STATE, err_console
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=AliasGroup,  # old option spellings keep working for one release, with a notice (docs/cli.md)
 )
 
 
@@ -28,7 +30,7 @@ def _root(
         help="torch threads: a number, or 'auto' (all cores, one fewer per core another process keeps busy)."),
     max_voxels: int = typer.Option(
         None, "--max-voxels", envvar="ASSFT_MAX_VOXELS", show_default="512^3 = 134217728",
-        help="Refuse any NIfTI whose header declares more voxels than this (checked before the data is read)."),
+        help="Refuse any volume whose header declares more voxels than this (checked before the data is read)."),
     allow_outside_root: bool = typer.Option(
         False, "--allow-outside-root", envvar="ASSFT_ALLOW_OUTSIDE_ROOT",
         help="Accept dataset.json entries that point outside the dataset folder (only for a dataset.json you trust)."),
@@ -77,10 +79,21 @@ def _register_optional() -> None:
 _register_optional()
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether `exc` was raised while handling a KeyboardInterrupt (Ctrl-C)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def main() -> None:
     """Console entry point: usage errors as typer prints them (exit 2); any other failure one line and exit 2."""
     from rich.markup import escape
 
+    from assft.cli.common import ABORTED, describe_fault
     from assft.errors import AssftError
 
     debug = "--debug" in sys.argv
@@ -94,11 +107,20 @@ def main() -> None:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        err_console.print("[red]aborted[/]")
+        err_console.print(f"[red]{ABORTED}[/]", highlight=False, soft_wrap=True)
         sys.exit(130)
+    except SystemExit as exc:
+        # typer turns Ctrl-C into a silent exit 130; the one "aborted" line is printed here instead
+        if exc.code == 130 and _interrupted(exc):
+            err_console.print(f"[red]{ABORTED}[/]", highlight=False, soft_wrap=True)
+        raise
     except Exception as exc:  # a bug or an unforeseen input: one line, the traceback only with --debug
         if debug:
             raise
+        fault = describe_fault(exc)  # a full disk, no permission, a vanished folder: the machine's, not a bug
+        if fault is not None:
+            err_console.print(f"[bold red]error:[/] {escape(fault)}", highlight=False, soft_wrap=True)
+            sys.exit(2)
         err_console.print(f"[bold red]error:[/] {escape(f'{type(exc).__name__}: {exc}')} (an unexpected error; run "
                           "with --debug for the traceback and report it if the input looks valid)",
                           highlight=False, soft_wrap=True)

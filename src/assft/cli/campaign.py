@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from assft.campaign.config import CampaignConfig
-from assft.cli.common import console, default_of
+from assft.cli.common import console, default_of, recorded_theta0_of
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -21,7 +21,7 @@ def register(root: typer.Typer) -> None:
 @app.command("init")
 def init(
     model: Path = typer.Option(..., "--model", help="Start checkpoint θ (assft .pt)."),
-    pool: Path = typer.Option(..., "--pool", help="Folder of unlabeled target volumes (or a dataset)."),
+    pool: Path = typer.Option(..., "--images", help="Unlabeled target pool: a folder of volumes (or a dataset)."),
     out: Path = typer.Option(..., "--out", help="Campaign directory to create."),
     budget: str = typer.Option(None, "--budget", show_default=default_of(CampaignConfig, "budget"),
                                help="Total volumes to annotate: N or P% of the pool."),
@@ -36,7 +36,8 @@ def init(
     seed: int = typer.Option(None, "--seed", show_default=default_of(CampaignConfig, "seed"),
                              help="Seed of every random choice of the campaign."),
     adapt: str = typer.Option(None, "--adapt", show_default="none",
-                              help="Round 0 before any label: adabn (BatchNorm statistics from the pool) or tent."),
+                              help="Round 0 before any label: adabn (BatchNorm statistics from the pool), tent, "
+                                   "or auto (adabn for BatchNorm with running statistics, else by network kind)."),
     volume_cache: bool = typer.Option(None, "--volume-cache/--no-volume-cache",
                                       show_default=default_of(CampaignConfig, "cache_volumes"),
                                       help="Keep a memory-mapped preprocessed copy of each pool/test volume in "
@@ -47,7 +48,7 @@ def init(
                                       "through the region that drove each pick) and a contact sheet."),
 ) -> None:
     """Create a campaign directory with a validated campaign.yaml and an empty ledger."""
-    from assft.campaign.engine import init_campaign
+    from assft.campaign.campaign import init_campaign
     from assft.cli.common import check_output_dir
     from assft.config import parse_config, read_yaml
 
@@ -62,6 +63,7 @@ def init(
     given = {"model": model, "pool": pool, "budget": budget, "rounds": rounds, "strategy": strategy,
              "pretrained": pretrained, "test": test, "seed": seed, "cache_volumes": volume_cache}
     raw.update({k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
+    raw.setdefault("pretrained", recorded_theta0_of(raw.get("model")))  # θ0 follows --model's provenance
     if adapt is not None:
         raw["adapt"] = {**(raw.get("adapt") or {}), "method": adapt}
     raw["oracle"] = "folder"  # a campaign created here is annotated by a person
@@ -76,22 +78,22 @@ def next_cmd(campaign: Path = typer.Argument(..., help="Campaign directory.")) -
     """Score the pool and write the round's to-annotate list (to_annotate.csv and image links)."""
     from rich.table import Table
 
-    from assft.campaign.engine import next_round, round_dir
-
+    from assft.campaign.engine import next_round
+    from assft.campaign.layout import QUERY_FILES, round_dir
     from assft.utils.distributed import join_process_group
 
     record = next_round(campaign)
     if not join_process_group().is_main:
         return  # under torchrun rank 0 alone writes and prints
-    folder = round_dir(campaign, record["round"])
-    if record["round"] == 1 and record.get("model", "").startswith("round0"):
-        console.print(f"round 0: started from the pool-adapted model {record['model']} (no labels used)")
-    table = Table("rank", "case", title=f"round {record['round']}: annotate these {len(record['selected'])} volumes")
-    for rank, case_id in enumerate(record["selected"], 1):
+    folder = round_dir(campaign, record.round)
+    if record.round == 1 and (record.model or "").startswith("round0"):
+        console.print(f"round 0: started from the pool-adapted model {record.model} (no labels used)")
+    table = Table("rank", "case", title=f"round {record.round}: annotate these {len(record.selected)} volumes")
+    for rank, case_id in enumerate(record.selected, 1):
         table.add_row(str(rank), case_id)
     console.print(table)
     console.print(f"images: {folder / 'to_annotate'}; list: {folder / 'to_annotate.csv'}; scores: "
-                  f"{folder / 'query' / 'selection.csv'}")
+                  f"{folder / QUERY_FILES[0]}")
     console.print(f"put labels as ID.nii.gz in a folder, then: assft campaign import-labels {campaign} --labels DIR")
 
 
@@ -103,7 +105,7 @@ def import_labels_cmd(campaign: Path = typer.Argument(..., help="Campaign direct
     from assft.campaign.engine import import_labels
 
     record = import_labels(campaign, labels)
-    console.print(f"round {record['round']}: imported {len(record['labels_received'])} labels; next: "
+    console.print(f"round {record.round}: imported {len(record.labels_received or [])} labels; next: "
                   f"assft campaign finetune {campaign}")
 
 
@@ -113,9 +115,9 @@ def finetune_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."
     from assft.campaign.engine import finetune_round
 
     record = finetune_round(campaign)
-    dice = (record.get("metrics") or {}).get("mean_dice")
-    n_pseudo = sum(1 for p in record.get("pseudo_labels", []) if p["selected"])
-    text = f"round {record['round']}: fine-tuned with {record['labeled_total']} labeled + {n_pseudo} pseudo-labeled"
+    dice = (record.metrics or {}).get("mean_dice")
+    n_pseudo = sum(1 for p in record.pseudo_labels if p["selected"])
+    text = f"round {record.round}: fine-tuned with {record.labeled_total} labeled + {n_pseudo} pseudo-labeled"
     console.print(text + (f"; test Dice {dice:.3f}" if dice is not None else ""))
 
 

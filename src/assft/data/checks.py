@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from assft.config import PreprocessConfig
 from assft.data.cases import DatasetSpec
 from assft.data.io import read_header, read_volume
 from assft.errors import DataError
@@ -91,15 +92,20 @@ def check_label_against_image(
         problems.append(Problem(case_id, lp, f"label must be one 3D volume, got shape {tuple(label.shape)}.",
                                 "save the label as a single (D, H, W) integer map"))
         return problems, counts
-    if label_grid != image_grid:
-        problems.append(Problem(case_id, lp, f"label shape {tuple(label.shape)} != image shape {tuple(image_shape)}.",
-                                "re-export the label on the image grid"))
+    from assft.data.geometry import grid_difference, on_reference_grid
+
+    # One rule with training and import: the same grid in world space, in any storage orientation (reoriented).
+    difference = grid_difference(label_grid, affine, image_grid, image_affine, affine_tol)
+    if difference is not None:
+        if label_grid != image_grid and sorted(label_grid) != sorted(image_grid):
+            problems.append(Problem(case_id, lp, f"label shape {tuple(label.shape)} != image shape "
+                                    f"{tuple(image_shape)}.", "re-export the label on the image grid"))
+        else:
+            problems.append(Problem(case_id, lp, f"label is not on the image's grid in world space: {difference}.",
+                                    "export the label on the image's grid (same shape, spacing and position; "
+                                    "another axis order or direction is fine)"))
         return problems, counts
-    label = label.reshape(label_grid)
-    if not np.allclose(affine, image_affine, atol=affine_tol, rtol=0):
-        worst = float(np.abs(affine - image_affine).max())
-        problems.append(Problem(case_id, lp, f"label affine differs from the image affine (max diff {worst:.3g}).",
-                                "resample the label onto the image or copy the image header"))
+    label, _ = on_reference_grid(label.reshape(label_grid), affine, image_grid, image_affine, path=lp, what="label")
     if not np.isfinite(label).all():
         problems.append(Problem(case_id, lp, "label contains NaN/Inf voxels.", "re-export the label as integers"))
         return problems, counts
@@ -172,3 +178,29 @@ def check_dataset(spec: DatasetSpec, *, read_data: bool = True, affine_tol: floa
             totals.update(counts)
     report.label_counts = dict(sorted(totals.items()))
     return report
+
+
+@dataclass(frozen=True)
+class GridGroup:
+    """Volumes sharing one orientation and spacing, and what assft does to bring them to a model's grid."""
+
+    orientation: str
+    spacing: tuple[float, float, float]
+    case_ids: tuple[str, ...]
+    changes: tuple[str, ...]  # empty: the volumes already lie on the grid the model expects
+
+
+def model_grid_report(spec: DatasetSpec, preprocess: PreprocessConfig) -> list[GridGroup]:
+    """Group the volumes by (orientation, spacing) from their headers and say how each group reaches the model's grid."""
+    from assft.data.preprocess import grid_changes, orientation_of
+
+    groups: dict[tuple[str, tuple[float, ...]], list[str]] = {}
+    affines: dict[tuple[str, tuple[float, ...]], np.ndarray] = {}
+    for case in spec.cases:
+        _, affine, _ = read_header(case.image_path)
+        spacing = tuple(round(float(s), 4) for s in np.sqrt((affine[:3, :3] ** 2).sum(0)))
+        key = (orientation_of(affine), spacing)
+        groups.setdefault(key, []).append(case.case_id)
+        affines.setdefault(key, affine)
+    return [GridGroup(o, s, tuple(ids), tuple(grid_changes(affines[(o, s)], preprocess)))  # type: ignore[arg-type]
+            for (o, s), ids in sorted(groups.items())]
