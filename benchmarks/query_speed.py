@@ -97,9 +97,9 @@ def bench_scoring(n_cases: int, n_bald: int, tmp: Path, reps: int = 3) -> dict:
         iter_summaries,
         load_query_model,
         make_strategy,
-        resolve_source_stats,
         score_cases,
     )
+    from assft.models.source_stats import resolve_source_stats
 
     spec = load_dataset(HIPPOCAMPUS)
     loaded = [load_case(c, with_label=False) for c in spec.cases[:n_cases]]
@@ -213,7 +213,8 @@ def bench_pool(n_cases: int, tmp: Path, reps: int = 2, model: Path | None = None
     from assft.config import InferenceConfig
     from assft.data import load_case, load_dataset
     from assft.inference import prepare_model
-    from assft.query import QueryConfig, load_query_model, make_strategy, resolve_source_stats, score_cases
+    from assft.models.source_stats import resolve_source_stats
+    from assft.query import QueryConfig, load_query_model, make_strategy, score_cases
 
     spec = load_dataset(HIPPOCAMPUS)
     loaded = [load_case(c, with_label=False) for c in spec.cases[:n_cases]]
@@ -328,7 +329,8 @@ def bench_strategies(names: list[str], n_cases: int, tmp: Path, reps: int = 3) -
 
     from assft.config import InferenceConfig
     from assft.data import load_case, load_dataset
-    from assft.query import QueryConfig, iter_summaries, load_query_model, make_strategy, resolve_source_stats
+    from assft.models.source_stats import resolve_source_stats
+    from assft.query import QueryConfig, iter_summaries, load_query_model, make_strategy
 
     spec = load_dataset(HIPPOCAMPUS)
     loaded = [load_case(c, with_label=False) for c in spec.cases[:n_cases]]
@@ -376,7 +378,8 @@ def bench_pool_strategies(names: list[str], n_cases: int, tmp: Path, reps: int =
 
     from assft.config import InferenceConfig
     from assft.data import load_case, load_dataset
-    from assft.query import QueryConfig, load_query_model, make_strategy, resolve_source_stats, score_cases
+    from assft.models.source_stats import resolve_source_stats
+    from assft.query import QueryConfig, load_query_model, make_strategy, score_cases
 
     loaded = [load_case(c, with_label=False) for c in load_dataset(HIPPOCAMPUS).cases[:n_cases]]
     theta0 = load_query_model(_checkpoint(tmp / "theta0.pt", 0))
@@ -428,7 +431,8 @@ def bench_rss(sizes: tuple[int, ...], tmp: Path, tiny: bool) -> list[dict]:
 
 
 def bench_selection(n: int, d: int, budgets: tuple[int, ...]) -> list[dict]:
-    from assft.query import greedy_diverse_top_k, k_center_greedy
+    from assft.query.clustering import k_center_greedy
+    from assft.query.selection import greedy_diverse_top_k
 
     rng = np.random.default_rng(0)
     ids = [f"case_{i:06d}" for i in range(n)]

@@ -16,6 +16,8 @@ Triple = tuple[int, int, int]
 
 
 class _Config(BaseModel):
+    """The base of every assft config: unknown fields are errors (a typo never passes silently)."""
+
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 

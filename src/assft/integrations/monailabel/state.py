@@ -21,12 +21,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from assft.campaign.layout import THETA0_CACHE  # θ0's norm moments per image: KD costs one θ0 pass per image, ever
 from assft.integrations.monailabel.config import APP_STRATEGIES, CAMPAIGN_DIR, AppConfig, load_app_config
 from assft.query.config import QueryConfig
 from assft.query.summaries import SCALAR_FIELDS, CaseSummary
 
 INFO_KEY = "assft"  # the datastore image-info key of an image's assft record
-THETA0_CACHE = "theta0_moments.json"  # θ0's norm moments per image: KD costs one θ0 pass per image, ever
 
 
 class Datastore(Protocol):
