@@ -11,8 +11,8 @@ ModelConfig() UNet (3 classes) and the default InferenceConfig():
 
 Prints a markdown table and writes benchmarks/results/query_speed.json.
 
-    python benchmarks/query_speed.py            # ~5 min on 2 shared CPU cores (1 torch thread)
-    python benchmarks/query_speed.py --quick    # fewer volumes, tiny net for the 1,000-volume memory run
+    python benchmarks/speed/query_speed.py            # ~5 min on 2 shared CPU cores (1 torch thread)
+    python benchmarks/speed/query_speed.py --quick    # fewer volumes, tiny net for the 1,000-volume memory run
 
 `--strategies entropy,clasp-pe [--cases 40]` instead compares the scoring cost of strategies (each one's needs from
 one pass, θ = θ0, same volumes, rotating order, minimum over repetitions), relative to the first one, and writes
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HIPPOCAMPUS = ROOT.parent / "shared" / "data" / "hippocampus"
 RESULTS = ROOT / "benchmarks" / "results" / "query_speed.json"
 TINY_PARAMS = {"channels": (8, 16, 32, 64), "strides": (2, 2, 2)}

@@ -15,7 +15,7 @@ seed-0 split of the other presets (its source model is reused from the cache). L
 {domain}/{arm}/seed{D}; the shifted datasets and the volume cache are shared by the draws (a volume's shift does not
 depend on the split). A preset's `comparisons: [[arm, reference], ...]` are reported as one Holm family.
 
-Usage: python benchmarks/run_suite.py --preset quick [--data ../shared/data/hippocampus] [--domains bias,t2like]
+Usage: python benchmarks/experiments/run_suite.py --preset quick [--data ../shared/data/hippocampus] [--domains bias,t2like]
        [--only assft,random] [--threads 1] [--jobs 2] [--report-only]
        (--preset also takes the path of a preset YAML)
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PRESETS = ROOT / "benchmarks" / "configs"
 
 from assft.utils.provenance import run_provenance  # noqa: E402
