@@ -1,4 +1,4 @@
-"""Issue #16 behaviours that are not plain error exits: what loads, what is kept, what is stored (known answers)."""
+"""Hardening that is not a plain error exit: what loads, what is kept, what is stored (known answers)."""
 
 from __future__ import annotations
 
