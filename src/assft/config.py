@@ -16,6 +16,8 @@ Triple = tuple[int, int, int]
 
 
 class _Config(BaseModel):
+    """The base of every assft config: unknown fields are errors (a typo never passes silently)."""
+
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
@@ -83,7 +85,7 @@ class InferenceConfig(_Config):
     # followed by a softmax does; imported MONAI networks keep MONAI's way so their predictions equal MONAI's
     blend: Literal["probabilities", "logits"] = "probabilities"
     device: str = "auto"
-    channels_last: bool = True  # channels_last_3d: ~1.5x faster CNN inference on CPU (measured, DEVELOPERS.md)
+    channels_last: bool = True  # channels_last_3d: faster 3D CNN inference on CPU (docs/performance.md)
     # windows of up to this many volumes share a forward call of max(sw_batch_size, batch_volumes) windows
     # (inference.engine); 1 = each volume alone, sw_batch_size windows a call (MONAI's behaviour)
     batch_volumes: int = 4

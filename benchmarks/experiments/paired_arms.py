@@ -2,8 +2,8 @@
 reads): per-domain means, sd and wins, the effect per domain, pooled and pooled without `--without` (default
 multisite) with its bootstrap CI and Wilcoxon p, Holm over the comparisons within each of those scopes.
 
-    python benchmarks/paired_arms.py RUNS --reference assft --arms assft-spread [--out effects.json]
-    python benchmarks/paired_arms.py RUNS --pairs assft:fg-random,assft:clasp-pe [--out effects.json]
+    python benchmarks/experiments/paired_arms.py RUNS --reference assft --arms assft-spread [--out effects.json]
+    python benchmarks/experiments/paired_arms.py RUNS --pairs assft:fg-random,assft:clasp-pe [--out effects.json]
 
 `--pairs` compares each arm with its own reference, Holm over all the pairs (a family of pre-declared tests);
 `--reference`/`--arms` compares every arm with one reference, Holm over the arms. With pool draws as replicates

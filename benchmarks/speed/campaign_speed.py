@@ -5,8 +5,8 @@ scratch with whatever `assft` is importable, and records the wall time of the wh
 timings, and every round's selected ids and test Dice, so that two code trees can be compared: same ids for every
 (arm, seed, round) at fp32, or each difference explained.
 
-    PYTHONPATH=<tree>/src python benchmarks/campaign_speed.py --label after --out benchmarks/results/campaign_speed
-    python benchmarks/campaign_speed.py --compare benchmarks/results/campaign_speed/before.json \
+    PYTHONPATH=<tree>/src python benchmarks/speed/campaign_speed.py --label after --out benchmarks/results/campaign_speed
+    python benchmarks/speed/campaign_speed.py --compare benchmarks/results/campaign_speed/before.json \
         benchmarks/results/campaign_speed/after.json
 
 The source model is trained once (cached in --work, shared by both runs: `run_suite.source_model`), so the timed part
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks" / "experiments"))
 
 
 def run(label: str, domain: str, arms: list[str], seeds: list[int], work: Path, out: Path, jobs: int) -> dict:

@@ -1,7 +1,7 @@
 """Foundation check on real data: `assft train` on 40 hippocampus cases, `assft evaluate` on 20 others, and the
 same source model on every simulated target domain (Dice drop per domain). Prints a table, writes JSON.
 
-Usage: python benchmarks/foundation_hippocampus.py [--data ../shared/data/hippocampus] [--steps 300] [--out DIR]
+Usage: python benchmarks/experiments/foundation_hippocampus.py [--data ../shared/data/hippocampus] [--steps 300] [--out DIR]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 from assft.utils.provenance import run_provenance  # noqa: E402
 

@@ -11,7 +11,7 @@ alternating, medians -> benchmarks/results/finetune_levers.json. These are the l
 `fit` is near the bare loop; each changes the float results of training, so none is a default (a default must keep
 the selections identical).
 
-Usage: python benchmarks/finetune_step.py [--steps 20] [--repeats 3] [--threads 2] [--levers]
+Usage: python benchmarks/speed/finetune_step.py [--steps 20] [--repeats 3] [--threads 2] [--levers]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:

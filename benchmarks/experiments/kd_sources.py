@@ -11,7 +11,7 @@ unshifted volumes of the pool split. Two source models, trained briefly with the
 Round 0 on the same data: Dice of each source model on the shifted validation split as is, after TENT and (BatchNorm
 only) after AdaBN, the budget-0 evidence for `adapt: auto`.
 
-Usage: python benchmarks/kd_sources.py [--steps 150] [--domains multisite,bias] [--work /tmp/assft_kd_sources]
+Usage: python benchmarks/experiments/kd_sources.py [--steps 150] [--domains multisite,bias] [--work /tmp/assft_kd_sources]
 Writes benchmarks/results/kd_sources.json. Run with ASSFT_THREADS=1 on a shared machine (~10 minutes).
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 NETWORKS = {"unet-batch": {}, "unet-instance": {"norm": ("instance", {"affine": True})}}
 SPLIT = {"source": 40, "pool": 60, "test": 30, "val": 30}  # the `full` preset's split sizes

@@ -2,7 +2,7 @@
 Dice of each strategy minus the (adapted) start model's Dice (worst over seeds and the mean), the final Dice and the
 AUBC (mean over seeds); a recipe passes when no strategy's mean round-1 change is below -0.01 on any domain.
 
-Usage: python benchmarks/recipe_table.py /tmp/assft_suite/recipe/runs [--json benchmarks/results/recipe/table.json]
+Usage: python benchmarks/experiments/recipe_table.py /tmp/assft_suite/recipe/runs [--json benchmarks/results/recipe/table.json]
 """
 
 from __future__ import annotations

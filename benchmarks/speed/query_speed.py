@@ -11,8 +11,8 @@ ModelConfig() UNet (3 classes) and the default InferenceConfig():
 
 Prints a markdown table and writes benchmarks/results/query_speed.json.
 
-    python benchmarks/query_speed.py            # ~5 min on 2 shared CPU cores (1 torch thread)
-    python benchmarks/query_speed.py --quick    # fewer volumes, tiny net for the 1,000-volume memory run
+    python benchmarks/speed/query_speed.py            # ~5 min on 2 shared CPU cores (1 torch thread)
+    python benchmarks/speed/query_speed.py --quick    # fewer volumes, tiny net for the 1,000-volume memory run
 
 `--strategies entropy,clasp-pe [--cases 40]` instead compares the scoring cost of strategies (each one's needs from
 one pass, θ = θ0, same volumes, rotating order, minimum over repetitions), relative to the first one, and writes
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HIPPOCAMPUS = ROOT.parent / "shared" / "data" / "hippocampus"
 RESULTS = ROOT / "benchmarks" / "results" / "query_speed.json"
 TINY_PARAMS = {"channels": (8, 16, 32, 64), "strides": (2, 2, 2)}
@@ -97,9 +97,9 @@ def bench_scoring(n_cases: int, n_bald: int, tmp: Path, reps: int = 3) -> dict:
         iter_summaries,
         load_query_model,
         make_strategy,
-        resolve_source_stats,
         score_cases,
     )
+    from assft.models.source_stats import resolve_source_stats
 
     spec = load_dataset(HIPPOCAMPUS)
     loaded = [load_case(c, with_label=False) for c in spec.cases[:n_cases]]
@@ -213,7 +213,8 @@ def bench_pool(n_cases: int, tmp: Path, reps: int = 2, model: Path | None = None
     from assft.config import InferenceConfig
     from assft.data import load_case, load_dataset
     from assft.inference import prepare_model
-    from assft.query import QueryConfig, load_query_model, make_strategy, resolve_source_stats, score_cases
+    from assft.models.source_stats import resolve_source_stats
+    from assft.query import QueryConfig, load_query_model, make_strategy, score_cases
 
     spec = load_dataset(HIPPOCAMPUS)
     loaded = [load_case(c, with_label=False) for c in spec.cases[:n_cases]]
@@ -328,7 +329,8 @@ def bench_strategies(names: list[str], n_cases: int, tmp: Path, reps: int = 3) -
 
     from assft.config import InferenceConfig
     from assft.data import load_case, load_dataset
-    from assft.query import QueryConfig, iter_summaries, load_query_model, make_strategy, resolve_source_stats
+    from assft.models.source_stats import resolve_source_stats
+    from assft.query import QueryConfig, iter_summaries, load_query_model, make_strategy
 
     spec = load_dataset(HIPPOCAMPUS)
     loaded = [load_case(c, with_label=False) for c in spec.cases[:n_cases]]
@@ -376,7 +378,8 @@ def bench_pool_strategies(names: list[str], n_cases: int, tmp: Path, reps: int =
 
     from assft.config import InferenceConfig
     from assft.data import load_case, load_dataset
-    from assft.query import QueryConfig, load_query_model, make_strategy, resolve_source_stats, score_cases
+    from assft.models.source_stats import resolve_source_stats
+    from assft.query import QueryConfig, load_query_model, make_strategy, score_cases
 
     loaded = [load_case(c, with_label=False) for c in load_dataset(HIPPOCAMPUS).cases[:n_cases]]
     theta0 = load_query_model(_checkpoint(tmp / "theta0.pt", 0))
@@ -428,7 +431,8 @@ def bench_rss(sizes: tuple[int, ...], tmp: Path, tiny: bool) -> list[dict]:
 
 
 def bench_selection(n: int, d: int, budgets: tuple[int, ...]) -> list[dict]:
-    from assft.query import greedy_diverse_top_k, k_center_greedy
+    from assft.query.clustering import k_center_greedy
+    from assft.query.selection import greedy_diverse_top_k
 
     rng = np.random.default_rng(0)
     ids = [f"case_{i:06d}" for i in range(n)]

@@ -1,7 +1,7 @@
 """Does a refactor keep behaviour? A small AdaBN + SSFT campaign on 16^3 phantoms, simulated and driven step by step,
 plus one standalone query: picks, Dice and sha256 of every checkpoint's state dict, as JSON.
 
-    python benchmarks/identity.py OUT.json      # ~1 min on 2 cores; compare two runs' files with `diff`
+    python benchmarks/checks/identity.py OUT.json      # ~1 min on 2 cores; compare two runs' files with `diff`
 """
 
 from __future__ import annotations

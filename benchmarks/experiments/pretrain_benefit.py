@@ -8,7 +8,7 @@
    seeds and the paired SSL - random difference.
 
 Runs are cached in --work (one JSON per run), so an interrupted benchmark continues where it stopped.
-Usage: python benchmarks/pretrain_benefit.py [--data ../shared/data/hippocampus] [--ft-steps 150] [--ssl-steps 400]
+Usage: python benchmarks/experiments/pretrain_benefit.py [--data ../shared/data/hippocampus] [--ft-steps 150] [--ssl-steps 400]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 from assft.utils.provenance import run_provenance  # noqa: E402
 

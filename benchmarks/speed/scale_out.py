@@ -2,7 +2,7 @@
 `--executor ray` (a local Ray on 2 CPUs), and pool scoring of 100 hippocampus volumes with 1 process vs 2 torchrun
 processes. Run it alone on the machine (timings).
 
-    python benchmarks/scale_out.py [--model CKPT]   # CKPT: a trained hippocampus UNet (default: a random one)
+    python benchmarks/speed/scale_out.py [--model CKPT]   # CKPT: a trained hippocampus UNet (default: a random one)
 
 Writes benchmarks/results/scale_out.json and prints a markdown table.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HIPPOCAMPUS = ROOT.parent / "shared" / "data" / "hippocampus"
 RESULTS = ROOT / "benchmarks" / "results" / "scale_out.json"
 ASSFT = [sys.executable, "-m", "assft"]
@@ -81,7 +81,7 @@ def scoring(tmp: Path, model: Path | None, n: int = 100) -> dict:
     for case in load_dataset(HIPPOCAMPUS).cases[:n]:
         os.symlink(case.image_path, pool / case.image_path.name)
     if model is None:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
+        sys.path.insert(0, str(ROOT / "benchmarks" / "speed"))
         from query_speed import _checkpoint
 
         model = _checkpoint(tmp / "theta0.pt", 0)

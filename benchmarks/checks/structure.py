@@ -1,7 +1,7 @@
 """The shape of the package in numbers: the longest public signature, root exports, function-level internal imports,
 import cycles, the largest module and function, and the files under benchmarks/results.
 
-    python benchmarks/structure.py        # a second, reads the source only
+    python benchmarks/checks/structure.py        # a second, reads the source only
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import ast
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 
 

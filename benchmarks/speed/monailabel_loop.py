@@ -2,7 +2,7 @@
 train (SSFT) -> next sample, through MONAI Label's own FastAPI app (TestClient), with the app `assft monailabel app`
 writes. Needs the extra (`PIP_CONSTRAINT=.ci/constraints.txt pip install -e ".[monailabel]"`).
 
-    python benchmarks/monailabel_loop.py --out benchmarks/results/monailabel_loop.json
+    python benchmarks/speed/monailabel_loop.py --out benchmarks/results/monailabel_loop.json
 
 Prints every id, its scores and the time each step took; the JSON keeps them (docs/monailabel.md quotes it).
 """

@@ -15,7 +15,7 @@ seed-0 split of the other presets (its source model is reused from the cache). L
 {domain}/{arm}/seed{D}; the shifted datasets and the volume cache are shared by the draws (a volume's shift does not
 depend on the split). A preset's `comparisons: [[arm, reference], ...]` are reported as one Holm family.
 
-Usage: python benchmarks/run_suite.py --preset quick [--data ../shared/data/hippocampus] [--domains bias,t2like]
+Usage: python benchmarks/experiments/run_suite.py --preset quick [--data ../shared/data/hippocampus] [--domains bias,t2like]
        [--only assft,random] [--threads 1] [--jobs 2] [--report-only]
        (--preset also takes the path of a preset YAML)
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PRESETS = ROOT / "benchmarks" / "configs"
 
 from assft.utils.provenance import run_provenance  # noqa: E402
@@ -47,9 +47,8 @@ def source_model(preset: dict, spec, split: dict, work: Path) -> Path:
     # `model` / `train`: overrides of ModelConfig / TrainConfig (tiny nets in tests); in the key only when given,
     # so the presets' cached models keep their keys.
     overrides = {k: source[k] for k in ("model", "train") if k in source}
-    # A fixed thread count: float sums in training depend on it, and a load-following count made the 2026-11-30
-    # source model impossible to retrain bit for bit (its test Dice: 0.531; retrained with 1 / 2 threads: 0.530 /
-    # 0.528 on multisite). Part of the cache key, so a model trained otherwise is never reused.
+    # A fixed thread count: float sums in training depend on it, so a load-following count would make the source
+    # model impossible to retrain bit for bit. Part of the cache key, so a model trained otherwise is never reused.
     identity = [kind, steps, sorted(split["source"]), SOURCE_THREADS] + ([overrides] if overrides else [])
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     folder = work / f"source-{kind}-{key}"

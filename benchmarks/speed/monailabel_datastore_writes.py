@@ -1,7 +1,7 @@
 """Why the MONAI Label app writes its image records in one batch: MONAI Label's LocalDatastore rewrites its whole
 JSON file on every `update_image_info`, so N records one by one cost N whole-file writes (quadratic in the pool).
 
-    python benchmarks/monailabel_datastore_writes.py --images 100 400 --out benchmarks/results/monailabel_datastore_writes.json
+    python benchmarks/speed/monailabel_datastore_writes.py --images 100 400 --out benchmarks/results/monailabel_datastore_writes.json
 
 Needs the extra. Each record has the size of a real one (scalars and a 256-float embedding).
 """

@@ -5,8 +5,8 @@ severity. KD of each volume comes from one pass of the source model θ0 (BatchNo
 volume's norm-layer input moments). An AUROC well above 0.5 means KD ranks shifted volumes as further from what θ0
 knows. Also reported per sub-domain. Prints a table, writes JSON.
 
-Usage: python benchmarks/kd_auroc.py --model SOURCE.pt [--data ../shared/data/hippocampus] [--n 120]
-(SOURCE.pt: e.g. the model benchmarks/foundation_hippocampus.py trains, /tmp/assft_foundation/source/best.pt.)
+Usage: python benchmarks/experiments/kd_auroc.py --model SOURCE.pt [--data ../shared/data/hippocampus] [--n 120]
+(SOURCE.pt: e.g. the model benchmarks/experiments/foundation_hippocampus.py trains, /tmp/assft_foundation/source/best.pt.)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 from assft.utils.provenance import run_provenance  # noqa: E402
 

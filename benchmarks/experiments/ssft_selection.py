@@ -14,8 +14,8 @@ Compared, at equal gradient steps on the labeled set (stage 1 + stage 3):
 Also reported: the source model as is, and stage 1 alone. For each selecting variant the median true Dice of the
 selected vs unselected pseudo-labels (the paper's Figure 5 statistic).
 
-Run:  python benchmarks/ssft_selection.py            (about 30 min on one CPU core)
-      python benchmarks/ssft_selection.py --variants labeled,all,both,confidence,distance --seeds 0
+Run:  python benchmarks/experiments/ssft_selection.py            (about 30 min on one CPU core)
+      python benchmarks/experiments/ssft_selection.py --variants labeled,all,both,confidence,distance --seeds 0
 Writes benchmarks/results/ssft_selection.json and prints a table.
 """
 
@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "benchmarks" / ".cache"
 RESULTS = ROOT / "benchmarks" / "results" / "ssft_selection.json"
 DATA = ROOT.parent / "shared" / "data" / "hippocampus"

@@ -7,7 +7,7 @@ Each configuration runs in a fresh interpreter (OpenMP reads its environment whe
 `--seconds` after a 5 s warm-up (long enough for the governor to take its first reading), and the median is kept.
 Writes benchmarks/results/thread_policy.json. Run it alone.
 
-Usage: python benchmarks/thread_policy.py [--seconds 8]
+Usage: python benchmarks/speed/thread_policy.py [--seconds 8]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
 import statistics, sys, time

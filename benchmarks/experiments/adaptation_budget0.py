@@ -5,7 +5,7 @@ scored on the validation and test splits of the `full` preset, with the seconds 
 also the source model's Dice per site (the site's drop). The source model and split are the suite's (cached in
 --work). Writes benchmarks/results/adaptation_budget0.json.
 
-Usage: python benchmarks/adaptation_budget0.py [--domains t2like,multisite] [--work /tmp/assft_suite]
+Usage: python benchmarks/experiments/adaptation_budget0.py [--domains t2like,multisite] [--work /tmp/assft_suite]
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks" / "experiments"))
 
 METHODS = {"adabn": {"method": "adabn"}, "tent": {"method": "tent"},
            "tent-3ep": {"method": "tent", "tent_epochs": 3}, "tent-lr1e-4": {"method": "tent", "tent_lr": 1e-4}}

@@ -4,7 +4,7 @@ MSD Task04 stores 205 images as float32 and 55 as uint8 (see the data's README).
 (the suite's recipe: 300 steps) is trained on 40 volumes of one group and scored on held-out volumes of its own
 group and on volumes of the other group; the drop is own - other. Writes benchmarks/results/encoding_shift.json.
 
-Usage: python benchmarks/encoding_shift.py [--data ../shared/data/hippocampus] [--work /tmp/assft_encoding]
+Usage: python benchmarks/experiments/encoding_shift.py [--data ../shared/data/hippocampus] [--work /tmp/assft_encoding]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:
