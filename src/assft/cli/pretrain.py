@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
     """Add the commands to the root app."""
     app.command("pretrain")(pretrain)
     app.command("import")(import_weights)
+    app.command("export")(export_weights)
 
 
 def pretrain(
@@ -70,9 +71,12 @@ def pretrain(
 
 
 def import_weights(
-    format: str = typer.Option(..., "--format", help="swin-ssl, suprem, voco or models-genesis (docs/pretrain.md)."),
-    weights: Path = typer.Option(..., "--weights", help="The public weight file, already downloaded."),
+    format: str = typer.Option(..., "--format", help="swin-ssl, suprem, voco, models-genesis (docs/pretrain.md) or "
+                                                     "nnunetv2 (a results folder; docs/models.md)."),
+    weights: Path = typer.Option(..., "--weights", help="The public weight file, already downloaded (nnunetv2: the "
+                                                       "results folder of one configuration)."),
     out: Path = typer.Option(..., "--out", help="assft checkpoint to write."),
+    fold: str = typer.Option(None, "--fold", help="nnunetv2: the fold to import (default: the only one)."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle/--no-trust-pickle",
                                       help="Allow pickled Python objects in the file (only for sources you trust)."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Write it even if encoder keys are missing."),
@@ -87,6 +91,8 @@ def import_weights(
     from assft.config import PreprocessConfig, parse_config
 
     check_output_file(out)
+    if format == "nnunetv2":
+        return _import_nnunet(weights, out, fold, trust_pickle)
     from assft.pretrain.importer import import_weights as run_import
 
     fp_data = load_data(fingerprint_images) if fingerprint_images is not None else None
@@ -107,3 +113,28 @@ def import_weights(
     console.print(table)
     fp = f" and {result.fingerprint}" if result.fingerprint else ""
     console.print(f"wrote {result.checkpoint} (ssl-only){fp}")
+
+
+def _import_nnunet(results: Path, out: Path, fold: str | None, trust_pickle: bool) -> None:
+    from assft.pretrain.nnunet import import_nnunet
+
+    result = import_nnunet(results, out, fold=fold, trust_pickle=trust_pickle)
+    d = result.description
+    console.print(f"nnU-Net {d.configuration} fold {d.fold} ({d.trainer}, plans {d.plans_sha256[:12]}): "
+                  f"{result.report.summary()}; patch {tuple(result.model_config.params['patch_size'])}")
+    console.print(f"wrote {result.checkpoint} (supervised; nnU-Net's preprocessing and sliding window)")
+
+
+def export_weights(
+    checkpoint: Path = typer.Argument(..., help="assft checkpoint of a model imported from nnU-Net (fine-tuned or not)."),
+    format: str = typer.Option(..., "--format", help="nnunetv2: an nnU-Net v2 results folder."),
+    out: Path = typer.Option(..., "--out", help="Folder to create (must not exist, or be empty)."),
+) -> None:
+    """Write a model back in its owner's format (nnunetv2: a results folder nnU-Net's predictor loads)."""
+    from assft.errors import ConfigError
+
+    if format != "nnunetv2":
+        raise ConfigError(f"--format {format!r} cannot be exported.", fix="use --format nnunetv2")
+    from assft.pretrain.nnunet import export_nnunet
+
+    console.print(f"wrote {export_nnunet(checkpoint, out)} (nnU-Net v2 results folder)")

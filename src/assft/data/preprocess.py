@@ -12,6 +12,7 @@ from monai.transforms import NormalizeIntensity, ScaleIntensityRangePercentiles,
 from assft.config import PreprocessConfig
 from assft.data.cases import Case
 from assft.data.io import read_volume
+from assft.data.nnunet import NnunetGrid
 from assft.data.volume_cache import active_volume_cache
 from assft.errors import DataError
 
@@ -26,6 +27,8 @@ class LoadedCase:
     affine: np.ndarray
     original_shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
+    # set for an nnU-Net model's cases (assft.data.nnunet): the record that returns a prediction to the original grid
+    nnunet_grid: NnunetGrid | None = None
 
 
 def normalize_intensity(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
@@ -59,6 +62,8 @@ def load_case(case: Case, config: PreprocessConfig | None = None, *, with_label:
 
 def load_case_uncached(case: Case, config: PreprocessConfig, *, with_label: bool = True) -> LoadedCase:
     """`load_case` from the files, never through a cache."""
+    if config.scheme == "nnunetv2":
+        return _load_nnunet_case(case, config, with_label)
     channels = []
     affine = None
     for path in case.image_paths:
@@ -123,8 +128,27 @@ def _resample(image: np.ndarray, label: np.ndarray | None, affine: np.ndarray,
     return np.asarray(out_img, dtype=np.float32), out_label
 
 
-def restore_shape(probs: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
-    """Resize probs (C, D, H, W) back to the original grid `shape` (after resampling) with trilinear interpolation."""
+def _load_nnunet_case(case: Case, config: PreprocessConfig, with_label: bool) -> LoadedCase:
+    from assft.data.io import read_header
+    from assft.data.nnunet import load_nnunet_case
+
+    image, label, grid, original_shape = load_nnunet_case(case, config.nnunet, with_label=with_label)  # type: ignore[arg-type]
+    shape, affine, _ = read_header(case.image_path)
+    if tuple(shape[:3]) != original_shape:
+        raise DataError(f"nnU-Net's reader sees a {original_shape} grid, nibabel {tuple(shape[:3])}.",
+                        path=case.image_path, fix="re-export the image as a plain 3D NIfTI")
+    return LoadedCase(case.case_id, image, label, affine, original_shape, spacing_of(affine), grid)
+
+
+def restore_shape(probs: torch.Tensor, shape: tuple[int, int, int] | LoadedCase) -> torch.Tensor:
+    """Probs (C, D, H, W) back on the original grid: of a LoadedCase (nnU-Net's own way for an nnU-Net model's case),
+    or resized to `shape` with trilinear interpolation."""
+    if isinstance(shape, LoadedCase):
+        if shape.nnunet_grid is not None:
+            from assft.data.nnunet import restore_nnunet
+
+            return restore_nnunet(probs, shape.nnunet_grid)
+        shape = shape.original_shape
     if tuple(probs.shape[1:]) == tuple(shape):
         return probs
     return torch.nn.functional.interpolate(probs[None], size=shape, mode="trilinear", align_corners=False)[0]

@@ -85,6 +85,38 @@ def plan_windows(shape: Sequence[int], roi: Sequence[int], overlap: float) -> Wi
     return WindowPlan(tuple(int(s) for s in shape), tuple(padding), tuple(tuple(s) for s in slices))
 
 
+def plan_nnunet_windows(shape: Sequence[int], patch: Sequence[int], step: float) -> WindowPlan:
+    """The windows nnU-Net's predictor visits, in its order: the same symmetric zero padding up to the patch
+    (acvl_utils' `pad_nd_image` splits it as MONAI does), then nnU-Net's own evenly spread steps."""
+    import itertools
+
+    from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+
+    padding = symmetric_padding(shape, patch)
+    padded = tuple(int(s) + a + b for s, (a, b) in zip(shape, padding))
+    steps = compute_steps_for_sliding_window(padded, tuple(patch), step)
+    slices = tuple(tuple(slice(s, s + int(p)) for s, p in zip(start, patch)) for start in itertools.product(*steps))
+    return WindowPlan(tuple(int(s) for s in shape), tuple(padding), slices)
+
+
+def nnunet_gaussian(patch: Sequence[int], device: torch.device) -> torch.Tensor:
+    """nnU-Net's importance map (fp16, scaled to 10, no zeros), as its predictor computes it."""
+    from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+
+    return compute_gaussian(tuple(int(p) for p in patch), sigma_scale=1. / 8, value_scaling_factor=10, device=device)
+
+
+def logits_predictor(model: nn.Module, channels_last: bool) -> Predictor:
+    """Windows (B, C_in, d, h, w) -> the network's logits (B, C, d, h, w) float32."""
+
+    def predict(window: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            window = window.contiguous(memory_format=torch.channels_last_3d)
+        return model(window).float()
+
+    return predict
+
+
 def softmax_predictor(model: nn.Module, channels_last: bool) -> Predictor:
     """Windows (B, C_in, d, h, w) -> class probabilities (B, C, d, h, w) float32."""
 
@@ -188,13 +220,24 @@ def iter_windows_pass(model: nn.Module, items: Iterable[T], image_of: Callable[[
     from assft.utils.threads import tick
 
     device = next(model.parameters()).device
-    predictor = predictor or softmax_predictor(model, config.channels_last)
+    # An nnU-Net network (assft.models.nnunet) carries nnU-Net's window rule: its patch, steps and Gaussian; with the
+    # default predictor its fp16 logits are averaged and softmax follows, as in nnU-Net's predictor (its
+    # probabilities go back to the original grid from those logits: assft.data.nnunet.restore_nnunet).
+    nnunet = getattr(model, "nnunet_windows", None)
+    nnunet_logits = nnunet is not None and predictor is None
+    if predictor is None:  # nnU-Net runs one contiguous window a forward: its fp16 sums then round as nnU-Net's do
+        predictor = (logits_predictor(model, False) if nnunet_logits
+                     else softmax_predictor(model, config.channels_last))
     routing = routing if routing is not None else Routing()
-    roi = tuple(int(r) for r in config.roi_size)
-    importance = compute_importance_map(roi, mode=config.mode, sigma_scale=0.125, device=device,
-                                        dtype=torch.float32)[None]
-    max_volumes = max(1, config.batch_volumes)
-    per_call = config.sw_batch_size if max_volumes == 1 else max(config.sw_batch_size, max_volumes)
+    roi = tuple(int(r) for r in (nnunet.patch_size if nnunet is not None else config.roi_size))
+    if nnunet is not None:
+        importance = nnunet_gaussian(roi, device)
+    else:
+        importance = compute_importance_map(roi, mode=config.mode, sigma_scale=0.125, device=device,
+                                            dtype=torch.float32)[None]
+    max_volumes = 1 if nnunet_logits else max(1, config.batch_volumes)
+    per_call = 1 if nnunet_logits else (config.sw_batch_size if max_volumes == 1
+                                        else max(config.sw_batch_size, max_volumes))
     slots = _Slots()
     stream = iter(items)
     in_flight: deque[_Volume[T]] = deque()
@@ -209,7 +252,8 @@ def iter_windows_pass(model: nn.Module, items: Iterable[T], image_of: Callable[[
             return None
         tick()  # follow the machine's load between volumes (see assft.utils.threads)
         image = torch.as_tensor(image_of(item), dtype=torch.float32, device=device)
-        plan = plan_windows(image.shape[1:], roi, config.overlap)
+        plan = (plan_nnunet_windows(image.shape[1:], roi, nnunet.tile_step_size) if nnunet is not None
+                else plan_windows(image.shape[1:], roi, config.overlap))
         if any(a or b for a, b in plan.padding):
             image = F.pad(image, [p for pair in reversed(plan.padding) for p in pair])
         volume = _Volume(item, image, plan, slots.take())
@@ -261,11 +305,15 @@ def iter_windows_pass(model: nn.Module, items: Iterable[T], image_of: Callable[[
                 routing.open = False
             outputs = outputs.float()
             for (volume, k), window_out in zip(rows, outputs):
-                _stitch(volume, k, window_out, importance)
+                (_stitch_nnunet if nnunet_logits else _stitch)(volume, k, window_out, importance)
             while in_flight and in_flight[0].complete:
                 volume = in_flight.popleft()
-                result = volume.out / volume.count  # type: ignore[operator]
-                finished.append((volume, result[(slice(None), *volume.plan.crop())].cpu()))
+                result = torch.div(volume.out, volume.count)  # type: ignore[arg-type]
+                result = result[(slice(None), *volume.plan.crop())].cpu()
+                if nnunet_logits:
+                    logits, result = result, torch.softmax(result.float(), 0)
+                    result.nnunet_logits = logits  # type: ignore[attr-defined]  # read by restore_nnunet
+                finished.append((volume, result.float() if not nnunet_logits else result))
         for volume, result in finished:
             yield volume.item, result, volume.slot
             for reducer in reducers:
@@ -285,6 +333,18 @@ def _stitch(volume: _Volume, k: int, window_out: torch.Tensor, importance: torch
             volume.count[(slice(None), *region)] += importance
     region = (slice(None), *volume.plan.slices[k])
     volume.out[region] += window_out * importance
+    volume.done += 1
+
+
+def _stitch_nnunet(volume: _Volume, k: int, window_out: torch.Tensor, gaussian: torch.Tensor) -> None:
+    """nnU-Net's accumulation: window outputs times its Gaussian summed into fp16 buffers, in its window order."""
+    if volume.out is None:
+        volume.out = torch.zeros((window_out.shape[0], *volume.plan.padded_shape), dtype=torch.half,
+                                 device=window_out.device)
+        volume.count = torch.zeros(volume.plan.padded_shape, dtype=torch.half, device=window_out.device)
+    region = volume.plan.slices[k]
+    volume.out[(slice(None), *region)] += window_out * gaussian
+    volume.count[region] += gaussian
     volume.done += 1
 
 

@@ -42,7 +42,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: DatasetSpec, inference: In
         for loaded, probs in iter_probs(model, volumes, inference):
             if loaded.label is None:
                 raise DataError(f"case {loaded.case_id} has no label.", path=data.root, fix="evaluate on a labeled set")
-            pred = restore_shape(probs, loaded.original_shape).argmax(0).numpy()
+            pred = restore_shape(probs, loaded).argmax(0).numpy()
             rows.append(score_case(loaded.case_id, pred, _original_label(data, loaded.case_id), ckpt.labels,
                                spacing_of(loaded.affine)))
     return rows

@@ -36,7 +36,8 @@ def prepare_model(model: nn.Module, config: InferenceConfig) -> nn.Module:
     """Eval mode on the configured device; channels_last_3d memory format for CNNs on CPU when enabled."""
     device = resolve_device(config.device)
     model = model.to(device).eval()
-    if config.channels_last:
+    # an nnU-Net network stays contiguous: its predictions then equal nnU-Net's own (assft.inference.engine)
+    if config.channels_last and getattr(model, "nnunet_windows", None) is None:
         model = model.to(memory_format=torch.channels_last_3d)
     return model
 
@@ -60,7 +61,7 @@ def run_pass(
     norm_layers: dict[str, nn.Module] | None = None,
     predictor: Predictor | None = None,
     extra_channels: tuple[str, ...] = (),
-    original_shape: tuple[int, int, int] | None = None,
+    original_shape: tuple[int, int, int] | LoadedCase | None = None,
 ) -> PassResult:
     """Sliding-window pass over one image (C, D, H, W) -> PassResult (the engine with a single volume); hooks reduce
     activations per window.
@@ -82,7 +83,8 @@ def run_pass(
             out = out[:-n]
         if original_shape is not None:
             out = restore_shape(out, original_shape)
-            extra = {k: restore_shape(v[None], original_shape)[0] for k, v in extra.items()}
+            grid = original_shape.original_shape if isinstance(original_shape, LoadedCase) else original_shape
+            extra = {k: restore_shape(v[None], grid)[0] for k, v in extra.items()}
         return PassResult(
             probs=out,
             embedding=emb.result() if emb is not None else None,
@@ -99,7 +101,7 @@ def iter_loaded(cases: Iterable[Case], preprocess: PreprocessConfig, *, with_lab
 
 def predict_probs(model: nn.Module, loaded: LoadedCase, config: InferenceConfig) -> torch.Tensor:
     """Class probabilities (C, D, H, W) float32 on the case's original grid."""
-    return run_pass(model, loaded.image, config, original_shape=loaded.original_shape).probs  # type: ignore[return-value]
+    return run_pass(model, loaded.image, config, original_shape=loaded).probs  # type: ignore[return-value]
 
 
 def predict_to_folder(model: nn.Module, cases: list[Case], preprocess: PreprocessConfig, config: InferenceConfig,
@@ -118,7 +120,7 @@ def predict_to_folder(model: nn.Module, cases: list[Case], preprocess: Preproces
 
     volumes = progress(iter_loaded(cases, preprocess), "Predicting", total=len(cases), enabled=show_progress)
     for loaded, probs in iter_probs(model, volumes, config):  # several volumes per forward call where they fit
-        probs = restore_shape(probs, loaded.original_shape)
+        probs = restore_shape(probs, loaded)
         path = out_dir / f"{loaded.case_id}.nii.gz"
         write_label_map(path, probs.argmax(0).numpy().astype(np.uint8), loaded.affine)
         written.append(path)
