@@ -2,7 +2,7 @@
 import time and spawns workers): plan and preprocess a tiny dataset, train a few steps, write a real results folder;
 predict a folder of images with nnU-Net's own predictor.
 
-    python tests/nnunet_reference.py build ROOT           -> ROOT/results/<config dir>, ROOT/test_images
+    python tests/nnunet_reference.py build ROOT [--hippocampus DIR]  -> ROOT/results/<config dir>, ROOT/test_images
     python tests/nnunet_reference.py predict RESULTS IN OUT [--mirror] [--fold K]
 """
 
@@ -47,29 +47,44 @@ def _write(path: Path, array: np.ndarray, spacing: tuple[float, float, float], f
     nib.save(nib.Nifti1Image(array, affine), str(path))
 
 
-def build(root: Path, n_train: int = 4, steps: int = 6) -> None:
-    """Raw dataset -> nnU-Net fingerprint, plans, preprocessing -> a few training steps -> results folder."""
+def build(root: Path, n_train: int = 4, steps: int = 6, hippocampus: Path | None = None) -> None:
+    """Raw dataset -> nnU-Net fingerprint, plans, preprocessing -> a few training steps -> results folder.
+
+    With `hippocampus` (an MSD Task04 folder), the first `n_train` of its cases are the raw dataset instead of the
+    generated volumes (no test images are generated then)."""
     raw, pre, res = root / "raw", root / "preprocessed", root / "results"
     for folder in (raw, pre, res):
         folder.mkdir(parents=True, exist_ok=True)
     os.environ.update(nnUNet_raw=str(raw), nnUNet_preprocessed=str(pre), nnUNet_results=str(res),
                       nnUNet_n_proc_DA="1", nnUNet_def_n_proc="1")
-    import torch
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
-        extract_fingerprint_dataset, plan_experiment_dataset, preprocess_dataset)
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
     rng = np.random.default_rng(0)
     ds = raw / DATASET
     (ds / "imagesTr").mkdir(parents=True, exist_ok=True)
     (ds / "labelsTr").mkdir(parents=True, exist_ok=True)
+    if hippocampus is not None:
+        _link_hippocampus(hippocampus, ds, n_train)
     shape = (30, 34, 26)
-    for i in range(n_train):
+    for i in range(n_train if hippocampus is None else 0):
         image, label = _volume(rng, shape, np.array(shape) / 2 + rng.uniform(-3, 3, 3))
         _write(ds / "imagesTr" / f"tiny_{i:03d}_0000.nii.gz", image, (1.0, 1.0, 1.0))
         _write(ds / "labelsTr" / f"tiny_{i:03d}.nii.gz", label, (1.0, 1.0, 1.0))
     (ds / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": "CT"}, "labels": LABELS, "numTraining": n_train, "file_ending": ".nii.gz"}))
+        "channel_names": {"0": "CT" if hippocampus is None else "MRI"},
+        "labels": LABELS if hippocampus is None else {"background": 0, "Anterior": 1, "Posterior": 2},
+        "numTraining": n_train, "file_ending": ".nii.gz"}))
+    if hippocampus is None:
+        _test_images(root, rng, shape)
+    _plan_and_train(root, ds, pre, n_train, steps)
+
+
+def _link_hippocampus(source: Path, ds: Path, n: int) -> None:
+    for image in sorted((source / "imagesTr").glob("*.nii.gz"))[:n]:
+        case = image.name[: -len(".nii.gz")]
+        (ds / "imagesTr" / f"{case}_0000.nii.gz").symlink_to(image.resolve())
+        (ds / "labelsTr" / f"{case}.nii.gz").symlink_to((source / "labelsTr" / image.name).resolve())
+
+
+def _test_images(root: Path, rng: np.random.Generator, shape: tuple[int, int, int]) -> None:
     # test images: one on the training grid, one with another spacing and orientation, one with another shape
     test = root / "test_images"
     test.mkdir(exist_ok=True)
@@ -79,6 +94,13 @@ def build(root: Path, n_train: int = 4, steps: int = 6) -> None:
         image, label = _volume(rng, shp, np.array(shp) / 2)
         _write(test / f"{name}_0000.nii.gz", image, spacing, flip)
         _write(root / f"label_{name}.nii.gz", label, spacing, flip)
+
+
+def _plan_and_train(root: Path, ds: Path, pre: Path, n_train: int, steps: int) -> None:
+    import torch
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+        extract_fingerprint_dataset, plan_experiment_dataset, preprocess_dataset)
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
     extract_fingerprint_dataset(1, num_processes=1, check_dataset_integrity=False, verbose=False,
                                 show_progress_bar=False)
@@ -95,9 +117,9 @@ def build(root: Path, n_train: int = 4, steps: int = 6) -> None:
     patch = trainer.configuration_manager.patch_size
     pre_cls = trainer.configuration_manager.preprocessor_class()
     cases = []
-    for i in range(n_train):
-        data, seg, _ = pre_cls.run_case([str(ds / "imagesTr" / f"tiny_{i:03d}_0000.nii.gz")],
-                                        str(ds / "labelsTr" / f"tiny_{i:03d}.nii.gz"), trainer.plans_manager,
+    for image in sorted((ds / "imagesTr").glob("*_0000.nii.gz")):
+        case = image.name[: -len("_0000.nii.gz")]
+        data, seg, _ = pre_cls.run_case([str(image)], str(ds / "labelsTr" / f"{case}.nii.gz"), trainer.plans_manager,
                                         trainer.configuration_manager, dataset_json)
         cases.append((_fit(data, patch), _fit(np.maximum(seg, 0), patch)))
     for step in range(steps):
@@ -109,6 +131,7 @@ def build(root: Path, n_train: int = 4, steps: int = 6) -> None:
     (out.parent / "plans.json").write_text(json.dumps(plans, indent=2))
     (out.parent / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
     shutil.copy(pre / DATASET / "dataset_fingerprint.json", out.parent / "dataset_fingerprint.json")
+    trainer.inference_allowed_mirroring_axes = (0, 1, 2)  # what a 3D training stores (its mirroring augmentation)
     trainer.save_checkpoint(str(out / "checkpoint_final.pth"))
     (root / "results_dir.txt").write_text(str(out.parent))
 
@@ -153,7 +176,8 @@ def predict(results: Path, images: Path, out: Path, mirror: bool = False, fold: 
 if __name__ == "__main__":
     command = sys.argv[1]
     if command == "build":
-        build(Path(sys.argv[2]))
+        source = Path(sys.argv[sys.argv.index("--hippocampus") + 1]) if "--hippocampus" in sys.argv else None
+        build(Path(sys.argv[2]), n_train=8 if source else 4, steps=4 if source else 6, hippocampus=source)
     elif command == "predict":
         fold = sys.argv[sys.argv.index("--fold") + 1] if "--fold" in sys.argv else "0"
         seconds = predict(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), "--mirror" in sys.argv, fold)
