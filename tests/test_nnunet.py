@@ -151,6 +151,11 @@ def test_finetune_then_export_round_trips_through_nnunet(nnunet_world, tmp_path)
     assft("export", tuned, "--format", "nnunetv2", "--out", exported)
     assert (exported / "fold_0" / "checkpoint_final.pth").is_file() and (exported / "plans.json").is_file()
     assert (exported / "dataset_fingerprint.json").is_file()
+    written = torch.load(exported / "fold_0" / "checkpoint_final.pth", weights_only=True)
+    original = torch.load(nnunet_world["results"] / "fold_0" / "checkpoint_final.pth", weights_only=True)
+    for key in ("trainer_name", "inference_allowed_mirroring_axes"):
+        assert written[key] == original[key], key
+    assert written["init_args"]["configuration"] == original["init_args"]["configuration"]
     nnunet_predict(exported, root / "test_images", tmp_path / "nnunet_pred")
     assft("predict", "--model", tuned, "--images", root / "test_images", "--out", tmp_path / "assft_pred", "--probs")
     found = agreement(tmp_path / "assft_pred", tmp_path / "nnunet_pred")
@@ -202,9 +207,17 @@ def test_bad_results_folders_are_refused_with_one_line(nnunet_world, tmp_path):
 
 def test_query_on_an_imported_model(nnunet_world, tmp_path):
     root, ckpt = nnunet_world["root"], nnunet_world["ckpt"]
+    # the results folder itself, where a checkpoint is expected, points to the conversion
+    _refused(["predict", "--model", nnunet_world["results"], "--images", root / "test_images", "--out",
+              tmp_path / "folder"], tmp_path / "folder", "assft import --format nnunetv2")
     assft("query", "--model", ckpt, "--pool", root / "test_images", "--budget", "1", "--out", tmp_path / "random",
           "--strategy", "random")
     assert (tmp_path / "random" / "selection.csv").is_file()
     # KD needs BatchNorm statistics; nnU-Net's InstanceNorm has none: the error names the fix
     _refused(["query", "--model", ckpt, "--pool", root / "test_images", "--budget", "1", "--out", tmp_path / "kd",
               "--strategy", "assft"], tmp_path / "kd", "assft fingerprint")
+    # ... and the fix it names works: a source fingerprint feeds KD
+    assft("fingerprint", "--model", ckpt, "--images", root / "test_images", "--out", tmp_path / "fp.json")
+    assft("query", "--model", ckpt, "--pool", root / "test_images", "--budget", "1", "--out", tmp_path / "kd",
+          "--strategy", "assft", "--fingerprint", tmp_path / "fp.json")
+    assert (tmp_path / "kd" / "selection.csv").is_file()

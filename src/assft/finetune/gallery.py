@@ -36,7 +36,8 @@ class PseudoLabelPicture:
 
 def capture_picture(loaded: LoadedCase, probs: torch.Tensor, truth: np.ndarray | None) -> PseudoLabelPicture:
     """The slice of `loaded` (probs (C, D, H, W) on its preprocessed grid) with the most predicted foreground."""
-    shape = tuple(loaded.original_shape)
+    # an nnU-Net model's case is shown on its preprocessed grid (nnU-Net crops and transposes: only labels go back)
+    shape = tuple(loaded.original_shape) if loaded.nnunet_grid is None else tuple(loaded.image.shape[1:])
     pseudo = restore_shape(probs, shape).argmax(0).numpy()  # type: ignore[arg-type]
     first_channel = torch.from_numpy(np.ascontiguousarray(loaded.image[:1]))
     image = restore_shape(first_channel, shape)[0].numpy()  # type: ignore[arg-type]
