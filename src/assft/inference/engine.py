@@ -11,6 +11,11 @@ the stream in order, across volume boundaries: max(`sw_batch_size`, `batch_volum
 of one window costs ~3.5x more per window than a batch of four (small UNet, hippocampus-sized windows: 32 vs 9 ms),
 and most hippocampus volumes are a single window, so per-volume calls leave most of the machine idle.
 
+An nnU-Net network (`assft.models.nnunet`; its `nnunet_windows` attribute) is covered by nnU-Net's own rule instead:
+its configuration's patch, nnU-Net's evenly spread steps (step 0.5) and Gaussian; with the default predictor its
+logits are summed in fp16, one contiguous window a forward call, and divided as nnU-Net's predictor does, so the
+probabilities equal nnU-Net's to float rounding (tests/test_nnunet.py).
+
 Hooked activations (norm-layer moments, the pooled embedding) are routed per batch row to the volume the row came
 from (`Routing.slots`, read by the reducers in `assft.inference.reducers`): each volume in flight holds a slot; a
 slot is released (its sums zeroed) and reused once its volume has been handed to the caller, so memory stays flat in
@@ -313,7 +318,7 @@ def iter_windows_pass(model: nn.Module, items: Iterable[T], image_of: Callable[[
                 if nnunet_logits:
                     logits, result = result, torch.softmax(result.float(), 0)
                     result.nnunet_logits = logits  # type: ignore[attr-defined]  # read by restore_nnunet
-                finished.append((volume, result.float() if not nnunet_logits else result))
+                finished.append((volume, result))
         for volume, result in finished:
             yield volume.item, result, volume.slot
             for reducer in reducers:
