@@ -121,15 +121,12 @@ def test_other_grid_comes_back_on_its_own_grid(nnunet_world):
 
 
 def test_finetune_then_export_round_trips_through_nnunet(nnunet_world, tmp_path):
-    from assft.config import TrainConfig
     from assft.data.layout import load_dataset
     from assft.data.preprocess import load_case
-    from assft.finetune.trainer import fit
-    from assft.models.checkpoint import build_from_checkpoint, make_checkpoint, save_checkpoint
+    from assft.models.checkpoint import load_checkpoint
 
     root = nnunet_world["root"]
-    model, ckpt, _ = build_from_checkpoint(nnunet_world["ckpt"])
-    labeled = root / "labeled"
+    labeled = tmp_path / "labeled"
     (labeled / "imagesTr").mkdir(parents=True)
     (labeled / "labelsTr").mkdir()
     raw_ds = Path(nnunet_world["results"]).parents[2] / "raw" / "Dataset001_Tiny"
@@ -137,16 +134,15 @@ def test_finetune_then_export_round_trips_through_nnunet(nnunet_world, tmp_path)
         case = image.name[: -len("_0000.nii.gz")]
         shutil.copy(image, labeled / "imagesTr" / f"{case}.nii.gz")
         shutil.copy(raw_ds / "labelsTr" / f"{case}.nii.gz", labeled / "labelsTr" / f"{case}.nii.gz")
-    cases = [load_case(c, ckpt.preprocess) for c in load_dataset(labeled).cases]
-    assert cases[0].nnunet_grid is not None and cases[0].label.shape == cases[0].image.shape[1:]
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    patch = tuple(ckpt.model_config.params["patch_size"])
-    fit(model, cases, TrainConfig(patch_size=patch, batch_size=2, steps=3, lr=1e-2, augment=False, device="cpu"),
-        num_classes=3)
-    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
-    tuned = tmp_path / "tuned.pt"
-    save_checkpoint(tuned, make_checkpoint(model, ckpt.model_config, ckpt.labels, preprocess=ckpt.preprocess,
-                                           metadata={"which": "finetuned"}))
+    imported = load_checkpoint(nnunet_world["ckpt"])
+    first = load_case(load_dataset(labeled).cases[0], imported.preprocess)
+    assert first.nnunet_grid is not None and first.label.shape == first.image.shape[1:]
+    # the user's path: SSFT (labeled steps, pseudo-labels of the pool, both) on the imported model
+    assft("finetune", "--model", nnunet_world["ckpt"], "--labeled", labeled, "--unlabeled", root / "test_images",
+          "--out", tmp_path / "ft", "--steps", "2", "--ssft-steps", "2", "--batch-size", "2", "--patch", "28,32,28")
+    tuned = tmp_path / "ft" / "finetuned.pt"
+    changed = load_checkpoint(tuned).state_dict
+    assert any(not torch.equal(imported.state_dict[k], v) for k, v in changed.items())
     exported = tmp_path / "exported"
     assft("export", tuned, "--format", "nnunetv2", "--out", exported)
     assert (exported / "fold_0" / "checkpoint_final.pth").is_file() and (exported / "plans.json").is_file()
