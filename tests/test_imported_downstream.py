@@ -60,13 +60,14 @@ def test_predict_query_finetune(imported: Path, phantom_dir: Path, tmp_path: Pat
 
 
 def test_steps_needing_what_the_model_lacks_name_the_fix(imported: Path, phantom_dir: Path, tmp_path: Path) -> None:
-    """AdaBN: no BatchNorm to re-estimate -> use TENT; KD: no running statistics, no fingerprint -> fingerprint."""
+    """AdaBN: no BatchNorm to re-estimate -> use TENT; the paper's KD (--kd-source running_stats): no running
+    statistics, no fingerprint -> fingerprint (auto picks a source-free KD source instead)."""
     result = assft("adapt", "--model", imported, "--images", phantom_dir, "--method", "adabn", "--out",
                    tmp_path / "a.pt")
     assert result.returncode == 2 and "AdaBN" in result.stderr and "--method tent" in result.stderr
     assert not (tmp_path / "a.pt").exists()
     result = assft("query", "--model", imported, "--images", phantom_dir, "--budget", "2", "--strategy", "kd",
-                   "--out", tmp_path / "kd")
+                   "--kd-source", "running_stats", "--out", tmp_path / "kd")
     assert result.returncode == 2 and "assft fingerprint" in result.stderr, result.stderr
 
 
