@@ -13,7 +13,7 @@ hippocampus cases, a few training steps: timing does not depend on the weights),
 Also records the voxel agreement / max probability difference of assft's predictions vs nnU-Net's (mirroring off).
 Writes benchmarks/results/nnunet_speed.json. The machine is shared: numbers are indicative.
 
-    python benchmarks/nnunet_speed.py [--cases 40] [--mirror-cases 10]   # ~15 min on 2 shared cores
+    python benchmarks/speed/nnunet_speed.py [--cases 40] [--mirror-cases 10]   # ~15 min on 2 shared cores
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HIPPOCAMPUS = ROOT.parent / "shared" / "data" / "hippocampus"
 REFERENCE = ROOT / "tests" / "nnunet_reference.py"
 ENV = {**os.environ, "ASSFT_THREADS": "1", "OMP_NUM_THREADS": "1"}
