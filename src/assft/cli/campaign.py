@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from assft.campaign.config import CampaignConfig
+from assft.campaign.config import CAMPAIGN_STEPS_PER_ROUND, CampaignConfig
 from assft.cli.common import console, default_of
+from assft.finetune.config import FINETUNE_LR
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -45,8 +46,13 @@ def init(
     figures: bool = typer.Option(None, "--figures/--no-figures", show_default="on",
                                  help="Pictures of each round's picks in rounds/rNNN/query/figures/ (three planes "
                                       "through the region that drove each pick) and a contact sheet."),
+    steps_per_round: int = typer.Option(None, "--steps-per-round", min=1, show_default=str(CAMPAIGN_STEPS_PER_ROUND),
+                                        help="Optimizer steps of each round's fine-tuning (half labeled-only, half "
+                                             "with pseudo-labels when SSFT is on)."),
+    lr: float = typer.Option(None, "--lr", show_default=str(FINETUNE_LR), help="Fine-tuning learning rate (AdamW)."),
 ) -> None:
     """Create a campaign directory with a validated campaign.yaml and an empty ledger."""
+    from assft.campaign.config import recipe_finetune
     from assft.campaign.engine import init_campaign
     from assft.cli.common import check_output_dir
     from assft.config import parse_config, read_yaml
@@ -64,6 +70,14 @@ def init(
     raw.update({k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
     if adapt is not None:
         raw["adapt"] = {**(raw.get("adapt") or {}), "method": adapt}
+    finetune = dict(raw.get("finetune") or {})
+    if steps_per_round is not None:  # states the round's steps once: replaces any train.steps / ssft_steps
+        finetune = {k: v for k, v in finetune.items() if k != "ssft_steps"}
+        finetune["train"] = {k: v for k, v in (finetune.get("train") or {}).items() if k != "steps"}
+        finetune["steps_per_round"] = steps_per_round
+    if lr is not None:
+        finetune["train"] = {**(finetune.get("train") or {}), "lr": lr}
+    raw["finetune"] = recipe_finetune(finetune)  # the validated recipe under whatever the user set
     raw["oracle"] = "folder"  # a campaign created here is annotated by a person
     raw["figures"] = figures if figures is not None else raw.get("figures", True)  # the annotator sees why
     config = parse_config(raw, CampaignConfig, source=config_file)
@@ -108,15 +122,49 @@ def import_labels_cmd(campaign: Path = typer.Argument(..., help="Campaign direct
 
 
 @app.command("finetune")
-def finetune_cmd(campaign: Path = typer.Argument(..., help="Campaign directory.")) -> None:
+def finetune_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."),
+                 steps_per_round: int = typer.Option(None, "--steps-per-round", min=1,
+                                                     help="Optimizer steps of this and later rounds (written to "
+                                                          "campaign.yaml; default: what campaign.yaml says)."),
+                 lr: float = typer.Option(None, "--lr", help="Fine-tuning learning rate of this and later rounds "
+                                                             "(written to campaign.yaml).")) -> None:
     """Selective semi-supervised fine-tuning on the labels so far, then evaluation on the test set if any."""
     from assft.campaign.engine import finetune_round
 
+    if steps_per_round is not None or lr is not None:
+        _change_recipe(campaign, steps_per_round, lr)
     record = finetune_round(campaign)
     dice = (record.get("metrics") or {}).get("mean_dice")
     n_pseudo = sum(1 for p in record.get("pseudo_labels", []) if p["selected"])
     text = f"round {record['round']}: fine-tuned with {record['labeled_total']} labeled + {n_pseudo} pseudo-labeled"
     console.print(text + (f"; test Dice {dice:.3f}" if dice is not None else ""))
+
+
+def _change_recipe(campaign: Path, steps_per_round: int | None, lr: float | None) -> None:
+    """Write the new round budget / learning rate into campaign.yaml (validated first: a bad value changes nothing)."""
+    from assft.campaign.config import load_campaign_config, save_campaign_config, with_finetune_steps
+    from assft.campaign.ledger import campaign_lock
+
+    from assft.campaign.ledger import Ledger
+    from assft.errors import CampaignError
+
+    with campaign_lock(campaign):
+        before = load_campaign_config(campaign)
+        after = with_finetune_steps(before, steps_per_round, lr)
+        last = Ledger.load(campaign).current()
+        if last is None or last["status"] != "labeled":  # the step would refuse: change nothing
+            where = "no round has started" if last is None else f"round {last['round']} is at step '{last['status']}'"
+            raise CampaignError(f"--steps-per-round/--lr apply to a round to fine-tune, but {where}.",
+                                path=campaign, fix="import the round's labels first, or edit campaign.yaml")
+        if after != before:
+            save_campaign_config(campaign, after)
+            console.print(f"campaign.yaml: fine-tuning {_recipe_text(before)} -> {_recipe_text(after)} "
+                          "(this and later rounds)")
+
+
+def _recipe_text(config: CampaignConfig) -> str:
+    stage1, stage3 = config.finetune.stage_steps()
+    return f"{stage1 + stage3} steps a round at lr {config.finetune.train.lr:g}"
 
 
 @app.command("status")

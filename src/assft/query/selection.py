@@ -66,17 +66,28 @@ def check_finite(name: str, values: np.ndarray, case_ids: Sequence[str]) -> None
                           fix="check the input volumes (NaN/Inf) and the model (`assft data check`)")
 
 
+def value_range(values: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float] | None:
+    """(min, max) of `values` over `mask` (default: all); None when empty or constant (nothing to normalise by)."""
+    ref = np.asarray(values, dtype=np.float64)
+    ref = ref if mask is None else ref[mask]
+    if ref.size == 0:
+        return None
+    lo, hi = float(ref.min()), float(ref.max())
+    return None if hi - lo <= 1e-12 * max(1.0, abs(hi)) else (lo, hi)
+
+
+def rescale(values: np.ndarray, bounds: tuple[float, float] | None) -> np.ndarray:
+    """(v - lo) / (hi - lo) for bounds (lo, hi); None bounds map every value to 1 (see `min_max_normalise`)."""
+    values = np.asarray(values, dtype=np.float64)
+    if bounds is None:
+        return np.ones_like(values)
+    return (values - bounds[0]) / (bounds[1] - bounds[0])
+
+
 def min_max_normalise(values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """(v - min) / (max - min) with min/max over `mask` (default: all); a constant set maps to 1 (no information,
     so a product or sum with it keeps the other factor's order)."""
-    values = np.asarray(values, dtype=np.float64)
-    ref = values if mask is None else values[mask]
-    if ref.size == 0:
-        return np.ones_like(values)
-    lo, hi = float(ref.min()), float(ref.max())
-    if hi - lo <= 1e-12 * max(1.0, abs(hi)):
-        return np.ones_like(values)
-    return (values - lo) / (hi - lo)
+    return rescale(values, value_range(values, mask))
 
 
 def pick_best(values: np.ndarray, remaining: np.ndarray, tiebreak: np.ndarray) -> int:
@@ -154,6 +165,11 @@ def greedy_diverse_top_k(
         Ranked with columns Q, DKD, Div, KD_norm (or `kd_label`_norm), Div_norm, ASD_norm: the values when a case
         was picked, and after the last pick for the others; norm is min-max over the cases not yet picked (the
         current pool). With power sampling also Q_power, the noised log Q at pick time.
+
+        Q_pool, KD_pool (`kd_label`_pool) and ASD_pool are the same Q, KD and ASD on one scale for every rank: every min-max range
+        fixed at the first pick's (the whole candidate pool), with Div as it was at the pick. Q itself is
+        renormalised over the cases left at each step, so a pick's Q is the largest of its step (1 whenever the
+        DKD term alone decides, alpha 1) and can rise with rank; Q_pool is what a person can compare across picks.
     """
     n = len(case_ids)
     check_budget(budget, n)
@@ -173,21 +189,34 @@ def greedy_diverse_top_k(
         mean = normalised_embeddings(z.mean(axis=0, keepdims=True))[0]
         min_div = np.clip(1.0 - (z @ mean).astype(np.float64), 0.0, 2.0)
     remaining = np.ones(n, dtype=bool)
-    names = ("Q", "DKD", "Div", "KD_norm", "Div_norm", "ASD_norm") + (("Q_power",) if power_beta is not None else ())
+    names = ("Q", "DKD", "Div", "KD_norm", "Div_norm", "ASD_norm", "Q_pool", "KD_pool", "ASD_pool") + \
+        (("Q_power",) if power_beta is not None else ())
     values = {name: np.full(n, np.nan) for name in names}
+
+    def combined(kd_n: np.ndarray, div_n: np.ndarray, asd_n: np.ndarray | None, dkd_bounds) -> dict[str, np.ndarray]:
+        dkd = kd_n * min_div if combine == "product" else (kd_n + div_n) / 2.0
+        q = dkd if asd_n is None else alpha * rescale(dkd, dkd_bounds(dkd)) + (1.0 - alpha) * asd_n
+        return {"DKD": dkd, "Q": q}
 
     def scores() -> dict[str, np.ndarray]:
         kd_n = min_max_normalise(kd_s, remaining)
         div_n = min_max_normalise(min_div, remaining)
-        dkd = kd_n * min_div if combine == "product" else (kd_n + div_n) / 2.0
-        out = {"DKD": dkd, "Div": min_div, "KD_norm": kd_n, "Div_norm": div_n}
-        if asd_s is None:
-            out["Q"] = dkd
-        else:
-            out["ASD_norm"] = min_max_normalise(asd_s, remaining)
-            out["Q"] = alpha * min_max_normalise(dkd, remaining) + (1.0 - alpha) * out["ASD_norm"]
+        asd_n = None if asd_s is None else min_max_normalise(asd_s, remaining)
+        out = {"Div": min_div, "KD_norm": kd_n, "Div_norm": div_n,
+               **combined(kd_n, div_n, asd_n, lambda dkd: value_range(dkd, remaining))}
+        if asd_n is not None:
+            out["ASD_norm"] = asd_n
+        # the same Q with the first pick's ranges (the whole candidate pool): one scale for every rank
+        pool = combined(kd_pool, rescale(min_div, div_bounds), asd_pool, lambda _: dkd_bounds)
+        out.update(Q_pool=pool["Q"], KD_pool=kd_pool)
+        if asd_pool is not None:
+            out["ASD_pool"] = asd_pool
         return out
 
+    kd_pool = min_max_normalise(kd_s)
+    asd_pool = None if asd_s is None else min_max_normalise(asd_s)
+    div_bounds = value_range(min_div)
+    dkd_bounds = value_range(combined(kd_pool, rescale(min_div, div_bounds), None, None)["DKD"])
     picks: list[int] = []
     for _ in range(budget):
         current = scores()
@@ -208,5 +237,6 @@ def greedy_diverse_top_k(
         rest = rest[np.lexsort((tiebreak[rest], -current["Q"][rest]))]
     if kd_label != "KD":
         values[f"{kd_label}_norm"] = values.pop("KD_norm")
+        values[f"{kd_label}_pool"] = values.pop("KD_pool")
     return Ranked([ids[i] for i in picks], [ids[i] for i in picks] + [ids[i] for i in rest.tolist()],
                   to_columns(ids, values))
