@@ -77,8 +77,11 @@ class QueryResult:
             spread = notes.get("kd_spread")
             text += (f"; the spread rule set α = {alpha:g} instead of {self.config.alpha:g} (pool KD spread "
                      f"{spread:.3g} >= {self.config.alpha_spread_threshold:g}), so ASD was not used")
-        return text + (". Picks are in greedy order: each step renormalises over the volumes left, so a later "
-                       "pick can score higher than an earlier one.")
+        why = "each step renormalises over the volumes left"
+        if not self.labeled_ids:
+            why = ("the first pick's Div is its distance to the pool's mean embedding (nothing is labeled yet), later "
+                   "ones' the distance to the nearest pick, and " + why)
+        return text + f". Picks are in greedy order, not sorted by Q: {why}, so a later pick can read higher."
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per candidate in rank order: case_id, rank, selected, Q, DKD, KD, Div, ASD, then other columns."""

@@ -131,6 +131,26 @@ def normalised_embeddings(embeddings: np.ndarray) -> np.ndarray:
     return unit_rows(embeddings, np.float32)
 
 
+def pool_scale_q(kd: np.ndarray, asd: np.ndarray | None, div: np.ndarray, steps: Sequence[tuple[np.ndarray,
+                 np.ndarray]], alpha: float, combine: str) -> dict[str, np.ndarray]:
+    """Q_pool, KD_pool and ASD_pool of `greedy_diverse_top_k` (see there): kd, asd, div (n,) with div each case's
+    Div when it was picked (or after the last pick); steps: (indices, Div) of the cases left at every step, whose
+    values set the ranges of Div and DKD."""
+    kd_pool = min_max_normalise(kd)
+    all_div = np.concatenate([d for _, d in steps])
+    div_bounds = value_range(all_div)
+
+    def dkd_of(index: np.ndarray, d: np.ndarray) -> np.ndarray:
+        return kd_pool[index] * d if combine == "product" else (kd_pool[index] + rescale(d, div_bounds)) / 2.0
+
+    dkd_bounds = value_range(np.concatenate([dkd_of(i, d) for i, d in steps]))
+    dkd = rescale(dkd_of(np.arange(len(kd)), div), dkd_bounds)
+    if asd is None:
+        return {"Q_pool": dkd, "KD_pool": kd_pool}
+    asd_pool = min_max_normalise(asd)
+    return {"Q_pool": alpha * dkd + (1.0 - alpha) * asd_pool, "KD_pool": kd_pool, "ASD_pool": asd_pool}
+
+
 def greedy_diverse_top_k(
     case_ids: Sequence[str],
     kd: np.ndarray,
@@ -166,10 +186,13 @@ def greedy_diverse_top_k(
         was picked, and after the last pick for the others; norm is min-max over the cases not yet picked (the
         current pool). With power sampling also Q_power, the noised log Q at pick time.
 
-        Q_pool, KD_pool (`kd_label`_pool) and ASD_pool are the same Q, KD and ASD on one scale for every rank: every min-max range
-        fixed at the first pick's (the whole candidate pool), with Div as it was at the pick. Q itself is
-        renormalised over the cases left at each step, so a pick's Q is the largest of its step (1 whenever the
-        DKD term alone decides, alpha 1) and can rise with rank; Q_pool is what a person can compare across picks.
+        Q_pool, KD_pool (`kd_label`_pool) and ASD_pool: the same Q, KD and ASD on one scale for every rank, for
+        people. Q itself follows the spec (min-max over the cases not yet picked), so each pick's Q is the largest
+        of its step: exactly 1 whenever DKD alone decides (alpha 1). Q_pool takes each case's DKD at its pick (Div
+        then) and min-max normalises every term over all candidates and every step of this selection (KD and ASD:
+        the whole candidate pool), so it lies in [0, 1] and compares across ranks. It can still rise with rank:
+        the first pick's Div is a distance to the pool's mean embedding (nothing is labeled or picked yet), later
+        ones a distance to the nearest pick, and each step's renormalisation shifts the balance of DKD and ASD.
     """
     n = len(case_ids)
     check_budget(budget, n)
@@ -189,37 +212,26 @@ def greedy_diverse_top_k(
         mean = normalised_embeddings(z.mean(axis=0, keepdims=True))[0]
         min_div = np.clip(1.0 - (z @ mean).astype(np.float64), 0.0, 2.0)
     remaining = np.ones(n, dtype=bool)
-    names = ("Q", "DKD", "Div", "KD_norm", "Div_norm", "ASD_norm", "Q_pool", "KD_pool", "ASD_pool") + \
-        (("Q_power",) if power_beta is not None else ())
+    names = ("Q", "DKD", "Div", "KD_norm", "Div_norm", "ASD_norm") + (("Q_power",) if power_beta is not None else ())
     values = {name: np.full(n, np.nan) for name in names}
-
-    def combined(kd_n: np.ndarray, div_n: np.ndarray, asd_n: np.ndarray | None, dkd_bounds) -> dict[str, np.ndarray]:
-        dkd = kd_n * min_div if combine == "product" else (kd_n + div_n) / 2.0
-        q = dkd if asd_n is None else alpha * rescale(dkd, dkd_bounds(dkd)) + (1.0 - alpha) * asd_n
-        return {"DKD": dkd, "Q": q}
 
     def scores() -> dict[str, np.ndarray]:
         kd_n = min_max_normalise(kd_s, remaining)
         div_n = min_max_normalise(min_div, remaining)
-        asd_n = None if asd_s is None else min_max_normalise(asd_s, remaining)
-        out = {"Div": min_div, "KD_norm": kd_n, "Div_norm": div_n,
-               **combined(kd_n, div_n, asd_n, lambda dkd: value_range(dkd, remaining))}
-        if asd_n is not None:
-            out["ASD_norm"] = asd_n
-        # the same Q with the first pick's ranges (the whole candidate pool): one scale for every rank
-        pool = combined(kd_pool, rescale(min_div, div_bounds), asd_pool, lambda _: dkd_bounds)
-        out.update(Q_pool=pool["Q"], KD_pool=kd_pool)
-        if asd_pool is not None:
-            out["ASD_pool"] = asd_pool
+        dkd = kd_n * min_div if combine == "product" else (kd_n + div_n) / 2.0
+        out = {"DKD": dkd, "Div": min_div, "KD_norm": kd_n, "Div_norm": div_n}
+        if asd_s is None:
+            out["Q"] = dkd
+        else:
+            out["ASD_norm"] = min_max_normalise(asd_s, remaining)
+            out["Q"] = alpha * min_max_normalise(dkd, remaining) + (1.0 - alpha) * out["ASD_norm"]
         return out
 
-    kd_pool = min_max_normalise(kd_s)
-    asd_pool = None if asd_s is None else min_max_normalise(asd_s)
-    div_bounds = value_range(min_div)
-    dkd_bounds = value_range(combined(kd_pool, rescale(min_div, div_bounds), None, None)["DKD"])
+    steps: list[tuple[np.ndarray, np.ndarray]] = []  # (indices left, their Div) at every step: Q_pool's ranges
     picks: list[int] = []
     for _ in range(budget):
         current = scores()
+        steps.append((np.flatnonzero(remaining), min_div[remaining]))
         if power_beta is not None:
             current["Q_power"] = compute_power_scores(current["Q"], power_beta, rng, power_eps)
         pick = pick_best(current["Q_power" if power_beta is not None else "Q"], remaining, tiebreak)
@@ -232,9 +244,11 @@ def greedy_diverse_top_k(
     rest = np.flatnonzero(remaining)
     if rest.size:
         current = scores()
+        steps.append((rest, min_div[rest]))
         for name, arr in current.items():
             values[name][rest] = arr[rest]
         rest = rest[np.lexsort((tiebreak[rest], -current["Q"][rest]))]
+    values.update(pool_scale_q(kd_s, asd_s, values["Div"], steps, alpha, combine))
     if kd_label != "KD":
         values[f"{kd_label}_norm"] = values.pop("KD_norm")
         values[f"{kd_label}_pool"] = values.pop("KD_pool")
