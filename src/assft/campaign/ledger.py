@@ -70,7 +70,8 @@ class LedgerMeta(_Record):
     arm: str | None = None
     seed: int | None = None
     baseline_metrics: dict[str, Any] | None = None  # the start model on the test set (the budget-0 point)
-    unadapted_metrics: dict[str, Any] | None = None
+    unadapted_metrics: dict[str, Any] | None = None  # with round-0 adaptation: the source model as is
+    upper_metrics: dict[str, Any] | None = None  # the campaign's upper reference model, when it has one
     adaptation: dict[str, Any] | None = None
 
 

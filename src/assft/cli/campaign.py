@@ -188,7 +188,34 @@ def status_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."))
                       str(row["labeled_total"] or "-"), str(row["n_pseudo"]) if row["status"] in
                       ("finetuned", "evaluated") else "-", f"{dice:.3f}" if dice is not None else "-")
     console.print(table)
+    from assft.campaign.ledger import Ledger
+
+    _print_curve(status["meta"], Ledger.load(campaign).data["rounds"])
     console.print(f"next: {status['next_step']}")
+
+
+def _print_curve(meta: dict, records: list[dict]) -> None:
+    """Source -> adapted -> each round on the test set, the AUBC and the gap closed (when the campaign has them)."""
+    from rich.table import Table
+
+    from assft.campaign.curve import campaign_curve, curve_aubc
+
+    points = campaign_curve(meta, records)
+    if not points:
+        console.print("test Dice: none yet (the campaign has no --test set, or round 0 was not evaluated)")
+        return
+    with_gap = any(p.gap_closed is not None for p in points)
+    table = Table("model", "labeled", "test Dice", *(["gap closed"] if with_gap else []),
+                  title="did it get better? (test set)")
+    for p in points:
+        table.add_row(p.name, str(p.labeled), "-" if p.dice is None else f"{p.dice:.3f}",
+                      *([("-" if p.gap_closed is None else f"{p.gap_closed:.2f}")] if with_gap else []))
+    console.print(table)
+    aubc = curve_aubc(points)
+    upper = (meta.get("upper_metrics") or {}).get("mean_dice")
+    console.print(("AUBC -: needs two evaluated points" if aubc is None else f"AUBC {aubc:.3f}")
+                  + ("" if upper is None else f"; upper reference Dice {upper:.3f} (gap closed = (Dice - source) / "
+                                              "(upper - source))"))
 
 
 def simulate(config: Path = typer.Option(..., "--config", help="Experiment YAML (strategies x seeds x domains)."),
