@@ -9,8 +9,9 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from assft.adapt.config import AdaptConfig
+from assft.campaign.budget import Budget
 from assft.config import InferenceConfig, _Config, parse_config, read_yaml
-from assft.errors import ConfigError
+from assft.errors import BudgetError, ConfigError
 from assft.finetune.config import FINETUNE_LR, FinetuneConfig
 from assft.query.config import QueryConfig
 from assft.utils.atomic import atomic_write_text
@@ -54,6 +55,21 @@ def with_finetune_steps(config: CampaignConfig, steps_per_round: int | None = No
     return config.model_copy(update={"finetune": finetune})
 
 
+class BudgetExtension(_Config):
+    """Rounds added to a campaign after its plan (`assft campaign extend`) and the volumes they spend."""
+
+    rounds: int = Field(ge=1)
+    budget: int | str  # N volumes or "P%" of the pool, spread over these rounds
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, v: int | str) -> int | str:
+        from assft.query.config import parse_budget
+
+        parse_budget(v)
+        return v
+
+
 class CampaignConfig(_Config):
     """One campaign: a model, a pool, a budget over rounds, a strategy, and how to fine-tune and evaluate."""
 
@@ -65,6 +81,7 @@ class CampaignConfig(_Config):
     test_ids: list[str] | None = None
     budget: str = "20%"  # total volumes: N or P% of the pool
     rounds: int = 3
+    extensions: list[BudgetExtension] = Field(default_factory=list)  # rounds added later, in order
     strategy: str = "assft"
     arm: str | None = None  # display name of a variant (e.g. "assft+ssft"); reports group by it (default: strategy)
     # Typed, so a bad field fails when the campaign is created, not in round 3. The query's strategy and budget are
@@ -98,6 +115,19 @@ class CampaignConfig(_Config):
                 raise ValueError(f"{section}.{given[0]} is set by the campaign: use the top-level "
                                  f"`{names[given[0]]}` instead")
         return self
+
+    def budget_plan(self, pool_size: int) -> Budget:
+        """The whole annotation plan against a pool of `pool_size`: `budget` over `rounds`, then each extension's
+        volumes over its rounds. BudgetError when a share does not fit the pool or its rounds."""
+        from assft.query.config import resolve_budget
+
+        segments = [(resolve_budget(self.budget, pool_size), self.rounds)]
+        segments += [(resolve_budget(e.budget, pool_size), e.rounds) for e in self.extensions]
+        plan = Budget.of_segments(segments)
+        if plan.total > pool_size:
+            raise BudgetError(f"the plan labels {plan.total} volumes but the pool has {pool_size}.",
+                              fix="ask for fewer volumes (`--budget`)")
+        return plan
 
     def query_for_round(self, budget: int) -> QueryConfig:
         """The round's QueryConfig: the campaign's strategy and the round's `budget` volumes."""

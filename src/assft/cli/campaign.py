@@ -140,6 +140,21 @@ def finetune_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."
     console.print(text + (f"; test Dice {dice:.3f}" if dice is not None else ""))
 
 
+@app.command("extend")
+def extend_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."),
+               rounds: int = typer.Option(..., "--rounds", min=1, help="Rounds to add."),
+               budget: str = typer.Option(None, "--budget", help="Volumes the new rounds label: N or P% of the pool "
+                                                                 "(default: --rounds times the last round's share).")
+               ) -> None:
+    """Add rounds (and volumes) to a campaign whose plan is spent; campaign.yaml and the ledger record them."""
+    from assft.campaign.extend import extend_campaign
+
+    plan = extend_campaign(campaign, rounds, budget)
+    resumed = " (finished an interrupted extension)" if plan["resumed"] else ""
+    console.print(f"plan: {plan['budget_total']} volumes over {plan['rounds']} rounds "
+                  f"({', '.join(map(str, plan['per_round']))} a round){resumed}; next: assft campaign next {campaign}")
+
+
 def _change_recipe(campaign: Path, steps_per_round: int | None, lr: float | None) -> None:
     """Write the new round budget / learning rate into campaign.yaml (validated first: a bad value changes nothing)."""
     from assft.campaign.config import load_campaign_config, save_campaign_config, with_finetune_steps
