@@ -79,6 +79,8 @@ class CampaignConfig(_Config):
     pool_ids: list[str] | None = None  # restrict the pool to these case ids (a split subset)
     test: str | None = None  # labeled target test set (simulation / monitoring)
     test_ids: list[str] | None = None
+    # a checkpoint whose test Dice is the ceiling (e.g. trained on the fully labeled target): gives the gap closed
+    upper_model: str | None = None
     budget: str = "20%"  # total volumes: N or P% of the pool
     rounds: int = 3
     extensions: list[BudgetExtension] = Field(default_factory=list)  # rounds added later, in order

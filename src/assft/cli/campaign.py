@@ -31,7 +31,11 @@ def init(
     strategy: str = typer.Option(None, "--strategy", show_default=default_of(CampaignConfig, "strategy"),
                                  help="Query strategy (see `assft query --help`)."),
     pretrained: Path = typer.Option(None, "--pretrained", help="θ0 for KD when it differs from --model."),
-    test: Path = typer.Option(None, "--test", help="Labeled target test set to evaluate every round on."),
+    test: Path = typer.Option(None, "--test", help="Labeled target test set to evaluate every round on (and round "
+                                                   "0: the source and the adapted model)."),
+    upper_model: Path = typer.Option(None, "--upper-model", help="A checkpoint whose test Dice is the ceiling (e.g. "
+                                     "trained on the fully labeled target): status and report then give the gap "
+                                     "closed."),
     config_file: Path = typer.Option(None, "--config", help="YAML with campaign.yaml fields (query, finetune, "
                                      "budget, rounds, ...); options given on the command line override it."),
     seed: int = typer.Option(None, "--seed", show_default=default_of(CampaignConfig, "seed"),
@@ -61,12 +65,13 @@ def init(
     raw = read_yaml(config_file) if config_file else {}
     if config_file:
         # Paths written in the file are relative to the file, like in `assft simulate` configs.
-        for key in ("model", "pool", "pretrained", "test"):
+        for key in ("model", "pool", "pretrained", "test", "upper_model"):
             if isinstance(raw.get(key), str):
                 raw[key] = str(config_file.parent / raw[key])
     # Only options actually given override the file; the defaults live in CampaignConfig.
     given = {"model": model, "pool": pool, "budget": budget, "rounds": rounds, "strategy": strategy,
-             "pretrained": pretrained, "test": test, "seed": seed, "cache_volumes": volume_cache}
+             "pretrained": pretrained, "test": test, "seed": seed, "cache_volumes": volume_cache,
+             "upper_model": upper_model}
     raw.update({k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
     if adapt is not None:
         raw["adapt"] = {**(raw.get("adapt") or {}), "method": adapt}
@@ -100,13 +105,32 @@ def next_cmd(campaign: Path = typer.Argument(..., help="Campaign directory.")) -
     folder = round_dir(campaign, record["round"])
     if record["round"] == 1 and record.get("model", "").startswith("round0"):
         console.print(f"round 0: started from the pool-adapted model {record['model']} (no labels used)")
+    if record["round"] == 1:
+        _print_round0(campaign)
     table = Table("rank", "case", title=f"round {record['round']}: annotate these {len(record['selected'])} volumes")
     for rank, case_id in enumerate(record["selected"], 1):
         table.add_row(str(rank), case_id)
     console.print(table)
     console.print(f"images: {folder / 'to_annotate'}; list: {folder / 'to_annotate.csv'}; scores: "
                   f"{folder / 'query' / 'selection.csv'}")
+    if record.get("pre_annotations"):
+        console.print(f"pre-annotations (the current model's labels, to correct rather than draw from scratch): "
+                      f"{folder / record['pre_annotations']}; why each was picked: {folder / 'to_annotate' / 'why'}")
     console.print(f"put labels as ID.nii.gz in a folder, then: assft campaign import-labels {campaign} --labels DIR")
+
+
+def _print_round0(campaign: Path) -> None:
+    """The round-0 test Dice (source, adapted, upper reference) when the campaign has a test set."""
+    from assft.campaign.ledger import Ledger
+
+    meta = Ledger.load(campaign).data["meta"]
+    parts = [(name, (meta.get(key) or {}).get("mean_dice")) for name, key in (
+        ("source model", "unadapted_metrics" if meta.get("unadapted_metrics") else "baseline_metrics"),
+        ("adapted", "baseline_metrics" if meta.get("unadapted_metrics") else None),
+        ("upper reference", "upper_metrics"))]
+    shown = [f"{name} Dice {dice:.3f}" for name, dice in parts if dice is not None]
+    if shown:
+        console.print("round 0 on the test set: " + ", ".join(shown))
 
 
 @app.command("import-labels")
@@ -203,9 +227,7 @@ def status_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."))
                       str(row["labeled_total"] or "-"), str(row["n_pseudo"]) if row["status"] in
                       ("finetuned", "evaluated") else "-", f"{dice:.3f}" if dice is not None else "-")
     console.print(table)
-    from assft.campaign.ledger import Ledger
-
-    _print_curve(status["meta"], Ledger.load(campaign).data["rounds"])
+    _print_curve(status["meta"], status["records"])
     console.print(f"next: {status['next_step']}")
 
 
