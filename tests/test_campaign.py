@@ -115,7 +115,9 @@ def test_real_workflow_with_invalid_labels(setup: dict, tmp_path: Path) -> None:
     assert len(first["selected"]) == 1 and first["status"] == "queried"
     assert next_round(camp)["selected"] == first["selected"]  # idempotent while awaiting labels
     assert (round_dir(camp, 1) / "to_annotate.csv").exists()
-    assert len(list((round_dir(camp, 1) / "to_annotate").iterdir())) == 1
+    assert len([p for p in (round_dir(camp, 1) / "to_annotate").iterdir() if p.is_file()]) == 1  # the image link
+    assert [p.name for p in (round_dir(camp, 1) / "to_annotate" / "pre_annotations").iterdir()] == \
+        [f"{first['selected'][0]}.nii.gz"]  # and the model's label map to correct
     before = (camp / "ledger.json").read_bytes()
     case = first["selected"][0]
     bad = {
@@ -256,8 +258,8 @@ def test_a_campaign_reads_its_pool_once_through_its_volume_cache(setup: dict, tm
     monkeypatch.setattr(preprocess, "load_case_uncached", lambda case, config, with_label=True:
                         reads.append(case.case_id) or real(case, config, with_label=with_label))
     camp = tmp_path / "cached"
-    init_campaign(camp, make_config(setup, oracle="folder", strategy="entropy"))
-    next_round(camp)
+    init_campaign(camp, make_config(setup, oracle="folder", strategy="entropy", test=None, test_ids=None))
+    next_round(camp)  # the pool pass, and the pick's pre-annotation (from the cache)
     first = sorted(reads)
     assert first == sorted(setup["split"]["pool"])  # each pool volume read from its file exactly once
     shutil.rmtree(round_dir(camp, 1))  # scoring again (as a later round would) reads nothing from the files
@@ -267,9 +269,10 @@ def test_a_campaign_reads_its_pool_once_through_its_volume_cache(setup: dict, tm
     next_round(camp)
     assert sorted(reads) == first and len(list((camp / VOLUME_CACHE).glob("*.json"))) == 6
     off = tmp_path / "uncached"
-    init_campaign(off, make_config(setup, oracle="folder", strategy="entropy", cache_volumes=False))
-    next_round(off)
-    assert not (off / VOLUME_CACHE).exists() and len(reads) == 12
+    init_campaign(off, make_config(setup, oracle="folder", strategy="entropy", cache_volumes=False, test=None,
+                                   test_ids=None))
+    next_round(off)  # without the cache the pick is read again for its pre-annotation
+    assert not (off / VOLUME_CACHE).exists() and len(reads) == 6 + 6 + 1
 
 
 def test_a_campaign_with_figures_pictures_each_rounds_picks(setup: dict, tmp_path: Path) -> None:

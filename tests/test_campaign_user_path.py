@@ -54,11 +54,12 @@ def test_a_real_campaign_shows_before_and_after_and_hands_out_pre_annotations(da
     camp = tmp_path / "camp"
     assft("campaign", "init", "--model", str(data["model"]), "--pool", str(data["pool"]), "--test", str(data["test"]),
           "--out", str(camp), "--budget", "2", "--rounds", "1", "--strategy", "random", "--adapt", "adabn",
-          "--config", str(data["config"]))
+          "--config", str(data["config"]), "--upper-model", str(data["model"].parent / "last.pt"))
     step = assft("campaign", "next", str(camp))
     assert "round 0 on the test set: source model Dice" in step.stdout
     meta = json.loads((camp / "ledger.json").read_text())["meta"]
     assert meta["unadapted_metrics"]["mean_dice"] is not None and meta["baseline_metrics"]["mean_dice"] is not None
+    assert meta["upper_metrics"]["mean_dice"] is not None  # the reference model the gap closed is measured to
 
     # pre-annotations: the current model's label map on the image's own grid, as `assft predict` writes it
     record = json.loads((camp / "ledger.json").read_text())["rounds"][0]
@@ -82,7 +83,7 @@ def test_a_real_campaign_shows_before_and_after_and_hands_out_pre_annotations(da
     status = assft("campaign", "status", str(camp)).stdout
     for row in ("source model", "adapted (adabn)", "round 1"):
         assert row in status
-    assert "AUBC 0." in status
+    assert "AUBC 0." in status and "upper reference Dice" in status and "extend" in status
 
     report = assft("report", str(camp), "--out", str(tmp_path / "report"))
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
