@@ -296,7 +296,8 @@ def bench_figures(n_cases: int, tmp: Path, model: Path | None, budget: int = 5, 
     """`run_query` (assft, θ = θ0, the whole pool) with and without `figures`: the slices cut in the pass plus the
     rendering of `budget` pick PNGs and the contact sheet; alternating order, minimum over `reps`."""
     from assft.data import load_dataset
-    from assft.query import QueryConfig, run_query
+    from assft.query import QueryConfig, run_query, save_query_result
+    from assft.query.result import FIGURES_DIR, write_result_figures
 
     spec = load_dataset(HIPPOCAMPUS)
     cases = spec.cases[:n_cases]
@@ -306,12 +307,15 @@ def bench_figures(n_cases: int, tmp: Path, model: Path | None, budget: int = 5, 
     for rep in range(reps):
         for figures in ((False, True) if rep % 2 == 0 else (True, False)):
             t0 = time.perf_counter()
-            result = run_query(checkpoint, cases, QueryConfig(budget=budget), out_dir=tmp / f"q{rep}{figures}",
-                               figures=figures)
+            result = run_query(checkpoint, cases, QueryConfig(budget=budget), figures=figures)
+            out = tmp / f"q{rep}{figures}"
+            save_query_result(result, out)
+            if figures:
+                t1 = time.perf_counter()
+                write_result_figures(result, out / FIGURES_DIR, result.class_names)
+                figure_s = time.perf_counter() - t1
             best[figures] = min(best[figures], time.perf_counter() - t0)
             picks[figures] = result.selected
-            if figures:
-                figure_s = result.timings.get("figures_s")
     return {"n_cases": n_cases, "budget": budget, "model": str(model) if model else "random UNet (seed 0)",
             "seconds": {"plain": best[False], "figures": best[True]}, "ratio": best[True] / best[False],
             "rendering_s_last_rep": figure_s, "same_selection": picks[False] == picks[True]}

@@ -145,7 +145,9 @@ def test_adabn_on_a_network_without_running_statistics_says_so(source: dict, tmp
 
 def test_campaign_round0_adapts_and_records_both_starts(source: dict, tmp_path: Path) -> None:
     from assft.campaign.config import CampaignConfig
-    from assft.campaign.engine import ADAPTED_CHECKPOINT, init_campaign, run_campaign
+    from assft.campaign.campaign import init_campaign
+    from assft.campaign.layout import ADAPTED_CHECKPOINT
+    from assft.campaign.simulate import run_campaign
 
     ids = source["spec"].case_ids
     config = CampaignConfig.model_validate({
@@ -157,12 +159,12 @@ def test_campaign_round0_adapts_and_records_both_starts(source: dict, tmp_path: 
         "inference": {"roi_size": [16, 16, 16], "channels_last": False}})
     folder = init_campaign(tmp_path / "camp", config)
     ledger = run_campaign(folder, show_progress=False)
-    meta = ledger.data["meta"]
-    assert meta["adaptation"]["method"] == "adabn" and (folder / ADAPTED_CHECKPOINT).exists()
-    assert meta["baseline_metrics"]["mean_dice"] != meta["unadapted_metrics"]["mean_dice"]
-    first = ledger.rounds[0]
-    assert first["model"] == str(ADAPTED_CHECKPOINT) and first["init_model"] == str(ADAPTED_CHECKPOINT)
-    assert first["compute"]["optimizer_steps"] == 2
+    meta = ledger.meta
+    assert meta.adaptation["method"] == "adabn" and (folder / ADAPTED_CHECKPOINT).exists()
+    assert meta.baseline_metrics["mean_dice"] != meta.unadapted_metrics["mean_dice"]
+    first = ledger.records()[0]
+    assert first.model == str(ADAPTED_CHECKPOINT) and first.init_model == str(ADAPTED_CHECKPOINT)
+    assert first.compute["optimizer_steps"] == 2
 
 
 def test_cli_adapt_through_the_console_script(source: dict, tmp_path: Path) -> None:

@@ -434,7 +434,7 @@ def run_case(case: Case, sb: Path, base: Base) -> Outcome:
 def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
     """Four 16^3 phantoms, a tiny (untrained) supervised checkpoint for them, and a fresh campaign."""
     from assft.campaign.config import CampaignConfig
-    from assft.campaign.engine import init_campaign
+    from assft.campaign.campaign import init_campaign
     from assft.config import ModelConfig
     from assft.data.synthetic import PHANTOM_LABELS, make_phantom_dataset
     from assft.models import build_model, make_checkpoint, save_checkpoint

@@ -16,15 +16,10 @@ import yaml
 
 from assft.campaign.budget import Budget
 from assft.campaign.config import CampaignConfig, load_campaign_config
-from assft.campaign.engine import (
-    campaign_status,
-    evaluate_on_test,
-    finetune_round,
-    import_labels,
-    init_campaign,
-    next_round,
-    round_dir,
-)
+from assft.campaign.campaign import init_campaign
+from assft.campaign.engine import campaign_status, finetune_round, import_labels, next_round
+from assft.campaign.evaluation import evaluate_on_test
+from assft.campaign.layout import round_dir
 from assft.campaign.ledger import Ledger, campaign_lock
 from assft.config import ModelConfig, TrainConfig, parse_config
 from assft.data.io import write_label_map
@@ -112,14 +107,14 @@ def test_real_workflow_with_invalid_labels(setup: dict, tmp_path: Path) -> None:
     camp = tmp_path / "camp"
     init_campaign(camp, make_config(setup, oracle="folder"))
     first = next_round(camp)
-    assert len(first["selected"]) == 1 and first["status"] == "queried"
-    assert next_round(camp)["selected"] == first["selected"]  # idempotent while awaiting labels
+    assert len(first.selected) == 1 and first.status == "queried"
+    assert next_round(camp).selected == first.selected  # idempotent while awaiting labels
     assert (round_dir(camp, 1) / "to_annotate.csv").exists()
     assert len([p for p in (round_dir(camp, 1) / "to_annotate").iterdir() if p.is_file()]) == 1  # the image link
     assert [p.name for p in (round_dir(camp, 1) / "to_annotate" / "pre_annotations").iterdir()] == \
         [f"{first['selected'][0]}.nii.gz"]  # and the model's label map to correct
     before = (camp / "ledger.json").read_bytes()
-    case = first["selected"][0]
+    case = first.selected[0]
     bad = {
         "wrong shape": dict(shape=(16, 16, 8)),
         "not in dataset.json": dict(value=9),
@@ -139,12 +134,12 @@ def test_real_workflow_with_invalid_labels(setup: dict, tmp_path: Path) -> None:
     with pytest.raises(CampaignError, match="needs a round at step 'labeled'"):
         finetune_round(camp)
     _write_labels(setup, tmp_path / "good", [case])
-    assert import_labels(camp, tmp_path / "good")["labels_received"] == [case]
+    assert import_labels(camp, tmp_path / "good").labels_received == [case]
     record = finetune_round(camp)
-    assert record["status"] == "evaluated" and record["labeled_total"] == 1
-    again = evaluate_on_test(camp / record["checkpoint"], load_campaign_config(camp))  # the recorded Dice is this one
-    assert record["metrics"]["mean_dice"] == pytest.approx(again["mean_dice"], abs=1e-6)
-    assert all(p["case_id"] != case for p in record["pseudo_labels"])  # pseudo-labels never include labeled cases
+    assert record.status == "evaluated" and record.labeled_total == 1
+    again = evaluate_on_test(camp / record.checkpoint, load_campaign_config(camp))  # the recorded Dice is this one
+    assert record.metrics["mean_dice"] == pytest.approx(again["mean_dice"], abs=1e-6)
+    assert all(p["case_id"] != case for p in record.pseudo_labels)  # pseudo-labels never include labeled cases
     status = campaign_status(camp)
     assert status["next_step"] == "assft campaign next" and status["rounds"][0]["labeled_total"] == 1
     from typer.testing import CliRunner
@@ -154,7 +149,7 @@ def test_real_workflow_with_invalid_labels(setup: dict, tmp_path: Path) -> None:
     shown = CliRunner().invoke(app, ["campaign", "status", str(camp)], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
     row = next(line for line in shown.output.splitlines() if case in line)
-    assert "evaluated" in row and "1/1" in row and f"{record['metrics']['mean_dice']:.3f}" in row
+    assert "evaluated" in row and "1/1" in row and f"{record.metrics['mean_dice']:.3f}" in row
     assert "next: assft campaign next" in shown.output
 
 
@@ -251,7 +246,7 @@ def test_kill_and_resume_give_the_identical_ledger(setup: dict, tmp_path: Path) 
 
 def test_a_campaign_reads_its_pool_once_through_its_volume_cache(setup: dict, tmp_path: Path, monkeypatch) -> None:
     import assft.data.preprocess as preprocess
-    from assft.campaign.engine import VOLUME_CACHE
+    from assft.campaign.layout import VOLUME_CACHE
 
     reads: list[str] = []
     real = preprocess.load_case_uncached
@@ -263,9 +258,7 @@ def test_a_campaign_reads_its_pool_once_through_its_volume_cache(setup: dict, tm
     first = sorted(reads)
     assert first == sorted(setup["split"]["pool"])  # each pool volume read from its file exactly once
     shutil.rmtree(round_dir(camp, 1))  # scoring again (as a later round would) reads nothing from the files
-    ledger = Ledger.load(camp)
-    ledger.data["rounds"] = []
-    ledger.save()
+    (camp / "ledger.json").write_text(json.dumps({**json.loads((camp / "ledger.json").read_text()), "rounds": []}))
     next_round(camp)
     assert sorted(reads) == first and len(list((camp / VOLUME_CACHE).glob("*.json"))) == 6
     off = tmp_path / "uncached"
@@ -279,9 +272,9 @@ def test_a_campaign_with_figures_pictures_each_rounds_picks(setup: dict, tmp_pat
     camp = init_campaign(tmp_path / "c", make_config(setup, figures=True, strategy="assft"))
     record = next_round(camp)
     figures = round_dir(camp, 1) / "query" / "figures"
-    assert sorted(p.name for p in figures.iterdir()) == [f"01_{record['selected'][0]}.png", "contact_sheet.png"]
+    assert sorted(p.name for p in figures.iterdir()) == [f"01_{record.selected[0]}.png", "contact_sheet.png"]
     plain = init_campaign(tmp_path / "d", make_config(setup, strategy="assft"))
-    assert next_round(plain)["selected"] == record["selected"]  # figures change no pick
+    assert next_round(plain).selected == record.selected  # figures change no pick
     assert not (round_dir(plain, 1) / "query" / "figures").exists()
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from assft.campaign.curve import campaign_curve, curve_aubc
-from assft.campaign.ledger import LedgerMeta
+from assft.campaign.ledger import LedgerMeta, RoundRecord
 from assft.reporting.runs import campaign_bounds
 
-ROUNDS = [{"round": 1, "status": "evaluated", "labeled_total": 2, "metrics": {"mean_dice": 0.70}},
-          {"round": 2, "status": "queried", "selected": ["x"]}]
+ROUNDS = [RoundRecord(round=1, status="evaluated", labeled_total=2, metrics={"mean_dice": 0.70}),
+          RoundRecord(round=2, status="queried", selected=["x"])]
 
 
 def test_source_adapted_rounds_with_gap_closed_and_aubc() -> None:
-    meta = {"unadapted_metrics": {"mean_dice": 0.50}, "baseline_metrics": {"mean_dice": 0.60},
-            "adaptation": {"method": "adabn"}, "upper_metrics": {"mean_dice": 0.90}}
+    meta = LedgerMeta(unadapted_metrics={"mean_dice": 0.50}, baseline_metrics={"mean_dice": 0.60},
+                      adaptation={"method": "adabn"}, upper_metrics={"mean_dice": 0.90})
     points = campaign_curve(meta, ROUNDS)
     assert [(p.name, p.labeled, p.dice) for p in points] == [("source model", 0, 0.50), ("adapted (adabn)", 0, 0.60),
                                                               ("round 1", 2, 0.70)]
@@ -23,10 +23,10 @@ def test_source_adapted_rounds_with_gap_closed_and_aubc() -> None:
 
 
 def test_without_adaptation_or_upper_the_start_is_the_source_and_no_gap() -> None:
-    points = campaign_curve({"baseline_metrics": {"mean_dice": 0.6}}, ROUNDS)
+    points = campaign_curve(LedgerMeta(baseline_metrics={"mean_dice": 0.6}), ROUNDS)
     assert [p.name for p in points] == ["source model", "round 1"] and all(p.gap_closed is None for p in points)
     assert curve_aubc(points) == pytest.approx(0.65)
-    alone = campaign_curve({}, ROUNDS)  # round 0 not evaluated: the one-point curve of before
+    alone = campaign_curve(LedgerMeta(), ROUNDS)  # round 0 not evaluated: the one-point curve of before
     assert [p.name for p in alone] == ["round 1"] and curve_aubc(alone) is None
 
 

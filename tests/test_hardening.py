@@ -165,7 +165,7 @@ def test_campaign_init_keeps_the_config_file_and_stores_absolute_paths(phantom_d
                                                                        tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from assft.campaign.config import load_campaign_config
-    from assft.campaign.engine import load_pool
+    from assft.campaign.campaign import load_pool
     from assft.cli.app import app
 
     work = tmp_path / "work"

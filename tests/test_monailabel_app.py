@@ -251,7 +251,7 @@ def test_a_train_request_is_a_campaign_round(world: dict, tmp_path: Path) -> Non
     assert state.current_model() == state.campaign_dir / record["checkpoint"]
     ledger = Ledger.load(state.campaign_dir)
     assert ledger.labeled_ids() == ["phantom_002", "phantom_005"]
-    assert {p["case_id"] for p in ledger.current()["pseudo_labels"]} == set(store.get_unlabeled_images())
+    assert {p["case_id"] for p in ledger.last().pseudo_labels} == set(store.get_unlabeled_images())
     again = run_round(state, store, label_dir)
     assert again["round"] == 1 and "nothing to train" in again["status_message"]
     rescored = score_images(state, store)  # the new model re-scores every image

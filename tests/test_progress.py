@@ -147,7 +147,7 @@ def test_loop_without_reporter_still_yields_everything() -> None:
 def tiny_campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Ten 16^3 phantoms (6 pool, 4 test), a 3-step source model, a 2-round random campaign (1 volume a round)."""
     from assft.campaign.config import CampaignConfig
-    from assft.campaign.engine import init_campaign
+    from assft.campaign.campaign import init_campaign
     from assft.config import ModelConfig, TrainConfig
     from assft.data import load_dataset, make_split
     from assft.data.synthetic import make_phantom_dataset
@@ -170,12 +170,12 @@ def tiny_campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_campaign_prints_one_plain_line_per_step_off_a_terminal(tiny_campaign: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from assft.campaign.engine import run_campaign
+    from assft.campaign.simulate import run_campaign
 
     ledger = run_campaign(tiny_campaign)  # default show_progress; stderr is captured, so not a terminal
     err = capsys.readouterr().err.splitlines()
     assert all(re.match(STAMP, line) for line in err), err
-    dice = [f"{r['metrics']['mean_dice']:.3f}" for r in ledger.rounds]
+    dice = [f"{r.metrics['mean_dice']:.3f}" for r in ledger.records()]
     expected = ["random seed0 start model on the test set ..."]
     for index in (1, 2):
         labeled = "1 labeled volume" if index == 1 else "2 labeled volumes"

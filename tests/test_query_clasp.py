@@ -17,7 +17,7 @@ from assft.config import InferenceConfig, ModelConfig
 from assft.data.synthetic import PHANTOM_LABELS
 from assft.errors import ConfigError
 from assft.models import build_model, make_checkpoint, save_checkpoint
-from assft.query import CaseSummary, QueryConfig, SelectionContext, make_strategy, run_query, summarize_probs
+from assft.query import CaseSummary, QueryConfig, SelectionContext, make_strategy, run_query, save_query_result, summarize_probs
 from assft.metrics.scores import (
     clasp_box,
     compute_box_max_mean,
@@ -169,7 +169,8 @@ def test_clasp_pe_through_the_scorer(phantom_dir: Path, tmp_path: Path) -> None:
                                                               metadata={"train_config": {"patch_size": [16] * 3}}))
     inference = InferenceConfig(roi_size=(16, 16, 16), sw_batch_size=1, channels_last=False)
     result = run_query(ckpt, phantom_dir, QueryConfig(strategy="clasp-pe", budget=3), inference=inference, seed=0,
-                       round_index=2, total_rounds=3, out_dir=tmp_path / "q")
+                       round_index=2, total_rounds=3)
+    save_query_result(result, tmp_path / "q")
     assert all(s.class_pe is not None and s.class_pe.shape == (5,) for s in result.summaries)
     data = result.to_json()
     assert data["round_index"] == 2 and data["total_rounds"] == 3 and data["notes"]["power_beta"] == 10.0

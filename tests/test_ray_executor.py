@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from assft.campaign.engine import init_campaign
+from assft.campaign.campaign import init_campaign
 from assft.campaign.executors import is_finished, run_one
 from assft.campaign.ledger import campaign_lock
-from assft.campaign.simulate import campaign_config, run_simulation
+from assft.campaign.simulate import campaign_config, run_quietly, run_simulation
 from assft.errors import CampaignLockedError, ConfigError
 
 from test_campaign import setup  # noqa: F401  (module-scoped phantom fixture)
@@ -79,11 +79,11 @@ def test_a_worker_waits_for_a_campaign_another_process_holds(setup: dict, tmp_pa
     campaign_dir = tmp_path / "x" / "c"
     init_campaign(campaign_dir, campaign_config(config, "identity", "random", 0))
     with campaign_lock(campaign_dir), pytest.raises(CampaignLockedError, match="another assft process"):
-        run_one(str(campaign_dir), 1, str(tmp_path / "cache"), lock_wait_s=0)
+        run_one(str(campaign_dir), 1, str(tmp_path / "cache"), run_quietly, lock_wait_s=0)
     assert not is_finished(campaign_dir)
 
     holder = threading.Event()
-    worker = threading.Thread(target=run_one, args=(str(campaign_dir), 1, str(tmp_path / "cache")),
+    worker = threading.Thread(target=run_one, args=(str(campaign_dir), 1, str(tmp_path / "cache"), run_quietly),
                               kwargs={"poll_s": 0.05})
     with campaign_lock(campaign_dir):
         worker.start()

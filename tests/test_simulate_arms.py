@@ -108,7 +108,7 @@ def test_simulation_from_an_ssl_only_model(setup: dict, tmp_path: Path) -> None:
     assert run.baseline is None and len(run.rounds) == 2
     assert [r.labeled_total for r in run.rounds] == [1, 2]
     # the recorded Dice is the round's checkpoint evaluated on the test ids (re-evaluated here: a known answer)
-    from assft.campaign.engine import evaluate_on_test
+    from assft.campaign.evaluation import evaluate_on_test
 
     again = evaluate_on_test(campaign / run.rounds[-1].checkpoint, load_campaign_config(campaign))
     assert run.rounds[-1].metrics["mean_dice"] == pytest.approx(again["mean_dice"], abs=1e-6)

@@ -44,9 +44,9 @@ _EXPORTS: dict[str, str] = {
     "pretrain_ssl": "assft.pretrain", "import_weights": "assft.pretrain", "PretrainConfig": "assft.pretrain",
     "IMPORT_FORMATS": "assft.pretrain",
     # campaigns and reports
-    "CampaignConfig": "assft.campaign.config", "init_campaign": "assft.campaign.engine",
+    "CampaignConfig": "assft.campaign.config", "init_campaign": "assft.campaign.campaign",
     "next_round": "assft.campaign.engine", "import_labels": "assft.campaign.engine",
-    "finetune_round": "assft.campaign.engine", "run_campaign": "assft.campaign.engine",
+    "finetune_round": "assft.campaign.engine", "run_campaign": "assft.campaign.simulate",
     "SimulationConfig": "assft.campaign.simulate", "run_simulation": "assft.campaign.simulate",
     "run_demo": "assft.demo", "write_report": "assft.reporting", "build_report": "assft.reporting",
     "load_runs": "assft.reporting",

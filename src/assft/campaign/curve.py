@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from assft.campaign.ledger import LedgerMeta, RoundRecord
 from assft.errors import AssftError
 from assft.metrics.curves import compute_aubc, compute_gap_closed
 
@@ -31,12 +32,12 @@ def _dice(metrics: Mapping[str, Any] | None) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
-def campaign_curve(meta: Mapping[str, Any], rounds: Sequence[Mapping[str, Any]]) -> list[CurvePoint]:
+def campaign_curve(meta: LedgerMeta, rounds: Sequence[RoundRecord]) -> list[CurvePoint]:
     """Points in order: the source model as is (when round 0 adapted it), the start model at 0 labels, then every
-    evaluated round (`rounds`: ledger round records). Gap closed = (Dice - source) / (upper - source)."""
-    start, source = meta.get("baseline_metrics"), meta.get("unadapted_metrics")
+    evaluated round. Gap closed = (Dice - source) / (upper - source)."""
+    start, source = meta.baseline_metrics, meta.unadapted_metrics
     lower = _dice(source if source is not None else start)
-    upper = _dice(meta.get("upper_metrics"))
+    upper = _dice(meta.upper_metrics)
 
     def gap(dice: float | None) -> float | None:
         if None in (dice, lower, upper):
@@ -50,14 +51,13 @@ def campaign_curve(meta: Mapping[str, Any], rounds: Sequence[Mapping[str, Any]])
     if source is not None:  # adapted in round 0: the model as the user had it is not on the campaign's curve
         points.append(CurvePoint("source model", 0, _dice(source), gap(_dice(source)), on_curve=False))
     if start is not None:
-        method = (meta.get("adaptation") or {}).get("method")
+        method = (meta.adaptation or {}).get("method")
         name = f"adapted ({method})" if source is not None and method else "source model"
         points.append(CurvePoint(name, 0, _dice(start), gap(_dice(start))))
     for record in rounds:
-        if record.get("status") == "evaluated" and record.get("metrics") is not None:
-            dice = _dice(record.get("metrics"))
-            points.append(CurvePoint(f"round {record['round']}", int(record.get("labeled_total") or 0), dice,
-                                     gap(dice)))
+        if record.status == "evaluated" and record.metrics is not None:
+            dice = _dice(record.metrics)
+            points.append(CurvePoint(f"round {record.round}", record.labeled_total or 0, dice, gap(dice)))
     return points
 
 

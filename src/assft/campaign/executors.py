@@ -1,7 +1,8 @@
 """Where a simulation grid's campaigns run: one after another, a process pool on this machine, or Ray tasks.
 
-Every executor runs the same worker body (`run_one`: `run_campaign` with a fixed thread share and the grid's
-volume cache), and every campaign resumes from its ledger, so executors differ only in where the body runs.
+Every executor runs the same worker body (`run_one`: the simulation's `run`, e.g.
+`assft.campaign.simulate.run_quietly`, with a fixed thread share and the grid's volume cache), and every campaign
+resumes from its ledger, so executors differ only in where the body runs.
 
 Ray (`pip install "assft[ray]"`): each campaign is one task with `num_cpus` / `num_gpus` (fractions allowed); the
 driver collects tasks as they finish (`ray.wait`). Retry policy: a task whose worker died (a lost node, an OOM
@@ -20,9 +21,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from assft.campaign.engine import run_campaign
 from assft.campaign.ledger import Ledger
+from assft.data.volume_cache import use_volume_cache
 from assft.errors import CampaignError, CampaignLockedError, ConfigError
+from assft.utils.threads import set_thread_policy
 
 __all__ = ["RAY_MAX_RETRIES", "is_finished", "run_on_processes", "run_on_ray", "run_one"]
 
@@ -33,21 +35,19 @@ RAY_MAX_RETRIES = 3  # re-runs of a campaign task whose worker process or node w
 LOCK_WAIT_S = 3600.0
 
 OnCampaign = Callable[[Path], None] | None
+RunCampaign = Callable[[str], object]  # runs or resumes one campaign folder; a module-level function (it is pickled)
 
 
-def run_one(campaign_dir: str, threads: int, volume_cache: str, *, lock_wait_s: float = LOCK_WAIT_S,
-            poll_s: float = 2.0) -> str:
-    """Worker body: run (or resume) one campaign with `threads` torch threads and the grid's volume cache, waiting
-    up to `lock_wait_s` while another process (e.g. the orphaned worker of a killed driver) holds the campaign."""
-    from assft.data.volume_cache import use_volume_cache
-    from assft.utils.threads import set_thread_policy
-
+def run_one(campaign_dir: str, threads: int, volume_cache: str, run: RunCampaign, *,
+            lock_wait_s: float = LOCK_WAIT_S, poll_s: float = 2.0) -> str:
+    """Worker body: `run` one campaign with `threads` torch threads and the grid's volume cache, waiting up to
+    `lock_wait_s` while another process (e.g. the orphaned worker of a killed driver) holds the campaign."""
     set_thread_policy(threads)  # a fixed share: cores / jobs
     deadline = time.monotonic() + lock_wait_s
     with use_volume_cache(volume_cache):
         while True:
             try:
-                run_campaign(campaign_dir, show_progress=False)
+                run(campaign_dir)
                 return campaign_dir
             except CampaignLockedError:
                 if time.monotonic() >= deadline:
@@ -58,12 +58,12 @@ def run_one(campaign_dir: str, threads: int, volume_cache: str, *, lock_wait_s: 
 def is_finished(campaign_dir: str | Path) -> bool:
     """Whether the campaign's ledger records its end (every round evaluated)."""
     try:
-        return "finished_at" in Ledger.load(campaign_dir).data["meta"]
+        return Ledger.load(campaign_dir).meta.finished_at is not None
     except (OSError, ValueError, KeyError):
         return False
 
 
-def run_on_processes(dirs: Sequence[Path], jobs: int, threads: int, volume_cache: str,
+def run_on_processes(dirs: Sequence[Path], jobs: int, threads: int, volume_cache: str, run: RunCampaign,
                      on_campaign: OnCampaign = None) -> None:
     """`jobs` campaigns at once in worker processes of this machine, `threads` torch threads each."""
     import multiprocessing
@@ -71,14 +71,14 @@ def run_on_processes(dirs: Sequence[Path], jobs: int, threads: int, volume_cache
 
     # spawn, not fork: forking after torch has run its OpenMP pool (bounds, datasets) can deadlock the children.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_one, str(d), threads, volume_cache) for d in dirs]
+        futures = [pool.submit(run_one, str(d), threads, volume_cache, run) for d in dirs]
         for future in as_completed(futures):
             done = Path(future.result())
             if on_campaign is not None:
                 on_campaign(done)
 
 
-def run_on_ray(dirs: Sequence[Path], volume_cache: str, *, address: str | None = None, cpus_per_campaign: float = 1.0,
+def run_on_ray(dirs: Sequence[Path], volume_cache: str, run: RunCampaign, *, address: str | None = None, cpus_per_campaign: float = 1.0,
                gpus_per_campaign: float = 0.0, num_cpus: int | None = None, on_campaign: OnCampaign = None) -> None:
     """Each unfinished campaign as a Ray task (see the module docstring for resources and the retry policy).
 
@@ -104,7 +104,7 @@ def run_on_ray(dirs: Sequence[Path], volume_cache: str, *, address: str | None =
         task = ray.remote(num_cpus=cpus_per_campaign, num_gpus=gpus_per_campaign, max_retries=RAY_MAX_RETRIES,
                           retry_exceptions=[OSError])(run_one)
         threads = max(1, int(cpus_per_campaign))
-        pending = {task.remote(str(d), threads, volume_cache): d for d in todo}
+        pending = {task.remote(str(d), threads, volume_cache, run): d for d in todo}
         failed: list[tuple[Path, str]] = []
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)

@@ -44,7 +44,9 @@ class RoundRecord(_Record):
     model: str | None = None
     budget: int | None = None
     labeled_before: int | None = None
+    pre_annotations: str | None = None  # the folder of the model's label maps to correct, relative to the round
     # labeled: the ids whose annotations arrived
+    query_files: list[str] = Field(default_factory=list)  # the round's query outputs, relative to its folder
     labels_received: list[str] | None = None
     # finetuned: the new checkpoint, pseudo-label table (case_id, conf, sd, selected, true_dice) and compute spent
     checkpoint: str | None = None
@@ -73,6 +75,10 @@ class LedgerMeta(_Record):
     unadapted_metrics: dict[str, Any] | None = None  # with round-0 adaptation: the source model as is
     upper_metrics: dict[str, Any] | None = None  # the campaign's upper reference model, when it has one
     adaptation: dict[str, Any] | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    versions: dict[str, str] | None = None
+    extensions: list[dict[str, Any]] = Field(default_factory=list)  # `campaign extend`: {"extension", "at"} each
 
 
 class LedgerData(_Record):
@@ -111,11 +117,15 @@ def _validate(data: Any, path: Path) -> LedgerData:
 
 
 class Ledger:
-    """Rounds of a campaign: {"rounds": [{"round": r, "status": step, ...}, ...], "meta": {...}}."""
+    """Rounds of a campaign, read and written as typed records (`RoundRecord`, `LedgerMeta`).
+
+    The file's JSON object is kept as read (fields a newer version wrote survive a save); every read hands out a
+    validated snapshot and every change goes through `update_round` / `update_meta`, which save atomically.
+    """
 
     def __init__(self, path: Path, data: dict[str, Any]) -> None:
         self.path = path
-        self.data = data
+        self._data = data
 
     @classmethod
     def load(cls, campaign_dir: str | Path) -> Ledger:
@@ -129,36 +139,41 @@ class Ledger:
 
     def save(self) -> None:
         """Atomically rewrite the ledger."""
-        atomic_write_json(self.path, self.data)
+        atomic_write_json(self.path, self._data)
 
     @property
-    def rounds(self) -> list[dict[str, Any]]:
-        """Round records in order."""
-        return self.data["rounds"]
+    def meta(self) -> LedgerMeta:
+        """What the campaign planned and its budget-0 points (a snapshot: changes go through `update_meta`)."""
+        return LedgerMeta.model_validate(self._data["meta"])
 
-    def round(self, index: int) -> dict[str, Any] | None:
-        """The record of round `index` (1-based) or None."""
-        for record in self.rounds:
-            if record["round"] == index:
-                return record
-        return None
+    def update_meta(self, **fields: Any) -> LedgerMeta:
+        """Merge `fields` into the meta and save atomically."""
+        self._data["meta"].update(fields)
+        self.save()
+        return self.meta
 
     def records(self) -> list[RoundRecord]:
-        """The rounds as typed records (a snapshot: changes go through `update_round`)."""
-        return [RoundRecord.model_validate(r) for r in self.rounds]
+        """The rounds as typed records in order (a snapshot: changes go through `update_round`)."""
+        return [RoundRecord.model_validate(r) for r in self._data["rounds"]]
 
-    def current(self) -> dict[str, Any] | None:
+    def record(self, index: int) -> RoundRecord | None:
+        """The record of round `index` (1-based) or None."""
+        raw = self._raw_round(index)
+        return None if raw is None else RoundRecord.model_validate(raw)
+
+    def last(self) -> RoundRecord | None:
         """The last round record, if any."""
-        return self.rounds[-1] if self.rounds else None
+        rounds = self._data["rounds"]
+        return RoundRecord.model_validate(rounds[-1]) if rounds else None
 
-    def update_round(self, index: int, status: str, **fields: Any) -> dict[str, Any]:
-        """Create or update round `index`, set its status, merge `fields`, save atomically."""
+    def update_round(self, index: int, status: str, **fields: Any) -> RoundRecord:
+        """Create or update round `index`, set its status, merge `fields` (timings add up), save atomically."""
         if status not in STEPS:
             raise ValueError(f"unknown step {status!r}")
-        record = self.round(index)
+        record = self._raw_round(index)
         if record is None:
             record = {"round": index, "status": status}
-            self.rounds.append(record)
+            self._data["rounds"].append(record)
         record["status"] = status
         for key, value in fields.items():
             if key == "timings":
@@ -166,19 +181,25 @@ class Ledger:
             else:
                 record[key] = value
         self.save()
-        return record
+        return RoundRecord.model_validate(record)
 
     def labeled_ids(self) -> list[str]:
         """Every case id labeled so far, in the order they were queried."""
         out: list[str] = []
-        for record in self.rounds:
-            if STEPS.index(record["status"]) >= STEPS.index("labeled"):
-                out.extend(record.get("selected", []))
+        for record in self.records():
+            if STEPS.index(record.status) >= STEPS.index("labeled"):
+                out.extend(record.selected)
         return out
 
     def canonical(self) -> dict[str, Any]:
         """The ledger without timings, timestamps and versions: equal for equal runs, however interrupted."""
-        return _strip(copy.deepcopy(self.data))
+        return _strip(copy.deepcopy(self._data))
+
+    def _raw_round(self, index: int) -> dict[str, Any] | None:
+        for record in self._data["rounds"]:
+            if record["round"] == index:
+                return record
+        return None
 
 
 def _strip(obj: Any) -> Any:

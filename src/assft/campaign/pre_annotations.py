@@ -12,17 +12,30 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from assft.campaign.layout import QUERY_DIR, TO_ANNOTATE
 from assft.config import InferenceConfig
 from assft.data.cases import DatasetSpec
+from assft.query.result import FIGURES_DIR
 
-__all__ = ["PRE_ANNOTATIONS", "WHY", "write_pre_annotations", "copy_pick_figures"]
+__all__ = ["PRE_ANNOTATIONS", "WHY", "copy_pick_figures", "predict_label_maps", "write_pre_annotations"]
 
 PRE_ANNOTATIONS = "pre_annotations"
 WHY = "why"
 
 
-def write_pre_annotations(model: str | Path, pool: DatasetSpec, case_ids: Sequence[str], folder: Path,
-                          inference: InferenceConfig | None = None) -> list[Path]:
+def write_pre_annotations(model: str | Path, pool: DatasetSpec, case_ids: Sequence[str], round_folder: Path,
+                          inference: InferenceConfig | None = None) -> str | None:
+    """A round's hand-out beside the images in to_annotate/: `model`'s label map per pick in pre_annotations/ and
+    the pick's query figure in why/ (when the round drew figures). Returns the pre-annotation folder relative to
+    the round's (the ledger records it), or None for a model without a segmentation head."""
+    folder = round_folder / TO_ANNOTATE
+    written = predict_label_maps(model, pool, case_ids, folder / PRE_ANNOTATIONS, inference)
+    copy_pick_figures(round_folder / QUERY_DIR / FIGURES_DIR, case_ids, folder / WHY)
+    return f"{TO_ANNOTATE}/{PRE_ANNOTATIONS}" if written else None
+
+
+def predict_label_maps(model: str | Path, pool: DatasetSpec, case_ids: Sequence[str], folder: Path,
+                       inference: InferenceConfig | None = None) -> list[Path]:
     """The label map of each case predicted by `model`, written as folder/ID.nii.gz (uint8, the image's grid and
     affine: the same file `assft predict` writes); none for a model without a segmentation head (SSL-only).
     Predicting the picks again costs one pass over b volumes; the query pass keeps no probability volume."""

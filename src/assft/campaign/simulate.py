@@ -16,13 +16,22 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from assft.campaign.config import CampaignConfig
-from assft.campaign.engine import evaluate_on_test, init_campaign, load_pool, run_campaign
 from assft.adapt.config import AdaptConfig
+from assft.campaign.campaign import Campaign, init_campaign, load_pool, now
+from assft.campaign.config import CampaignConfig, load_campaign_config
+from assft.campaign.engine import finetune_round, next_round
+from assft.campaign.evaluation import EVALUATE_STEP, evaluate_on_test, has_baseline, record_baseline
+from assft.campaign.executors import run_on_processes, run_on_ray
+from assft.campaign.ledger import Ledger, campaign_lock
+from assft.campaign.oracle import GroundTruthOracle
+from assft.campaign.volumes import with_volume_cache
 from assft.config import InferenceConfig, _Config, parse_config, read_yaml
+from assft.data.volume_cache import use_volume_cache
 from assft.errors import ConfigError
 from assft.utils.atomic import atomic_write_json
+from assft.utils.progress import StepReporter, reporting
 from assft.utils.seeding import derive_seed
+from assft.utils.threads import governor
 
 BOUNDS_NAME = "bounds.json"  # OUT/{domain}/bounds.json: the budget-0 references and the upper bound
 GRID_VOLUME_CACHE = "_volumes"  # the grid's preprocessed volumes (assft.data.volume_cache), shared by its campaigns
@@ -265,8 +274,6 @@ def run_simulation(config: SimulationConfig, *, show_progress: bool | None = Non
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "experiment.json", config.model_dump(mode="json"))
-    from assft.data.volume_cache import use_volume_cache
-
     # One cache of preprocessed volumes for the whole grid: every campaign of a domain reads the same pool and test
     # volumes (entries are keyed by file and preprocessing, so domains never collide).
     volume_cache = str(out / GRID_VOLUME_CACHE)
@@ -283,9 +290,7 @@ def run_simulation(config: SimulationConfig, *, show_progress: bool | None = Non
                 init_campaign(campaign_dir, campaign_config(config, domain, strategy or "", seed, arm))
                 dirs.append(campaign_dir)
     if executor == "ray":
-        from assft.campaign.executors import run_on_ray
-
-        run_on_ray(dirs, volume_cache, on_campaign=on_campaign, **(ray_options or {}))
+        run_on_ray(dirs, volume_cache, run_quietly, on_campaign=on_campaign, **(ray_options or {}))
         return dirs
     if jobs == 1:
         with use_volume_cache(volume_cache):
@@ -294,9 +299,63 @@ def run_simulation(config: SimulationConfig, *, show_progress: bool | None = Non
                 if on_campaign is not None:
                     on_campaign(campaign_dir)
         return dirs
-    from assft.campaign.executors import run_on_processes
-    from assft.utils.threads import governor
-
     threads = max(1, governor().max_threads // jobs)  # cores (or the explicit --threads) shared by the workers
-    run_on_processes(dirs, jobs, threads, volume_cache, on_campaign)
+    run_on_processes(dirs, jobs, threads, volume_cache, run_quietly, on_campaign)
     return dirs
+
+
+@with_volume_cache
+def run_campaign(campaign_dir: str | Path, *, show_progress: bool | None = None) -> Ledger:
+    """Simulation: run every remaining step of every round with the ground truth as the annotator (resumable)."""
+    campaign_dir = Path(campaign_dir)
+    config = load_campaign_config(campaign_dir)
+    if config.oracle != "ground_truth":
+        raise ConfigError("run_campaign needs oracle: ground_truth (a simulation).", path=campaign_dir / "campaign.yaml",
+                          fix="use `assft campaign next/import-labels/finetune` for real annotation")
+    with reporting(show_progress) as report, report.scope(f"{config.arm or config.strategy} seed{config.seed}"):
+        return _run_rounds(campaign_dir, report)
+
+
+def run_quietly(campaign_dir: str) -> Ledger:
+    """`run_campaign` without progress lines: the body of a simulation grid's worker processes and Ray tasks."""
+    return run_campaign(campaign_dir, show_progress=False)
+
+
+def _run_rounds(campaign_dir: Path, report: StepReporter) -> Ledger:
+    """`run_campaign`'s loop, each step announced on `report`."""
+    if not has_baseline(Campaign.open(campaign_dir)):
+        with report.step("start model on the test set"):
+            record_baseline(campaign_dir)
+    while True:
+        campaign = Campaign.open(campaign_dir)
+        last = campaign.last()
+        rounds = campaign.meta.rounds or 0
+        if last is not None and last.status == "evaluated" and last.round >= rounds:
+            break
+        status = "evaluated" if last is None else last.status
+        index = 1 if last is None else last.round + (status == "evaluated")
+        if status == "evaluated":
+            n = campaign.meta.per_round[index - 1]
+            with report.step(f"round {index}/{rounds}: query {n} volume{'s' * (n != 1)}") as step:
+                step["note"] = f"{len(next_round(campaign_dir).selected)} selected"
+        elif status == "queried":
+            _import_ground_truth(campaign_dir)
+        else:
+            n = len(campaign.labeled_ids())  # at 'finetuned' (resumed) only the evaluation is left
+            label = f"fine-tune on {n} labeled volume{'s' * (n != 1)}" if status == "labeled" else EVALUATE_STEP
+            with report.step(f"round {index}/{rounds}: {label}") as step:  # the evaluation begins its own step
+                metrics = finetune_round(campaign_dir).metrics or {}
+                step["note"] = f"mean Dice {metrics['mean_dice']:.3f}" if "mean_dice" in metrics else ""
+    with campaign_lock(campaign_dir):
+        ledger = Ledger.load(campaign_dir)
+        ledger.update_meta(finished_at=now())
+    return ledger
+
+
+def _import_ground_truth(campaign_dir: Path) -> None:
+    """The simulated annotator: the queried round's ground-truth labels count as imported."""
+    with campaign_lock(campaign_dir):
+        campaign = Campaign.open(campaign_dir)
+        last = campaign.expect("queried", "run `assft campaign next` first")
+        GroundTruthOracle(campaign.pool()).annotate(last.selected)  # fails clearly if a label is missing
+        campaign.update_round(last.round, "labeled", labels_received=sorted(last.selected))

@@ -56,8 +56,8 @@ def init(
     lr: float = typer.Option(None, "--lr", show_default=str(FINETUNE_LR), help="Fine-tuning learning rate (AdamW)."),
 ) -> None:
     """Create a campaign directory with a validated campaign.yaml and an empty ledger."""
+    from assft.campaign.campaign import init_campaign
     from assft.campaign.config import recipe_finetune
-    from assft.campaign.engine import init_campaign
     from assft.cli.common import check_output_dir
     from assft.config import parse_config, read_yaml
 
@@ -95,27 +95,27 @@ def next_cmd(campaign: Path = typer.Argument(..., help="Campaign directory.")) -
     """Score the pool and write the round's to-annotate list (to_annotate.csv and image links)."""
     from rich.table import Table
 
-    from assft.campaign.engine import next_round, round_dir
-
+    from assft.campaign.engine import next_round
+    from assft.campaign.layout import QUERY_FILES, round_dir
     from assft.utils.distributed import join_process_group
 
     record = next_round(campaign)
     if not join_process_group().is_main:
         return  # under torchrun rank 0 alone writes and prints
-    folder = round_dir(campaign, record["round"])
-    if record["round"] == 1 and record.get("model", "").startswith("round0"):
-        console.print(f"round 0: started from the pool-adapted model {record['model']} (no labels used)")
-    if record["round"] == 1:
+    folder = round_dir(campaign, record.round)
+    if record.round == 1 and (record.model or "").startswith("round0"):
+        console.print(f"round 0: started from the pool-adapted model {record.model} (no labels used)")
+    if record.round == 1:
         _print_round0(campaign)
-    table = Table("rank", "case", title=f"round {record['round']}: annotate these {len(record['selected'])} volumes")
-    for rank, case_id in enumerate(record["selected"], 1):
+    table = Table("rank", "case", title=f"round {record.round}: annotate these {len(record.selected)} volumes")
+    for rank, case_id in enumerate(record.selected, 1):
         table.add_row(str(rank), case_id)
     console.print(table)
     console.print(f"images: {folder / 'to_annotate'}; list: {folder / 'to_annotate.csv'}; scores: "
-                  f"{folder / 'query' / 'selection.csv'}")
-    if record.get("pre_annotations"):
+                  f"{folder / QUERY_FILES[0]}")
+    if record.pre_annotations:
         console.print(f"pre-annotations (the current model's labels, to correct rather than draw from scratch): "
-                      f"{folder / record['pre_annotations']}; why each was picked: {folder / 'to_annotate' / 'why'}")
+                      f"{folder / record.pre_annotations}; why each was picked: {folder / 'to_annotate' / 'why'}")
     console.print(f"put labels as ID.nii.gz in a folder, then: assft campaign import-labels {campaign} --labels DIR")
 
 
@@ -123,7 +123,7 @@ def _print_round0(campaign: Path) -> None:
     """The round-0 test Dice (source, adapted, upper reference) when the campaign has a test set."""
     from assft.campaign.ledger import Ledger
 
-    meta = Ledger.load(campaign).data["meta"]
+    meta = Ledger.load(campaign).meta.model_dump()
     parts = [(name, (meta.get(key) or {}).get("mean_dice")) for name, key in (
         ("source model", "unadapted_metrics" if meta.get("unadapted_metrics") else "baseline_metrics"),
         ("adapted", "baseline_metrics" if meta.get("unadapted_metrics") else None),
@@ -141,7 +141,7 @@ def import_labels_cmd(campaign: Path = typer.Argument(..., help="Campaign direct
     from assft.campaign.engine import import_labels
 
     record = import_labels(campaign, labels)
-    console.print(f"round {record['round']}: imported {len(record['labels_received'])} labels; next: "
+    console.print(f"round {record.round}: imported {len(record.labels_received or [])} labels; next: "
                   f"assft campaign finetune {campaign}")
 
 
@@ -158,9 +158,9 @@ def finetune_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."
     if steps_per_round is not None or lr is not None:
         _change_recipe(campaign, steps_per_round, lr)
     record = finetune_round(campaign)
-    dice = (record.get("metrics") or {}).get("mean_dice")
-    n_pseudo = sum(1 for p in record.get("pseudo_labels", []) if p["selected"])
-    text = f"round {record['round']}: fine-tuned with {record['labeled_total']} labeled + {n_pseudo} pseudo-labeled"
+    dice = (record.metrics or {}).get("mean_dice")
+    n_pseudo = sum(1 for p in record.pseudo_labels if p["selected"])
+    text = f"round {record.round}: fine-tuned with {record.labeled_total} labeled + {n_pseudo} pseudo-labeled"
     console.print(text + (f"; test Dice {dice:.3f}" if dice is not None else ""))
 
 
@@ -190,9 +190,9 @@ def _change_recipe(campaign: Path, steps_per_round: int | None, lr: float | None
     with campaign_lock(campaign):
         before = load_campaign_config(campaign)
         after = with_finetune_steps(before, steps_per_round, lr)
-        last = Ledger.load(campaign).current()
-        if last is None or last["status"] != "labeled":  # the step would refuse: change nothing
-            where = "no round has started" if last is None else f"round {last['round']} is at step '{last['status']}'"
+        last = Ledger.load(campaign).last()
+        if last is None or last.status != "labeled":  # the step would refuse: change nothing
+            where = "no round has started" if last is None else f"round {last.round} is at step '{last.status}'"
             raise CampaignError(f"--steps-per-round/--lr apply to a round to fine-tune, but {where}.",
                                 path=campaign, fix="import the round's labels first, or edit campaign.yaml")
         if after != before:
@@ -227,17 +227,15 @@ def status_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."))
                       str(row["labeled_total"] or "-"), str(row["n_pseudo"]) if row["status"] in
                       ("finetuned", "evaluated") else "-", f"{dice:.3f}" if dice is not None else "-")
     console.print(table)
-    _print_curve(status["meta"], status["records"])
+    _print_curve(status)
     console.print(f"next: {status['next_step']}")
 
 
-def _print_curve(meta: dict, records: list[dict]) -> None:
+def _print_curve(status: dict) -> None:
     """Source -> adapted -> each round on the test set, the AUBC and the gap closed (when the campaign has them)."""
     from rich.table import Table
 
-    from assft.campaign.curve import campaign_curve, curve_aubc
-
-    points = campaign_curve(meta, records)
+    points, aubc, meta = status["curve"], status["aubc"], status["meta"]
     if not points:
         console.print("test Dice: none yet (the campaign has no --test set, or round 0 was not evaluated)")
         return
@@ -248,7 +246,6 @@ def _print_curve(meta: dict, records: list[dict]) -> None:
         table.add_row(p.name, str(p.labeled), "-" if p.dice is None else f"{p.dice:.3f}",
                       *([("-" if p.gap_closed is None else f"{p.gap_closed:.2f}")] if with_gap else []))
     console.print(table)
-    aubc = curve_aubc(points)
     upper = (meta.get("upper_metrics") or {}).get("mean_dice")
     console.print(("AUBC -: needs two evaluated points" if aubc is None else f"AUBC {aubc:.3f}")
                   + ("" if upper is None else f"; upper reference Dice {upper:.3f} (gap closed = (Dice - source) / "

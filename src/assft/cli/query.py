@@ -63,6 +63,7 @@ def query(
     from assft.config import InferenceConfig, load_config, parse_config
     from assft.data.splits import read_case_ids
     from assft.query.api import run_query
+    from assft.query.result import FIGURES_DIR, save_query_result, write_result_figures
     from assft.utils.distributed import join_process_group
 
     check_output_dir(out)
@@ -76,9 +77,13 @@ def query(
     inference = InferenceConfig(roi_size=parse_triple(roi, "--roi")) if roi else None
     result = run_query(model, pool, query_config, pretrained=pretrained, labeled=labeled,  # type: ignore[arg-type]
                        labeled_ids=read_case_ids(labeled_ids, allow_empty=True) if labeled_ids else (), seed=seed,
-                       inference=inference, fingerprint=fingerprint_file, out_dir=out, figures=figures)
+                       inference=inference, fingerprint=fingerprint_file, figures=figures)
     if not join_process_group().is_main:
         return  # under torchrun rank 0 prints and writes
+    save_query_result(result, out)
+    figures = figures and result.provenance["model_kind"] != "ssl-only"  # an SSL-only model has no prediction
+    if figures:
+        write_result_figures(result, out / FIGURES_DIR, result.class_names)
     table = Table(title=f"{result.selection.strategy}: {len(result.selected)} of {len(result.summaries)} volumes "
                         f"(seed {seed})")
     for column in ("rank", "case", "Q at pick", "rationale"):

@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "load_fingerprint": "assft.models.source_stats", "resolve_source_stats": "assft.models.source_stats",
     "running_stats": "assft.models.source_stats", "save_fingerprint": "assft.models.source_stats",
     "QueryResult": "assft.query.api", "run_query": "assft.query.api", "save_query_result": "assft.query.api",
+    "ScoredPool": "assft.query.api", "score_pool": "assft.query.api",
     "compute_typicality": "assft.query.clustering", "k_center_greedy": "assft.query.clustering",
     "kmeans_pp_select": "assft.query.clustering", "typiclust_select": "assft.query.clustering",
     "Need": "assft.query.config", "QueryConfig": "assft.query.config", "parse_budget": "assft.query.config",
@@ -49,7 +50,7 @@ if TYPE_CHECKING:  # type checkers and IDEs see the real names
     from assft.models.source_stats import (
         attach_fingerprint, load_fingerprint, resolve_source_stats, running_stats, save_fingerprint,
     )
-    from assft.query.api import QueryResult, run_query, save_query_result
+    from assft.query.api import QueryResult, ScoredPool, run_query, save_query_result, score_pool
     from assft.query.clustering import compute_typicality, k_center_greedy, kmeans_pp_select, typiclust_select
     from assft.query.config import Need, QueryConfig, parse_budget, resolve_budget
     from assft.query.knowledge import adjust_kd, compute_kd_spread, compute_pool_typicality

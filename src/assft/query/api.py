@@ -1,11 +1,17 @@
-"""`run_query`: resolve the pool and the labeled set, resolve the KD source, score the pool in one streaming pass,
-select a batch with a registered strategy, write the result (the CLI and the campaign engine call it)."""
+"""The query's two public steps and their composition.
+
+`score_pool` is the one streaming pass: the model side (θ, θ0, KD's source, the θ0 moment cache) turns the pool into
+per-volume summaries, plus what a strategy may know about the labeled set. `Strategy.select(summaries, context,
+budget, rng)` is the ranking side: pure, no files, no models. The CLI, the campaign and the MONAI Label app call
+these two; each caller resolves its budget once and writes its own files (`save_query_result`). `run_query` composes
+them for a one-off query.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +19,23 @@ import numpy as np
 
 from assft.config import InferenceConfig
 from assft.data.cases import Case, DatasetSpec
+from assft.data.layout import load_dataset
 from assft.errors import ConfigError, DataError
-from assft.query.config import Need, QueryConfig, resolve_budget
-from assft.query.result import FIGURES_DIR, QueryResult, save_query_result, write_result_figures
+from assft.models.source_stats import resolve_source_stats
+from assft.query.config import PROB_NEEDS, Need, QueryConfig, resolve_budget
+from assft.query.moment_cache import moment_cache_key, open_moment_cache
+from assft.query.result import QueryResult, save_query_result
 from assft.query.scorer import QueryModel, load_query_model, score_cases
-from assft.query.strategies import SelectionContext, make_strategy
+from assft.query.strategies import Selection, SelectionContext, make_strategy
 from assft.query.summaries import CaseSummary
 from assft.utils.distributed import gather_in_order, join_process_group, merge_across_ranks, shard
+from assft.utils.progress import progress
 from assft.utils.seeding import make_rng
 
-__all__ = ["QueryResult", "check_rounds", "run_query", "save_query_result"]
+__all__ = ["QueryResult", "ScoredPool", "check_rounds", "load_models", "run_query", "save_query_result",
+           "score_pool"]
+
+PoolSource = str | Path | DatasetSpec | Sequence[Case]
 
 
 @dataclass(frozen=True)
@@ -48,108 +61,148 @@ class KDSource:
     model: QueryModel | None  # the model whose norm layers are compared (θ0, or θ when θ is θ0)
 
 
-def run_query(
+@dataclass
+class ScoredPool:
+    """What one pass over the pool gives the ranking side: the candidates' summaries (pool order) and the labeled set.
+
+    `timings` holds the pass's seconds (pool_scoring_s, load_s, pass_current_s, pass_pretrained_s, ...).
+    """
+
+    summaries: list[CaseSummary]
+    reference_ids: list[str]
+    reference_embeddings: np.ndarray | None  # (n_labeled, E) in `reference_ids` order, when a need asked for them
+    has_head: bool
+    class_names: dict[int, str]
+    inference: InferenceConfig
+    provenance: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def context(self, config: QueryConfig, round_index: int | None = None,
+                total_rounds: int | None = None) -> SelectionContext:
+        """The SelectionContext a strategy selects in: these options, θ's head, the labeled set and the round."""
+        check_rounds(round_index, total_rounds)
+        return SelectionContext(config, self.has_head, tuple(self.reference_ids), self.reference_embeddings,
+                                round_index=round_index, total_rounds=total_rounds, class_names=dict(self.class_names))
+
+    def result(self, selection: Selection, config: QueryConfig, budget: int, seed: int, *,
+               round_index: int | None = None, total_rounds: int | None = None) -> QueryResult:
+        """The QueryResult of `selection` over this pool (what `save_query_result` writes)."""
+        provenance = {**self.provenance, "budget_requested": config.budget}
+        return QueryResult(selection, self.summaries, config, budget, seed, self.inference, list(self.reference_ids),
+                           self.timings, provenance, round_index, total_rounds, dict(self.class_names))
+
+
+def score_pool(
     model: str | Path | QueryModel,
-    pool: str | Path | DatasetSpec | Sequence[Case],
-    config: QueryConfig | None = None,
+    pool: PoolSource,
+    needs: Iterable[Need],
     *,
+    config: QueryConfig | None = None,
     pretrained: str | Path | QueryModel | None = None,
-    labeled: str | Path | DatasetSpec | Sequence[Case] | None = None,
+    labeled: PoolSource | None = None,
     labeled_ids: Iterable[str] = (),
     seed: int = 0,
     inference: InferenceConfig | None = None,
     fingerprint: str | Path | dict | None = None,
-    out_dir: str | Path | None = None,
-    show_progress: bool | None = None,
     theta0_cache: str | Path | None = None,
-    round_index: int | None = None,
-    total_rounds: int | None = None,
     figures: bool = False,
-    extra_needs: Iterable[Need] = (),
-) -> QueryResult:
-    """Score the pool once (streaming) and select `config.budget` volumes with `config.strategy`.
+) -> ScoredPool:
+    """Score the pool's candidates (pool minus the labeled cases) in one streaming pass.
 
     Args:
         model: the current model θ (checkpoint path or loaded QueryModel).
         pool: the unlabeled pool (dataset folder, DatasetSpec or cases).
-        config: query options (strategy, budget, alpha, ...); defaults from QueryConfig.
+        needs: what to compute (`Strategy.resolve_needs(θ.has_head)`, or the union over several strategies);
+            probability needs are dropped for an SSL-only model.
+        config: the pass's options (ASD threshold and reduction, MC samples, embedding and KD source).
         pretrained: θ0 for KD when it differs from θ (default: θ itself).
         labeled: an already labeled set (its embeddings feed Div, coreset and TypiClust).
-        labeled_ids: ids of pool cases that are already labeled (excluded; their embeddings are used).
-        seed: seeds the tie-breaks and random strategies (a derived numpy Generator; no global RNG).
+        labeled_ids: ids of pool cases that are already labeled (not scored; their embeddings are used).
+        seed: seeds BALD's MC-dropout masks.
         inference: sliding-window settings (default: roi = the checkpoint's training patch).
         fingerprint: source fingerprint file or mapping for KD (networks without BatchNorm running statistics).
-        out_dir: when given, selection.csv and selection.json are written there.
         theta0_cache: a JSON file of θ0's norm moments per volume (`assft.query.moment_cache`), read to skip θ0's
             pass for volumes seen before and updated; campaigns keep one, so KD costs one θ0 pass per volume.
-        figures: with `out_dir`, also write out_dir/figures/: a PNG per pick (three planes through the region that
-            drove it: image, prediction, entropy) and contact_sheet.png; cut from the same pass (θ with a head).
-        extra_needs: also compute these summaries in the same pass (a caller that keeps the summaries for several
-            strategies, e.g. the MONAI Label app); the selection uses only the strategy's own.
+        figures: also cut each volume's figure slices (three planes through the region that drove it) in the pass.
 
-    Under `torchrun` (WORLD_SIZE > 1) each process scores every world-th candidate, the summaries are gathered
-    back into pool order on every rank, every rank selects (the same picks: the same summaries and seed) and rank
-    0 alone writes `out_dir` and the θ0 moment cache (`assft.utils.distributed`). The labeled set's embeddings
-    are computed on every rank (a few volumes).
+    Progress goes to the active reporter (`assft.utils.progress.reporting`). Under `torchrun` (WORLD_SIZE > 1)
+    each process scores every world-th candidate and the summaries are gathered back into pool order on every rank;
+    rank 0 alone writes the θ0 moment cache. The labeled set's embeddings are computed on every rank (a few volumes).
 
-    Returns:
-        QueryResult (selected ids in pick order, ranked rows, timings, provenance).
+    Raises:
+        ConfigError: BALD without dropout. CheckpointError: no source statistics for KD. DataError: bad ids.
+    """
+    start = time.perf_counter()
+    config = config or QueryConfig()
+    current, theta0 = load_models(model, pretrained)
+    needs = frozenset(Need(n) for n in needs)
+    if not current.has_head:
+        needs = needs - PROB_NEEDS
+    if figures and current.has_head:  # the figure slices come from θ's probabilities: one more reduction
+        needs = needs | {Need.PROBS}
+    inference = inference or InferenceConfig(roi_size=current.checkpoint.training_patch)
+    sets = resolve_sets(pool, labeled, labeled_ids)
+    kd = resolve_kd_source(needs, current, theta0, config, fingerprint)
+    timings: dict[str, float] = {}
+    summaries = _score_candidates(sets.candidates, current, theta0, kd, needs, config, inference, theta0_cache,
+                                  timings, figures and current.has_head, seed)
+    timings["pool_scoring_s"] = time.perf_counter() - start
+    reference = _reference_embeddings(sets, current, theta0, needs, config, inference, timings)
+    return ScoredPool(summaries, sets.reference_ids, reference, current.has_head, dict(current.checkpoint.labels),
+                      inference, _provenance(current, theta0, kd, needs, sets), timings)
+
+
+def run_query(
+    model: str | Path | QueryModel,
+    pool: PoolSource,
+    config: QueryConfig | None = None,
+    *,
+    pretrained: str | Path | QueryModel | None = None,
+    labeled: PoolSource | None = None,
+    labeled_ids: Iterable[str] = (),
+    seed: int = 0,
+    inference: InferenceConfig | None = None,
+    fingerprint: str | Path | dict | None = None,
+    theta0_cache: str | Path | None = None,
+    round_index: int | None = None,
+    total_rounds: int | None = None,
+    figures: bool = False,
+) -> QueryResult:
+    """A one-off query: `score_pool`, then `config.strategy` selects `config.budget` volumes (writes nothing).
+
+    The arguments are `score_pool`'s, plus the round (1-based, for scheduled power sampling). Write the result with
+    `save_query_result` and, with `figures`, `write_result_figures`. Every rank under `torchrun` selects the same
+    picks (the same summaries and seed).
 
     Raises:
         BudgetError: the budget exceeds the candidate pool. ConfigError: a probability-based strategy on an
-        SSL-only model, BALD without dropout. CheckpointError: no source statistics for KD. DataError: bad ids.
+        SSL-only model, BALD without dropout, a round outside 1..total_rounds. CheckpointError: no source statistics
+        for KD. DataError: bad ids.
     """
     start = time.perf_counter()
     config = config or QueryConfig()
     check_rounds(round_index, total_rounds)
     strategy = make_strategy(config.strategy, config)
-    current, theta0 = _load_models(model, pretrained)
-    needs = strategy.resolve_needs(current.has_head) | _check_needs(extra_needs, current.has_head)
-    figures = figures and out_dir is not None and current.has_head
-    if figures:  # the figure slices come from θ's probabilities: the same forward, one more reduction
-        needs = needs | {Need.PROBS}
-    inference = inference or InferenceConfig(roi_size=current.checkpoint.training_patch)
-    sets = resolve_sets(pool, labeled, labeled_ids)
-    budget = resolve_budget(config.budget, len(sets.candidates))
-    kd = resolve_kd_source(needs, current, theta0, config, fingerprint)
-
-    timings: dict[str, float] = {}
-    summaries = _score_pool(sets.candidates, current, theta0, kd, needs, config, inference, theta0_cache,
-                            timings, show_progress, figures, seed=seed)
-    timings["pool_scoring_s"] = time.perf_counter() - start
-    reference = _reference_embeddings(sets, current, theta0, needs, config, inference, timings)
-
+    current, theta0 = load_models(model, pretrained)
+    scored = score_pool(current, pool, strategy.resolve_needs(current.has_head), config=config,
+                        pretrained=theta0 or current, labeled=labeled, labeled_ids=labeled_ids, seed=seed,
+                        inference=inference, fingerprint=fingerprint, theta0_cache=theta0_cache, figures=figures)
+    budget = resolve_budget(config.budget, len(scored.summaries))
     t0 = time.perf_counter()
-    context = SelectionContext(config, current.has_head, tuple(sets.reference_ids), reference,
-                               round_index=round_index, total_rounds=total_rounds,
-                               class_names=dict(current.checkpoint.labels))
-    selection = strategy.select(summaries, context, budget, make_rng(seed, "query", config.strategy))
-    timings["selection_s"] = time.perf_counter() - t0
-    timings["total_s"] = time.perf_counter() - start
-    result = QueryResult(selection, summaries, config, budget, seed, inference, sets.reference_ids, timings,
-                         _provenance(current, theta0, kd, needs, config, sets), round_index, total_rounds)
-    if out_dir is not None and join_process_group().is_main:  # under torchrun rank 0 alone writes
-        save_query_result(result, out_dir)
-        if figures:
-            t0 = time.perf_counter()
-            write_result_figures(result, Path(out_dir) / FIGURES_DIR, dict(current.checkpoint.labels))
-            timings["figures_s"] = time.perf_counter() - t0
-    return result
+    selection = strategy.select(scored.summaries, scored.context(config, round_index, total_rounds), budget,
+                                make_rng(seed, "query", config.strategy))
+    scored.timings["selection_s"] = time.perf_counter() - t0
+    scored.timings["total_s"] = time.perf_counter() - start
+    return scored.result(selection, config, budget, seed, round_index=round_index, total_rounds=total_rounds)
 
 
-def _check_needs(extra: Iterable[Need], has_head: bool) -> frozenset[Need]:
-    """`extra` as Needs; probability needs are dropped for an SSL-only model (there is nothing to compute)."""
-    from assft.query.config import PROB_NEEDS
-
-    needs = frozenset(Need(n) for n in extra)
-    return needs if has_head else needs - PROB_NEEDS
-
-
-def _load_models(model: str | Path | QueryModel,
+def load_models(model: str | Path | QueryModel,
                  pretrained: str | Path | QueryModel | None) -> tuple[QueryModel, QueryModel | None]:
-    """(θ, θ0); θ0 is None when it is not given or is the same file as θ."""
+    """(θ, θ0) loaded; θ0 is None when it is not given or is θ itself (the same object or the same file)."""
     current = model if isinstance(model, QueryModel) else load_query_model(model)
     if pretrained is None:
+        return current, None
+    if pretrained is current:
         return current, None
     theta0 = pretrained if isinstance(pretrained, QueryModel) else load_query_model(pretrained)
     if theta0.path is not None and current.path is not None and theta0.path.resolve() == current.path.resolve():
@@ -179,22 +232,17 @@ def resolve_kd_source(needs: frozenset[Need], current: QueryModel, theta0: Query
     """KD's source statistics from θ0 (or θ when θ is θ0), when a need calls for them."""
     if Need.NORM_STATS not in needs:
         return KDSource(None, None, None)
-    from assft.models.source_stats import resolve_source_stats
-
     base = theta0 or current
     stats, kind = resolve_source_stats(base.model, base.checkpoint, config.kd_source, fingerprint, base.path)
     return KDSource(stats, kind, base)
 
 
-def _score_pool(candidates: list[Case], current: QueryModel, theta0: QueryModel | None, kd: KDSource,
-                needs: frozenset[Need], config: QueryConfig, inference: InferenceConfig,
-                theta0_cache: str | Path | None, timings: dict[str, float],
-                show_progress: bool | None, figures: bool = False, seed: int = 0) -> list[CaseSummary]:
+def _score_candidates(candidates: list[Case], current: QueryModel, theta0: QueryModel | None, kd: KDSource,
+                      needs: frozenset[Need], config: QueryConfig, inference: InferenceConfig,
+                      theta0_cache: str | Path | None, timings: dict[str, float], figures: bool,
+                      seed: int) -> list[CaseSummary]:
     """One streaming pass over the candidates; θ0's moments come from (and extend) the on-disk cache; `seed`
     seeds BALD's MC-dropout masks."""
-    from assft.query.moment_cache import moment_cache_key, open_moment_cache
-    from assft.utils.progress import progress
-
     if not needs:
         return [CaseSummary(c.case_id) for c in candidates]
     key = None
@@ -205,7 +253,7 @@ def _score_pool(candidates: list[Case], current: QueryModel, theta0: QueryModel 
     with open_moment_cache(theta0_cache, key, write=ranks.is_main) as moments:
         extra: dict[str, Any] = {"theta0_moments": moments} if moments is not None else {}
         summaries = score_cases(progress(mine, "Scoring pool", total=len(mine),
-                                         enabled=show_progress if ranks.is_main else False),
+                                         enabled=None if ranks.is_main else False),
                                 current, needs, config, inference, timings=timings, pretrained=theta0,
                                 source_stats=kd.stats, figures=figures, seed=seed, **extra)
         if moments is not None and ranks.distributed:
@@ -227,7 +275,7 @@ def _reference_embeddings(sets: QuerySets, current: QueryModel, theta0: QueryMod
 
 
 def _provenance(current: QueryModel, theta0: QueryModel | None, kd: KDSource, needs: frozenset[Need],
-                config: QueryConfig, sets: QuerySets) -> dict[str, Any]:
+                sets: QuerySets) -> dict[str, Any]:
     return {
         "model": str(current.path) if current.path else None,
         "model_kind": current.checkpoint.kind,
@@ -236,7 +284,6 @@ def _provenance(current: QueryModel, theta0: QueryModel | None, kd: KDSource, ne
         "theta_equals_theta0": theta0 is None,
         "kd_source": kd.kind,
         "needs": sorted(n.value for n in needs),
-        "budget_requested": config.budget,
         "n_candidates": len(sets.candidates),
         "n_reference": len(sets.reference),
     }
@@ -246,8 +293,6 @@ def _cases(source: str | Path | DatasetSpec | Sequence[Case] | None) -> list[Cas
     if source is None:
         return []
     if isinstance(source, str | Path):
-        from assft.data.layout import load_dataset
-
         return list(load_dataset(source).cases)
     if isinstance(source, DatasetSpec):
         return list(source.cases)

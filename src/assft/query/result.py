@@ -42,6 +42,7 @@ class QueryResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     round_index: int | None = None  # 1-based campaign round (None: a one-off query)
     total_rounds: int | None = None
+    class_names: dict[int, str] = field(default_factory=dict)  # θ's label value -> name (the figures' legend)
 
     @property
     def selected(self) -> list[str]:

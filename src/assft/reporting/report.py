@@ -136,7 +136,7 @@ def collect_pictures(runset: RunSet, out: Path) -> tuple[dict[str, list[dict[str
     report folder self-contained and openable offline) -> ({"domain / strategy (seed S)": [{path, alt}]}, files)."""
     import shutil
 
-    from assft.campaign.engine import round_dir
+    from assft.campaign.layout import round_dir
     from assft.finetune.gallery import GALLERY_NAME
     from assft.query.result import FIGURES_DIR
 

@@ -37,8 +37,8 @@ def campaign_config(state: AppState) -> CampaignConfig:
 
 def ensure_campaign(state: AppState) -> Path:
     """Create the app's campaign folder on the first train request (a no-op afterwards)."""
+    from assft.campaign.campaign import init_campaign
     from assft.campaign.config import CONFIG_NAME
-    from assft.campaign.engine import init_campaign
 
     if not (state.campaign_dir / CONFIG_NAME).exists():
         init_campaign(state.campaign_dir, campaign_config(state))
@@ -49,16 +49,14 @@ def ensure_campaign(state: AppState) -> Path:
 
 def _record_baseline(state: AppState) -> None:
     """The budget-0 point of the report's curves: θ0 on the monitoring test set, once (as a simulation records it)."""
-    from assft.campaign.config import load_campaign_config
-    from assft.campaign.engine import evaluate_on_test
-    from assft.campaign.ledger import Ledger, campaign_lock
+    from assft.campaign.campaign import Campaign
+    from assft.campaign.evaluation import evaluate_on_test, has_baseline
+    from assft.campaign.ledger import campaign_lock
 
     with campaign_lock(state.campaign_dir):
-        ledger = Ledger.load(state.campaign_dir)
-        if "baseline_metrics" not in ledger.data["meta"]:
-            config = load_campaign_config(state.campaign_dir)
-            ledger.data["meta"]["baseline_metrics"] = evaluate_on_test(config.model, config)
-            ledger.save()
+        campaign = Campaign.open(state.campaign_dir)
+        if not has_baseline(campaign):
+            campaign.update_meta(baseline_metrics=evaluate_on_test(campaign.config.model, campaign.config))
 
 
 def run_round(state: AppState, datastore: Datastore, label_dir: str | Path) -> dict[str, Any]:
@@ -68,26 +66,33 @@ def run_round(state: AppState, datastore: Datastore, label_dir: str | Path) -> d
     says so. Returns the round's ledger record (plus "status_message")."""
     from assft.campaign.engine import finetune_round, import_labels
     from assft.campaign.ledger import Ledger, campaign_lock
+    from assft.utils.progress import reporting
 
     start = time.perf_counter()
     campaign_dir = ensure_campaign(state)
     ledger = Ledger.load(campaign_dir)
-    last = ledger.current()
-    if last is None or last["status"] == "evaluated":
+    last = ledger.last()
+    if last is None or last.status == "evaluated":
         done = set(ledger.labeled_ids())
         new = sorted(i for i in datastore.get_labeled_images() if i not in done)
         if not new:
-            return {**(last or {}), "status_message": "no new labels since the last round: nothing to train"}
-        index = 1 if last is None else last["round"] + 1
+            return {**(_as_dict(last) if last else {}),
+                    "status_message": "no new labels since the last round: nothing to train"}
+        index = 1 if last is None else last.round + 1
         with campaign_lock(campaign_dir):
-            ledger = Ledger.load(campaign_dir)
             model = state.current_model()
-            ledger.update_round(index, "queried", selected=new, model=relative_path(model, campaign_dir),
-                                budget=len(new), labeled_before=len(done), source="monailabel")
-        last = ledger.current()
-    if last["status"] == "queried":
+            last = Ledger.load(campaign_dir).update_round(
+                index, "queried", selected=new, model=relative_path(model, campaign_dir), budget=len(new),
+                labeled_before=len(done), source="monailabel")
+    if last.status == "queried":
         import_labels(campaign_dir, label_dir)
-    record = finetune_round(campaign_dir, show_progress=False)
+    with reporting(False):  # the server's log is MONAI Label's
+        record = finetune_round(campaign_dir)
     n = len(Ledger.load(campaign_dir).labeled_ids())
-    return {**record, "status_message": f"round {record['round']}: fine-tuned on {n} labeled images in "
-                                        f"{time.perf_counter() - start:.1f} s"}
+    return {**_as_dict(record), "status_message": f"round {record.round}: fine-tuned on {n} labeled images in "
+                                                  f"{time.perf_counter() - start:.1f} s"}
+
+
+def _as_dict(record: Any) -> dict[str, Any]:
+    """A ledger record as the JSON the app returns (the fields the round has reached)."""
+    return record.model_dump(mode="json", exclude_unset=True)

@@ -149,7 +149,7 @@ def update_records(datastore: Datastore, updates: dict[str, dict[str, Any]]) -> 
 def score_images(state: AppState, datastore: Datastore, *, force: bool = False) -> dict[str, Any]:
     """Run assft's one pass over every image not yet scored by the current model and store its summary; then rank
     the unlabeled images with the default strategy and store Q, DKD, KD, Div, ASD. Returns what it did."""
-    from assft.query.api import run_query
+    from assft.query.api import score_pool
     from assft.query.strategies import make_strategy
 
     start = time.perf_counter()
@@ -161,10 +161,10 @@ def score_images(state: AppState, datastore: Datastore, *, force: bool = False) 
         from assft.data.cases import Case
 
         cases = [Case(i, (Path(datastore.get_image_uri(i)),), None) for i in stale]
+        # Every app strategy ranks from these summaries later (`rank_images`): the pass computes what any needs.
         needs = frozenset().union(*(make_strategy(s, state.query_config(s)).requires for s in APP_STRATEGIES))
-        result = run_query(model, cases, state.query_config("assft").model_copy(update={"budget": 1}),
-                           pretrained=state.start_model, seed=state.config.seed, inference=state.config.inference,
-                           theta0_cache=state.theta0_cache, extra_needs=needs)
+        result = score_pool(model, cases, needs, config=state.query_config("assft"), pretrained=state.start_model,
+                            seed=state.config.seed, inference=state.config.inference, theta0_cache=state.theta0_cache)
         now = int(time.time())
         model_ts = int(os.stat(model).st_mtime)
         where = relative_path(model, state.app_dir)
@@ -193,7 +193,9 @@ def rank_images(state: AppState, datastore: Datastore, strategy: str, *, referen
     """Rank the images scored by the current model that are neither labeled, in `reference` nor in `exclude`;
     Div is measured against `reference`'s embeddings (the labeled images, and the ones already served). `alpha`
     overrides the app's α for this ranking."""
-    from assft.query.strategies import SelectionContext, make_strategy
+    from assft.config import InferenceConfig
+    from assft.query.api import ScoredPool
+    from assft.query.strategies import make_strategy
     from assft.utils.seeding import make_rng
 
     version = model_version(state.current_model())
@@ -212,11 +214,13 @@ def rank_images(state: AppState, datastore: Datastore, strategy: str, *, referen
     config = state.query_config(strategy)
     if alpha is not None:
         config = config.model_copy(update={"alpha": alpha})
-    chooser = make_strategy(strategy, config)
     has_head, class_names = _head_and_classes(str(state.current_model()), version)
-    context = SelectionContext(config, has_head, tuple(known), reference_z, class_names=dict(class_names))
+    # The pass's summaries, stored per image by `score_images`, stand in for `score_pool`'s answer.
+    scored = ScoredPool(pool, known, reference_z, has_head, dict(class_names), state.config.inference or
+                        InferenceConfig(), {})
     n = len(pool) if budget is None else min(budget, len(pool))
-    selection = chooser.select(pool, context, n, make_rng(state.config.seed, "monailabel", strategy, len(labeled)))
+    selection = make_strategy(strategy, config).select(
+        scored.summaries, scored.context(config), n, make_rng(state.config.seed, "monailabel", strategy, len(labeled)))
     by_id = {s.case_id: s for s in pool}
     scores: dict[str, dict[str, float]] = {}
     for rank, image_id in enumerate(selection.ranking, start=1):

@@ -40,10 +40,10 @@ class AssftTrain(TrainTask):
         if not (self.state.campaign_dir / LEDGER_NAME).exists():
             return {"rounds": 0}
         ledger = Ledger.load(self.state.campaign_dir)
-        last = ledger.current() or {}
-        return {"rounds": len(ledger.rounds), "labeled_total": len(ledger.labeled_ids()),
-                "status": last.get("status"), "checkpoint": last.get("checkpoint"),
-                "pseudo_labels_used": sum(1 for p in last.get("pseudo_labels", []) if p.get("selected"))}
+        last = ledger.last()
+        return {"rounds": len(ledger.records()), "labeled_total": len(ledger.labeled_ids()),
+                "status": last.status if last else None, "checkpoint": last.checkpoint if last else None,
+                "pseudo_labels_used": sum(1 for p in (last.pseudo_labels if last else []) if p.get("selected"))}
 
     def __call__(self, request: dict[str, Any], datastore: Any) -> dict[str, Any]:
         labeled = datastore.get_labeled_images()
