@@ -112,7 +112,7 @@ def test_real_workflow_with_invalid_labels(setup: dict, tmp_path: Path) -> None:
     assert (round_dir(camp, 1) / "to_annotate.csv").exists()
     assert len([p for p in (round_dir(camp, 1) / "to_annotate").iterdir() if p.is_file()]) == 1  # the image link
     assert [p.name for p in (round_dir(camp, 1) / "to_annotate" / "pre_annotations").iterdir()] == \
-        [f"{first['selected'][0]}.nii.gz"]  # and the model's label map to correct
+        [f"{first.selected[0]}.nii.gz"]  # and the model's label map to correct
     before = (camp / "ledger.json").read_bytes()
     case = first.selected[0]
     bad = {
