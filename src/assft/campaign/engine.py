@@ -15,6 +15,7 @@ from typing import Any
 
 from assft.campaign.adaptation import adapt_start
 from assft.campaign.campaign import Campaign, campaign_budget, init_campaign
+from assft.campaign.curve import campaign_curve, curve_aubc
 from assft.campaign.evaluation import evaluate_round, record_round0
 from assft.campaign.layout import (
     THETA0_CACHE,
@@ -25,10 +26,9 @@ from assft.campaign.layout import (
     write_query,
     write_to_annotate,
 )
-from assft.campaign.curve import campaign_curve, curve_aubc
 from assft.campaign.ledger import STEPS, RoundRecord, campaign_lock
-from assft.campaign.pre_annotations import write_pre_annotations
 from assft.campaign.oracle import GroundTruthOracle, copy_labels, validate_label_folder
+from assft.campaign.pre_annotations import write_pre_annotations
 from assft.campaign.volumes import with_volume_cache
 from assft.data.cases import Case, DatasetSpec
 from assft.errors import CampaignError

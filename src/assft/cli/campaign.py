@@ -121,14 +121,13 @@ def next_cmd(campaign: Path = typer.Argument(..., help="Campaign directory.")) -
 
 def _print_round0(campaign: Path) -> None:
     """The round-0 test Dice (source, adapted, upper reference) when the campaign has a test set."""
-    from assft.campaign.ledger import Ledger
+    from assft.campaign.campaign import Campaign
+    from assft.campaign.curve import campaign_curve
 
-    meta = Ledger.load(campaign).meta.model_dump()
-    parts = [(name, (meta.get(key) or {}).get("mean_dice")) for name, key in (
-        ("source model", "unadapted_metrics" if meta.get("unadapted_metrics") else "baseline_metrics"),
-        ("adapted", "baseline_metrics" if meta.get("unadapted_metrics") else None),
-        ("upper reference", "upper_metrics"))]
-    shown = [f"{name} Dice {dice:.3f}" for name, dice in parts if dice is not None]
+    meta = Campaign.open(campaign).meta
+    shown = [f"{p.name} Dice {p.dice:.3f}" for p in campaign_curve(meta, []) if p.dice is not None]
+    upper = (meta.upper_metrics or {}).get("mean_dice")
+    shown += [f"upper reference Dice {upper:.3f}"] if upper is not None else []
     if shown:
         console.print("round 0 on the test set: " + ", ".join(shown))
 
@@ -181,16 +180,16 @@ def extend_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."),
 
 def _change_recipe(campaign: Path, steps_per_round: int | None, lr: float | None) -> None:
     """Write the new round budget / learning rate into campaign.yaml (validated first: a bad value changes nothing)."""
-    from assft.campaign.config import load_campaign_config, save_campaign_config, with_finetune_steps
+    from assft.campaign.campaign import Campaign
+    from assft.campaign.config import save_campaign_config, with_finetune_steps
     from assft.campaign.ledger import campaign_lock
-
-    from assft.campaign.ledger import Ledger
     from assft.errors import CampaignError
 
     with campaign_lock(campaign):
-        before = load_campaign_config(campaign)
+        opened = Campaign.open(campaign)
+        before = opened.config
         after = with_finetune_steps(before, steps_per_round, lr)
-        last = Ledger.load(campaign).last()
+        last = opened.last()
         if last is None or last.status != "labeled":  # the step would refuse: change nothing
             where = "no round has started" if last is None else f"round {last.round} is at step '{last.status}'"
             raise CampaignError(f"--steps-per-round/--lr apply to a round to fine-tune, but {where}.",
