@@ -107,9 +107,10 @@ def next_cmd(campaign: Path = typer.Argument(..., help="Campaign directory.")) -
         console.print(f"round 0: started from the pool-adapted model {record.model} (no labels used)")
     if record.round == 1:
         _print_round0(campaign)
-    table = Table("rank", "case", title=f"round {record.round}: annotate these {len(record.selected)} volumes")
+    table = Table("rank", "case", "why", title=f"round {record.round}: annotate these {len(record.selected)} volumes")
+    why = _rationale(folder / QUERY_FILES[1])
     for rank, case_id in enumerate(record.selected, 1):
-        table.add_row(str(rank), case_id)
+        table.add_row(str(rank), case_id, why.get(case_id, ""))
     console.print(table)
     console.print(f"images: {folder / 'to_annotate'}; list: {folder / 'to_annotate.csv'}; scores: "
                   f"{folder / QUERY_FILES[0]}")
@@ -117,6 +118,17 @@ def next_cmd(campaign: Path = typer.Argument(..., help="Campaign directory.")) -
         console.print(f"pre-annotations (the current model's labels, to correct rather than draw from scratch): "
                       f"{folder / record.pre_annotations}; why each was picked: {folder / 'to_annotate' / 'why'}")
     console.print(f"put labels as ID.nii.gz in a folder, then: assft campaign import-labels {campaign} --labels DIR")
+
+
+def _rationale(selection_json: Path) -> dict[str, str]:
+    """Each pick's one-line rationale from the round's selection.json (empty when it cannot be read)."""
+    import json
+
+    try:
+        picks = json.loads(selection_json.read_text())["selected"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {p["case_id"]: p.get("rationale", "") for p in picks}
 
 
 def _print_round0(campaign: Path) -> None:
