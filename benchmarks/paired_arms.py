@@ -1,11 +1,13 @@
 """Paired AUBC comparison of arms over (domain, seed) pairs, read from campaign ledgers (any folder `assft report`
-reads): per-domain means and wins, the pooled effect with its bootstrap CI and Wilcoxon p, Holm over the arms.
+reads): per-domain means, sd and wins, the effect per domain, pooled and pooled without `--without` (default
+multisite) with its bootstrap CI and Wilcoxon p, Holm over the comparisons within each of those scopes.
 
     python benchmarks/paired_arms.py RUNS --reference assft --arms assft-spread [--out effects.json]
     python benchmarks/paired_arms.py RUNS --pairs assft:fg-random,assft:clasp-pe [--out effects.json]
 
 `--pairs` compares each arm with its own reference, Holm over all the pairs (a family of pre-declared tests);
-`--reference`/`--arms` compares every arm with one reference, Holm over the arms.
+`--reference`/`--arms` compares every arm with one reference, Holm over the arms. With pool draws as replicates
+(run_suite's `replicate: draw`) the seed is the draw, so the pairs are paired by draw.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ def main() -> None:
     parser.add_argument("--reference", default=None)
     parser.add_argument("--arms", default=None, help="comma-separated arms compared with the reference")
     parser.add_argument("--pairs", default=None, help="comma-separated ARM:REFERENCE pairs, one Holm family")
+    parser.add_argument("--without", default="multisite",
+                        help="comma-separated domains left out of the second pooled line ('' for none)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    from assft.metrics.stats import holm
     from assft.reporting.runs import load_runs
     from assft.reporting.summary import run_aubc
 
@@ -42,9 +45,8 @@ def main() -> None:
         parser.error(f"--pairs {args.pairs!r}: write comma-separated ARM:REFERENCE pairs, e.g. assft:fg-random")
     pairs_asked = ([tuple(pair.split(":")) for pair in args.pairs.split(",")] if args.pairs
                    else [(arm, args.reference) for arm in args.arms.split(",")])
-    effects = [compare(aubc, arm, reference) for arm, reference in pairs_asked]
-    for effect, p in zip(effects, holm([e["pooled"]["p_value"] for e in effects]), strict=True):
-        effect["pooled"]["p_holm"] = p
+    without = tuple(d for d in args.without.split(",") if d)
+    effects = compare_all(aubc, pairs_asked, without)
     if args.pairs:
         result: dict = {"comparisons": [{"arm": arm, "reference": ref, **effect}
                                         for (arm, ref), effect in zip(pairs_asked, effects, strict=True)]}
@@ -56,25 +58,33 @@ def main() -> None:
         args.out.write_text(text + "\n")
 
 
-def compare(aubc: dict[tuple[str, str, int], float], arm: str, reference: str) -> dict:
-    """The paired effect of `arm` over `reference` on every (domain, seed) both ran: pooled and per domain."""
-    from assft.metrics.stats import paired_effect
+def compare_all(aubc: dict[tuple[str, str, int], float], pairs: list[tuple[str, str]],
+                without: tuple[str, ...] = ("multisite",)) -> list[dict]:
+    """Per pair: {"pooled", "pooled_without" (when it applies), "per_domain"}; Holm across the pairs per scope."""
+    from assft.reporting.effects import paired_effects
 
-    pairs = sorted((d, s) for d, a, s in aubc if a == arm and (d, reference, s) in aubc)
-    if not pairs:
-        raise SystemExit(f"no (domain, seed) has both {arm!r} and {reference!r}")
-    a = [aubc[(d, arm, s)] for d, s in pairs]
-    b = [aubc[(d, reference, s)] for d, s in pairs]
-    per_domain = {}
-    for domain in sorted({d for d, _ in pairs}):
-        idx = [i for i, (d, _) in enumerate(pairs) if d == domain]
-        diff = np.asarray([a[i] - b[i] for i in idx])
-        per_domain[domain] = {"n": len(idx), "arm": float(np.mean([a[i] for i in idx])),
-                              "arm_sd": float(np.std([a[i] for i in idx], ddof=1)) if len(idx) > 1 else None,
-                              "reference": float(np.mean([b[i] for i in idx])),
-                              "mean_diff": float(diff.mean()), "wins": int((diff > 0).sum()),
-                              "ties": int((diff == 0).sum())}
-    return {"pooled": paired_effect(a, b), "per_domain": per_domain}
+    scores: dict[str, dict[tuple[str, int], float]] = {}
+    for (domain, arm, seed), value in aubc.items():
+        scores.setdefault(arm, {})[(domain, seed)] = value
+    for arm, reference in pairs:
+        if not set(scores.get(arm, {})) & set(scores.get(reference, {})):
+            raise SystemExit(f"no (domain, seed) has both {arm!r} and {reference!r}")
+    out = []
+    for row in paired_effects(scores, list(pairs), without=without):
+        a, b = scores[row["arm"]], scores[row["vs"]]
+        per_domain = {}
+        for domain, effect in row["by_domain"].items():
+            keys = sorted(k for k in set(a) & set(b) if k[0] == domain)
+            values = [a[k] for k in keys]
+            per_domain[domain] = {**effect, "arm": float(np.mean(values)),
+                                  "arm_sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                                  "reference": float(np.mean([b[k] for k in keys])),
+                                  "ties": int(sum(a[k] == b[k] for k in keys))}
+        result = {"pooled": row["pooled"], "per_domain": per_domain}
+        if "pooled_without" in row:
+            result["pooled_without"] = row["pooled_without"]
+        out.append(result)
+    return out
 
 
 if __name__ == "__main__":

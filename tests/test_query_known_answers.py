@@ -46,6 +46,26 @@ def test_fg_random_weights_by_foreground_size() -> None:
     assert 0.96 <= firsts.count("large") / 400 <= 1.0  # P = 0.99 (fixed seeds: a deterministic count)
 
 
+def test_fg_random_33_mixes_one_foreground_draw_in_three_with_uniform_draws() -> None:
+    """Known answer: one volume of four has a foreground, so P(first pick = it) = 1/3 + 2/3 * 1/4 = 1/2; with
+    fg-random it is 1 and with random 1/4. Over 2000 fixed seeds the count is deterministic; the band is 4 sd."""
+    pool = [CaseSummary(c, predicted_foreground_voxels=v) for c, v in (("e0", 0), ("e1", 0), ("e2", 0), ("f", 50))]
+    n = 2000
+    firsts = [_select("fg-random-33", pool, 1, seed).selected[0] for seed in range(n)]
+    assert abs(firsts.count("f") / n - 0.5) <= 4 * math.sqrt(0.25 / n)
+    draws = [_select("fg-random-33", pool, 1, seed).columns["fg_draw"]["f"] for seed in range(300)]
+    assert 0 < sum(draws) < 300  # "f" is reached both ways: by a foreground draw and by a uniform one
+    result = _select("fg-random-33", pool, 2, 7)
+    assert sorted(result.ranking) == ["e0", "e1", "e2", "f"] and result.selected == result.ranking[:2]
+    assert all(("1 in 3" in result.rationale[c]) != ("2 in 3" in result.rationale[c]) for c in result.selected)
+
+
+def test_fg_random_33_on_an_empty_foreground_pool_is_uniform() -> None:
+    pool = [CaseSummary(f"e{i}", predicted_foreground_voxels=0) for i in range(3)]
+    firsts = [_select("fg-random-33", pool, 1, seed).selected[0] for seed in range(600)]
+    assert all(abs(firsts.count(f"e{i}") / 600 - 1 / 3) <= 4 * math.sqrt(2 / 9 / 600) for i in range(3))
+
+
 def _three_volumes() -> list[CaseSummary]:
     """a, b, c at 0, 90 and 45 degrees; the pool's mean direction is c's, so Div to it is 1 - cos 45 for a and b."""
     z = {"a": [1.0, 0.0], "b": [0.0, 1.0], "c": [SQRT_HALF, SQRT_HALF]}

@@ -27,7 +27,7 @@ from assft.campaign.layout import (
     write_to_annotate,
 )
 from assft.campaign.ledger import STEPS, RoundRecord, campaign_lock
-from assft.campaign.oracle import GroundTruthOracle, copy_labels, validate_label_folder
+from assft.campaign.oracle import GroundTruthOracle, annotation_costs, copy_labels, validate_label_folder
 from assft.campaign.pre_annotations import write_pre_annotations
 from assft.campaign.volumes import with_volume_cache
 from assft.data.cases import Case, DatasetSpec
@@ -104,8 +104,9 @@ def import_labels(campaign_dir: str | Path, labels_dir: str | Path) -> RoundReco
         campaign = Campaign.open(campaign_dir)
         last = campaign.expect("queried", "run `assft campaign next` first")
         found = validate_label_folder(labels_dir, campaign.pool(), last.selected)
+        costs = annotation_costs(found)  # what the annotator drew, counted before anything is written
         copy_labels(found, campaign_dir / "labels")
-        return campaign.update_round(last.round, "labeled", labels_received=sorted(found))
+        return campaign.update_round(last.round, "labeled", labels_received=sorted(found), annotation_cost=costs)
 
 
 def labeled_cases(campaign: Campaign, pool: DatasetSpec) -> list[Case]:

@@ -45,9 +45,11 @@ class RoundRecord(_Record):
     budget: int | None = None
     labeled_before: int | None = None
     pre_annotations: str | None = None  # the folder of the model's label maps to correct, relative to the round
-    # labeled: the ids whose annotations arrived
     query_files: list[str] = Field(default_factory=list)  # the round's query outputs, relative to its folder
+    # labeled: the ids whose annotations arrived, and what each cost to draw (metrics.annotation_cost: fg_slices,
+    # fg_slices_min, fg_voxels, structures, ...; absent in ledgers written before it was recorded)
     labels_received: list[str] | None = None
+    annotation_cost: dict[str, dict[str, Any]] | None = None
     # finetuned: the new checkpoint, pseudo-label table (case_id, conf, sd, selected, true_dice) and compute spent
     checkpoint: str | None = None
     init_model: str | None = None

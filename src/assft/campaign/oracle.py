@@ -50,6 +50,13 @@ def copy_labels(found: dict[str, Path], destination: str | Path) -> dict[str, Pa
     return out
 
 
+def annotation_costs(labels: dict[str, Path]) -> dict[str, dict]:
+    """{case_id: the annotation cost of its label file} (`metrics.annotation_cost`), as the ledger records it."""
+    from assft.metrics.annotation_cost import label_file_cost
+
+    return {case_id: label_file_cost(path).to_dict() for case_id, path in sorted(labels.items())}
+
+
 class GroundTruthOracle:
     """Simulation: the dataset's own label files play the annotator."""
 

@@ -23,7 +23,7 @@ from assft.campaign.engine import finetune_round, next_round
 from assft.campaign.evaluation import EVALUATE_STEP, evaluate_on_test, has_baseline, record_baseline
 from assft.campaign.executors import run_on_processes, run_on_ray
 from assft.campaign.ledger import Ledger, campaign_lock
-from assft.campaign.oracle import GroundTruthOracle
+from assft.campaign.oracle import GroundTruthOracle, annotation_costs
 from assft.campaign.volumes import with_volume_cache
 from assft.config import InferenceConfig, _Config, parse_config, read_yaml
 from assft.data.volume_cache import use_volume_cache
@@ -357,5 +357,6 @@ def _import_ground_truth(campaign_dir: Path) -> None:
     with campaign_lock(campaign_dir):
         campaign = Campaign.open(campaign_dir)
         last = campaign.expect("queried", "run `assft campaign next` first")
-        GroundTruthOracle(campaign.pool()).annotate(last.selected)  # fails clearly if a label is missing
-        campaign.update_round(last.round, "labeled", labels_received=sorted(last.selected))
+        found = GroundTruthOracle(campaign.pool()).annotate(last.selected)  # fails clearly if a label is missing
+        campaign.update_round(last.round, "labeled", labels_received=sorted(last.selected),
+                              annotation_cost=annotation_costs(found))

@@ -9,7 +9,13 @@ left out of the match and checked instead against the optimizer steps the ledger
 different steps per round is kept but marked, so an unmatched comparison is visible rather than silently dropped.
 Effects are paired differences of per-run AUBC: per domain over seeds, and pooled over (domain, seed) pairs, with a
 95 % percentile bootstrap CI, wins/n, the Wilcoxon signed-rank p and its Holm-adjusted value within each family
-(one table, one scope).
+(one table, one scope). When the runs include `multisite` beside other domains, every row also has a second pooled
+line without it (`pooled_without`): the one heterogeneous pool must not carry a pooled result alone.
+
+The unit of a pair is the run's (domain, seed). In a simulation whose replicates are pool draws (run_suite's
+`replicate: draw`) the seed *is* the draw: each draw has its own split, source model and AdaBN start, shared by every
+arm of that draw, so the pairs are paired by draw. `declared_effects` computes a preset's pre-declared comparisons
+(one Holm family per scope across them).
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ import json
 from typing import Any
 
 from assft.metrics.stats import holm, paired_effect
-from assft.reporting.comparison import REFERENCE_BASELINE, aubc_by_pair
+from assft.reporting.comparison import REFERENCE_BASELINE, Key, aubc_by_pair
 from assft.reporting.runs import RunData, RunSet
 
-__all__ = ["compute_effects", "finetune_signature"]
+__all__ = ["SECOND_LINE_WITHOUT", "compute_effects", "declared_effects", "finetune_signature", "paired_effects"]
+
+SECOND_LINE_WITHOUT = ("multisite",)  # domains left out of the second pooled line
 
 _STEP_FIELDS = ("steps_per_round", "ssft_fraction", "ssft_steps")
 _SSFT_ONLY_FIELDS = ("pseudo", "ramp_fraction", "restart_from_pretrained", "record_true_dice")
@@ -79,29 +87,55 @@ def _steps(runset: RunSet, arm: str) -> list[int]:
     return sorted({s for r in runset.runs if r.strategy == arm for s in r.steps_per_round if s is not None})
 
 
-def _effects(runset: RunSet, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """One row per (a, b): per-domain and pooled effects with Holm-adjusted p within each scope."""
-    scores = aubc_by_pair(runset)
+def paired_effects(scores: dict[str, dict[Key, float]], pairs: list[tuple[str, str]], *,
+                   without: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """One row per (arm, reference) of `scores` ({arm: {(domain, replicate): AUBC}}), paired on the keys both have.
+
+    Each row: {"arm", "vs", "by_domain": {domain: effect}, "pooled": effect or None} and, when `without` names
+    domains that are present and others remain, "pooled_without": {**effect, "excluded": [...]}. An effect is
+    `metrics.stats.paired_effect`'s dict plus "p_holm": Holm over the rows within each scope (each domain, pooled,
+    pooled without), i.e. the comparisons are one family per scope.
+    """
     rows = []
     for a, b in pairs:
         common = sorted(set(scores.get(a, {})) & set(scores.get(b, {})))
-        steps_a, steps_b = _steps(runset, a), _steps(runset, b)
-        row: dict[str, Any] = {"arm": a, "vs": b, "steps_per_round": [steps_a, steps_b],
-                               "equal_compute": bool(steps_a) and steps_a == steps_b, "by_domain": {}}
+        row: dict[str, Any] = {"arm": a, "vs": b, "by_domain": {}}
         for domain in sorted({d for d, _ in common}):
             keys = [k for k in common if k[0] == domain]
             row["by_domain"][domain] = paired_effect([scores[a][k] for k in keys], [scores[b][k] for k in keys])
         row["pooled"] = paired_effect([scores[a][k] for k in common], [scores[b][k] for k in common]) \
             if common else None
+        excluded = sorted(set(without) & {d for d, _ in common})
+        kept = [k for k in common if k[0] not in excluded]
+        if excluded and kept and len(kept) < len(common):
+            row["pooled_without"] = {**paired_effect([scores[a][k] for k in kept], [scores[b][k] for k in kept]),
+                                     "excluded": excluded}
         rows.append(row)
     scopes = sorted({d for row in rows for d in row["by_domain"]})
-    for scope in scopes + ["pooled"]:
-        cells = [row["pooled"] if scope == "pooled" else row["by_domain"].get(scope) for row in rows]
+    for scope in [("by_domain", d) for d in scopes] + [("pooled", None), ("pooled_without", None)]:
+        cells = [row.get(scope[0]) if scope[1] is None else row["by_domain"].get(scope[1]) for row in rows]
         adjusted = holm([c["p_value"] if c else None for c in cells])
-        for cell, p in zip(cells, adjusted):
+        for cell, p in zip(cells, adjusted, strict=True):
             if cell is not None:
                 cell["p_holm"] = p
     return rows
+
+
+def _effects(runset: RunSet, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """One row per (a, b): per-domain and pooled effects with Holm-adjusted p within each scope, and the steps."""
+    rows = paired_effects(aubc_by_pair(runset), pairs, without=SECOND_LINE_WITHOUT)
+    for row in rows:
+        steps_a, steps_b = _steps(runset, row["arm"]), _steps(runset, row["vs"])
+        row.update(steps_per_round=[steps_a, steps_b], equal_compute=bool(steps_a) and steps_a == steps_b)
+    return rows
+
+
+def declared_effects(runset: RunSet, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """A preset's pre-declared comparisons [(arm, reference)] as one Holm family per scope (see `paired_effects`);
+    pairs naming an arm absent from the runs are listed under "missing" instead of failing the report."""
+    arms = {r.strategy for r in runset.runs}
+    present = [(a, b) for a, b in pairs if a in arms and b in arms]
+    return {"rows": _effects(runset, present), "missing": [[a, b] for a, b in pairs if (a, b) not in present]}
 
 
 def compute_effects(runset: RunSet, reference: str = REFERENCE_BASELINE) -> dict[str, Any]:

@@ -102,7 +102,8 @@ def bound_label(key: str) -> str:
 
 
 def build_budget_figure(curves: dict[str, dict[str, list[dict[str, Any]]]], bounds: dict[str, dict[str, Any]],
-                        pool_sizes: dict[str, int | None], *, spread: str = "minmax") -> Any:
+                        pool_sizes: dict[str, int | None], *, spread: str = "minmax",
+                        x_label: str = "labeled volumes") -> Any:
     """The Dice-vs-budget figure (a matplotlib Figure on an Agg canvas); see `plot_budget_curves`.
 
     The legend sits right of the panels, outside them; the figure grows to fit it (one column up to 24 entries).
@@ -145,7 +146,7 @@ def build_budget_figure(curves: dict[str, dict[str, list[dict[str, Any]]]], boun
             top.set_xlabel("% of pool", fontsize=8)
             top.tick_params(labelsize=7)
         ax.set_title(domain, fontsize=10)
-        ax.set_xlabel("labeled volumes", fontsize=9)
+        ax.set_xlabel(x_label, fontsize=9)
         ax.set_ylabel("mean Dice", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
@@ -167,7 +168,8 @@ def build_budget_figure(curves: dict[str, dict[str, list[dict[str, Any]]]], boun
         width = _grow_for_legend(fig, legend, panels_w, panels_h)
     band = "min-max over seeds" if spread != "std" else "±1 std over seeds"
     # Centred over the panels, not the figure: centred on the figure it would run into the legend.
-    fig.suptitle(f"Dice vs annotation budget (band: {band})", x=0.5 * panels_w / width, fontsize=10)
+    what = "annotation budget" if x_label == "labeled volumes" else x_label
+    fig.suptitle(f"Dice vs {what} (band: {band})", x=0.5 * panels_w / width, fontsize=10)
     return fig
 
 
@@ -180,8 +182,10 @@ def _grow_for_legend(fig: Any, legend: Any, panels_w: float, panels_h: float) ->
 
 
 def plot_budget_curves(curves: dict[str, dict[str, list[dict[str, Any]]]], bounds: dict[str, dict[str, Any]],
-                       pool_sizes: dict[str, int | None], out_png: str | Path, *, spread: str = "minmax") -> Path:
-    """Mean Dice vs labeled volumes, one panel per domain and one line per strategy with a band over seeds.
+                       pool_sizes: dict[str, int | None], out_png: str | Path, *, spread: str = "minmax",
+                       x_label: str = "labeled volumes") -> Path:
+    """Mean Dice vs labeled volumes (or another cost, named by `x_label`), one panel per domain and one line per
+    strategy with a band over seeds.
 
     Args:
         curves: {domain: {strategy: [{"budget", "mean", "std", "min", "max", "n"}, ...]}} (`summarize_runs`).
@@ -191,7 +195,7 @@ def plot_budget_curves(curves: dict[str, dict[str, list[dict[str, Any]]]], bound
         out_png: the PNG to write (atomically).
         spread: "minmax" (band from the worst to the best seed) or "std" (mean ± one standard deviation).
     """
-    return _save(build_budget_figure(curves, bounds, pool_sizes, spread=spread), Path(out_png))
+    return _save(build_budget_figure(curves, bounds, pool_sizes, spread=spread, x_label=x_label), Path(out_png))
 
 
 def build_win_matrix_figure(matrix: dict[str, Any]) -> Any:

@@ -50,9 +50,10 @@ def _slug(text: str) -> str:
 
 
 def build_report(runset: RunSet, *, alpha: float = 0.05, method: Literal["wilcoxon", "ttest"] = "wilcoxon",
-                 early_fraction: float = 0.25) -> dict[str, Any]:
+                 early_fraction: float = 0.25, comparisons: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """Every number of the report as one JSON-ready dict: `summarize_runs` plus "ranks", "win_matrix" and
-    "assft_vs_fg_random" from `compare_runs` (NaN/inf as None)."""
+    "assft_vs_fg_random" from `compare_runs`, and the effects (with `comparisons`, [(arm, reference)] declared
+    beforehand, also their own Holm family under effects["declared"]) (NaN/inf as None)."""
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1); got {alpha!r}.", fix="use e.g. --alpha 0.05")
     if method not in ("wilcoxon", "ttest"):
@@ -60,17 +61,21 @@ def build_report(runset: RunSet, *, alpha: float = 0.05, method: Literal["wilcox
     if not 0 < early_fraction <= 1:
         raise ConfigError(f"early_fraction must be in (0, 1]; got {early_fraction!r}.",
                           fix="pass the fraction of the total budget at which to read the gap closed, e.g. 0.25")
-    from assft.reporting.effects import compute_effects
+    from assft.reporting.effects import compute_effects, declared_effects
 
     summary = summarize_runs(runset, early_fraction=early_fraction)
     comparison = compare_runs(runset, summary, alpha=alpha, method=method)
+    effects = compute_effects(runset)
+    if comparisons:
+        effects["declared"] = declared_effects(runset, [(str(a), str(b)) for a, b in comparisons])
     return _finite({"format": REPORT_FORMAT, "format_version": REPORT_FORMAT_VERSION, "source": str(runset.root),
-                    "skipped": list(runset.skipped), **summary, **comparison, "effects": compute_effects(runset)})
+                    "skipped": list(runset.skipped), **summary, **comparison, "effects": effects})
 
 
 def write_report(runs: str | Path, out: str | Path, *, alpha: float = 0.05,
                  method: Literal["wilcoxon", "ttest"] = "wilcoxon", early_fraction: float = 0.25,
-                 spread: Literal["minmax", "std"] = "minmax") -> ReportResult:
+                 spread: Literal["minmax", "std"] = "minmax",
+                 comparisons: list[tuple[str, str]] | None = None) -> ReportResult:
     """Write report.md, report.html, summary.json and the PNG figures of every campaign under `runs` into `out`.
 
     Args:
@@ -80,6 +85,7 @@ def write_report(runs: str | Path, out: str | Path, *, alpha: float = 0.05,
         method: paired test, "wilcoxon" or "ttest".
         early_fraction: fraction of the total budget at which the gap closed is also read (interpolated).
         spread: band of the budget curves, "minmax" over seeds or "std" (mean ± 1 std).
+        comparisons: pre-declared (arm, reference) pairs, reported as their own Holm family.
 
     Returns:
         A ReportResult with the paths and the summary dict (the content of summary.json).
@@ -93,7 +99,8 @@ def write_report(runs: str | Path, out: str | Path, *, alpha: float = 0.05,
     if spread not in ("minmax", "std"):
         raise ConfigError(f"unknown spread {spread!r}; expected 'minmax' or 'std'.")
     runset = load_runs(runs)
-    summary = build_report(runset, alpha=alpha, method=method, early_fraction=early_fraction)
+    summary = build_report(runset, alpha=alpha, method=method, early_fraction=early_fraction,
+                           comparisons=comparisons)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -104,6 +111,11 @@ def write_report(runs: str | Path, out: str | Path, *, alpha: float = 0.05,
     written.append(plot_budget_curves(summary["curves"], summary["bounds"], pools, out / "dice_vs_budget.png",
                                       spread=spread))
     figures["curves"] = "dice_vs_budget.png"
+    slices = (summary.get("cost_axes") or {}).get("fg_slices")
+    if slices and slices["curves"]:
+        written.append(plot_budget_curves(slices["curves"], summary["bounds"], {}, out / "dice_vs_fg_slices.png",
+                                          spread=spread, x_label="annotated foreground slices"))
+        figures["cost_curves"] = "dice_vs_fg_slices.png"
     if summary["win_matrix"] is not None:
         written.append(plot_win_matrix(summary["win_matrix"], out / "win_matrix.png"))
         figures["win_matrix"] = "win_matrix.png"

@@ -1,9 +1,11 @@
 """Find and read campaign ledgers under a folder: one `RunData` per (domain, strategy, seed), plus the bounds.
 
 Layout written by `assft simulate`: RUNS/{domain}/{strategy}/seed{S}/ledger.json (+ campaign.yaml) and optionally
-RUNS/{domain}/bounds.json. Any folder tree works: every `ledger.json` below the root is read; the strategy and seed
-come from the ledger meta (then campaign.yaml, then the folder names) and the domain is the folder two levels above
-the campaign folder (or "default" when the tree is too shallow to have one).
+RUNS/{domain}/bounds.json. With pool draws as replicates (benchmarks/run_suite.py, `replicate: draw`) the tree is
+RUNS/draw{D}/{domain}/{arm}/seed{D}, and a domain's bounds are the mean over its draws. Any folder tree works:
+every `ledger.json` below the root is read; the strategy and seed come from the ledger meta (then campaign.yaml,
+then the folder names) and the domain is the folder two levels above the campaign folder (or "default" when the
+tree is too shallow to have one).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from assft.campaign.ledger import LEDGER_NAME, RoundRecord, read_ledger
 from assft.campaign.simulate import BOUNDS_NAME
 from assft.errors import CampaignError, DataError
 
-__all__ = ["DEFAULT_DOMAIN", "RunData", "RunSet", "load_runs"]
+__all__ = ["DEFAULT_DOMAIN", "RunData", "RunSet", "load_runs", "mean_bounds"]
 
 DEFAULT_DOMAIN = "default"
 
@@ -65,6 +67,20 @@ class RunData:
         """The metric at each point of `budgets` (NaN where a round lacks it)."""
         points = ([self.baseline] if self.baseline is not None else []) + [r.metrics for r in self.rounds]
         return [_number(p.get(metric)) for p in points]
+
+    def costs(self, axis: str) -> list[float] | None:
+        """Cumulative annotation cost on `axis` (a `metrics.annotation_cost.COST_FIELDS` name, e.g. "fg_slices") at
+        each point of `budgets`: 0 at the budget-0 point, then the sum over every pick labeled so far. None when a
+        round has no recorded cost (ledgers written before it was recorded)."""
+        total, out = 0.0, [0.0] if self.baseline is not None else []
+        for record in self.rounds:
+            costs = record.annotation_cost
+            if costs is None or any(not isinstance((costs.get(c) or {}).get(axis), (int, float))
+                                    for c in record.selected):
+                return None
+            total += sum(float(costs[c][axis]) for c in record.selected)
+            out.append(total)
+        return out
 
     @property
     def final(self) -> dict[str, Any] | None:
@@ -211,7 +227,7 @@ def load_runs(root: str | Path) -> RunSet:
     runs: list[RunData] = []
     skipped: list[str] = []
     seen: dict[tuple[str, str, int], Path] = {}
-    bounds: dict[str, dict[str, dict[str, Any] | None]] = {}
+    bound_dirs: dict[str, dict[Path, None]] = {}  # per domain, every folder with a bounds.json (one per pool draw)
     for path in ledgers:
         run = _read_run(path, root)
         if isinstance(run, str):
@@ -227,13 +243,36 @@ def load_runs(root: str | Path) -> RunSet:
             continue
         runs.append(run)
         domain_dir = _domain_dir(run.path, root)
-        if run.domain not in bounds and domain_dir is not None and (domain_dir / BOUNDS_NAME).exists():
-            raw = _read_json(domain_dir / BOUNDS_NAME)
-            bounds[run.domain] = read_bounds(raw)
-    for run in runs:  # campaigns outside a simulation: their own round 0 is the reference
-        if run.domain not in bounds and run.own_bounds is not None:
-            bounds[run.domain] = run.own_bounds
+        if domain_dir is not None and (domain_dir / BOUNDS_NAME).exists():
+            bound_dirs.setdefault(run.domain, {})[domain_dir] = None
     if not runs:
         raise DataError(f"found {len(ledgers)} ledger(s) but none has an evaluated round with test metrics.",
                         path=root, fix="run the campaigns with a labeled --test set; skipped: " + "; ".join(skipped))
+    bounds = {domain: mean_bounds([read_bounds(_read_json(d / BOUNDS_NAME)) for d in dirs])
+              for domain, dirs in bound_dirs.items()}
+    for run in runs:  # campaigns outside a simulation: their own round 0 is the reference
+        if run.domain not in bounds and run.own_bounds is not None:
+            bounds[run.domain] = run.own_bounds
     return RunSet(root=root, runs=runs, bounds=bounds, skipped=skipped)
+
+
+def mean_bounds(draws: list[dict[str, dict[str, Any] | None]]) -> dict[str, dict[str, Any] | None]:
+    """The mean of several `read_bounds` results (one per pool draw of a domain): every number averaged over the
+    draws that have it, values equal in every draw kept as they are, "n_draws" added; one draw is returned as is."""
+    if len(draws) == 1:
+        return draws[0]
+
+    def mean(values: list[Any]) -> Any:
+        if all(isinstance(v, dict) for v in values):
+            return {k: mean([v[k] for v in values if k in v]) for k in dict.fromkeys(k for v in values for k in v)}
+        if all(v == values[0] for v in values):
+            return values[0]
+        numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and math.isfinite(v)]
+        return sum(numbers) / len(numbers) if numbers else None
+
+    out: dict[str, dict[str, Any] | None] = {}
+    for key in dict.fromkeys(k for b in draws for k in b):
+        present = [b[key] for b in draws if isinstance(b.get(key), dict)]
+        out[key] = {**mean(present), "n_draws": len(present)} if present else None
+    return out

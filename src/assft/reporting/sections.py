@@ -59,6 +59,43 @@ def _aubc(doc: Document, summary: dict[str, Any], ranks: dict[str, dict[str, int
                       "over seeds; rank 1 = best per domain.")
 
 
+_COST_NAMES = {"fg_slices": "foreground slices (acquisition axis)", "fg_slices_min": "foreground slices (fewest axis)",
+               "structures": "structures", "fg_voxels": "foreground voxels"}
+
+
+def _cost(doc: Document, summary: dict[str, Any], ranks: dict[str, dict[str, int | None]],
+          figure: str | None) -> None:
+    from assft.reporting.comparison import rank_strategies
+
+    axes = summary.get("cost_axes") or {}
+    if "fg_slices" not in axes:
+        return
+    doc.heading("Annotation cost: Dice vs annotated foreground slices")
+    slices, structures = axes["fg_slices"], axes.get("structures") or {}
+    rows = []
+    for domain, by_strategy in slices["aubc"].items():
+        on_slices = rank_strategies({s: row["mean"] for s, row in by_strategy.items()})
+        volumes = summary["aubc"].get(domain, {})
+        low, high = slices["range"][domain]
+        for strategy in sorted(by_strategy, key=lambda s: (on_slices.get(s) or 10**6, s)):
+            per_structure = (structures.get("per_volume") or {}).get(domain, {}).get(strategy)
+            rows.append([domain, strategy, fmt_stats(volumes.get(strategy)),
+                         str((ranks.get(domain) or {}).get(strategy) or "–"), fmt_stats(by_strategy[strategy]),
+                         str(on_slices.get(strategy) or "–"),
+                         fmt_stats(slices["per_volume"].get(domain, {}).get(strategy), 1),
+                         fmt_stats(per_structure, 1) if per_structure else "–", f"{low:.0f}–{high:.0f}"])
+    doc.table(["domain", "strategy", "AUBC (volumes)", "rank", "AUBC (fg slices)", "rank", "fg slices / volume",
+               "structures / volume", "slice range"], rows,
+              caption="The same runs against what an annotator draws: the cumulative number of slices with "
+                      "foreground along the acquisition axis (largest spacing; ties: the last axis) of every "
+                      "labeled volume. Each run's AUBC on this axis is integrated over the domain's common range "
+                      "(the largest first cost to the smallest final cost, no extrapolation), so arms that picked "
+                      "cheap volumes are compared at equal cost. Structures: 26-connected components per class. "
+                      "Mean ± std over seeds; rank 1 = best.")
+    if figure:
+        doc.image(figure, "Dice vs annotated foreground slices")
+
+
 def _count(value: float | None) -> str:
     """A number of volumes: an integer, or one decimal for a mean over seeds that stopped at different budgets."""
     return fmt(value, 0 if value is None or float(value).is_integer() else 1)
@@ -152,7 +189,10 @@ def _effect_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     for row in rows:
         mark = "" if row["equal_compute"] else " (unequal compute: " + " vs ".join(
             "/".join(map(str, s)) or "?" for s in row["steps_per_round"]) + " steps)"
-        cells = [("pooled", row["pooled"])] + list(row["by_domain"].items())
+        cells = [("pooled", row["pooled"])]
+        if row.get("pooled_without"):
+            cells.append((f"pooled without {', '.join(row['pooled_without']['excluded'])}", row["pooled_without"]))
+        cells += list(row["by_domain"].items())
         for scope, e in cells:
             if e is None:
                 continue
@@ -172,6 +212,13 @@ def _effects(doc: Document, summary: dict[str, Any]) -> None:
         doc.heading("Query effect " + ("(with SSFT)" if group["ssft"] else "(labeled-only fine-tuning)"))
         doc.table(header, _effect_rows(group["rows"]),
                   caption=f"Each arm vs `{group['reference']}` with identical fine-tuning. " + caption)
+    declared = effects.get("declared") or {}
+    if declared.get("rows"):
+        doc.heading("Declared comparisons")
+        missing = "; ".join(f"{a} vs {b}" for a, b in declared.get("missing") or [])
+        doc.table(header, _effect_rows(declared["rows"]),
+                  caption="The comparisons declared before the run, one Holm family per scope across them. "
+                          + caption + (f" Declared but not run: {missing}." if missing else ""))
     ssft = (effects.get("ssft_effect") or {}).get("rows") or []
     if ssft:
         doc.heading("SSFT effect")
@@ -271,6 +318,7 @@ def build_document(summary: dict[str, Any], comparison: dict[str, Any], figures:
     _curves(doc, figures.get("curves"))
     _references(doc, summary)
     _aubc(doc, summary, comparison["ranks"])
+    _cost(doc, summary, comparison["ranks"], figures.get("cost_curves"))
     _final(doc, summary)
     _first_round(doc, summary)
     _gap(doc, summary)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,10 +18,11 @@ from assft.errors import AssftError
 from assft.metrics.curves import compute_aubc, compute_gap_closed, interpolate_at_budget
 from assft.reporting.runs import RunData, RunSet
 
-__all__ = ["TIMING_KEYS", "compute_stats", "run_aubc", "summarize_runs"]
+__all__ = ["COST_AXES", "TIMING_KEYS", "compute_stats", "cost_axis_summary", "run_aubc", "summarize_runs"]
 
 TIMING_KEYS = ("query_s", "finetune_s", "evaluate_s")
 FINAL_KEYS = ("mean_dice", "mean_hd95", "mean_nsd")
+COST_AXES = ("fg_slices", "fg_slices_min", "structures", "fg_voxels")  # metrics.annotation_cost.COST_FIELDS, by use
 
 
 def compute_stats(values: Iterable[float | None]) -> dict[str, Any]:
@@ -143,12 +145,64 @@ def first_round_change(run: RunData) -> float | None:
     return None if value is None else float(value) - float(run.baseline["mean_dice"])
 
 
+def cost_axis_summary(runset: RunSet, axis: str) -> dict[str, Any]:
+    """Dice against the cumulative annotation cost on `axis` (e.g. "fg_slices") instead of labeled volumes.
+
+    Arms that pick cheap volumes end at a smaller cost, so a per-run normalised AUBC over its own range would not
+    compare: every run of a domain is integrated over the domain's common range [the largest first cost, the
+    smallest final cost] (no extrapolation). Runs whose ledgers have no recorded cost are left out.
+
+    Returns:
+        {"range": {domain: [low, high]}, "aubc": {domain: {strategy: stats + "per_seed"}},
+        "curves": {domain: {strategy: [{"budget": mean cumulative cost at the round, "mean", "std", ...}]}},
+        "per_volume": {domain: {strategy: stats of the cost per labeled volume}}}.
+    """
+    out: dict[str, Any] = {"range": {}, "aubc": {}, "curves": {}, "per_volume": {}}
+    for domain in runset.domains:
+        points: dict[Path, list[tuple[float, float]]] = {}  # by campaign folder (RunData holds a dict: no hash)
+        for run in (r for r in runset.runs if r.domain == domain):
+            costs = run.costs(axis)
+            if costs is not None:
+                pts = [(x, y) for x, y in zip(costs, run.curve(), strict=True) if math.isfinite(y)]
+                if len(pts) >= 2:
+                    points[run.path] = pts
+        if not points:
+            continue
+        low, high = max(p[0][0] for p in points.values()), min(p[-1][0] for p in points.values())
+        if high <= low:
+            continue
+        out["range"][domain] = [low, high]
+        for strategy in runset.strategies:
+            runs = [r for r in runset.select(domain, strategy) if r.path in points]
+            if not runs:
+                continue
+            per_seed = {}
+            for run in runs:
+                x, y = zip(*points[run.path], strict=True)
+                try:
+                    per_seed[str(run.seed)] = compute_aubc(x, y, min_budget=low, max_budget=high)
+                except AssftError:  # e.g. a pick with no foreground: two points at the same cost
+                    per_seed[str(run.seed)] = None
+            out["aubc"].setdefault(domain, {})[strategy] = {**compute_stats(per_seed.values()), "per_seed": per_seed}
+            by_round: dict[int, list[tuple[float, float]]] = defaultdict(list)
+            for run in runs:
+                for index, point in enumerate(points[run.path]):
+                    by_round[index].append(point)
+            out["curves"].setdefault(domain, {})[strategy] = [
+                {"budget": float(np.mean([x for x, _ in pts])), "fraction": None,
+                 **compute_stats(y for _, y in pts)} for _, pts in sorted(by_round.items())]
+            out["per_volume"].setdefault(domain, {})[strategy] = compute_stats(
+                points[r.path][-1][0] / r.rounds[-1].labeled_total for r in runs if r.rounds[-1].labeled_total)
+    return out
+
+
 def summarize_runs(runset: RunSet, *, early_fraction: float = 0.25) -> dict[str, Any]:
     """Every per-(domain, strategy) number of the report, JSON-ready (no comparison statistics; see `compare_runs`).
 
     Returns:
         {"domains", "strategies", "runs", "bounds", "curves", "aubc", "final", "gap_closed", "per_class_dice",
-        "pseudo_labels", "timings", "early_fraction"}; "aubc"/"final"/... are {domain: {strategy: ...}}.
+        "pseudo_labels", "timings", "early_fraction", "cost_axes"}; "aubc"/"final"/... are {domain: {strategy: ...}};
+        "cost_axes" is {axis: `cost_axis_summary`} for the axes some ledger recorded (empty for older ledgers).
     """
     domains, strategies = runset.domains, runset.strategies
     out: dict[str, Any] = {
@@ -165,6 +219,8 @@ def summarize_runs(runset: RunSet, *, early_fraction: float = 0.25) -> dict[str,
         "compute": _compute(runset, strategies),
         "curves": {}, "aubc": {}, "final": {}, "gap_closed": {}, "per_class_dice": {}, "first_round": {},
         "pseudo_labels": _pseudo_summary(runset), "timings": _timings(runset, strategies),
+        "cost_axes": {axis: summary for axis in COST_AXES
+                      if (summary := cost_axis_summary(runset, axis))["aubc"]},
     }
     for domain in domains:
         for strategy in strategies:
