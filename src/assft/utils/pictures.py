@@ -85,7 +85,8 @@ def class_legend(class_names: Mapping[int, str]) -> np.ndarray:
     font = ImageFont.load_default(size=11)
     names = [(int(k), str(v)) for k, v in sorted(class_names.items()) if int(k) > 0]
     lines = [f"{k} {name}" for k, name in names] or ["no foreground class"]
-    width = int(max(font.getlength(text) for text in lines)) + 30
+    # at least a panel wide: `compose` enlarges narrower pictures by an integer factor, text included
+    width = max(int(max(font.getlength(text) for text in lines)) + 30, PANEL)
     canvas = Image.new("RGB", (width, 16 * len(lines) + 4), "white")
     draw = ImageDraw.Draw(canvas)
     for row, text in enumerate(lines):
