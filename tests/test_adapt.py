@@ -130,7 +130,9 @@ def test_tent_needs_a_head(source: dict, tmp_path: Path) -> None:
     assert adapt_checkpoint(ssl, source["spec"], AdaptConfig(method="adabn")).statistics_layers  # AdaBN works
 
 
-def test_adabn_on_a_network_without_running_statistics_says_so(source: dict, tmp_path: Path) -> None:
+def test_adabn_on_a_network_without_running_statistics_is_refused_with_the_fix(source: dict, tmp_path: Path) -> None:
+    """Nothing to re-estimate: an unchanged copy would pass for an adapted model, so AdaBN refuses and names TENT."""
+    from assft.errors import ConfigError
     from assft.models.checkpoint import make_checkpoint, save_checkpoint
     from assft.models.zoo import build_model
 
@@ -138,9 +140,10 @@ def test_adabn_on_a_network_without_running_statistics_says_so(source: dict, tmp
     ckpt = save_checkpoint(tmp_path / "in.pt", make_checkpoint(build_model(config), config,
                                                                 {i: str(i) for i in range(5)},
                                                                 metadata={"train_config": {"patch_size": [16] * 3}}))
-    result = adapt_checkpoint(ckpt, source["spec"], AdaptConfig(method="adabn"))
-    assert result.statistics_layers == [] and result.unadapted_layers
-    assert any("no BatchNorm" in note for note in result.notes)
+    with pytest.raises(ConfigError, match="has none") as err:
+        adapt_checkpoint(ckpt, source["spec"], AdaptConfig(method="adabn"), out=tmp_path / "out.pt")
+    assert "--method tent" in (err.value.fix or "")
+    assert not (tmp_path / "out.pt").exists()
 
 
 def test_campaign_round0_adapts_and_records_both_starts(source: dict, tmp_path: Path) -> None:

@@ -150,6 +150,13 @@ def label_folder(sb: Path, base: Base, array: Callable[[np.ndarray], np.ndarray]
     nib.save(nib.Nifti1Image(array(np.asarray(img.dataobj)), img.affine), sb / "labels" / "phantom_000.nii.gz")
 
 
+def copy_folder_without_json(sb: Path, base: Base) -> Path:
+    """A private copy of the phantom dataset as a plain folder (imagesTr/ + labelsTr/, no dataset.json)."""
+    root = copy_data(sb, base)
+    (root / "dataset.json").unlink()
+    return root
+
+
 def write(sb: Path, name: str, text: str) -> Path:
     """A text file in the sandbox."""
     path = sb / name
@@ -179,16 +186,16 @@ CASES: list[Case] = [
     Case("missing-required-option", ("train", "--out", "o"), 2, ("--data",), "usage"),
     Case("missing-argument", ("data", "check"), 2, ("Missing argument 'path'",), "usage"),
     Case("unknown-command", ("trian",), 2, ("trian",), "usage"),
-    Case("model-file-missing", ("query", "--model", "nope.pt", "--pool", "{data}", "--budget", "2", "--out", "q"),
+    Case("model-file-missing", ("query", "--model", "nope.pt", "--images", "{data}", "--budget", "2", "--out", "q"),
          2, ("'--model'", "nope.pt"), "usage"),
     Case("steps-zero", ("train", "--data", "{data}", "--out", "o", "--steps", "0"), 2, ("'--steps'", "greater than or equal to 1"), "usage"),
     Case("steps-negative", ("train", "--data", "{data}", "--out", "o", "--steps", "-3"), 2, ("'--steps'",), "usage"),
     Case("batch-size-zero", ("train", "--data", "{data}", "--out", "o", "--batch-size", "0"), 2, ("'--batch-size'",),
          "usage"),
-    Case("ssft-steps-negative", ("finetune", "--model", "{model}", "--unlabeled", "{data}", "--labeled", "{data}",
+    Case("ssft-steps-negative", ("finetune", "--model", "{model}", "--images", "{data}", "--data", "{data}",
                                  "--out", "o", "--ssft-steps", "-1"), 2, ("'--ssft-steps'",), "usage"),
     Case("phantoms-n-zero", ("data", "phantoms", "--out", "p", "--n", "0"), 2, ("'--n'",), "usage"),
-    Case("rounds-zero", ("campaign", "init", "--model", "{model}", "--pool", "{data}", "--out", "c", "--rounds", "0"),
+    Case("rounds-zero", ("campaign", "init", "--model", "{model}", "--images", "{data}", "--out", "c", "--rounds", "0"),
          2, ("'--rounds'",), "usage"),
     Case("jobs-zero", ("simulate", "--config", "x.yaml", "--jobs", "0"), 2, ("'--jobs'",), "usage"),
     Case("executor-unknown", ("simulate", "--config", "x.yaml", "--executor", "dask"), 2,
@@ -274,14 +281,14 @@ CASES: list[Case] = [
     Case("dataset-missing", ("data", "check", "nowhere"), 2, ("nowhere", "dataset folder not found")),
     Case("dataset-is-a-file", ("data", "check", "f.txt"), 2, ("f.txt", "expected a folder"),
          prepare=lambda sb, b: write(sb, "f.txt", "x")),
-    Case("domains-apply-dotdot", ("domains", "apply", "--domain", "bias", "--in", "d", "--out", "shifted"), 2,
+    Case("domains-apply-dotdot", ("domains", "apply", "--domain", "bias", "--data", "d", "--out", "shifted"), 2,
          ("dataset.json", "outside the dataset folder"),
          prepare=lambda sb, b: (outside_file(sb, b), edit_meta(sb, b, set_first("image", "../secret/secret.nii.gz")))),
-    Case("domains-apply-over-voxel-cap", ("domains", "apply", "--domain", "bias", "--in", "{data}", "--out", "s"), 2,
+    Case("domains-apply-over-voxel-cap", ("domains", "apply", "--domain", "bias", "--data", "{data}", "--out", "s"), 2,
          ("phantom_000.nii.gz", "over the limit of 100", "ASSFT_MAX_VOXELS"), env={"ASSFT_MAX_VOXELS": "100"}),
-    Case("domains-unknown", ("domains", "apply", "--domain", "biass", "--in", "{data}", "--out", "s"), 2,
+    Case("domains-unknown", ("domains", "apply", "--domain", "biass", "--data", "{data}", "--out", "s"), 2,
          ("'biass'", "Did you mean 'bias'")),
-    Case("domains-out-is-in", ("domains", "apply", "--domain", "bias", "--in", "d", "--out", "d"), 2,
+    Case("domains-out-is-in", ("domains", "apply", "--domain", "bias", "--data", "d", "--out", "d"), 2,
          ("out_dir is the input dataset folder", "new output folder"), prepare=copy_data),
     # --- output locations are checked before any work ---
     Case("split-out-is-a-folder", ("data", "split", "{data}", "--out", "dir"), 2, ("--out is an existing folder",),
@@ -303,34 +310,34 @@ CASES: list[Case] = [
          ("--model", "--pred", "exactly one")),
     Case("import-out-is-a-folder", ("import", "--format", "voco", "--weights", "w.pt", "--out", "dir"), 2,
          ("--out is an existing folder",), prepare=lambda sb, b: (sb / "dir").mkdir()),
-    Case("finetune-both-labeled-options", ("finetune", "--model", "{model}", "--unlabeled", "{data}", "--labeled",
+    Case("finetune-both-labeled-options", ("finetune", "--model", "{model}", "--images", "{data}", "--data",
                                            "{data}", "--labeled-ids", "ids.txt", "--out", "o"), 2,
-         ("--labeled", "--labeled-ids", "exactly one"), prepare=lambda sb, b: write(sb, "ids.txt", "phantom_000\n")),
+         ("--data", "--labeled-ids", "exactly one"), prepare=lambda sb, b: write(sb, "ids.txt", "phantom_000\n")),
     # --- campaigns ---
-    Case("campaign-config-missing", ("campaign", "init", "--model", "{model}", "--pool", "{data}", "--out", "c",
+    Case("campaign-config-missing", ("campaign", "init", "--model", "{model}", "--images", "{data}", "--out", "c",
                                      "--config", "missing.yaml"), 2, ("missing.yaml", "config file not found")),
-    Case("campaign-config-bad-yaml", ("campaign", "init", "--model", "{model}", "--pool", "{data}", "--out", "c",
+    Case("campaign-config-bad-yaml", ("campaign", "init", "--model", "{model}", "--images", "{data}", "--out", "c",
                                       "--config", "c.yaml"), 2, ("c.yaml", "invalid YAML at line 3"),
          prepare=lambda sb, b: write(sb, "c.yaml", "rounds: 2\nquery: [\n")),
-    Case("campaign-config-a-list", ("campaign", "init", "--model", "{model}", "--pool", "{data}", "--out", "c",
+    Case("campaign-config-a-list", ("campaign", "init", "--model", "{model}", "--images", "{data}", "--out", "c",
                                     "--config", "c.yaml"), 2, ("c.yaml", "expected a mapping"),
          prepare=lambda sb, b: write(sb, "c.yaml", "- a\n- b\n")),
-    Case("campaign-config-unknown-field", ("campaign", "init", "--model", "{model}", "--pool", "{data}", "--out",
+    Case("campaign-config-unknown-field", ("campaign", "init", "--model", "{model}", "--images", "{data}", "--out",
                                            "c", "--config", "c.yaml"), 2, ("c.yaml", "budgte", "Extra inputs"),
          prepare=lambda sb, b: write(sb, "c.yaml", "budgte: 3\n")),
     # nested query / finetune fields are typed: a bad one fails at init, naming the field, not in round 1
-    Case("campaign-config-bad-query-field", ("campaign", "init", "--model", "{model}", "--pool", "{data}", "--out",
+    Case("campaign-config-bad-query-field", ("campaign", "init", "--model", "{model}", "--images", "{data}", "--out",
                                              "c", "--config", "c.yaml"), 2, ("c.yaml", "query.alpha", "[0, 1]"),
          prepare=lambda sb, b: write(sb, "c.yaml", "query: {alpha: 3}\n")),
-    Case("campaign-config-query-strategy", ("campaign", "init", "--model", "{model}", "--pool", "{data}", "--out",
+    Case("campaign-config-query-strategy", ("campaign", "init", "--model", "{model}", "--images", "{data}", "--out",
                                             "c", "--config", "c.yaml"), 2, ("c.yaml", "top-level `strategy`"),
          prepare=lambda sb, b: write(sb, "c.yaml", "query: {strategy: dkd}\n")),
-    Case("campaign-config-finetune-typo", ("campaign", "init", "--model", "{model}", "--pool", "{data}", "--out",
+    Case("campaign-config-finetune-typo", ("campaign", "init", "--model", "{model}", "--images", "{data}", "--out",
                                            "c", "--config", "c.yaml"), 2, ("c.yaml", "finetune.stesp_per_round"),
          prepare=lambda sb, b: write(sb, "c.yaml", "finetune: {stesp_per_round: 3}\n")),
-    Case("campaign-test-missing", ("campaign", "init", "--model", "{model}", "--pool", "{data}", "--out", "c",
+    Case("campaign-test-missing", ("campaign", "init", "--model", "{model}", "--images", "{data}", "--out", "c",
                                    "--test", "nowhere"), 2, ("nowhere", "dataset folder not found")),
-    Case("campaign-out-is-a-file", ("campaign", "init", "--model", "{model}", "--pool", "{data}", "--out", "f.txt"),
+    Case("campaign-out-is-a-file", ("campaign", "init", "--model", "{model}", "--images", "{data}", "--out", "f.txt"),
          2, ("f.txt", "--out is an existing file"), prepare=lambda sb, b: write(sb, "f.txt", "keep me")),
     Case("campaign-folder-typo", ("campaign", "next", "campx"), 2, ("campx", "not a campaign directory")),
     Case("campaign-not-a-campaign", ("campaign", "next", "d"), 2, ("not a campaign directory",), prepare=copy_data),
@@ -377,8 +384,39 @@ CASES: list[Case] = [
          ("evil.pt", "pickled Python code", "--trust-pickle"), prepare=malicious_pickle),
     Case("checkpoint-is-text", ("predict", "--model", "t.pt", "--images", "{data}", "--out", "o"), 2,
          ("t.pt", "cannot read checkpoint"), prepare=lambda sb, b: write(sb, "t.pt", "not a torch file")),
-    Case("campaign-strategy-typo", ("campaign", "init", "--model", "{model}", "--pool", "{data}", "--out", "c",
+    Case("campaign-strategy-typo", ("campaign", "init", "--model", "{model}", "--images", "{data}", "--out", "c",
                                     "--strategy", "randon"), 2, ("'randon'", "Did you mean 'random'")),
+    # --- option vocabulary (docs/cli.md): old spellings still work with a notice; both spellings of one option fail ---
+    Case("old-query-pool", ("query", "--model", "nope.pt", "--pool", "{data}", "--budget", "2", "--out", "q"), 2,
+         ("'--model'", "nope.pt", "`assft query --pool` is now --images"), "usage"),
+    Case("old-finetune-unlabeled", ("finetune", "--model", "{model}", "--unlabeled", "{data}", "--labeled", "{data}",
+                                    "--out", "o", "--ssft-steps", "-1"), 2,
+         ("'--ssft-steps'", "`assft finetune --unlabeled` is now --images", "`assft finetune --labeled` is now --data"),
+         "usage"),
+    Case("old-campaign-pool", ("campaign", "init", "--model", "{model}", "--pool", "{data}", "--out", "c", "--test",
+                               "nowhere"), 2,
+         ("nowhere", "dataset folder not found", "`assft campaign init --pool` is now --images")),
+    Case("old-domains-in", ("domains", "apply", "--domain", "biass", "--in", "{data}", "--out", "s"), 2,
+         ("'biass'", "`assft domains apply --in` is now --data")),
+    Case("old-report-alpha-test", ("report", "{sb}", "--alpha", "0.1", "--test", "ttest"), 2,
+         ("no ledger.json", "`assft report --alpha` is now --significance", "`assft report --test` is now --stat-test")),
+    Case("new-report-significance", ("report", "{sb}", "--significance", "0.1", "--stat-test", "ttest"), 2,
+         ("no ledger.json",)),
+    Case("old-train-model-arch", ("train", "--data", "{data}", "--out", "o", "--model", "unett"), 2,
+         ("'unett'", "`assft train --model` is now --arch")),
+    Case("new-train-arch", ("train", "--data", "{data}", "--out", "o", "--arch", "unett"), 2, ("'unett'",)),
+    Case("old-monailabel-labels", ("monailabel", "app", "--out", "app", "--model", "{model}", "--labels", "a,,b"), 2,
+         ("--classes has an empty name", "`assft monailabel app --labels` is now --classes")),
+    Case("both-spellings", ("query", "--model", "{model}", "--pool", "{data}", "--images", "{data}", "--budget", "2",
+                            "--out", "q"), 2, ("--pool and --images are the same option", "give --images once")),
+    Case("data-init-class-twice", ("data", "init", "d", "--classes", "0:background,0:other"), 2,
+         ("--classes", "class 0 is given twice"), prepare=lambda sb, b: copy_folder_without_json(sb, b)),
+    Case("data-init-no-background", ("data", "init", "d", "--classes", "1:a,2:b"), 2,
+         ("--classes", "no background class 0"), prepare=lambda sb, b: copy_folder_without_json(sb, b)),
+    Case("data-init-over-existing", ("data", "init", "{data}", "--classes", "0:background,1:a"), 2,
+         ("dataset.json already exists", "--force")),
+    Case("train-without-classes", ("train", "--data", "d", "--out", "o"), 2,
+         ("names no classes", "assft data init"), prepare=lambda sb, b: copy_folder_without_json(sb, b)),
 ]
 
 
@@ -506,12 +544,16 @@ def test_bad_input(case: Case, matrix: Matrix) -> None:
         assert problems and all(" Fix: " in line for line in problems), text
         message = "\n".join(problems)
     else:
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        # an old option spelling adds its one-line notice before the error (docs/cli.md)
+        lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("deprecated: ")]
         assert lines and lines[0].startswith("error: "), text
         if case.one_line:
             assert len(lines) == 1, text
         assert " Fix: " in result.stderr, text
         message = result.stderr
     for needle in case.needles:
-        assert needle in message, f"{needle!r} missing\n{text}"
+        # a deprecation notice is its own stderr line, before typer's usage panel or the error line
+        where = "\n".join(ln for ln in result.stderr.splitlines() if ln.startswith("deprecated: ")) \
+            if needle.startswith("`assft ") else message
+        assert needle in where, f"{needle!r} missing\n{text}"
     assert result.after == result.before, f"disk changed: {set(result.after.items()) ^ set(result.before.items())}"

@@ -41,7 +41,7 @@ def _finetune(campaign: Path) -> dict:
 
 
 def test_campaign_init_writes_the_validated_recipe(model: Path, phantom_dir: Path, tmp_path: Path) -> None:
-    init = assft("campaign", "init", "--model", str(model), "--pool", str(phantom_dir), "--out", str(tmp_path / "c"),
+    init = assft("campaign", "init", "--model", str(model), "--images", str(phantom_dir), "--out", str(tmp_path / "c"),
                  "--budget", "2", "--rounds", "2")
     assert init.returncode == 0, init.stderr
     written = _finetune(tmp_path / "c")
@@ -53,7 +53,7 @@ def test_campaign_init_writes_the_validated_recipe(model: Path, phantom_dir: Pat
     assert early.returncode == 2 and "no round has started" in early.stdout + early.stderr
     assert (tmp_path / "c" / "campaign.yaml").read_text() == before  # a refused step changes nothing
 
-    given = assft("campaign", "init", "--model", str(model), "--pool", str(phantom_dir), "--out",
+    given = assft("campaign", "init", "--model", str(model), "--images", str(phantom_dir), "--out",
                   str(tmp_path / "d"), "--budget", "2", "--rounds", "2", "--steps-per-round", "12", "--lr", "1e-4")
     assert given.returncode == 0, given.stderr
     written = _finetune(tmp_path / "d")
@@ -63,7 +63,7 @@ def test_campaign_init_writes_the_validated_recipe(model: Path, phantom_dir: Pat
 def test_a_config_file_that_states_its_steps_keeps_them(model: Path, phantom_dir: Path, tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"finetune": {"train": {"steps": 7, "batch_size": 1}, "ssft_steps": 3}}))
-    init = assft("campaign", "init", "--model", str(model), "--pool", str(phantom_dir), "--out", str(tmp_path / "c"),
+    init = assft("campaign", "init", "--model", str(model), "--images", str(phantom_dir), "--out", str(tmp_path / "c"),
                  "--budget", "2", "--rounds", "2", "--config", str(config))
     assert init.returncode == 0, init.stderr
     loaded = load_campaign_config(tmp_path / "c").finetune
@@ -72,7 +72,7 @@ def test_a_config_file_that_states_its_steps_keeps_them(model: Path, phantom_dir
 
 
 def test_a_bad_step_count_is_one_line_and_writes_nothing(model: Path, phantom_dir: Path, tmp_path: Path) -> None:
-    bad = assft("campaign", "init", "--model", str(model), "--pool", str(phantom_dir), "--out", str(tmp_path / "c"),
+    bad = assft("campaign", "init", "--model", str(model), "--images", str(phantom_dir), "--out", str(tmp_path / "c"),
                 "--steps-per-round", "0")
     assert bad.returncode == 2 and "--steps-per-round" in bad.stdout + bad.stderr
     assert not (tmp_path / "c").exists()

@@ -54,7 +54,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_a_real_campaign_shows_before_and_after_and_hands_out_pre_annotations(data: dict, tmp_path: Path) -> None:
     camp = tmp_path / "camp"
-    assft("campaign", "init", "--model", str(data["model"]), "--pool", str(data["pool"]), "--test", str(data["test"]),
+    assft("campaign", "init", "--model", str(data["model"]), "--images", str(data["pool"]), "--test", str(data["test"]),
           "--out", str(camp), "--budget", "2", "--rounds", "1", "--strategy", "random", "--adapt", "adabn",
           "--config", str(data["config"]), "--upper-model", str(data["model"].parent / "last.pt"))
     step = assft("campaign", "next", str(camp))

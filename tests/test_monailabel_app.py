@@ -132,7 +132,7 @@ def test_cli_writes_the_app(world: dict, tmp_path: Path) -> None:
     (["--model", "missing.pt"], "missing.pt"),
     (["--strategy", "bald"], "strategy 'bald'"),
     (["--alpha", "1.5"], "query.alpha"),
-    (["--labels", "a,b"], "--labels names 2 classes"),
+    (["--classes", "a,b"], "--classes names 2 classes"),
     (["--rounds", "0"], "rounds"),
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(world: dict, tmp_path: Path, args: list[str], needle: str) -> None:

@@ -66,6 +66,7 @@ def test_query_writes_selection_csv_and_json(workspace, tmp_path: Path, strategy
         rationale = meta["selected"][0]["rationale"]  # also printed (wrapped) in the table
         assert "pre-training (KD" in rationale and "(Div" in rationale and "foreground (ASD" in rationale
         assert meta["config"]["alpha"] == 0.5 and meta["provenance"]["kd_source"] == "running_stats"
+        assert "KD source: running_stats" in result.output  # the table's title says which KD it used
     else:
         assert all(r["Q"] == "" for r in rows) and meta["selected"][0]["rationale"] == "uniform random draw"
         again = tmp_path / "again"

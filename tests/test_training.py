@@ -82,6 +82,15 @@ def test_train_supervised_is_seeded_and_writes_checkpoints(phantom_dir: Path, ti
     log = json.loads((tmp_path / "run0" / "train_log.json").read_text())
     assert outs[0].best_val_dice == max(r["val_dice"] for r in log["history"] if r.get("val_dice") is not None)
     assert (tmp_path / "run0" / "train_log.json").exists()
+    # the source intensity record travels with the model (kd_source intensity): the training cases' foreground
+    from assft.data.preprocess import load_case
+    from assft.models.source_stats import SOURCE_INTENSITY_KEY, read_source_intensity
+
+    record = read_source_intensity(a)
+    cases = [load_case(x) for x in spec.subset(spec.case_ids[:3]).cases]
+    fg = np.concatenate([c.image[0][c.label > 0] for c in cases])
+    assert record == a.metadata[SOURCE_INTENSITY_KEY] and record[0]["space"] == "input"
+    assert record[0]["mean"] == pytest.approx(float(fg.mean()))
 
 
 def test_patch_not_divisible_is_a_config_error(phantom_dir: Path, tmp_path: Path) -> None:

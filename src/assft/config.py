@@ -20,13 +20,37 @@ class _Config(BaseModel):
 
 
 class PreprocessConfig(_Config):
-    """Per-volume intensity normalisation, optional resampling, padding."""
+    """The grid the network expects (orientation, spacing) and per-volume intensity normalisation.
 
-    normalization: Literal["zscore", "percentile", "none"] = "zscore"
+    A volume is reoriented, then resampled, then normalised (MONAI's order); results go back to its own grid.
+    """
+
+    normalization: Literal["zscore", "percentile", "range", "none"] = "zscore"
     nonzero: bool = True  # z-score statistics over nonzero voxels (MR background is 0)
     percentiles: tuple[float, float] = (0.5, 99.5)
-    target_spacing: tuple[float, float, float] | None = None
+    # "range": a_min, a_max -> b_min, b_max, clipped (MONAI's ScaleIntensityRange; a CT window)
+    intensity_range: tuple[float, float, float, float] = (-1000.0, 1000.0, 0.0, 1.0)
+    target_spacing: tuple[float, float, float] | None = None  # mm; None = each volume's own spacing
+    orientation: str | None = None  # axis codes such as "RAS"; None = as stored
     divisible_by: int = 8  # the default UNet halves the size three times
+
+    @field_validator("orientation")
+    @classmethod
+    def _axcodes(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.upper()
+        axes = [{"L": 0, "R": 0, "P": 1, "A": 1, "I": 2, "S": 2}.get(c) for c in v]
+        if len(v) != 3 or None in axes or len(set(axes)) != 3:
+            raise ValueError("must be three axis codes, one of L/R, P/A, I/S each (e.g. RAS, LPS)")
+        return v
+
+    @field_validator("target_spacing")
+    @classmethod
+    def _spacing(cls, v: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
+        if v is not None and min(v) <= 0:
+            raise ValueError("every spacing must be > 0 mm")
+        return v
 
 
 class ModelConfig(_Config):
@@ -55,6 +79,9 @@ class InferenceConfig(_Config):
     sw_batch_size: int = 4
     overlap: float = 0.25
     mode: Literal["gaussian", "constant"] = "gaussian"
+    # what overlapping windows average: assft's probabilities, or the logits (then one softmax), as MONAI's inferer
+    # followed by a softmax does; imported MONAI networks keep MONAI's way so their predictions equal MONAI's
+    blend: Literal["probabilities", "logits"] = "probabilities"
     device: str = "auto"
     channels_last: bool = True  # channels_last_3d: ~1.5x faster CNN inference on CPU (measured, DEVELOPERS.md)
     # windows of up to this many volumes share a forward call of max(sw_batch_size, batch_volumes) windows

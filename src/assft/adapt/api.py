@@ -8,13 +8,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from assft.adapt.batchnorm import apply_batchnorm_statistics, batchnorm_layers, estimate_batchnorm_statistics
 from assft.adapt.config import AdaptConfig
-from assft.config import InferenceConfig, config_hash
+from assft.config import config_hash
 from assft.data.cases import Case, DatasetSpec
 from assft.errors import ConfigError, DataError
-from assft.models.checkpoint import build_from_checkpoint, make_checkpoint, save_checkpoint
+from assft.models.checkpoint import Checkpoint, build_from_checkpoint, make_checkpoint, save_checkpoint
 from assft.models.zoo import norm_layers, resolve_device
+
+
+# adapt "auto" on a network whose norm layers keep no usable running statistics (InstanceNorm, GroupNorm, LayerNorm,
+# batch-statistics BatchNorm): AdaBN does not apply. The budget-0 measurement on an InstanceNorm UNet
+# (benchmarks/kd_sources.py, docs/method.md "Round 0 by network kind") decides between TENT and no adaptation;
+# provisional until the tier-2 validation split measures it on the nnU-Net network.
+AUTO_WITHOUT_RUNNING_STATS = "none"
+
+
+def resolve_adapt_method(model: nn.Module, checkpoint: Checkpoint) -> tuple[str, str]:
+    """(method, reason) for adapt "auto": AdaBN when θ's BatchNorm layers normalise with running statistics at
+    inference, else AUTO_WITHOUT_RUNNING_STATS (none for an SSL-only model, which TENT cannot adapt)."""
+    from assft.models.source_stats import network_norm_kind
+
+    kind = network_norm_kind(model, checkpoint)
+    if kind == "running_stats":
+        return "adabn", "auto: BatchNorm with running statistics"
+    method = AUTO_WITHOUT_RUNNING_STATS if checkpoint.kind != "ssl-only" else "none"
+    return method, (f"auto: {kind} network (no running statistics to re-estimate, AdaBN does not apply); "
+                    f"{method} (docs/method.md, Round 0 by network kind)")
 
 
 @dataclass
@@ -45,10 +67,15 @@ def adapt_checkpoint(model: str | Path, pool: DatasetSpec | Sequence[Case], conf
     Labels of the pool are never read. AdaBN changes BatchNorm running statistics only; TENT also trains the affine
     parameters of every normalisation layer. Norm layers without running statistics (GroupNorm, LayerNorm,
     InstanceNorm: Swin UNETR, SegResNet) normalise each input by its own statistics already: AdaBN has nothing to
-    change there (reported in `unadapted_layers` and `notes`); TENT adapts their affine parameters.
+    change there (reported in `unadapted_layers` and `notes`; a network with no BatchNorm at all is refused);
+    TENT adapts their affine parameters.
+
+    "auto" resolves by the network (`resolve_adapt_method`); when it resolves to "none" the checkpoint is written
+    unchanged with the reason in its metadata, so a campaign's round 0 always has its start model.
 
     Raises:
-        ConfigError: method "none", or TENT on an SSL-only checkpoint (it needs the segmentation head's predictions).
+        ConfigError: method "none", TENT on an SSL-only checkpoint (it needs the segmentation head's predictions),
+            or AdaBN on a network without BatchNorm (nothing to re-estimate).
         DataError: an empty pool.
     """
     from assft.adapt.tent import tent_adapt
@@ -63,14 +90,28 @@ def adapt_checkpoint(model: str | Path, pool: DatasetSpec | Sequence[Case], conf
         raise DataError("the pool to adapt on is empty.", fix="point to a folder of unlabeled target volumes")
     start = time.perf_counter()
     net, ckpt, _ = build_from_checkpoint(model)
+    requested, reason = config.method, ""
+    if config.method == "auto":
+        method, reason = resolve_adapt_method(net, ckpt)
+        config = config.model_copy(update={"method": method})
+        if method == "none":
+            return _unchanged(model, net, ckpt, cases, reason, out, start)
     if config.method == "tent" and ckpt.kind == "ssl-only":
         raise ConfigError("TENT needs predictions, but this checkpoint is SSL-only (no segmentation head).",
                           path=model, fix="use --method adabn, or adapt after the first fine-tuning round")
     patch = config.patch_size or ckpt.training_patch
-    inference = config.inference or InferenceConfig(roi_size=patch)
+    inference = config.inference or ckpt.inference_config(patch)
     unlabeled = [Case(c.case_id, c.image_paths, None) for c in cases]  # labels are never read
     bn = batchnorm_layers(net)
+    if config.method == "adabn" and not bn:  # nothing to re-estimate: writing an unchanged copy would mislead
+        raise ConfigError(f"AdaBN re-estimates BatchNorm running statistics, and this network "
+                          f"({ckpt.model_config.name}) has none: its GroupNorm/InstanceNorm/LayerNorm layers "
+                          "normalise each input by itself.", path=model,
+                          fix="use --method tent (trains the norm layers' affine parameters on the pool), or "
+                              "skip adaptation and go straight to `assft query`")
     result = AdaptResult(config.method, None, len(unlabeled), 0.0)
+    if requested == "auto":
+        result.details.update(requested="auto", reason=reason)
     result.unadapted_layers = [n for n in norm_layers(net) if n not in bn] if config.method == "adabn" else []
     if config.method == "tent":
         details = tent_adapt(net, unlabeled, lambda c: load_case(c, ckpt.preprocess, with_label=False),
@@ -89,13 +130,33 @@ def adapt_checkpoint(model: str | Path, pool: DatasetSpec | Sequence[Case], conf
                             + ("AdaBN leaves them as they are." if config.method == "adabn" else
                                "they have no affine parameters to train."))
     if not stats:
-        result.notes.append("the network has no BatchNorm layer: no statistics were re-estimated.")
+        result.notes.append("the network has no BatchNorm layer: no statistics were re-estimated.")  # TENT only
     result.seconds = time.perf_counter() - start
     if out is not None:
-        metadata = {**ckpt.metadata, "adaptation": {**result.to_dict(), "from": str(model),
+        import os
+
+        from assft.models.checkpoint import THETA0_KEY, theta0_for_record
+
+        # θ0 (what KD is measured against) stays the pre-trained model, however many adaptations lie between.
+        metadata = {**ckpt.metadata, THETA0_KEY: theta0_for_record(model, ckpt),
+                    "adaptation": {**result.to_dict(), "from": os.path.abspath(model),
                                                     "config": config.model_dump(mode="json"),
                                                     "config_hash": config_hash(config),
                                                     "pool_cases": [c.case_id for c in unlabeled]}}
+        new = make_checkpoint(net, ckpt.model_config, ckpt.labels, kind=ckpt.kind, preprocess=ckpt.preprocess,
+                              metadata=metadata, fingerprint=ckpt.fingerprint)
+        result.checkpoint = save_checkpoint(out, new)
+    return result
+
+
+def _unchanged(model: str | Path, net: nn.Module, ckpt: Checkpoint, cases: list[Case], reason: str,
+               out: str | Path | None, start: float) -> AdaptResult:
+    """adapt "auto" resolved to none: the checkpoint as is (written to `out` with the reason), nothing adapted."""
+    result = AdaptResult("none", None, len(cases), 0.0, unadapted_layers=list(norm_layers(net)),
+                         notes=[reason], details={"requested": "auto", "reason": reason})
+    result.seconds = time.perf_counter() - start
+    if out is not None:
+        metadata = {**ckpt.metadata, "adaptation": {**result.to_dict(), "from": str(model)}}
         new = make_checkpoint(net, ckpt.model_config, ckpt.labels, kind=ckpt.kind, preprocess=ckpt.preprocess,
                               metadata=metadata, fingerprint=ckpt.fingerprint)
         result.checkpoint = save_checkpoint(out, new)

@@ -8,7 +8,7 @@ from pydantic import field_validator
 
 from assft.config import InferenceConfig, Triple, _Config
 
-AdaptMethod = Literal["none", "adabn", "tent"]
+AdaptMethod = Literal["none", "auto", "adabn", "tent"]
 
 
 class AdaptConfig(_Config):
@@ -18,7 +18,9 @@ class AdaptConfig(_Config):
     "tent" minimises the mean voxel entropy of the predictions by training only the normalisation layers' affine
     parameters, BatchNorm normalising with each batch's statistics (Wang et al., ICLR 2021), then re-estimates the
     running statistics as AdaBN does;
-    "none" leaves the model as is.
+    "none" leaves the model as is;
+    "auto" picks by the network's normalisation (`assft.adapt.api.resolve_adapt_method`): AdaBN where BatchNorm
+    normalises with running statistics, else `AUTO_WITHOUT_RUNNING_STATS` (AdaBN has nothing to change there).
     tent_epochs: passes over the pool (each volume contributes one patch per pass); tent_lr: Adam learning rate;
     tent_batch_size: patches per step; patch_size: TENT's patch (default: the checkpoint's training patch).
     inference: the sliding window of the statistics pass (default: one window of the training patch).

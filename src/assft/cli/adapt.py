@@ -22,8 +22,9 @@ def adapt(
     images: Path = typer.Option(..., "--images", exists=True, file_okay=False,
                                 help="Unlabeled target volumes (dataset or folder); labels are never read."),
     out: Path = typer.Option(..., "--out", help="The adapted checkpoint to write (.pt)."),
-    method: str = typer.Option(_DEFAULT["method"], "--method", help="adabn (BatchNorm statistics from the pool) or tent "
-                                                         "(+ entropy minimisation of the norm layers' affine)."),
+    method: str = typer.Option(_DEFAULT["method"], "--method", help="adabn (BatchNorm statistics from the pool), tent "
+                                                         "(+ entropy minimisation of the norm layers' affine) or "
+                                                         "auto (by network kind)."),
     epochs: int = typer.Option(None, "--epochs", help=f"TENT: passes over the pool (default {_DEFAULT['tent_epochs']})."),
     lr: float = typer.Option(None, "--lr", help=f"TENT: Adam learning rate (default {_DEFAULT['tent_lr']:g})."),
     seed: int = typer.Option(0, "--seed", help="TENT's patch sampling (AdaBN is deterministic)."),

@@ -9,6 +9,7 @@ import typer
 from assft.cli import data as data_cli
 from assft.cli import domains as domains_cli
 from assft.cli import train as train_cli
+from assft.cli.aliases import AliasGroup
 from assft.cli.common import STATE, err_console
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=AliasGroup,  # old option spellings keep working for one release, with a notice (docs/cli.md)
 )
 
 
@@ -28,7 +30,7 @@ def _root(
         help="torch threads: a number, or 'auto' (all cores, one fewer per core another process keeps busy)."),
     max_voxels: int = typer.Option(
         None, "--max-voxels", envvar="ASSFT_MAX_VOXELS", show_default="512^3 = 134217728",
-        help="Refuse any NIfTI whose header declares more voxels than this (checked before the data is read)."),
+        help="Refuse any volume whose header declares more voxels than this (checked before the data is read)."),
     allow_outside_root: bool = typer.Option(
         False, "--allow-outside-root", envvar="ASSFT_ALLOW_OUTSIDE_ROOT",
         help="Accept dataset.json entries that point outside the dataset folder (only for a dataset.json you trust)."),

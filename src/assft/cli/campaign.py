@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from assft.campaign.config import CAMPAIGN_STEPS_PER_ROUND, CampaignConfig
-from assft.cli.common import console, default_of
+from assft.cli.common import console, default_of, recorded_theta0_of
 from assft.finetune.config import FINETUNE_LR
 
 app = typer.Typer(no_args_is_help=True)
@@ -22,7 +22,7 @@ def register(root: typer.Typer) -> None:
 @app.command("init")
 def init(
     model: Path = typer.Option(..., "--model", help="Start checkpoint θ (assft .pt)."),
-    pool: Path = typer.Option(..., "--pool", help="Folder of unlabeled target volumes (or a dataset)."),
+    pool: Path = typer.Option(..., "--images", help="Unlabeled target pool: a folder of volumes (or a dataset)."),
     out: Path = typer.Option(..., "--out", help="Campaign directory to create."),
     budget: str = typer.Option(None, "--budget", show_default=default_of(CampaignConfig, "budget"),
                                help="Total volumes to annotate: N or P% of the pool."),
@@ -41,7 +41,8 @@ def init(
     seed: int = typer.Option(None, "--seed", show_default=default_of(CampaignConfig, "seed"),
                              help="Seed of every random choice of the campaign."),
     adapt: str = typer.Option(None, "--adapt", show_default="none",
-                              help="Round 0 before any label: adabn (BatchNorm statistics from the pool) or tent."),
+                              help="Round 0 before any label: adabn (BatchNorm statistics from the pool), tent, "
+                                   "or auto (adabn for BatchNorm with running statistics, else by network kind)."),
     volume_cache: bool = typer.Option(None, "--volume-cache/--no-volume-cache",
                                       show_default=default_of(CampaignConfig, "cache_volumes"),
                                       help="Keep a memory-mapped preprocessed copy of each pool/test volume in "
@@ -73,6 +74,7 @@ def init(
              "pretrained": pretrained, "test": test, "seed": seed, "cache_volumes": volume_cache,
              "upper_model": upper_model}
     raw.update({k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
+    raw.setdefault("pretrained", recorded_theta0_of(raw.get("model")))  # θ0 follows --model's provenance
     if adapt is not None:
         raw["adapt"] = {**(raw.get("adapt") or {}), "method": adapt}
     finetune = dict(raw.get("finetune") or {})

@@ -87,4 +87,26 @@ def load_data(path: Path, split: Path | None = None, subset: str | None = None, 
     from assft.data.layout import load_dataset
     from assft.data.splits import select_cases
 
-    return select_cases(load_dataset(path), split, subset, limit)
+    spec = load_dataset(path)
+    note_not_read(spec)
+    return select_cases(spec, split, subset, limit)
+
+
+def note_not_read(spec: Any) -> None:
+    """One stderr line when a plain folder held entries that are not volumes (`assft data check` lists them)."""
+    from assft.data.layout import describe_not_read
+
+    line = describe_not_read(spec)
+    if line:
+        err_console.print(f"[yellow]note:[/] {line}", highlight=False, soft_wrap=True)
+
+
+
+def recorded_theta0_of(model: str | Path | None) -> str | None:
+    """The θ0 an adapted or fine-tuned checkpoint's provenance names (None: no such file, or it names none)."""
+    if model is None or not Path(model).is_file():
+        return None  # the command's own check reports a missing --model
+    from assft.models.checkpoint import load_checkpoint, resolve_recorded_theta0
+
+    found = resolve_recorded_theta0(load_checkpoint(model), model)
+    return str(found) if found is not None else None

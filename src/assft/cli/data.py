@@ -1,4 +1,4 @@
-"""`assft data check|split|phantoms`."""
+"""`assft data check|init|split|phantoms`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("check")
-def check(path: Path = typer.Argument(..., help="Dataset folder (MSD, nnU-Net v2, or a folder of images)."),
-          header_only: bool = typer.Option(False, help="Read headers only (fast; skips NaN and label-value checks).")) -> None:
+def check(path: Path = typer.Argument(..., help="Dataset folder (MSD, nnU-Net v2, or a plain folder of volumes: "
+                                       "NIfTI, NRRD, MHA/MHD files or one DICOM series per sub-folder)."),
+          header_only: bool = typer.Option(False, help="Read headers only (fast; skips NaN and label-value checks)."),
+          model: Path = typer.Option(None, "--model", help="Checkpoint: also report volumes whose orientation or "
+                                                           "spacing differs from the model's, and what assft does.")
+          ) -> None:
     """Validate a dataset and print a summary; exits 1 when there are problems."""
     import numpy as np
     from rich.table import Table
@@ -35,10 +39,64 @@ def check(path: Path = typer.Argument(..., help="Dataset folder (MSD, nnU-Net v2
         table.add_row("label voxels", ", ".join(f"{k}: {v}" for k, v in report.label_counts.items()))
     table.add_row("problems", str(len(report.problems)))
     console.print(table)
+    for name, why in spec.not_read:
+        console.print(f"[yellow]not read:[/] {name} ({why})", highlight=False, soft_wrap=True)
+    if not spec.labels:
+        from assft.data.dataset_init import classes_fix
+
+        console.print("[yellow]no classes:[/] the folder has no dataset.json naming its classes; train needs them, "
+                      "finetune and campaign check label values against them (else the checkpoint's); adapt and "
+                      "query do not. Fix: "
+                      f"{classes_fix(path, list(report.label_counts))}", highlight=False, soft_wrap=True)
+    if model is not None:
+        _print_model_grid(spec, model)
     for problem in report.problems:
         console.print(f"[red]problem[/] {problem}", highlight=False, soft_wrap=True)
     if report.problems:
         raise typer.Exit(1)
+
+
+def _print_model_grid(spec, model: Path) -> None:
+    """One line per (orientation, spacing) group: as the model expects, or what assft does to it and back."""
+    from assft.data.checks import model_grid_report
+    from assft.models.checkpoint import load_checkpoint
+
+    pre = load_checkpoint(model).preprocess
+    wants = [f"orientation {pre.orientation}" if pre.orientation else "orientation as stored",
+             "spacing " + (" x ".join(f"{s:g}" for s in pre.target_spacing) + " mm" if pre.target_spacing
+                           else "as stored")]
+    console.print(f"model {model.name} expects {', '.join(wants)}", highlight=False)
+    for group in model_grid_report(spec, pre):
+        where = f"{len(group.case_ids)} volumes {group.orientation} {' x '.join(f'{s:g}' for s in group.spacing)} mm"
+        if group.changes:
+            console.print(f"[yellow]differs[/] {where}: assft will {'; '.join(group.changes)} on every pass, and "
+                          "write predictions, probabilities and pseudo-labels back on each volume's own grid",
+                          highlight=False, soft_wrap=True)
+        else:
+            console.print(f"[green]matches[/] {where}: used as stored", highlight=False, soft_wrap=True)
+    if not (pre.orientation or pre.target_spacing):
+        console.print("the model records no orientation or spacing: every volume is scored on its own grid "
+                      "(record them with `assft import ... --orientation RAS --spacing 1,1,1`)", highlight=False)
+
+
+@app.command("init")
+def init(path: Path = typer.Argument(..., help="A plain folder of volumes (or imagesTr/ + labelsTr/)."),
+         classes: str = typer.Option(..., "--classes", help="Class value:name pairs, e.g. "
+                                     "0:background,1:anterior,2:posterior (0 is the background)."),
+         modality: str = typer.Option("unknown", "--modality", help="Written to dataset.json (e.g. MRI, CT)."),
+         force: bool = typer.Option(False, "--force", help="Replace an existing dataset.json.")) -> None:
+    """Write PATH/dataset.json naming the classes of a plain folder, so labeled commands can use it."""
+    from assft.data.dataset_init import init_dataset_json, parse_classes
+    from assft.data.layout import load_dataset
+
+    names = parse_classes(classes)
+    spec = load_dataset(path)
+    written = init_dataset_json(spec, names, force=force, modality=modality)
+    labeled = sum(c.label_path is not None for c in spec.cases)
+    console.print(f"wrote {written}: {len(spec.cases)} cases ({labeled} labeled), classes "
+                  + ", ".join(f"{k}={v}" for k, v in names.items()))
+    for name, why in spec.not_read:
+        console.print(f"[yellow]not listed:[/] {name} ({why})", highlight=False, soft_wrap=True)
 
 
 @app.command("split")
@@ -48,11 +106,11 @@ def split(path: Path = typer.Argument(..., help="Dataset folder."),
                                         help="name=fraction (or name=count) pairs; fractions sum to <= 1."),
           seed: int = typer.Option(0, help="Seed of the shuffle.")) -> None:
     """Write a deterministic split of the dataset's case ids."""
-    from assft.data.layout import load_dataset
+    from assft.cli.common import load_data
     from assft.data.splits import make_split, save_split
 
     check_output_file(out)
-    spec = load_dataset(path)
+    spec = load_data(path)
     fr = parse_fractions(fractions)
     splits = make_split(spec.case_ids, fr, seed)
     save_split(out, splits, seed=seed, fractions=fr, dataset=path)

@@ -26,7 +26,7 @@ def list_domains_cmd() -> None:
 
 @app.command("apply")
 def apply(domain: str = typer.Option(..., "--domain", help="Domain name (see `assft domains list`)."),
-          in_dir: Path = typer.Option(..., "--in", help="Source dataset folder (MSD layout)."),
+          in_dir: Path = typer.Option(..., "--data", help="Source dataset folder (MSD layout)."),
           out_dir: Path = typer.Option(..., "--out", help="Folder for the shifted dataset."),
           seed: int = typer.Option(0, help="Seed; a case's shift depends only on (seed, case id)."),
           severity: float = typer.Option(None, help="0..1 scale of the effect (default: the domain's own).")) -> None:

@@ -21,14 +21,14 @@ def register(app: typer.Typer) -> None:
 
 def finetune(
     model: Path = typer.Option(..., "--model", exists=True, dir_okay=False, help="assft checkpoint (SSL-only or supervised)."),
-    unlabeled: Path = typer.Option(..., "--unlabeled", exists=True, file_okay=False,
+    unlabeled: Path = typer.Option(..., "--images", exists=True, file_okay=False,
                                    help="Unlabeled pool: dataset folder or folder of images. Its labelsTr, if any, "
                                         "is read only for the pseudo-label Dice diagnostic."),
     out: Path = typer.Option(..., "--out", help="Output folder (finetuned.pt, pseudo_labels.csv, ssft_log.json)."),
-    labeled: Path = typer.Option(None, "--labeled", exists=True, file_okay=False,
+    labeled: Path = typer.Option(None, "--data", exists=True, file_okay=False,
                                  help="Labeled dataset folder (L = all its cases)."),
     labeled_ids: Path = typer.Option(None, "--labeled-ids", exists=True, dir_okay=False,
-                                     help="Or: text file of case ids (one per line) of --unlabeled's dataset whose "
+                                     help="Or: text file of case ids (one per line) of --images' dataset whose "
                                           "labels form L; the other cases are the pool."),
     config: Path = typer.Option(None, "--config", exists=True, dir_okay=False,
                                 help="FinetuneConfig YAML/JSON; options given here override it."),
@@ -70,8 +70,8 @@ def finetune(
     from assft.errors import ConfigError
 
     if (labeled is None) == (labeled_ids is None):
-        raise ConfigError("pass exactly one of --labeled and --labeled-ids.",
-                          fix="--labeled DIR (a labeled dataset) or --labeled-ids FILE (ids of --unlabeled's cases)")
+        raise ConfigError("pass exactly one of --data and --labeled-ids.",
+                          fix="--data DIR (a labeled dataset) or --labeled-ids FILE (ids of --images' cases)")
     check_output_dir(out)
     cfg = build_config(config, ssft=ssft, reliability=reliability, qc=qc, qd=qd, mask_threshold=mask_threshold,
                        restart_from_pretrained=restart_from_pretrained, steps=steps, ssft_steps=ssft_steps, lr=lr,

@@ -21,7 +21,7 @@ def register(root: typer.Typer) -> None:
 def write_app_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for the app (new or empty)."),
     model: Path = typer.Option(..., "--model", help="assft checkpoint (.pt): θ0, the model the app starts from."),
-    labels: str = typer.Option(None, "--labels", help="Names of the foreground classes 1..C-1, comma-separated "
+    labels: str = typer.Option(None, "--classes", help="Names of the foreground classes 1..C-1, comma-separated "
                                "(default: the checkpoint's)."),
     strategy: str = typer.Option("assft", "--strategy", help="Default 'next sample' strategy: assft, fg-random or "
                                  "clasp-pe (all three are served)."),
@@ -41,7 +41,7 @@ def write_app_cmd(
     if names is not None and not all(names):
         from assft.errors import ConfigError
 
-        raise ConfigError(f"--labels has an empty name: {labels!r}.", fix="e.g. --labels anterior,posterior")
+        raise ConfigError(f"--classes has an empty name: {labels!r}.", fix="e.g. --classes anterior,posterior")
     folder = write_app(out, model, strategy=strategy, alpha=alpha, labels=names, rounds=rounds, seed=seed, test=test)
     console.print(f"MONAI Label app written to [bold]{folder}[/]. Serve it on this machine with:\n"
                   f"  {folder / 'start_server.sh'} STUDIES_FOLDER [PORT]\n"

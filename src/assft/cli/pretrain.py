@@ -24,8 +24,8 @@ def register(app: typer.Typer) -> None:
 def pretrain(
     images: Path = typer.Option(..., "--images", help="Unlabeled volumes: a dataset folder or a folder of images."),
     out: Path = typer.Option(..., "--out", help="Checkpoint to write (NAME.resume.pt and fingerprint.json beside it)."),
-    model: str = typer.Option(None, "--model", show_default=default_of(ModelConfig, "name"),
-                              help="Registered network (unet, segresnet, swinunetr, dynunet, ...)."),
+    model: str = typer.Option(None, "--arch", show_default=default_of(ModelConfig, "name"),
+                              help="Registered network architecture (unet, segresnet, swinunetr, dynunet, ...)."),
     split: Path = typer.Option(None, "--split", help=SPLIT_HELP),
     subset: str = typer.Option(None, "--subset", help="Split subset to pre-train on (e.g. source)."),
     limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N volumes."),
@@ -70,29 +70,51 @@ def pretrain(
 
 
 def import_weights(
-    format: str = typer.Option(..., "--format", help="swin-ssl, suprem, voco or models-genesis (docs/pretrain.md)."),
-    weights: Path = typer.Option(..., "--weights", help="The public weight file, already downloaded."),
+    format: str = typer.Option(..., "--format", help="swin-ssl, suprem, voco or models-genesis (docs/pretrain.md); "
+                                                      "monai or monai-bundle (docs/models.md)."),
+    weights: Path = typer.Option(..., "--weights", help="The weight file (a MONAI bundle: its folder), already "
+                                                        "downloaded."),
     out: Path = typer.Option(..., "--out", help="assft checkpoint to write."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle/--no-trust-pickle",
                                       help="Allow pickled Python objects in the file (only for sources you trust)."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Write it even if encoder keys are missing."),
     fingerprint_images: Path = typer.Option(None, "--fingerprint-images",
                                             help="Optional source-like volumes to compute a fingerprint from."),
-    normalization: str = typer.Option("zscore", help="Intensity normalisation stored with it: zscore or percentile."),
+    normalization: str = typer.Option("zscore", help="Intensity normalisation stored with it: zscore, percentile, "
+                                                     "range or none."),
     seed: int = typer.Option(0, help="Seed of the random init of keys the file lacks (e.g. the decoder)."),
+    arch: str = typer.Option(None, "--arch", help="--format monai: the class in monai.networks.nets (e.g. DynUNet)."),
+    arch_args: str = typer.Option(None, "--arch-args", help="--format monai: its constructor arguments as JSON."),
+    spacing: str = typer.Option(None, "--spacing", help="--format monai: voxel spacing the network expects, mm "
+                                                        "(e.g. 1,1,1; default: each volume's own)."),
+    orientation: str = typer.Option(None, "--orientation", help="--format monai: axis codes the network expects "
+                                                                "(e.g. RAS; default: as stored)."),
+    roi: str = typer.Option(None, "--roi", help="--format monai: sliding window D,H,W it was trained with."),
+    overlap: float = typer.Option(None, "--overlap", help="--format monai: sliding-window overlap."),
+    mode: str = typer.Option(None, "--mode", help="--format monai: window blending, gaussian or constant."),
+    labels: str = typer.Option(None, "--labels", help="--format monai: class names, comma-separated, from 0."),
 ) -> None:
-    """Convert public pre-trained weights into an ssl-only assft checkpoint and print the key report."""
+    """Convert pre-trained weights into an assft checkpoint and print the key report."""
     from rich.table import Table
 
     from assft.config import PreprocessConfig, parse_config
 
     check_output_file(out)
     from assft.pretrain.importer import import_weights as run_import
+    from assft.pretrain.monai_import import MONAI_FORMATS
 
-    fp_data = load_data(fingerprint_images) if fingerprint_images is not None else None
     preprocess = parse_config({"normalization": normalization}, PreprocessConfig)
-    result = run_import(format, weights, out, trust_pickle=trust_pickle, allow_partial=allow_partial, seed=seed,
-                        preprocess=preprocess, fingerprint_data=fp_data)  # type: ignore[arg-type]
+    monai_only = {"--arch": arch, "--arch-args": arch_args, "--spacing": spacing, "--orientation": orientation,
+                  "--roi": roi, "--overlap": overlap, "--mode": mode, "--labels": labels}
+    _refuse_unused(format, monai_only, {"--allow-partial": allow_partial or None,
+                                        "--fingerprint-images": fingerprint_images})
+    if format in MONAI_FORMATS:
+        result = _import_monai(format, weights, out, trust_pickle, preprocess, arch, arch_args, spacing,
+                               orientation, roi, overlap, mode, labels)
+    else:
+        fp_data = load_data(fingerprint_images) if fingerprint_images is not None else None
+        result = run_import(format, weights, out, trust_pickle=trust_pickle, allow_partial=allow_partial, seed=seed,
+                            preprocess=preprocess, fingerprint_data=fp_data)  # type: ignore[arg-type]
     report = result.report
     table = Table(title=f"{weights.name} as {format} -> {result.model_config.name} "
                         f"{result.model_config.params}", show_header=True)
@@ -106,4 +128,73 @@ def import_weights(
                   ", ".join(f"{k} {a} vs {b}" for k, a, b in report.mismatched[:2]))
     console.print(table)
     fp = f" and {result.fingerprint}" if result.fingerprint else ""
-    console.print(f"wrote {result.checkpoint} (ssl-only){fp}")
+    kind = "supervised" if format in MONAI_FORMATS else "ssl-only"
+    console.print(f"wrote {result.checkpoint} ({kind}){fp}")
+
+
+def _refuse_unused(format: str, monai_only: dict[str, object], ssl_only: dict[str, object]) -> None:
+    """An option the chosen --format would ignore is a usage error, not a silent no-op."""
+    from assft.errors import ConfigError
+
+    if format == "monai-bundle":
+        unused, why = {**monai_only, **ssl_only}, "the bundle's config defines the network, window and preprocessing"
+        fix = "drop them, or import the network with --format monai"
+    elif format == "monai":
+        unused, why = ssl_only, "a MONAI network is imported whole"
+        fix = "drop them; for KD without BatchNorm run `assft fingerprint --model CKPT --images SOURCE_DIR`"
+    else:
+        unused, why = monai_only, "they describe a MONAI network"
+        fix = "drop them, or pass --format monai"
+    given = [option for option, value in unused.items() if value is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} cannot be used with --format {format}: {why}.", fix=fix)
+
+
+def _import_monai(format: str, weights: Path, out: Path, trust_pickle: bool, preprocess: PreprocessConfig,
+                  arch: str | None, arch_args: str | None, spacing: str | None, orientation: str | None,
+                  roi: str | None, overlap: float | None, mode: str | None, labels: str | None):
+    """--format monai (class + kwargs + options) or monai-bundle (everything from the bundle's config)."""
+    import json
+
+    from assft.config import InferenceConfig, parse_config
+    from assft.errors import ConfigError
+    from assft.pretrain.monai_import import import_monai_bundle, import_monai_network
+
+    if format == "monai-bundle":
+        return import_monai_bundle(weights, out, trust_pickle=trust_pickle)
+    if arch is None:
+        raise ConfigError("--format monai needs --arch (a class of monai.networks.nets) and --arch-args.",
+                          fix="e.g. --arch DynUNet --arch-args '{\"spatial_dims\": 3, \"in_channels\": 1, ...}'")
+    try:
+        kwargs = json.loads(arch_args) if arch_args else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--arch-args is not valid JSON ({exc.msg} at character {exc.pos}).",
+                          fix="quote it for the shell: --arch-args '{\"spatial_dims\": 3}'") from exc
+    if not isinstance(kwargs, dict):
+        raise ConfigError("--arch-args must be a JSON object of constructor arguments.", fix="e.g. '{\"spatial_dims\": 3}'")
+    grid = {"normalization": preprocess.normalization, "orientation": orientation,
+            "target_spacing": _parse_spacing(spacing)}
+    preprocess = parse_config({k: v for k, v in grid.items() if v is not None}, PreprocessConfig)
+    window = {"roi_size": parse_triple(roi, "--roi"), "overlap": overlap, "mode": mode}
+    inference = parse_config({k: v for k, v in window.items() if v is not None}, InferenceConfig)
+    recorded = {"roi_size": list(inference.roi_size), "overlap": inference.overlap, "mode": inference.mode,
+                "blend": "logits"}  # MONAI's sliding_window_inference averages the network's outputs, then softmax
+    names = {i: n.strip() for i, n in enumerate(labels.split(","))} if labels else None
+    return import_monai_network(arch, kwargs, weights, out, preprocess=preprocess, inference=recorded, labels=names,
+                                trust_pickle=trust_pickle)
+
+
+def _parse_spacing(text: str | None) -> tuple[float, float, float] | None:
+    """'0.5,0.5,3' -> (0.5, 0.5, 3.0); one number means isotropic."""
+    if text is None:
+        return None
+    from assft.errors import ConfigError
+
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"--spacing: cannot parse {text!r}.", fix="write three spacings in mm, e.g. 1,1,1") from exc
+    parts = parts * 3 if len(parts) == 1 else parts
+    if len(parts) != 3 or min(parts) <= 0:
+        raise ConfigError(f"--spacing: {text!r} is not three positive spacings.", fix="e.g. 1,1,1 or 0.5,0.5,3")
+    return parts  # type: ignore[return-value]

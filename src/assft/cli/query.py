@@ -19,14 +19,16 @@ def register(app: typer.Typer) -> None:
 
 def query(
     model: Path = typer.Option(..., "--model", exists=True, dir_okay=False, help="Current model θ (assft .pt)."),
-    pool: Path = typer.Option(..., "--pool", exists=True, file_okay=False, help="Unlabeled pool (dataset or folder)."),
+    pool: Path = typer.Option(..., "--images", exists=True, file_okay=False,
+                              help="Unlabeled pool to pick from (dataset or folder of volumes)."),
     budget: str = typer.Option(..., "--budget", help="Volumes to pick: N, or P% of the candidate pool."),
     out: Path = typer.Option(..., "--out", help="Folder for selection.csv and selection.json."),
     strategy: str = typer.Option(None, "--strategy", help="Registered strategy, see `assft list-strategies` "
                                                           f"(default {default_of(QueryConfig, 'strategy')})."),
     pretrained: Path = typer.Option(None, "--pretrained", exists=True, dir_okay=False,
-                                    help="Frozen pre-trained θ0 for KD when it differs from --model."),
-    labeled: Path = typer.Option(None, "--labeled", exists=True, file_okay=False,
+                                    help="Frozen pre-trained θ0 for KD (default: the θ0 --model's provenance names, "
+                                         "e.g. the checkpoint `adapt` or `finetune` started from; else --model itself)."),
+    labeled: Path = typer.Option(None, "--data", exists=True, file_okay=False,
                                  help="Already labeled volumes (their embeddings feed Div, coreset, TypiClust)."),
     labeled_ids: Path = typer.Option(None, "--labeled-ids", exists=True, dir_okay=False,
                                      help="File with ids of pool cases already labeled (one per line)."),
@@ -44,8 +46,8 @@ def query(
                                     f"(default {default_of(QueryConfig, 'asd_reduce')})."),
     cold_start: str = typer.Option(None, "--cold-start", help="auto, always or never "
                                     f"(default {default_of(QueryConfig, 'cold_start')})."),
-    kd_source: str = typer.Option(None, "--kd-source", help="auto, running_stats or fingerprint "
-                                   f"(default {default_of(QueryConfig, 'kd_source')})."),
+    kd_source: str = typer.Option(None, "--kd-source", help="auto, running_stats, fingerprint, intensity, pool or "
+                                   f"consistency (default {default_of(QueryConfig, 'kd_source')})."),
     fingerprint_file: Path = typer.Option(None, "--fingerprint", exists=True, dir_okay=False,
                                           help="Source fingerprint (from `assft fingerprint`) for KD."),
     embedding_source: str = typer.Option(None, "--embedding-source", help="current or pretrained "
@@ -75,7 +77,9 @@ def query(
     base.update({k: v for k, v in overrides.items() if v is not None})
     query_config = parse_config(base, QueryConfig)
     inference = InferenceConfig(roi_size=parse_triple(roi, "--roi")) if roi else None
-    result = run_query(model, pool, query_config, pretrained=pretrained, labeled=labeled,  # type: ignore[arg-type]
+    from assft.cli.common import load_data
+
+    result = run_query(model, load_data(pool), query_config, pretrained=pretrained, labeled=labeled,  # type: ignore[arg-type]
                        labeled_ids=read_case_ids(labeled_ids, allow_empty=True) if labeled_ids else (), seed=seed,
                        inference=inference, fingerprint=fingerprint_file, figures=figures)
     if not join_process_group().is_main:
@@ -84,8 +88,9 @@ def query(
     figures = figures and result.provenance["model_kind"] != "ssl-only"  # an SSL-only model has no prediction
     if figures:
         write_result_figures(result, out / FIGURES_DIR, result.class_names)
+    kd_source = result.provenance.get("kd_source")
     table = Table(title=f"{result.selection.strategy}: {len(result.selected)} of {len(result.summaries)} volumes "
-                        f"(seed {seed})")
+                        f"(seed {seed}" + (f"; KD source: {kd_source}" if kd_source else "") + ")")
     for column in ("rank", "case", "Q at pick", "rationale"):
         table.add_column(column, overflow="fold")
     q = result.pick_scores()
@@ -98,6 +103,7 @@ def query(
     if result.selection.notes.get("cold_start"):
         method = result.selection.notes.get("cold_start_method", "dkd")
         console.print(f"cold start: SSL-only model, {'Q = DKD' if method == 'dkd' else f'{method} on the embeddings'}")
+    console.print(theta0_line(result.provenance))
     t = result.timings
     console.print(f"scored {len(result.summaries)} volumes in {t.get('pool_scoring_s', 0):.1f} s "
                   f"(θ0 pass {t.get('pass_pretrained_s', 0):.1f} s); wrote {out / 'selection.csv'} and "
@@ -114,7 +120,6 @@ def fingerprint(
 ) -> None:
     """Per-layer channel means/variances of θ0's norm-layer inputs over source images (KD without BatchNorm)."""
     from assft.cli.common import load_data
-    from assft.config import InferenceConfig
     from assft.models.checkpoint import build_from_checkpoint
     from assft.models.source_stats import attach_fingerprint, save_fingerprint
     from assft.pretrain.fingerprint import compute_fingerprint
@@ -124,7 +129,7 @@ def fingerprint(
         check_output_file(attach_to, "--attach-to")
     roi_size = parse_triple(roi, "--roi")
     net, ckpt, _ = build_from_checkpoint(model, allow_partial=True)
-    inference = InferenceConfig(roi_size=roi_size or ckpt.training_patch)
+    inference = ckpt.inference_config(roi_size)
     cases = load_data(images, limit=limit).cases
     fp = compute_fingerprint(net, cases, ckpt.preprocess, inference, model_config=ckpt.model_config)
     n_cases = len(cases)
@@ -150,3 +155,16 @@ def list_strategies() -> None:
         needs = ", ".join(sorted(n.value for n in STRATEGIES.get(name).requires)) or "-"
         table.add_row(name, needs, doc)
     console.print(table)
+
+
+def theta0_line(provenance: dict) -> str:
+    """Which θ0 the query measured KD against, and where that choice came from."""
+    origin = provenance.get("theta0_from")
+    if provenance.get("kd_source") is None:
+        return "θ0: not used (this strategy does not measure KD)"
+    if origin == "provenance":
+        return f"KD measured against θ0 = {provenance['pretrained']} (from the checkpoint's provenance)"
+    if origin == "pretrained":
+        return f"KD measured against θ0 = {provenance['pretrained']} (--pretrained)"
+    return (f"KD measured against θ0 = {provenance.get('model')} itself (θ is θ0: its provenance names no other "
+            "θ0, or --pretrained is the same file)")

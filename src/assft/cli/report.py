@@ -18,8 +18,8 @@ def report(
     runs: Path = typer.Argument(..., exists=True, file_okay=False, help="Simulation folder (RUNS/domain/strategy/"
                                 "seedS/ledger.json), a campaign folder, or any folder tree with ledger.json files."),
     out: Path = typer.Option(None, "--out", help="Output folder (default: RUNS/report)."),
-    alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the pairwise win matrix."),
-    test: str = typer.Option("wilcoxon", "--test", help="Paired test: wilcoxon or ttest."),
+    alpha: float = typer.Option(0.05, "--significance", help="Significance level of the pairwise win matrix."),
+    test: str = typer.Option("wilcoxon", "--stat-test", help="Paired test: wilcoxon or ttest."),
     early: float = typer.Option(0.25, "--early", help="Fraction of the total budget at which the gap closed is "
                                 "also read."),
     spread: str = typer.Option("minmax", "--spread", help="Band of the budget curves: minmax or std over seeds."),

@@ -26,7 +26,8 @@ def train(
     val_subset: str = typer.Option(None, "--val-subset", help="Split subset used for validation Dice."),
     limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N cases of the training set."),
     val_limit: int = typer.Option(None, "--val-limit", min=1, help="Use only the first N validation cases."),
-    model: str = typer.Option("unet", "--model", help="Registered network (unet, segresnet, swinunetr, dynunet)."),
+    model: str = typer.Option("unet", "--arch", help="Registered network architecture (unet, segresnet, swinunetr, "
+                                                     "dynunet); a checkpoint to start from is --init."),
     init: Path = typer.Option(None, "--init", help="Start from this assft checkpoint (a new head if classes differ)."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Load what fits from --init."),
     steps: int = typer.Option(300, min=1, help="Optimizer steps."),
@@ -49,7 +50,7 @@ def train(
     from assft.pretrain.supervised import train_supervised
     from assft.models.zoo import MODELS
 
-    MODELS.get(model)  # an unknown --model: did-you-mean error before the volumes are read
+    MODELS.get(model)  # an unknown --arch: did-you-mean error before the volumes are read
 
     result = train_supervised(
         train_set, out,
@@ -76,7 +77,6 @@ def predict(
     roi: str = typer.Option(None, "--roi", help="Sliding-window size D,H,W (default: the training patch)."),
 ) -> None:
     """Sliding-window prediction; label maps keep the input's affine."""
-    from assft.config import InferenceConfig
     from assft.models.checkpoint import build_from_checkpoint
     from assft.utils.paths import check_not_inputs
 
@@ -88,7 +88,7 @@ def predict(
     check_not_inputs(out, [p for c in cases for p in (*c.image_paths, c.label_path)])
     from assft.inference.predict import predict_to_folder
 
-    inference = InferenceConfig(roi_size=roi_size or ckpt.training_patch)
+    inference = ckpt.inference_config(roi_size)
     written = predict_to_folder(net, cases, ckpt.preprocess, inference, out, save_probs=probs)
     console.print(f"wrote {len(written)} label maps to {out}")
 
@@ -104,7 +104,6 @@ def evaluate(
     roi: str = typer.Option(None, "--roi", help="Sliding-window size D,H,W."),
 ) -> None:
     """Per-case Dice, HD95 and NSD (MONAI) to CSV, with a summary JSON."""
-    from assft.config import InferenceConfig
     from assft.errors import ConfigError
 
     if (model is None) == (pred is None):
@@ -118,7 +117,7 @@ def evaluate(
 
     if model is not None:
         ckpt = load_checkpoint(model)
-        rows = evaluate_checkpoint(model, spec, InferenceConfig(roi_size=roi_size or ckpt.training_patch))
+        rows = evaluate_checkpoint(model, spec, ckpt.inference_config(roi_size))
     else:
         rows = evaluate_predictions(pred, spec)
     summary = write_evaluation(rows, out, {"model": str(model) if model else None, "data": str(data)})

@@ -10,7 +10,7 @@ from assft.errors import DataError
 
 @dataclass(frozen=True)
 class Case:
-    """One volume: `case_id` (file stem), its image file(s) (one per channel) and an optional label file."""
+    """One volume: `case_id` (file stem or DICOM series folder name), its image file(s) or series folder (one per channel) and an optional label file."""
 
     case_id: str
     image_paths: tuple[Path, ...]
@@ -34,6 +34,7 @@ class DatasetSpec:
     modality: str = "unknown"
     file_ending: str = ".nii.gz"
     extra: dict = field(default_factory=dict)
+    not_read: list[tuple[str, str]] = field(default_factory=list)  # (name, why) of entries of a plain folder skipped
 
     @property
     def num_classes(self) -> int:
@@ -73,10 +74,10 @@ class DatasetSpec:
             by_id = {c.case_id: c for c in self.cases}
             cases = [by_id[c] for c in wanted]
         return DatasetSpec(self.root, self.name, self.layout, dict(self.labels), cases, self.modality,
-                           self.file_ending, dict(self.extra))
+                           self.file_ending, dict(self.extra), list(self.not_read))
 
     def without_labels(self) -> DatasetSpec:
         """A copy whose cases carry no label paths (an unlabeled pool)."""
         cases = [Case(c.case_id, c.image_paths, None) for c in self.cases]
         return DatasetSpec(self.root, self.name, self.layout, dict(self.labels), cases, self.modality,
-                           self.file_ending, dict(self.extra))
+                           self.file_ending, dict(self.extra), list(self.not_read))

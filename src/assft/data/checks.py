@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from assft.config import PreprocessConfig
 from assft.data.cases import DatasetSpec
 from assft.data.io import read_header, read_volume
 from assft.errors import DataError
@@ -172,3 +173,29 @@ def check_dataset(spec: DatasetSpec, *, read_data: bool = True, affine_tol: floa
             totals.update(counts)
     report.label_counts = dict(sorted(totals.items()))
     return report
+
+
+@dataclass(frozen=True)
+class GridGroup:
+    """Volumes sharing one orientation and spacing, and what assft does to bring them to a model's grid."""
+
+    orientation: str
+    spacing: tuple[float, float, float]
+    case_ids: tuple[str, ...]
+    changes: tuple[str, ...]  # empty: the volumes already lie on the grid the model expects
+
+
+def model_grid_report(spec: DatasetSpec, preprocess: PreprocessConfig) -> list[GridGroup]:
+    """Group the volumes by (orientation, spacing) from their headers and say how each group reaches the model's grid."""
+    from assft.data.preprocess import grid_changes, orientation_of
+
+    groups: dict[tuple[str, tuple[float, ...]], list[str]] = {}
+    affines: dict[tuple[str, tuple[float, ...]], np.ndarray] = {}
+    for case in spec.cases:
+        _, affine, _ = read_header(case.image_path)
+        spacing = tuple(round(float(s), 4) for s in np.sqrt((affine[:3, :3] ** 2).sum(0)))
+        key = (orientation_of(affine), spacing)
+        groups.setdefault(key, []).append(case.case_id)
+        affines.setdefault(key, affine)
+    return [GridGroup(o, s, tuple(ids), tuple(grid_changes(affines[(o, s)], preprocess)))  # type: ignore[arg-type]
+            for (o, s), ids in sorted(groups.items())]

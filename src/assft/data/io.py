@@ -1,4 +1,5 @@
-"""NIfTI reading and writing through nibabel; writes are atomic; read errors name the file and the fix."""
+"""Volume reading (NIfTI through nibabel; NRRD, MetaImage and DICOM series through assft.data.formats) and NIfTI
+writing; writes are atomic; read errors name the file and the fix."""
 
 from __future__ import annotations
 
@@ -9,16 +10,29 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from assft.data.formats import is_volume_file, read_itk_header, read_itk_volume
 from assft.data.limits import check_voxel_count
 from assft.errors import DataError
 from assft.utils.atomic import atomic_write, atomic_write_json
 
 
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith((".nii.gz", ".nii"))
+
+
+def _uses_itk(path: Path) -> bool:
+    """NRRD/MetaImage files and DICOM series folders go to SimpleITK; everything else is tried as NIfTI."""
+    return path.is_dir() or (is_volume_file(path) and not _is_nifti(path))
+
+
 def read_volume(path: str | Path, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """Read a NIfTI volume -> (array (D, H, W) or (D, H, W, C) as `dtype`, affine (4, 4) float64)."""
+    """Read a volume (NIfTI, NRRD, MHA/MHD or a DICOM series folder) -> (array (D, H, W) or (D, H, W, C) as `dtype`,
+    RAS affine (4, 4) float64)."""
     path = Path(path)
     if not path.exists():
         raise DataError("file not found.", path=path, fix="check the path or the dataset.json entry that lists it")
+    if _uses_itk(path):
+        return read_itk_volume(path, dtype)
     try:
         img = nib.load(str(path))  # reads the header only
     except Exception as exc:  # nibabel raises many types for corrupt/truncated files
@@ -42,6 +56,10 @@ def read_header(path: str | Path) -> tuple[tuple[int, ...], np.ndarray, tuple[fl
     path = Path(path)
     if not path.exists():
         raise DataError("file not found.", path=path, fix="check the path or the dataset.json entry that lists it")
+    if _uses_itk(path):
+        shape, affine = read_itk_header(path)
+        check_voxel_count(shape[:3], path)
+        return shape, affine, tuple(float(z) for z in np.sqrt((affine[:3, :3] ** 2).sum(0)))
     try:
         img = nib.load(str(path))
         header = (tuple(int(s) for s in img.shape), np.asarray(img.affine),

@@ -1,4 +1,8 @@
-"""Read a dataset folder in MSD layout, nnU-Net v2 layout, or as a plain folder of images (an unlabeled pool)."""
+"""Read a dataset folder in MSD layout, nnU-Net v2 layout, or as a plain folder of volumes (an unlabeled pool).
+
+A plain folder's volumes are NIfTI, NRRD or MetaImage files and DICOM series sub-folders (assft.data.formats);
+every other entry is listed in `DatasetSpec.not_read` with the reason, so no file is skipped silently.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,23 @@ from pathlib import Path
 from typing import Any
 
 from assft.data.cases import Case, DatasetSpec
+from assft.data.formats import has_dicom_series, is_data_file, is_volume_file, strip_volume_suffix
 from assft.data.io import load_json
 from assft.data.limits import allow_outside_root as env_allow_outside_root
 from assft.errors import DataError
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii")
+LABELED_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")  # layout folders, never DICOM cases
 
 
 def strip_suffix(name: str) -> str:
-    """File name without .nii/.nii.gz."""
-    for suffix in IMAGE_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    """File name without its volume extension (.nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd): the case id."""
+    return strip_volume_suffix(name)
 
 
 def load_dataset(path: str | Path, *, labels: dict[int, str] | None = None,
                  allow_outside_root: bool | None = None) -> DatasetSpec:
-    """Parse `path`: a folder with dataset.json (MSD or nnU-Net v2), or a folder of NIfTI images (unlabeled).
+    """Parse `path`: a folder with dataset.json (MSD or nnU-Net v2), or a plain folder of volumes (optionally
+    imagesTr/ + labelsTr/): NIfTI, NRRD, MHA/MHD files or one DICOM series per sub-folder.
 
     Every file a dataset.json lists must lie inside `path` (DataError otherwise) unless `allow_outside_root` (default:
     the ASSFT_ALLOW_OUTSIDE_ROOT environment variable, set by `assft --allow-outside-root`).
@@ -48,8 +51,10 @@ def load_dataset(path: str | Path, *, labels: dict[int, str] | None = None,
         spec = _parse_folder(root, labels or {})
     _check_unique_ids(spec)
     if not spec.cases:
-        raise DataError("no cases found.", path=root,
-                        fix="add images (imagesTr/*.nii.gz with dataset.json, or *.nii.gz directly in the folder)")
+        skipped = "; not read: " + ", ".join(f"{name} ({why})" for name, why in spec.not_read[:5]) if spec.not_read else ""
+        raise DataError(f"no cases found{skipped}.", path=root,
+                        fix="add volumes (.nii.gz, .nii, .nrrd, .mha, .mhd, or one DICOM series per sub-folder) directly "
+                            "in the folder or in imagesTr/ (with dataset.json for MSD/nnU-Net layouts)")
     return spec
 
 
@@ -151,14 +156,55 @@ def _parse_nnunet(root: Path, meta: dict[str, Any]) -> DatasetSpec:
 
 def _parse_folder(root: Path, labels: dict[int, str]) -> DatasetSpec:
     images_dir = root / "imagesTr" if (root / "imagesTr").is_dir() else root
-    files = sorted(f for f in images_dir.iterdir() if f.is_file() and f.name.endswith(IMAGE_SUFFIXES))
     labels_dir = root / "labelsTr"
-    cases = []
-    for f in files:
-        cid = strip_suffix(f.name)
-        label = labels_dir / f.name
-        cases.append(Case(cid, (f,), label if label.exists() else None))
-    return DatasetSpec(root, root.name, "folder", labels, cases)
+    volumes, not_read = scan_volumes(images_dir)
+    label_volumes = scan_volumes(labels_dir)[0] if labels_dir.is_dir() else {}
+    cases = [Case(cid, (path,), label_volumes.get(cid)) for cid, path in sorted(volumes.items())]
+    prefix = "" if images_dir == root else f"{images_dir.name}/"
+    return DatasetSpec(root, root.name, "folder", labels, cases,
+                       not_read=[(prefix + name, why) for name, why in not_read])
+
+
+def scan_volumes(folder: Path) -> tuple[dict[str, Path], list[tuple[str, str]]]:
+    """The volumes in `folder` by case id (files by stem, DICOM series sub-folders by name) and what was not read.
+
+    Hidden entries (a leading dot: temp files, .DS_Store) and the layout's own folders are ignored; detached pixel
+    data (X.raw beside X.mhd) is read through its header. Anything else that is not a volume is listed with the reason.
+    """
+    entries = sorted(folder.iterdir(), key=lambda p: p.name)
+    names = {p.name for p in entries}
+    volumes: dict[str, Path] = {}
+    not_read: list[tuple[str, str]] = []
+    for entry in entries:
+        if entry.name.startswith(".") or (entry.is_dir() and entry.name in LABELED_FOLDERS):
+            continue
+        if entry.is_dir():
+            if has_dicom_series(entry):
+                case_id = entry.name
+            else:
+                not_read.append((entry.name + "/", "folder without a DICOM series"))
+                continue
+        elif is_volume_file(entry):
+            case_id = strip_volume_suffix(entry.name)
+        elif is_data_file(entry, names):
+            continue
+        else:
+            not_read.append((entry.name, "unknown format"))
+            continue
+        if case_id in volumes:
+            not_read.append((entry.name, f"a second volume for case {case_id!r} (read: {volumes[case_id].name})"))
+            continue
+        volumes[case_id] = entry
+    return volumes, not_read
+
+
+def describe_not_read(spec: DatasetSpec, limit: int = 3) -> str | None:
+    """One line naming the folder entries `spec` did not read (None when every entry was read)."""
+    if not spec.not_read:
+        return None
+    shown = ", ".join(f"{name} ({why})" for name, why in spec.not_read[:limit])
+    more = f" and {len(spec.not_read) - limit} more" if len(spec.not_read) > limit else ""
+    return f"{len(spec.not_read)} entries of {spec.root} not read: {shown}{more}; `assft data check {spec.root}` lists all"
 
 
 def _check_unique_ids(spec: DatasetSpec) -> None:

@@ -1,4 +1,5 @@
-"""Load a case as network input: per-volume intensity normalisation and optional resampling (MONAI transforms)."""
+"""Load a case as network input on the grid the model expects (MONAI's Orientation, Spacing), normalise its
+intensities, and bring results back onto the volume's own grid (the inverse resampling)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.transforms import NormalizeIntensity, ScaleIntensityRangePercentiles, Spacing
+from monai.transforms import NormalizeIntensity, Orientation, ScaleIntensityRange, ScaleIntensityRangePercentiles, Spacing
 
 from assft.config import PreprocessConfig
 from assft.data.cases import Case
@@ -18,7 +19,11 @@ from assft.errors import DataError
 
 @dataclass
 class LoadedCase:
-    """A preprocessed case: image (C, D, H, W) float32, label (D, H, W) int64 or None, original grid info."""
+    """A preprocessed case: image (C, D, H, W) float32, label (D, H, W) int64 or None, original grid info.
+
+    `affine`, `original_shape` and `spacing` describe the file's grid; `grid_affine` is the affine of `image` when
+    the model's orientation/spacing moved it off that grid (None: `image` lies on the file's grid).
+    """
 
     case_id: str
     image: np.ndarray
@@ -26,6 +31,7 @@ class LoadedCase:
     affine: np.ndarray
     original_shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
+    grid_affine: np.ndarray | None = None
 
 
 def normalize_intensity(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
@@ -35,6 +41,9 @@ def normalize_intensity(image: np.ndarray, config: PreprocessConfig) -> np.ndarr
     if config.normalization == "zscore":
         nonzero = config.nonzero and bool((image != 0).any())
         out = NormalizeIntensity(nonzero=nonzero)(image[None])[0]
+    elif config.normalization == "range":
+        a_min, a_max, b_min, b_max = config.intensity_range
+        out = ScaleIntensityRange(a_min=a_min, a_max=a_max, b_min=b_min, b_max=b_max, clip=True)(image[None])[0]
     else:
         lo, hi = config.percentiles
         out = ScaleIntensityRangePercentiles(lower=lo, upper=hi, b_min=0.0, b_max=1.0, clip=True)(image[None])[0]
@@ -71,7 +80,7 @@ def load_case_uncached(case: Case, config: PreprocessConfig, *, with_label: bool
         if not np.isfinite(data).all():
             raise DataError(f"image has {int((~np.isfinite(data)).sum())} NaN/Inf voxels.", path=path,
                             fix="replace them (e.g. with 0) or remove the case; `assft data check` lists all")
-        channels.append(normalize_intensity(data, config))
+        channels.append(data.astype(np.float32, copy=False))
         affine = aff if affine is None else affine
     shapes = {c.shape for c in channels}
     if len(shapes) != 1:
@@ -83,9 +92,68 @@ def load_case_uncached(case: Case, config: PreprocessConfig, *, with_label: bool
         label = _read_label(case.label_path, image.shape[1:], affine)  # type: ignore[arg-type]
     original_shape = tuple(int(s) for s in image.shape[1:])
     spacing = spacing_of(affine)
+    grid_affine = None
+    if grid_changes(affine, config):
+        image, label, grid_affine = _to_model_grid(image, label, affine, config)  # type: ignore[arg-type]
+    image = np.stack([normalize_intensity(c, config) for c in image])
+    return LoadedCase(case.case_id, image, label, affine, original_shape, spacing, grid_affine)  # type: ignore[arg-type]
+
+
+def orientation_of(affine: np.ndarray) -> str:
+    """Axis codes of a 4x4 affine, e.g. "RAS" (nibabel's convention: the direction each axis increases towards)."""
+    import nibabel as nib
+
+    return "".join(nib.aff2axcodes(np.asarray(affine)))
+
+
+def grid_changes(affine: np.ndarray, config: PreprocessConfig) -> list[str]:
+    """What bringing a volume with `affine` to the model's grid does, one phrase per change ([] = nothing)."""
+    changes = []
+    if config.orientation is not None and orientation_of(affine) != config.orientation:
+        changes.append(f"reorient {orientation_of(affine)} -> {config.orientation}")
+    spacing = spacing_of(affine)
     if config.target_spacing is not None and not np.allclose(spacing, config.target_spacing, atol=1e-3):
-        image, label = _resample(image, label, affine, config.target_spacing)
-    return LoadedCase(case.case_id, image, label, affine, original_shape, spacing)  # type: ignore[arg-type]
+        old = " x ".join(f"{s:g}" for s in spacing)
+        new = " x ".join(f"{s:g}" for s in config.target_spacing)
+        changes.append(f"resample {old} mm -> {new} mm")
+    return changes
+
+
+def _to_model_grid(image: np.ndarray, label: np.ndarray | None, affine: np.ndarray, config: PreprocessConfig
+                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """MONAI's Orientation then Spacing (bilinear image, nearest label), as a MONAI bundle's preprocessing runs them."""
+    from monai.data import MetaTensor
+
+    def move(array: np.ndarray, mode: str) -> MetaTensor:
+        out = MetaTensor(torch.from_numpy(np.ascontiguousarray(array)), affine=torch.as_tensor(affine))
+        if config.orientation is not None:
+            out = Orientation(axcodes=config.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S")))(out)
+        if config.target_spacing is not None:
+            out = Spacing(pixdim=config.target_spacing, mode=mode)(out)
+        return out
+
+    img = move(image, "bilinear")
+    out_label = None
+    if label is not None:
+        out_label = np.asarray(move(label[None].astype(np.float32), "nearest"))[0].astype(np.int64)
+    return np.asarray(img, dtype=np.float32), out_label, np.asarray(img.affine, dtype=np.float64)
+
+
+def to_original_grid(maps: torch.Tensor, loaded: LoadedCase) -> torch.Tensor:
+    """Maps (C, D, H, W) on `loaded.image`'s grid -> the file's own grid (MONAI's SpatialResample, bilinear).
+
+    One resampling from the model grid's affine to the file's affine and shape: what MONAI's Invertd does for
+    Orientation + Spacing, in world space, so a reoriented copy of a volume gets the same world-space result.
+    """
+    if loaded.grid_affine is None:
+        return restore_shape(maps, loaded.original_shape)
+    from monai.data import MetaTensor
+    from monai.transforms import SpatialResample
+
+    src = MetaTensor(maps.float().cpu(), affine=torch.as_tensor(loaded.grid_affine, dtype=torch.float64))
+    out = SpatialResample(mode="bilinear", padding_mode="border")(
+        src, dst_affine=torch.as_tensor(loaded.affine, dtype=torch.float64), spatial_size=loaded.original_shape)
+    return torch.as_tensor(np.asarray(out), dtype=torch.float32)
 
 
 def _read_label(path: Path, grid: tuple[int, ...], image_affine: np.ndarray, affine_tol: float = 1e-3) -> np.ndarray:
@@ -108,19 +176,6 @@ def _read_label(path: Path, grid: tuple[int, ...], image_affine: np.ndarray, aff
                         "lie on the image.", path=path,
                         fix="resample the label onto the image or copy the image header (`assft data check` lists all)")
     return raw.astype(np.int64)
-
-
-def _resample(image: np.ndarray, label: np.ndarray | None, affine: np.ndarray,
-              target: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray | None]:
-    from monai.data import MetaTensor
-
-    img = MetaTensor(torch.from_numpy(image), affine=torch.as_tensor(affine))
-    out_img = Spacing(pixdim=target, mode="bilinear")(img)
-    out_label = None
-    if label is not None:
-        lab = MetaTensor(torch.from_numpy(label[None].astype(np.float32)), affine=torch.as_tensor(affine))
-        out_label = np.asarray(Spacing(pixdim=target, mode="nearest")(lab))[0].astype(np.int64)
-    return np.asarray(out_img, dtype=np.float32), out_label
 
 
 def restore_shape(probs: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import zlib
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
@@ -155,3 +157,50 @@ def _intensities(
         image = image * np.exp(log_field)
         image = np.hypot(image + rng.normal(0.0, _MR_NOISE, image.shape), rng.normal(0.0, _MR_NOISE, image.shape))
     return image.astype(np.float32)
+
+
+def write_dicom_series(folder: str | Path, array: np.ndarray, affine: np.ndarray | None = None, *,
+                       series_uid: str | None = None, modality: str = "MR") -> Path:
+    """Write an integer volume (i, j, k) with a RAS `affine` as a DICOM series, one .dcm per k slice (tests, demos).
+
+    SimpleITK's ImageFileWriter writes each slice; the tags GDCM needs to rebuild the volume (series/study UIDs,
+    image position and orientation, slice thickness, instance number) are set by hand as in SimpleITK's
+    "DICOM series from array" example. Pixels are stored as int16, so the array must hold integers in that range.
+    The affine's axes must be right-handed (DICOM derives the slice direction from the in-plane cosines).
+    """
+    import SimpleITK as sitk
+
+    from assft.data.formats import itk_geometry
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    values = np.asarray(array)
+    if values.ndim != 3 or not np.array_equal(values, np.round(values)) or values.min(initial=0) < -32768 \
+            or values.max(initial=0) > 32767:
+        raise ConfigError("write_dicom_series takes a 3D integer array within int16.", fix="round or rescale it")
+    direction, spacing, origin = itk_geometry(np.eye(4) if affine is None else affine)
+    if np.linalg.det(np.reshape(direction, (3, 3))) <= 0:
+        raise ConfigError("the affine's axes are left-handed; a DICOM series cannot store that.",
+                          fix="flip the last array axis and its affine column")
+    image = sitk.GetImageFromArray(np.transpose(values.astype(np.int16), (2, 1, 0)))  # ITK wants (k, j, i)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    image.SetDirection(direction)
+    # A deterministic UID per folder name (crc32, not hash(): that is salted per process).
+    series_uid = series_uid or f"1.2.826.0.1.3680043.2.1125.{zlib.crc32(folder.name.encode())}"
+    cosines = "\\".join(f"{v:.10g}" for v in (direction[0], direction[3], direction[6], direction[1], direction[4],
+                                                direction[7]))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()  # the UIDs below, not fresh ones per slice
+    for k in range(image.GetDepth()):
+        slice_k = image[:, :, k]
+        position = image.TransformIndexToPhysicalPoint((0, 0, k))
+        tags = {"0008|0060": modality, "0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0020|000d": series_uid + ".1",
+                "0020|000e": series_uid, "0020|0037": cosines, "0020|0032": "\\".join(f"{v:.10g}" for v in position),
+                "0020|0013": str(k + 1), "0018|0050": f"{spacing[2]:.10g}", "0008|0018": f"{series_uid}.{k + 1}",
+                "0028|0030": f"{spacing[1]:.10g}\\{spacing[0]:.10g}"}
+        for tag, value in tags.items():
+            slice_k.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"slice{k:04d}.dcm"))
+        writer.Execute(slice_k)
+    return folder

@@ -38,6 +38,10 @@ _ACTIVE: contextvars.ContextVar[VolumeCache | None] = contextvars.ContextVar("as
 
 
 def _file_stamp(path: Path) -> list:
+    if Path(path).is_dir():  # a DICOM series: a slice rewritten in place leaves the folder's own stamp unchanged
+        stats = [os.stat(f) for f in sorted(Path(path).iterdir()) if f.is_file()]
+        return [str(Path(path).resolve()), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0),
+                len(stats)]
     stat = os.stat(path)
     return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
 
@@ -69,8 +73,10 @@ class VolumeCache:
                 image = np.load(self.root / f"{key}.image.npy", mmap_mode="c")
                 label = np.load(self.root / f"{key}.label.npy").astype(np.int64) if meta["has_label"] else None
                 self.hits += 1
+                grid = meta.get("grid_affine")
                 return LoadedCase(case.case_id, image, label, np.asarray(meta["affine"], dtype=np.float64),
-                                  tuple(meta["original_shape"]), tuple(meta["spacing"]))  # type: ignore[arg-type]
+                                  tuple(meta["original_shape"]), tuple(meta["spacing"]),  # type: ignore[arg-type]
+                                  None if grid is None else np.asarray(grid, dtype=np.float64))
             except (OSError, ValueError, KeyError):
                 pass  # a damaged entry (disk full, foreign file): rebuild it below
         loaded = load_case_uncached(case, config, with_label=with_label)
@@ -93,7 +99,8 @@ class VolumeCache:
             os.replace(tmp, self.root / f"{key}.{name}.npy")
         meta = {"case_id": loaded.case_id, "has_label": loaded.label is not None,
                 "affine": np.asarray(loaded.affine).tolist(), "original_shape": list(loaded.original_shape),
-                "spacing": list(loaded.spacing)}
+                "spacing": list(loaded.spacing),
+                "grid_affine": None if loaded.grid_affine is None else np.asarray(loaded.grid_affine).tolist()}
         tmp = self.root / f"{key}.json{suffix}"
         tmp.write_text(json.dumps(meta), encoding="utf-8")
         os.replace(tmp, self.root / f"{key}.json")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from assft.data.preprocess import LoadedCase, restore_shape
+from assft.data.preprocess import LoadedCase, to_original_grid
 from assft.finetune.pseudo_labels import PseudoLabelStats
 from assft.utils.pictures import Panel, compose, overlay, shrink, to_uint8
 
@@ -38,9 +38,9 @@ class PseudoLabelPicture:
 def capture_picture(loaded: LoadedCase, probs: torch.Tensor, truth: np.ndarray | None) -> PseudoLabelPicture:
     """The slice of `loaded` (probs (C, D, H, W) on its preprocessed grid) with the most predicted foreground."""
     shape = tuple(loaded.original_shape)
-    pseudo = restore_shape(probs, shape).argmax(0).numpy()  # type: ignore[arg-type]
+    pseudo = to_original_grid(probs, loaded).argmax(0).numpy()  # type: ignore[arg-type]
     first_channel = torch.from_numpy(np.ascontiguousarray(loaded.image[:1]))
-    image = restore_shape(first_channel, shape)[0].numpy()  # type: ignore[arg-type]
+    image = to_original_grid(first_channel, loaded)[0].numpy()  # type: ignore[arg-type]
     area = (pseudo > 0).sum(axis=(0, 1))
     index = int(area.argmax()) if area.any() else shape[2] // 2  # first largest: deterministic
     truth_slice = None

@@ -229,7 +229,7 @@ def _score_stream(stream, refs: np.ndarray, truth: Mapping[str, Path], labels: M
                   config: PseudoLabelConfig, pictures: dict[str, Any] | None = None) -> Iterator[PseudoLabelStats]:
     """(loaded, probs, embedding) -> PseudoLabelStats (conf, sd, |Ω|, and the true Dice when a label is known)."""
     from assft.data.io import read_volume
-    from assft.data.preprocess import restore_shape, spacing_of
+    from assft.data.preprocess import spacing_of, to_original_grid
     from assft.metrics.scores import compute_diversity, compute_foreground_mask
 
     for loaded, probs, embedding in stream:
@@ -237,7 +237,7 @@ def _score_stream(stream, refs: np.ndarray, truth: Mapping[str, Path], labels: M
         dice, true_map = None, None
         if loaded.case_id in truth:
             true_map, _ = read_volume(truth[loaded.case_id], dtype=np.int64)
-            argmax = restore_shape(probs, loaded.original_shape).argmax(0).numpy()  # type: ignore[arg-type]
+            argmax = to_original_grid(probs, loaded).argmax(0).numpy()  # type: ignore[arg-type]
             dice = compute_pseudo_label_dice(argmax, true_map, labels, spacing_of(loaded.affine))
         if pictures is not None:
             from assft.finetune.gallery import capture_picture
@@ -259,7 +259,7 @@ def iter_pseudo_labels(model: nn.Module, cases: Sequence[Case], preprocess: Prep
     is also written there as ID.nii.gz on the original grid.
     """
     from assft.data.io import write_label_map
-    from assft.data.preprocess import restore_shape
+    from assft.data.preprocess import to_original_grid
     from assft.inference.engine import iter_probs
     from assft.inference.predict import iter_loaded, prepare_model
 
@@ -269,13 +269,13 @@ def iter_pseudo_labels(model: nn.Module, cases: Sequence[Case], preprocess: Prep
             pseudo = make_pseudo_label(probs, config.mask_threshold)  # type: ignore[arg-type]
             path = None
             if out_dir is not None:
-                on_grid = restore_shape(probs, loaded.original_shape)  # type: ignore[arg-type]
+                on_grid = to_original_grid(probs, loaded)  # type: ignore[arg-type]
                 path = write_label_map(out_dir / f"{loaded.case_id}.nii.gz",
                                        to_training_label(make_pseudo_label(on_grid, config.mask_threshold)),
                                        loaded.affine)
             del probs
             yield LoadedCase(loaded.case_id, loaded.image, to_training_label(pseudo), loaded.affine,
-                             loaded.original_shape, loaded.spacing), path
+                             loaded.original_shape, loaded.spacing, loaded.grid_affine), path
     finally:
         model.to(memory_format=torch.contiguous_format)
 

@@ -8,6 +8,7 @@ Pseudo-labels live only in the stage-3 list (`pseudo=`); the labeled list is bui
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ from assft.errors import CheckpointError, ConfigError, DataError
 from assft.finetune.config import FinetuneConfig
 from assft.finetune.pseudo_labels import PseudoLabelStats, ReliableSet, mark_selected, select_reliable
 from assft.finetune.trainer import FitResult, fit
-from assft.models.checkpoint import Checkpoint, KeyReport, load_checkpoint, load_weights, make_checkpoint
+from assft.models.checkpoint import (THETA0_KEY, Checkpoint, KeyReport, load_checkpoint, load_weights, make_checkpoint,
+                                     theta0_for_record)
 from assft.models.zoo import build_model, head_keys
 from assft.utils.distributed import join_process_group
 from assft.utils.seeding import derive_seed
@@ -217,7 +219,8 @@ def run_ssft(
                                                    len(pseudo_loaded)),
                             pseudo_label_paths=pseudo_paths)
         if out_dir is not None:
-            _write_outputs(result, net, ckpt, config, Path(out_dir), source, len(pool))
+            _write_outputs(result, net, ckpt, config, Path(out_dir), source, len(pool),
+                           theta0=pretrained if isinstance(pretrained, str | Path) else None)
         return result
 
 
@@ -256,8 +259,14 @@ def _check_labeled(labeled: DatasetSpec | Sequence[Case], labels: dict[int, str]
     cases = tuple(labeled.cases if isinstance(labeled, DatasetSpec) else labeled)
     labels = dict(labels or (labeled.labels if isinstance(labeled, DatasetSpec) else {}) or
                   (ckpt.labels if ckpt.kind == "supervised" else {}))
+    if not labels and isinstance(labeled, DatasetSpec):  # a plain folder and an SSL-only checkpoint: no class names
+        from assft.data.dataset_init import missing_classes_error
+
+        raise missing_classes_error(labeled, "fine-tuning an SSL-only checkpoint")
     if not labels or 0 not in labels:
-        raise ConfigError("no class map for the labeled set.", fix="pass labels={0: 'background', ...} or a dataset")
+        raise ConfigError("no class map for the labeled set.",
+                          fix="name the classes of the data (`assft data init DIR --classes 0:background,1:...`), "
+                              "pass labels={0: 'background', ...}, or start from a supervised checkpoint")
     if not cases:
         raise DataError("the labeled set is empty.", fix="fine-tuning needs at least one labeled case")
     missing = [c.case_id for c in cases if c.label_path is None]
@@ -350,13 +359,16 @@ def _theta0(net: nn.Module, pretrained: str | Path | Checkpoint | None, labels: 
 
 
 def _write_outputs(result: SSFTResult, net: nn.Module, ckpt: Checkpoint, config: FinetuneConfig, out_dir: Path,
-                   source: str | Path | None, pool_size: int) -> None:
+                   source: str | Path | None, pool_size: int, *, theta0: str | Path | None = None) -> None:
     from assft.finetune.pseudo_labels import write_pseudo_label_table
     from assft.models.checkpoint import save_checkpoint
     from assft.utils.atomic import atomic_write_json
 
     meta: dict[str, Any] = {
         "init_checkpoint": str(source) if source is not None else None,
+        # θ0 (what a later query measures KD against): the source's own θ0 when it names one, else the source.
+        THETA0_KEY: (os.path.abspath(theta0) if theta0 is not None else
+                     theta0_for_record(source, ckpt) if source is not None else None),
         "init_kind": ckpt.kind,
         "head": {"action": result.head.action, "reason": result.head.reason},
         "labeled_cases": list(result.labeled_ids),
@@ -366,6 +378,10 @@ def _write_outputs(result: SSFTResult, net: nn.Module, ckpt: Checkpoint, config:
         "train_config": config.train.model_dump(mode="json"),  # read by predict/evaluate for the roi size
         "which": "finetuned",
     }
+    # an imported network keeps the window blending it came with (the roi is now the training patch)
+    kept = {k: v for k, v in (ckpt.metadata.get("inference") or {}).items() if k != "roi_size"}
+    if kept:
+        meta["inference"] = kept
     out_dir.mkdir(parents=True, exist_ok=True)
     new = make_checkpoint(net, result.model_config, result.labels, kind="supervised", preprocess=ckpt.preprocess,
                           metadata=meta, fingerprint=ckpt.fingerprint)

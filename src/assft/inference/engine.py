@@ -85,13 +85,14 @@ def plan_windows(shape: Sequence[int], roi: Sequence[int], overlap: float) -> Wi
     return WindowPlan(tuple(int(s) for s in shape), tuple(padding), tuple(tuple(s) for s in slices))
 
 
-def softmax_predictor(model: nn.Module, channels_last: bool) -> Predictor:
-    """Windows (B, C_in, d, h, w) -> class probabilities (B, C, d, h, w) float32."""
+def softmax_predictor(model: nn.Module, channels_last: bool, *, logits: bool = False) -> Predictor:
+    """Windows (B, C_in, d, h, w) -> class probabilities (B, C, d, h, w) float32 (with `logits`: the raw outputs)."""
 
     def predict(window: torch.Tensor) -> torch.Tensor:
         if channels_last:
             window = window.contiguous(memory_format=torch.channels_last_3d)
-        return torch.softmax(model(window).float(), dim=1)
+        out = model(window).float()
+        return out if logits else torch.softmax(out, dim=1)
 
     return predict
 
@@ -188,7 +189,9 @@ def iter_windows_pass(model: nn.Module, items: Iterable[T], image_of: Callable[[
     from assft.utils.threads import tick
 
     device = next(model.parameters()).device
-    predictor = predictor or softmax_predictor(model, config.channels_last)
+    # blend "logits" (imported MONAI networks): the default predictor's windows are averaged as logits, then softmaxed
+    softmax_after = predictor is None and config.blend == "logits"
+    predictor = predictor or softmax_predictor(model, config.channels_last, logits=softmax_after)
     routing = routing if routing is not None else Routing()
     roi = tuple(int(r) for r in config.roi_size)
     importance = compute_importance_map(roi, mode=config.mode, sigma_scale=0.125, device=device,
@@ -265,6 +268,8 @@ def iter_windows_pass(model: nn.Module, items: Iterable[T], image_of: Callable[[
             while in_flight and in_flight[0].complete:
                 volume = in_flight.popleft()
                 result = volume.out / volume.count  # type: ignore[operator]
+                if softmax_after:
+                    result = torch.softmax(result, dim=0)
                 finished.append((volume, result[(slice(None), *volume.plan.crop())].cpu()))
         for volume, result in finished:
             yield volume.item, result, volume.slot

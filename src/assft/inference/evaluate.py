@@ -10,7 +10,7 @@ import numpy as np
 from assft.config import InferenceConfig
 from assft.data.cases import DatasetSpec
 from assft.data.io import read_volume
-from assft.data.preprocess import restore_shape, spacing_of
+from assft.data.preprocess import spacing_of, to_original_grid
 from assft.errors import DataError
 from assft.metrics.evaluation import score_case
 
@@ -32,7 +32,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: DatasetSpec, inference: In
         raise DataError("this checkpoint is ssl-only (no segmentation head) and cannot be evaluated.", path=checkpoint,
                         fix="fine-tune it first with `assft finetune` or `assft train --init`")
     _check_labels_match(ckpt.labels, data)
-    inference = inference or InferenceConfig()
+    # an imported network's recorded window (and MONAI's logit blending); assft's own default window otherwise
+    inference = inference or ckpt.inference_config(None if "inference" in ckpt.metadata else InferenceConfig().roi_size)
     model = prepare_model(model, inference)
     rows = []
     cases = data.cases
@@ -42,7 +43,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: DatasetSpec, inference: In
         for loaded, probs in iter_probs(model, volumes, inference):
             if loaded.label is None:
                 raise DataError(f"case {loaded.case_id} has no label.", path=data.root, fix="evaluate on a labeled set")
-            pred = restore_shape(probs, loaded.original_shape).argmax(0).numpy()
+            pred = to_original_grid(probs, loaded).argmax(0).numpy()
             rows.append(score_case(loaded.case_id, pred, _original_label(data, loaded.case_id), ckpt.labels,
                                spacing_of(loaded.affine)))
     return rows

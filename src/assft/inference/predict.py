@@ -15,7 +15,7 @@ from torch import nn
 from assft.config import InferenceConfig, PreprocessConfig
 from assft.data.cases import Case
 from assft.errors import ConfigError
-from assft.data.preprocess import LoadedCase, load_case, restore_shape
+from assft.data.preprocess import LoadedCase, load_case, to_original_grid
 from assft.inference.reducers import Routing, hooked_embedding, hooked_moments
 from assft.models.zoo import resolve_device
 
@@ -60,7 +60,7 @@ def run_pass(
     norm_layers: dict[str, nn.Module] | None = None,
     predictor: Predictor | None = None,
     extra_channels: tuple[str, ...] = (),
-    original_shape: tuple[int, int, int] | None = None,
+    back_to: LoadedCase | None = None,
 ) -> PassResult:
     """Sliding-window pass over one image (C, D, H, W) -> PassResult (the engine with a single volume); hooks reduce
     activations per window.
@@ -80,9 +80,9 @@ def run_pass(
             n = len(extra_channels)
             extra = {name: out[-n + i] for i, name in enumerate(extra_channels)}
             out = out[:-n]
-        if original_shape is not None:
-            out = restore_shape(out, original_shape)
-            extra = {k: restore_shape(v[None], original_shape)[0] for k, v in extra.items()}
+        if back_to is not None:  # the case's own grid (inverse orientation/spacing)
+            out = to_original_grid(out, back_to)
+            extra = {k: to_original_grid(v[None], back_to)[0] for k, v in extra.items()}
         return PassResult(
             probs=out,
             embedding=emb.result() if emb is not None else None,
@@ -99,7 +99,7 @@ def iter_loaded(cases: Iterable[Case], preprocess: PreprocessConfig, *, with_lab
 
 def predict_probs(model: nn.Module, loaded: LoadedCase, config: InferenceConfig) -> torch.Tensor:
     """Class probabilities (C, D, H, W) float32 on the case's original grid."""
-    return run_pass(model, loaded.image, config, original_shape=loaded.original_shape).probs  # type: ignore[return-value]
+    return run_pass(model, loaded.image, config, back_to=loaded).probs  # type: ignore[return-value]
 
 
 def predict_to_folder(model: nn.Module, cases: list[Case], preprocess: PreprocessConfig, config: InferenceConfig,
@@ -118,7 +118,7 @@ def predict_to_folder(model: nn.Module, cases: list[Case], preprocess: Preproces
 
     volumes = progress(iter_loaded(cases, preprocess), "Predicting", total=len(cases), enabled=show_progress)
     for loaded, probs in iter_probs(model, volumes, config):  # several volumes per forward call where they fit
-        probs = restore_shape(probs, loaded.original_shape)
+        probs = to_original_grid(probs, loaded)
         path = out_dir / f"{loaded.case_id}.nii.gz"
         write_label_map(path, probs.argmax(0).numpy().astype(np.uint8), loaded.affine)
         written.append(path)

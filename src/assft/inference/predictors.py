@@ -60,7 +60,8 @@ class _PrivateGenerator:
 
 
 class ScoringPredictor:
-    """Window batch (B, Cin, d, h, w) -> [probs (C)] [bald (1)] channels, or one zero channel when neither is asked.
+    """Window batch (B, Cin, d, h, w) -> [probs (C)] [bald (1)] [foreground, disagreement (2)] channels, or one zero
+    channel when none is asked.
 
     Args:
         model: the network, in eval mode.
@@ -72,12 +73,15 @@ class ScoringPredictor:
         seed: seeds the MC-dropout masks.
         gradient: BADGE's reducer; with it, `head` (the segmentation head module) must be given.
         record: run the deterministic forward even when only BALD is asked (hooked reducers listen to it).
+        consistency: add the foreground probability 1 - p0 and the disagreement with the perturbed windows
+            (`assft.metrics.knowledge_gap.perturb_batch`, one more forward of twice the batch, hooks closed).
     """
 
     def __init__(self, model: nn.Module, *, channels_last: bool, routing: Routing, probs: bool = False,
                  mc_samples: int = 0, seed: int = 0, gradient: GradientEmbedding | None = None,
-                 head: nn.Module | None = None, record: bool = False) -> None:
+                 head: nn.Module | None = None, record: bool = False, consistency: bool = False) -> None:
         self.model, self.channels_last, self.routing = model, channels_last, routing
+        self.consistency = consistency
         self.probs, self.mc_samples, self.gradient, self.record = probs, mc_samples, gradient, record
         self._head_input: torch.Tensor | None = None
         self._head = head
@@ -114,8 +118,11 @@ class ScoringPredictor:
         if self.channels_last:
             window = window.contiguous(memory_format=torch.channels_last_3d)
         outputs = []
-        if self.probs or self.gradient is not None or self.record or not self.mc_samples:
+        consistency = None
+        if self.probs or self.gradient is not None or self.record or self.consistency or not self.mc_samples:
             logits = self.model(window)  # the engine opened the routing: hooks record this forward only
+            if self.consistency:
+                consistency = self._consistency(window, torch.softmax(logits.float(), dim=1))
             if self.probs or self.gradient is not None:
                 probs = torch.softmax(logits.float(), dim=1)
                 if self.gradient is not None:
@@ -127,9 +134,25 @@ class ScoringPredictor:
                     outputs.append(probs)
         if self.mc_samples:
             outputs.append(self._bald(window))
+        if consistency is not None:
+            outputs.append(consistency)
         if not outputs:
             outputs.append(torch.zeros_like(window[:, :1], dtype=torch.float32))
         return torch.cat(outputs, dim=1)
+
+    def _consistency(self, window: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """(B, 2, d, h, w): the foreground probability 1 - p0 and the disagreement with the perturbed windows."""
+        from assft.metrics.knowledge_gap import compute_disagreement, perturb_batch
+
+        was_open, self.routing.open = self.routing.open, False  # hooks never record the perturbed forward
+        try:
+            perturbed = perturb_batch(window)
+            if self.channels_last:
+                perturbed = perturbed.contiguous(memory_format=torch.channels_last_3d)
+            other = torch.softmax(self.model(perturbed).float(), dim=1)
+        finally:
+            self.routing.open = was_open
+        return torch.cat([1.0 - probs[:, :1], compute_disagreement(probs, other)], dim=1)
 
     def _bald(self, window: torch.Tensor) -> torch.Tensor:
         """T MC-dropout samples reduced on the fly: H(mean p) - mean H(p) -> (B, 1, d, h, w)."""

@@ -35,10 +35,18 @@ class Checkpoint:
     def training_patch(self) -> tuple[int, int, int]:
         """The patch the weights were trained on (D, H, W): every sliding window defaults to it.
 
-        Checkpoints without a training record (imported weights) fall back to InferenceConfig's default window.
+        Checkpoints without a training record fall back to the window recorded at import (a MONAI bundle's
+        inferer, `--roi`), else to InferenceConfig's default window.
         """
         patch = (self.metadata.get("train_config") or {}).get("patch_size")
+        patch = patch or (self.metadata.get("inference") or {}).get("roi_size")
         return tuple(int(p) for p in patch) if patch else InferenceConfig().roi_size  # type: ignore[return-value]
+
+    def inference_config(self, roi_size: tuple[int, int, int] | None = None) -> InferenceConfig:
+        """The sliding window this network is run with: `roi_size` or the training patch, and the overlap and
+        blending recorded at import (an imported bundle's inferer; MONAI's logit averaging), else the defaults."""
+        recorded = {k: v for k, v in (self.metadata.get("inference") or {}).items() if k in ("overlap", "mode", "blend")}
+        return InferenceConfig(roi_size=roi_size or self.training_patch, **recorded)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of tensors and builtins (loadable with weights_only=True)."""
@@ -228,3 +236,47 @@ def build_from_checkpoint(path: str | Path, *, out_channels: int | None = None, 
                           strict_head=not new_head)
     ckpt.model_config = config
     return model, ckpt, report
+
+
+THETA0_KEY = "theta0"  # metadata: the absolute path of the pre-trained θ0 a derived checkpoint (adapted, fine-tuned) came from
+
+
+def recorded_theta0(checkpoint: Checkpoint) -> str | None:
+    """The θ0 path a checkpoint's provenance names (None for a checkpoint that is its own θ0, e.g. a trained one).
+
+    Read in order: the explicit "theta0" entry that `adapt` and fine-tuning write; an adapted checkpoint's
+    "adaptation.from"; a fine-tuned checkpoint's "init_checkpoint".
+    """
+    meta = checkpoint.metadata or {}
+    if isinstance(meta.get(THETA0_KEY), str):
+        return meta[THETA0_KEY]
+    adaptation = meta.get("adaptation")
+    if isinstance(adaptation, dict) and isinstance(adaptation.get("from"), str):
+        return adaptation["from"]
+    if meta.get("which") == "finetuned" and isinstance(meta.get("init_checkpoint"), str):
+        return meta["init_checkpoint"]
+    return None
+
+
+def theta0_for_record(source: str | Path, checkpoint: Checkpoint) -> str:
+    """The θ0 to record in a checkpoint derived from `source`: the source's own θ0 if it names one, else the source."""
+    import os
+
+    return recorded_theta0(checkpoint) or os.path.abspath(source)
+
+
+def resolve_recorded_theta0(checkpoint: Checkpoint, path: str | Path) -> Path | None:
+    """The existing θ0 file that checkpoint `path`'s provenance names (a relative entry is tried from the working
+    folder, then from the checkpoint's folder); CheckpointError naming the file when it is gone."""
+    recorded = recorded_theta0(checkpoint)
+    if recorded is None:
+        return None
+    candidates = [Path(recorded)]
+    if not Path(recorded).is_absolute():
+        candidates.append(Path(path).parent / recorded)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise CheckpointError(f"the checkpoint's provenance names θ0 = {recorded}, which does not exist (KD is measured "
+                          "against θ0).", path=path,
+                          fix="pass --pretrained with the pre-trained checkpoint it was adapted or fine-tuned from")

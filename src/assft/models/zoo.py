@@ -118,19 +118,31 @@ MODELS.register("dynunet")(NetworkSpec(
     "MONAI DynUNet (nnU-Net-style, InstanceNorm; KD needs a source fingerprint)."))
 
 
+MONAI_PREFIX = "monai."  # "monai.DynUNet": any class of monai.networks.nets, built from its recorded kwargs
+
+
+def network_spec(name: str) -> NetworkSpec:
+    """The registered network `name`, or for "monai.CLASS" a spec built from monai.networks.nets.CLASS."""
+    if name.startswith(MONAI_PREFIX):
+        from assft.models.monai_nets import monai_spec
+
+        return monai_spec(name[len(MONAI_PREFIX):])
+    return MODELS.get(name)
+
+
 def build_model(config: ModelConfig) -> nn.Module:
     """Build the registered network described by `config` (weights freshly initialised)."""
-    return MODELS.get(config.name).build(config)
+    return network_spec(config.name).build(config)
 
 
 def bottleneck_module(model: nn.Module, name: str) -> nn.Module:
     """The encoder's deepest module, whose output is pooled into the case embedding."""
-    return MODELS.get(name).bottleneck(model)
+    return network_spec(name).bottleneck(model)
 
 
 def size_divisor(config: ModelConfig) -> int:
     """Each spatial input size must be a multiple of this (roi and patch sizes are checked against it)."""
-    spec = MODELS.get(config.name)
+    spec = network_spec(config.name)
     return int(spec.divisor({**spec.defaults, **config.params}))
 
 

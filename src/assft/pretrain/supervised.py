@@ -13,6 +13,7 @@ from assft.data.preprocess import load_case
 from assft.errors import DataError
 from assft.finetune.trainer import FitResult, fit
 from assft.models.checkpoint import Checkpoint, build_from_checkpoint, make_checkpoint, save_checkpoint
+from assft.models.source_stats import SOURCE_INTENSITY_KEY, compute_source_intensity
 from assft.models.zoo import build_model, check_sizes
 from assft.utils.atomic import atomic_write_json
 from assft.utils.distributed import join_process_group
@@ -49,6 +50,10 @@ def train_supervised(
     if not train.has_labels:
         raise DataError("training needs a label for every case.", path=train.root,
                         fix="use a labeled dataset (labelsTr) or a split subset that has labels")
+    if not train.labels:  # a plain folder: without this, a 0-channel head and a torch warning
+        from assft.data.dataset_init import missing_classes_error
+
+        raise missing_classes_error(train)
     check_dataset(train, read_data=False).raise_if_problems()
     num_classes = train.num_classes
     seed_everything(train_config.seed)  # a new head (or a new net) is initialised reproducibly
@@ -77,7 +82,9 @@ def train_supervised(
         out_dir = Path(out_dir)
         metadata = {"train_cases": train.case_ids, "val_cases": val.case_ids if val else [],
                     "dataset": str(train.root), "train_config": train_config.model_dump(mode="json"),
-                    "best_val_dice": result.best_val_dice, **init_info}
+                    "best_val_dice": result.best_val_dice, **init_info,
+                    # source intensity statistics travel with the model: kd_source "intensity" needs no source image
+                    SOURCE_INTENSITY_KEY: compute_source_intensity(labeled, seed=train_config.seed)}
         if not join_process_group().is_main:  # under torchrun rank 0 alone writes; the others return its paths
             return TrainOutput(out_dir / "best.pt", out_dir / "last.pt", out_dir / "train_log.json",
                                result.best_val_dice, time.perf_counter() - start)

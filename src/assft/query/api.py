@@ -21,8 +21,10 @@ from assft.config import InferenceConfig
 from assft.data.cases import Case, DatasetSpec
 from assft.data.layout import load_dataset
 from assft.errors import ConfigError, DataError
-from assft.models.source_stats import resolve_source_stats
+from assft.models.checkpoint import resolve_recorded_theta0
+from assft.models.source_stats import KnowledgeSource, resolve_knowledge_source
 from assft.query.config import PROB_NEEDS, Need, QueryConfig, resolve_budget
+from assft.query.knowledge import pool_knowledge_gap
 from assft.query.moment_cache import moment_cache_key, open_moment_cache
 from assft.query.result import QueryResult, save_query_result
 from assft.query.scorer import QueryModel, load_query_model, score_cases
@@ -54,11 +56,12 @@ class QuerySets:
 
 @dataclass(frozen=True)
 class KDSource:
-    """Where KD's source statistics come from: θ0's BatchNorm running statistics or a fingerprint."""
+    """Where KD comes from: θ0's BatchNorm running statistics, a fingerprint, or a source-free KD source."""
 
-    stats: dict | None  # layer -> (mean, var); None when no strategy need calls for KD
-    kind: str | None  # "running_stats" | "fingerprint" | None
+    stats: dict | None  # layer -> (mean, var) for the Gaussian-KL sources; None otherwise
+    kind: str | None  # "running_stats" | "fingerprint:<origin>" | "intensity" | "pool" | "consistency" | None
     model: QueryModel | None  # the model whose norm layers are compared (θ0, or θ when θ is θ0)
+    source: KnowledgeSource | None = None  # the resolved source (None when no strategy need calls for KD)
 
 
 @dataclass
@@ -140,16 +143,18 @@ def score_pool(
         needs = needs - PROB_NEEDS
     if figures and current.has_head:  # the figure slices come from θ's probabilities: one more reduction
         needs = needs | {Need.PROBS}
-    inference = inference or InferenceConfig(roi_size=current.checkpoint.training_patch)
+    inference = inference or current.checkpoint.inference_config()
     sets = resolve_sets(pool, labeled, labeled_ids)
     kd = resolve_kd_source(needs, current, theta0, config, fingerprint)
+    needs = kd_needs(needs, kd, current.has_head)
     timings: dict[str, float] = {}
     summaries = _score_candidates(sets.candidates, current, theta0, kd, needs, config, inference, theta0_cache,
                                   timings, figures and current.has_head, seed)
+    pool_knowledge_gap(summaries, kd.source, config.kd_eps)  # kd_source "pool": KD relative to these candidates
     timings["pool_scoring_s"] = time.perf_counter() - start
     reference = _reference_embeddings(sets, current, theta0, needs, config, inference, timings)
     return ScoredPool(summaries, sets.reference_ids, reference, current.has_head, dict(current.checkpoint.labels),
-                      inference, _provenance(current, theta0, kd, needs, sets), timings)
+                      inference, _provenance(current, theta0, kd, needs, sets, pretrained is not None), timings)
 
 
 def run_query(
@@ -183,9 +188,9 @@ def run_query(
     config = config or QueryConfig()
     check_rounds(round_index, total_rounds)
     strategy = make_strategy(config.strategy, config)
-    current, theta0 = load_models(model, pretrained)
+    current = model if isinstance(model, QueryModel) else load_query_model(model)
     scored = score_pool(current, pool, strategy.resolve_needs(current.has_head), config=config,
-                        pretrained=theta0 or current, labeled=labeled, labeled_ids=labeled_ids, seed=seed,
+                        pretrained=pretrained, labeled=labeled, labeled_ids=labeled_ids, seed=seed,
                         inference=inference, fingerprint=fingerprint, theta0_cache=theta0_cache, figures=figures)
     budget = resolve_budget(config.budget, len(scored.summaries))
     t0 = time.perf_counter()
@@ -198,8 +203,14 @@ def run_query(
 
 def load_models(model: str | Path | QueryModel,
                  pretrained: str | Path | QueryModel | None) -> tuple[QueryModel, QueryModel | None]:
-    """(θ, θ0) loaded; θ0 is None when it is not given or is θ itself (the same object or the same file)."""
+    """(θ, θ0); θ0 is None when it is the same file as θ.
+
+    Without `pretrained`, θ0 is the one θ's provenance names (an adapted or fine-tuned checkpoint records the
+    pre-trained model it came from); a checkpoint that names none is its own θ0.
+    """
     current = model if isinstance(model, QueryModel) else load_query_model(model)
+    if pretrained is None and current.path is not None:
+        pretrained = resolve_recorded_theta0(current.checkpoint, current.path)
     if pretrained is None:
         return current, None
     if pretrained is current:
@@ -220,7 +231,7 @@ def resolve_sets(pool: str | Path | DatasetSpec | Sequence[Case],
     unknown = [c for c in labeled_ids if c not in pool_by_id]
     if unknown:
         raise DataError(f"{len(unknown)} labeled ids are not in the pool (e.g. {', '.join(unknown[:3])}).",
-                        fix="list ids of pool cases (file stems), or pass the labeled volumes with --labeled")
+                        fix="list ids of pool cases (file stems), or pass the labeled volumes with --data")
     reference = {cid: pool_by_id[cid] for cid in labeled_ids}
     reference.update({c.case_id: c for c in _cases(labeled)})
     candidates = [c for c in pool_cases if c.case_id not in reference]
@@ -233,8 +244,19 @@ def resolve_kd_source(needs: frozenset[Need], current: QueryModel, theta0: Query
     if Need.NORM_STATS not in needs:
         return KDSource(None, None, None)
     base = theta0 or current
-    stats, kind = resolve_source_stats(base.model, base.checkpoint, config.kd_source, fingerprint, base.path)
-    return KDSource(stats, kind, base)
+    source = resolve_knowledge_source(base.model, base.checkpoint, config.kd_source, fingerprint, base.path,
+                                      has_head=base.has_head)
+    return KDSource(source.stats, source.kind, base, source)
+
+
+def kd_needs(needs: frozenset[Need], kd: KDSource, has_head: bool) -> frozenset[Need]:
+    """The pass's needs for KD's source: θ0's norm moments (running statistics, fingerprint, pool), the image's
+    intensities over θ's foreground (intensity), or θ0's perturbed pass (consistency)."""
+    if kd.source is None or kd.source.name in ("running_stats", "fingerprint", "pool"):
+        return needs
+    if kd.source.name == "intensity":
+        return (needs - {Need.NORM_STATS}) | {Need.INTENSITY} | ({Need.PROBS} if has_head else frozenset())
+    return (needs - {Need.NORM_STATS}) | {Need.CONSISTENCY}
 
 
 def _score_candidates(candidates: list[Case], current: QueryModel, theta0: QueryModel | None, kd: KDSource,
@@ -246,7 +268,8 @@ def _score_candidates(candidates: list[Case], current: QueryModel, theta0: Query
     if not needs:
         return [CaseSummary(c.case_id) for c in candidates]
     key = None
-    if theta0_cache is not None and kd.stats and kd.model is not None and kd.model.path is not None:
+    if theta0_cache is not None and kd.source is not None and kd.source.layers and kd.model is not None \
+            and kd.model.path is not None:
         key = moment_cache_key(kd.model.path, kd.model.checkpoint.preprocess.model_dump(mode="json"), inference)
     ranks = join_process_group()  # under torchrun each rank scores every world-th volume; else rank 0 of 1
     mine = shard(candidates, ranks)
@@ -255,7 +278,7 @@ def _score_candidates(candidates: list[Case], current: QueryModel, theta0: Query
         summaries = score_cases(progress(mine, "Scoring pool", total=len(mine),
                                          enabled=None if ranks.is_main else False),
                                 current, needs, config, inference, timings=timings, pretrained=theta0,
-                                source_stats=kd.stats, figures=figures, seed=seed, **extra)
+                                source_stats=kd.stats, knowledge=kd.source, figures=figures, seed=seed, **extra)
         if moments is not None and ranks.distributed:
             moments.update(merge_across_ranks(moments, ranks))  # rank 0 writes every rank's new θ0 moments
     return gather_in_order(summaries, ranks)
@@ -275,14 +298,19 @@ def _reference_embeddings(sets: QuerySets, current: QueryModel, theta0: QueryMod
 
 
 def _provenance(current: QueryModel, theta0: QueryModel | None, kd: KDSource, needs: frozenset[Need],
-                sets: QuerySets) -> dict[str, Any]:
+                sets: QuerySets, given: bool) -> dict[str, Any]:
+    # where θ0 came from: θ itself, the caller (--pretrained), or θ's recorded provenance
+    theta0_origin = "model" if theta0 is None else "pretrained" if given else "provenance"
     return {
         "model": str(current.path) if current.path else None,
         "model_kind": current.checkpoint.kind,
         "model_config": current.checkpoint.model_config.model_dump(mode="json"),
         "pretrained": str(theta0.path) if theta0 is not None and theta0.path else None,
         "theta_equals_theta0": theta0 is None,
+        "theta0_from": theta0_origin,
         "kd_source": kd.kind,
+        "kd_source_reason": kd.source.reason if kd.source is not None else None,
+        "network_norm": kd.source.network if kd.source is not None else None,
         "needs": sorted(n.value for n in needs),
         "n_candidates": len(sets.candidates),
         "n_reference": len(sets.reference),

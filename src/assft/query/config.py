@@ -20,6 +20,8 @@ class Need(str, Enum):
     NORM_STATS = "norm_stats"  # input moments of θ0's normalisation layers -> KD
     GRAD_EMBEDDING = "grad_embedding"  # BADGE last-layer gradient embedding (C * F,)
     CLASS_PE = "class_pe"  # probs reduced to ClaSP PE's peak predictive entropy, overall and per class (C,)
+    INTENSITY = "intensity"  # the input image's intensity statistics over Omega and the non-zero region (KD)
+    CONSISTENCY = "consistency"  # θ0's disagreement under a mirror and an intensity change, over its Omega (KD)
 
 
 PROB_NEEDS = frozenset({Need.PROBS, Need.MC_PROBS, Need.GRAD_EMBEDDING, Need.CLASS_PE})  # need a segmentation head
@@ -41,7 +43,11 @@ class QueryConfig(BaseModel):
     asd_empty_top_fraction: float = 0.01  # empty foreground: mean of the top 1 % entropy voxels
     otsu_bins: int = 256
     cold_start: Literal["auto", "always", "never"] = "auto"  # auto: Q = DKD when the model has no head (SSL-only)
-    kd_source: Literal["auto", "running_stats", "fingerprint"] = "auto"
+    # KD's reference (docs/method.md, "KD sources"): BatchNorm running statistics or a fingerprint (the paper's KD),
+    # or one that needs no source images: source intensity statistics stored with θ0, atypicality of the norm-layer
+    # moments within the pool, θ0's self-consistency. auto: running statistics when θ0's BatchNorm uses them at
+    # inference, else a fingerprint if there is one, else the source-free order in assft.models.source_stats.
+    kd_source: Literal["auto", "running_stats", "fingerprint", "intensity", "pool", "consistency"] = "auto"
     kd_eps: float = 1e-5  # variances are clamped at this value in the Gaussian KL
     embedding_source: Literal["current", "pretrained"] = "current"  # z from θ (round >= 2) or θ0
     mc_samples: int = 10  # BALD: T stochastic passes per window

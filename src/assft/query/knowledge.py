@@ -1,4 +1,5 @@
-"""Outlier-aware knowledge gap: pool-level adjustments of KD before it enters DKD/Q (strategies assft, dkd, kd).
+"""Outlier-aware knowledge gap: pool-level adjustments of KD before it enters DKD/Q (strategies assft, dkd, kd), and
+the pool-level KD source ("pool": atypicality of θ0's norm-layer moments within the pool).
 
 The largest KD can be an outlier that teaches the model little about the typical target volume. Three options, all
 off by default (plain KD): weight KD by the volume's typicality in the pool's embedding space (TypiClust's density),
@@ -8,13 +9,17 @@ to rank anything. All functions are pure and work on arrays in the caller's (can
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from assft.errors import ConfigError
+from assft.metrics.knowledge_gap import compute_pool_outlierness
+from assft.models.source_stats import KnowledgeSource
 from assft.query.clustering import compute_typicality
 from assft.query.config import QueryConfig
+from assft.query.summaries import CaseSummary
 
 
 def compute_kd_spread(kd: np.ndarray) -> float:
@@ -31,6 +36,18 @@ def compute_kd_spread(kd: np.ndarray) -> float:
     if iqr <= 0.0:
         return 0.0
     return iqr / float(median) if median > 0 else float("inf")
+
+
+def pool_knowledge_gap(summaries: Sequence[CaseSummary], source: KnowledgeSource | None, eps: float = 1e-5) -> None:
+    """kd_source "pool": set each summary's KD to its norm-moment outlierness within these summaries (the whole
+    candidate pool, in any order) and drop the moments; any other source: nothing to do."""
+    if source is None or source.name != "pool":
+        return
+    missing = [s.case_id for s in summaries if s.norm_moments is None]
+    if missing:
+        raise RuntimeError(f"kd_source 'pool' but no norm moments for {missing[:3]} (was Need.NORM_STATS scored?)")
+    for summary, kd in zip(summaries, compute_pool_outlierness([s.norm_moments for s in summaries], eps), strict=True):
+        summary.kd, summary.norm_moments = float(kd), None
 
 
 def compute_pool_typicality(embeddings: np.ndarray, k: int) -> np.ndarray:

@@ -31,6 +31,7 @@ from assft.inference.predict import prepare_model
 from assft.inference.predictors import ScoringPredictor, find_head_module
 from assft.inference.reducers import GradientEmbedding, Routing, hooked_embedding, hooked_moments
 from assft.models.checkpoint import Checkpoint, build_from_checkpoint
+from assft.models.source_stats import KnowledgeSource
 from assft.models.zoo import bottleneck_module
 from assft.query.config import Need, QueryConfig
 from assft.query.figures import capture_slices
@@ -63,6 +64,9 @@ def load_query_model(path: str | Path, *, allow_partial: bool = False) -> QueryM
     return QueryModel(model, ckpt, Path(path))
 
 
+THETA0_NEEDS = frozenset({Need.NORM_STATS, Need.CONSISTENCY})  # KD always comes from the frozen θ0
+
+
 @dataclass(frozen=True)
 class PassPlan:
     """What each model computes per volume, resolved from the needs and whether θ is θ0."""
@@ -76,8 +80,8 @@ class PassPlan:
         needs = frozenset(needs)
         if same_model:
             return PassPlan(needs, frozenset())
-        current = needs - {Need.NORM_STATS}
-        pretrained = needs & {Need.NORM_STATS}
+        current = needs - THETA0_NEEDS
+        pretrained = needs & THETA0_NEEDS
         if Need.EMBEDDING in needs and embedding_source == "pretrained":
             current, pretrained = current - {Need.EMBEDDING}, pretrained | {Need.EMBEDDING}
         return PassPlan(current, pretrained)
@@ -96,6 +100,7 @@ def iter_summaries(
     theta0_moments: MutableMapping[str, dict] | None = None,
     figures: bool = False,
     seed: int = 0,
+    knowledge: KnowledgeSource | None = None,
 ) -> Iterator[CaseSummary]:
     """Yield one CaseSummary per case, streaming: one volume (and its maps) in memory at a time.
 
@@ -114,6 +119,8 @@ def iter_summaries(
             job: see `assft.query.moment_cache`).
         figures: also cut each volume's figure slices from its probability map (`assft.query.figures`).
         seed: seeds BALD's MC-dropout masks (the caller's global RNG is left untouched).
+        knowledge: KD's source (`resolve_knowledge_source`); its statistics replace `source_stats`, and its layers
+            are recorded for kd_source "pool" (no source statistics there).
 
     Raises:
         ConfigError: probabilities asked of an SSL-only model, or BALD for a net without dropout.
@@ -121,12 +128,15 @@ def iter_summaries(
     needs = frozenset(needs)
     pretrained = pretrained or current
     plan = PassPlan.build(needs, pretrained is current, config.embedding_source)
-    if Need.NORM_STATS in needs and not source_stats:
+    if knowledge is not None and knowledge.stats is not None:
+        source_stats = knowledge.stats
+    layers = tuple(source_stats or ()) or (knowledge.layers if knowledge is not None else ())
+    if Need.NORM_STATS in needs and not layers:
         raise ValueError("Need.NORM_STATS requires source_stats (see assft.models.source_stats.resolve_source_stats)")
     norm_modules = None
-    if source_stats:
+    if layers:
         modules = dict(pretrained.model.named_modules())
-        norm_modules = {name: modules[name] for name in source_stats}
+        norm_modules = {name: modules[name] for name in layers}
     timings = timings if timings is not None else {}
     for key in ("load_s", "pass_current_s", "pass_pretrained_s", "reduce_s", "cases", "theta0_cached"):
         timings.setdefault(key, 0.0)
@@ -135,7 +145,7 @@ def iter_summaries(
     if plan.pretrained:
         prepare_model(pretrained.model, inference)
     scorer = _PoolPass(current, pretrained, plan, needs, config, inference, source_stats, norm_modules, timings,
-                       theta0_moments, figures, seed)
+                       theta0_moments, figures, seed, knowledge)
     yield from scorer.summaries(cases)
 
 
@@ -155,6 +165,7 @@ class _PoolPass:
     theta0_moments: MutableMapping[str, dict] | None
     figures: bool = False
     seed: int = 0
+    knowledge: KnowledgeSource | None = None
 
     @property
     def same_preprocess(self) -> bool:
@@ -227,10 +238,12 @@ class _PoolPass:
             reducers = [r for r in (embedding, gradient) if r is not None] + list(moments.values())
             probs = bool(needs & {Need.PROBS, Need.CLASS_PE})
             mc_samples = self.config.mc_samples if Need.MC_PROBS in needs else 0
-            if probs or mc_samples or gradient is not None:
+            consistency = Need.CONSISTENCY in needs
+            if probs or mc_samples or gradient is not None or consistency:
                 predictor = stack.enter_context(ScoringPredictor(
                     qm.model, channels_last=self.inference.channels_last, routing=routing, probs=probs,
                     mc_samples=mc_samples, seed=self.seed, gradient=gradient, record=bool(hooked),
+                    consistency=consistency,
                     head=find_head_module(qm.model, qm.checkpoint.model_config) if gradient is not None else None,
                 ).hooked())
             else:  # hooks only: the forward stops after the last hooked layer (θ0's pass skips the head)
@@ -238,6 +251,8 @@ class _PoolPass:
             for pair, out, slot in iter_windows_pass(qm.model, pairs, image_of, self.inference,
                                                      predictor=predictor, routing=routing, reducers=reducers):
                 parts: dict = {}
+                if consistency:
+                    out, parts["consistency"] = out[:-2], out[-2:]
                 if probs:
                     parts["probs"] = out[:-1] if mc_samples else out
                 if mc_samples:
@@ -257,8 +272,10 @@ class _PoolPass:
         # the figures cut their slices from the same entropy and foreground maps the statistics are reduced from
         maps = probability_maps(parts["probs"], self.config) \
             if self.figures and parts.get("probs") is not None else None
+        intensity = Need.INTENSITY in self.needs and self.knowledge is not None
         summary = summarize_pass(loaded.case_id, self.config, source_stats=self.source_stats,
-                                 class_pe=Need.CLASS_PE in self.needs, maps=maps, **parts)
+                                 class_pe=Need.CLASS_PE in self.needs, maps=maps, knowledge=self.knowledge,
+                                 image=loaded.image if intensity else None, **parts)
         if maps is not None:
             summary.figure = capture_slices(loaded.case_id, loaded.image, parts["probs"], maps.entropy, maps.mask)
         if summary.n_voxels == 0:
@@ -268,7 +285,7 @@ class _PoolPass:
         return summary
 
     def _cached(self, case_id: str) -> dict | None:
-        return self.theta0_moments.get(case_id) if self.theta0_moments is not None and self.source_stats else None
+        return self.theta0_moments.get(case_id) if self.theta0_moments is not None and self.norm_modules else None
 
     def _loaded(self, cases: Iterable[Case | LoadedCase]) -> Iterator[tuple[Case | LoadedCase, LoadedCase]]:
         for item in cases:

@@ -8,6 +8,12 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from assft.metrics.knowledge_gap import (
+    compute_consistency_gap,
+    compute_intensity_divergence,
+    compute_intensity_statistics,
+)
+from assft.models.source_stats import KnowledgeSource
 from assft.query.config import QueryConfig
 from assft.query.figures import FigureSlices
 from assft.metrics.scores import (
@@ -51,6 +57,8 @@ class CaseSummary:
     grad_embedding: np.ndarray | None = None
     class_pe: np.ndarray | None = None
     figure: FigureSlices | None = None  # slices for the query figures (only when figures were asked for)
+    # θ0's norm-layer input moments, kept only for kd_source "pool" until the pool's KD is computed (then dropped)
+    norm_moments: Mapping[str, Moments] | None = None
 
     def scalars(self) -> dict[str, float]:
         """The computed scalar fields by name (None ones left out)."""
@@ -117,10 +125,21 @@ def summarize_pass(
     source_stats: Mapping[str, Moments] | None = None,
     class_pe: bool = False,
     maps: ProbabilityMaps | None = None,
+    knowledge: KnowledgeSource | None = None,
+    image: np.ndarray | None = None,
+    consistency: torch.Tensor | None = None,
 ) -> CaseSummary:
     """Build a CaseSummary from what one (or two, θ and θ0) passes produced; shapes as in run_pass. `class_pe`:
-    also reduce probs to ClaSP PE's per-class peaks; `maps`: probs' voxel maps when the caller has them."""
+    also reduce probs to ClaSP PE's per-class peaks; `maps`: probs' voxel maps when the caller has them.
+
+    KD by `knowledge` (default: the Gaussian KL of `norm_moments` against `source_stats`): "intensity" reduces
+    `image` (Cin, D, H, W), θ's input, over Omega and the non-zero region; "consistency" reduces θ0's
+    (foreground, disagreement) maps `consistency` (2, D, H, W); "pool" keeps `norm_moments` for the pool step
+    (`assft.query.knowledge.pool_knowledge_gap`)."""
     summary = CaseSummary(case_id)
+    source = knowledge.name if knowledge is not None else None
+    if probs is not None and source == "intensity":
+        maps = maps or probability_maps(probs, config)
     if probs is not None:
         summary.n_voxels = int(probs[0].numel())
         for key, value in summarize_probs(probs, config, class_pe=class_pe, maps=maps).items():
@@ -130,6 +149,14 @@ def summarize_pass(
         summary.bald = float(bald_map.double().mean())
     if norm_moments is not None and source_stats is not None:
         summary.kd = compute_knowledge_divergence(norm_moments, source_stats, config.kd_eps)
+    elif norm_moments is not None and source == "pool":
+        summary.norm_moments = norm_moments
+    if consistency is not None:
+        summary.kd = compute_consistency_gap(
+            consistency[0], consistency[1], method=config.asd_threshold, fixed=config.asd_fixed_threshold,
+            clip=config.asd_threshold_clip, bins=config.otsu_bins, top_fraction=config.asd_empty_top_fraction)
+    if source == "intensity" and image is not None:
+        summary.kd = intensity_gap(image, maps.mask if maps is not None else None, knowledge, config.kd_eps)
     # Copies owned by numpy, never views of torch storage: a small long-lived torch tensor per case pins glibc heap
     # pages between the large transient activations and made RSS grow ~0.5 MB per volume (measured).
     if embedding is not None:
@@ -138,3 +165,21 @@ def summarize_pass(
         summary.grad_embedding = np.array(grad_embedding.detach().float().cpu().reshape(-1).tolist(),
                                           dtype=np.float32)
     return summary
+
+
+def intensity_gap(image: np.ndarray, foreground: torch.Tensor | None, knowledge: KnowledgeSource,
+                  eps: float = 1e-5) -> float:
+    """kd_source "intensity": the mean over input channels and regions of `compute_intensity_divergence` between the
+    volume's intensities (image (Cin, D, H, W), θ's input) and the source record, over the predicted foreground
+    Omega (mask (D, H, W), when θ has a head) and over the non-zero region (when the record has one)."""
+    assert knowledge.intensity is not None
+    gaps = []
+    for channel, record in zip(np.asarray(image), knowledge.intensity, strict=True):
+        if foreground is not None:
+            values = channel[np.asarray(foreground, dtype=bool)]
+            gaps.append(compute_intensity_divergence(compute_intensity_statistics(values), record,
+                                                     location=knowledge.location, eps=eps))
+        if "nonzero" in record:
+            gaps.append(compute_intensity_divergence(compute_intensity_statistics(channel[channel != 0]),
+                                                     record["nonzero"], location=knowledge.location, eps=eps))
+    return float(np.mean(gaps)) if gaps else 0.0

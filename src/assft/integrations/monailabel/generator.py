@@ -112,7 +112,7 @@ def _class_names(checkpoint_labels: dict[int, str], names: list[str] | None) -> 
     if not names:
         return foreground
     if len(names) != len(foreground):
-        raise ConfigError(f"--labels names {len(names)} classes, but the checkpoint has {len(foreground)} "
+        raise ConfigError(f"--classes names {len(names)} classes, but the checkpoint has {len(foreground)} "
                           f"foreground classes ({', '.join(foreground.values())}).",
                           fix=f"pass {len(foreground)} comma-separated names, in the order of the label values")
     return dict(zip(foreground, names, strict=True))

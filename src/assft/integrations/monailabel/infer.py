@@ -55,7 +55,7 @@ class AssftInfer(InferTask):
 
         image = Path(request["image"])
         model, checkpoint = self._model()
-        inference = self.state.config.inference or InferenceConfig(roi_size=checkpoint.training_patch)
+        inference = self.state.config.inference or checkpoint.inference_config()
         if "sw_overlap" in request:
             inference = inference.model_copy(update={"overlap": float(request["sw_overlap"])})
         out = Path(tempfile.mkdtemp(prefix="assft-infer-"))
