@@ -86,7 +86,7 @@ def test_train_predict_evaluate(phantom_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("args,message", [
     (("train", "--data", "/nonexistent", "--out", "x"), "dataset folder not found"),
     (("evaluate", "--data", "/nonexistent", "--out", "x"), "exactly one of --model and --pred"),
-    (("predict", "--model", "/nonexistent.pt", "--images", ".", "--out", "x"), "checkpoint not found"),
+    (("predict", "--model", "/nonexistent.pt", "--images", "/nonexistent", "--out", "x"), "checkpoint not found"),
 ])
 def test_errors_are_one_clear_line(args: tuple[str, ...], message: str, capsys: pytest.CaptureFixture) -> None:
     import sys

@@ -85,7 +85,7 @@ def test_affine_mismatch(tmp_path: Path) -> None:
     affine[0, 3] = 5.0
     write_label_map(root / "labelsTr" / "case_000.nii.gz", np.zeros((8, 8, 8), np.uint8), affine)
     (problem,) = _problems(root)
-    assert "affine differs" in problem and "case_000" in problem
+    assert "not on the image's grid in world space: origin 5.0 mm" in problem and "case_000" in problem
 
 
 def test_label_values_not_in_dataset_json(tmp_path: Path) -> None:

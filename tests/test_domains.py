@@ -185,10 +185,12 @@ def test_apply_domain_to_dataset(tmp_path, domain: str) -> None:
 
 def test_apply_domain_to_dataset_of_an_empty_folder(tmp_path) -> None:
     # read through assft.data like every command: a folder without dataset.json is a folder of images
+    (tmp_path / "in").mkdir()
     with pytest.raises(DataError, match="no cases found"):
-        apply_domain_to_dataset(tmp_path, tmp_path / "out", "bias", seed=0)
+        apply_domain_to_dataset(tmp_path / "in", tmp_path / "out", "bias", seed=0)
     with pytest.raises(UnknownNameError):
-        apply_domain_to_dataset(tmp_path, tmp_path / "out", "bais", seed=0)
+        apply_domain_to_dataset(tmp_path / "in", tmp_path / "out", "bais", seed=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # nothing written, no staging folder left
 
 
 # --- multisite: sites with parameters fixed per site, unequal shares, recorded provenance --------------------------

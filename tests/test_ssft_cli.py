@@ -58,7 +58,7 @@ def test_finetune_cli_no_ssft_with_labeled_folder(phantom_dir: Path, tmp_path: P
 
 
 def test_finetune_cli_option_errors(phantom_dir: Path, tmp_path: Path, tiny_checkpoint: Path) -> None:
-    base = ["finetune", "--model", str(tiny_checkpoint), "--unlabeled", str(phantom_dir), "--out", str(tmp_path)]
+    base = ["finetune", "--model", str(tiny_checkpoint), "--unlabeled", str(phantom_dir), "--out", str(tmp_path / "o")]
     neither = CliRunner().invoke(app, base)
     assert isinstance(neither.exception, ConfigError) and "exactly one of --data" in str(neither.exception)
     clash = CliRunner().invoke(app, [*base, "--labeled", str(phantom_dir), "--no-ssft", "--reliability", "all"])

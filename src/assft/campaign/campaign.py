@@ -19,6 +19,7 @@ from assft.campaign.ledger import Ledger, LedgerMeta, RoundRecord, campaign_lock
 from assft.data.cases import DatasetSpec
 from assft.data.layout import load_dataset
 from assft.errors import CampaignError
+from assft.utils.paths import check_generated_folder, check_output_guard, mark_generated_folder
 
 
 def now() -> str:
@@ -130,6 +131,9 @@ def init_campaign(campaign_dir: str | Path, config: CampaignConfig) -> Path:
     """Create a campaign directory (validated config + empty ledger); re-running with the same config is a no-op."""
     campaign_dir = Path(campaign_dir)
     config = absolute_paths(config)
+    check_output_guard(campaign_dir, {k: getattr(config, k) for k in ("model", "pretrained", "pool", "test",
+                                                                     "upper_model")})
+    check_generated_folder(campaign_dir, "campaign", signatures=(CONFIG_NAME, ".lock"))
     pool = load_pool(config)  # the cheap checks first: no torch import until the folders are known to be fine
     load_test(config)  # a missing test set fails now, not after the first fine-tuning
     # Lazy: torch and MONAI load only once the folders are known to be fine, so a wrong folder fails in a moment.
@@ -150,6 +154,7 @@ def init_campaign(campaign_dir: str | Path, config: CampaignConfig) -> Path:
         return campaign_dir
     campaign_dir.mkdir(parents=True, exist_ok=True)
     with campaign_lock(campaign_dir, creating=True):
+        mark_generated_folder(campaign_dir, "campaign")
         save_campaign_config(campaign_dir, config)
         Ledger.load(campaign_dir).update_meta(
             pool_size=len(pool.cases), budget_total=budget.total, rounds=budget.rounds,

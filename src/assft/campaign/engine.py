@@ -26,6 +26,7 @@ from assft.campaign.layout import (
     write_query,
     write_to_annotate,
 )
+from assft.campaign.config import CampaignConfig
 from assft.campaign.ledger import STEPS, RoundRecord, campaign_lock
 from assft.campaign.oracle import GroundTruthOracle, annotation_costs, copy_labels, validate_label_folder
 from assft.campaign.pre_annotations import write_pre_annotations
@@ -33,6 +34,7 @@ from assft.campaign.volumes import with_volume_cache
 from assft.data.cases import Case, DatasetSpec
 from assft.errors import CampaignError
 from assft.finetune.ssft import run_ssft
+from assft.models.checkpoint import load_checkpoint
 from assft.query.api import score_pool
 from assft.query.scorer import load_query_model
 from assft.query.strategies import make_strategy
@@ -103,10 +105,16 @@ def import_labels(campaign_dir: str | Path, labels_dir: str | Path) -> RoundReco
     with campaign_lock(campaign_dir):
         campaign = Campaign.open(campaign_dir)
         last = campaign.expect("queried", "run `assft campaign next` first")
-        found = validate_label_folder(labels_dir, campaign.pool(), last.selected)
+        pool = campaign.pool()
+        found = validate_label_folder(labels_dir, pool, last.selected, model_classes(campaign.config))
         costs = annotation_costs(found)  # what the annotator drew, counted before anything is written
-        copy_labels(found, campaign_dir / "labels")
+        copy_labels(found, campaign_dir / "labels", pool)
         return campaign.update_round(last.round, "labeled", labels_received=sorted(found), annotation_cost=costs)
+
+
+def model_classes(config: CampaignConfig) -> dict[int, str]:
+    """The label values the campaign's model predicts: what an imported label may hold, whatever the pool's layout."""
+    return load_checkpoint(config.model).labels
 
 
 def labeled_cases(campaign: Campaign, pool: DatasetSpec) -> list[Case]:

@@ -8,6 +8,7 @@ it. SQLite would add transactions we do not need and make the ledger opaque to a
 from __future__ import annotations
 
 import copy
+import errno
 import fcntl
 import json
 import os
@@ -228,7 +229,14 @@ def campaign_lock(campaign_dir: str | Path, *, creating: bool = False) -> Iterat
     elif not (Path(campaign_dir) / CONFIG_NAME).is_file():
         raise ConfigError(f"not a campaign directory (no {CONFIG_NAME}).", path=campaign_dir,
                           fix="check the path, or create a campaign with `assft campaign init`")
-    handle = open(path, "a+")
+    try:
+        handle = open(path, "a+")
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise CampaignError("the campaign folder is not writable, and this step records its result there.",
+                            path=campaign_dir, fix="make the folder writable (chmod u+w) or copy the campaign; "
+                            "`assft campaign status` and `assft report` only read and work as they are") from exc
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -45,8 +45,7 @@ def predict_label_maps(model: str | Path, pool: DatasetSpec, case_ids: Sequence[
     net, ckpt, _ = build_from_checkpoint(model)
     if ckpt.kind == "ssl-only":
         return []
-    inference = inference or InferenceConfig(roi_size=ckpt.training_patch)
-    # the same defaults as `assft predict`: the checkpoint's training patch as the window
+    inference = inference or ckpt.inference_config()  # `assft predict`'s window when the campaign sets none
     return predict_to_folder(net, [pool.get(c) for c in case_ids], ckpt.preprocess, inference, folder)
 
 

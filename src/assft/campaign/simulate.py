@@ -10,7 +10,10 @@ into OUT/{domain}/assft-sum/seed{S} with the arm's query/fine-tuning settings me
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +33,7 @@ from assft.data.volume_cache import use_volume_cache
 from assft.errors import ConfigError
 from assft.utils.atomic import atomic_write_json
 from assft.utils.progress import StepReporter, reporting
+from assft.utils.paths import check_generated_folder, check_output_dir, check_output_guard, mark_generated_folder
 from assft.utils.seeding import derive_seed
 from assft.utils.threads import governor
 
@@ -78,6 +82,19 @@ class SimulationConfig(_Config):
     reference_adaptations: list[Literal["adabn", "tent"]] = Field(default_factory=list)  # budget-0 reference lines
     upper_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])  # the upper bound is trained once per seed
     figures: bool = False  # query figures in every campaign round (off: a grid runs hundreds of rounds)
+
+    @model_validator(mode="after")
+    def _plain_names(self) -> SimulationConfig:
+        # Domain, strategy and arm names become folder names under `out`: "../x" or "/x" would write elsewhere.
+        from assft.utils.paths import check_plain_name
+
+        for what, names in (("domain", self.domains), ("strategy", self.strategies), ("arm", list(self.arms))):
+            for name in names:
+                try:
+                    check_plain_name(name, f"{what} name")
+                except ConfigError as exc:
+                    raise ValueError(exc.message.rstrip(".") + f" (fix: {exc.fix})") from None
+        return self
 
     @model_validator(mode="after")
     def _arm_names(self) -> SimulationConfig:
@@ -272,8 +289,31 @@ def run_simulation(config: SimulationConfig, *, show_progress: bool | None = Non
     if executor not in ("process", "ray"):
         raise ConfigError(f"unknown executor {executor!r}.", fix="use 'process' (this machine) or 'ray'")
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "experiment.json", config.model_dump(mode="json"))
+    check_output_dir(out, "out")  # a file, or a folder that cannot be written: an answer now, not after the work
+    check_output_guard(out, {"data": config.data, "model": config.model, "pretrained": config.pretrained,
+                             "split": config.split}, "out")
+    check_generated_folder(out, "simulation", "out", signatures=("experiment.json",))
+    with _removed_on_failure(out):
+        mark_generated_folder(out, "simulation")
+        atomic_write_json(out / "experiment.json", config.model_dump(mode="json"))
+        dirs = _prepare_grid(config, out)
+    return _run_grid(config, out, dirs, show_progress, on_campaign, jobs, executor, ray_options)
+
+
+@contextmanager
+def _removed_on_failure(out: Path) -> Iterator[None]:
+    """A run that fails before its first campaign starts leaves no folder it created behind (nothing was done)."""
+    created = not out.exists()
+    try:
+        yield
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _prepare_grid(config: SimulationConfig, out: Path) -> list[Path]:
+    """Shifted datasets, start models, bounds and every campaign folder of the grid (the cheap, checkable part)."""
     # One cache of preprocessed volumes for the whole grid: every campaign of a domain reads the same pool and test
     # volumes (entries are keyed by file and preprocessing, so domains never collide).
     volume_cache = str(out / GRID_VOLUME_CACHE)
@@ -289,6 +329,13 @@ def run_simulation(config: SimulationConfig, *, show_progress: bool | None = Non
                 campaign_dir = out / domain / (arm or strategy) / f"seed{seed}"
                 init_campaign(campaign_dir, campaign_config(config, domain, strategy or "", seed, arm))
                 dirs.append(campaign_dir)
+    return dirs
+
+
+def _run_grid(config: SimulationConfig, out: Path, dirs: list[Path], show_progress: bool | None, on_campaign: Any,
+              jobs: int, executor: str, ray_options: dict[str, Any] | None) -> list[Path]:
+    """Run (or resume) the prepared campaigns on the chosen executor."""
+    volume_cache = str(out / GRID_VOLUME_CACHE)
     if executor == "ray":
         run_on_ray(dirs, volume_cache, run_quietly, on_campaign=on_campaign, **(ray_options or {}))
         return dirs

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from assft.adapt.config import AdaptConfig
-from assft.cli.common import console, parse_triple
+from assft.cli.common import check_output_file, console, parse_triple
 
 _DEFAULT = {name: field.default for name, field in AdaptConfig.model_fields.items()}  # the one place defaults live
 
@@ -39,6 +39,7 @@ def adapt(
     if out.exists() and out.is_dir():
         raise ConfigError("--out is a folder; it must be the checkpoint file to write.", path=out,
                           fix="pass a file name, e.g. --out adapted.pt")
+    check_output_file(out, inputs={"--model": model, "--images": images})
     raw = {"method": method, "seed": seed, "tent_epochs": epochs, "tent_lr": lr, "patch_size": parse_triple(roi)}
     config = parse_config({k: v for k, v in raw.items() if v is not None}, AdaptConfig)
     result = adapt_checkpoint(model, load_data(images), config, out)  # type: ignore[arg-type]

@@ -79,10 +79,21 @@ def _register_optional() -> None:
 _register_optional()
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether `exc` was raised while handling a KeyboardInterrupt (Ctrl-C)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def main() -> None:
     """Console entry point: usage errors as typer prints them (exit 2); any other failure one line and exit 2."""
     from rich.markup import escape
 
+    from assft.cli.common import ABORTED, describe_fault
     from assft.errors import AssftError
 
     debug = "--debug" in sys.argv
@@ -96,11 +107,20 @@ def main() -> None:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        err_console.print("[red]aborted[/]")
+        err_console.print(f"[red]{ABORTED}[/]", highlight=False, soft_wrap=True)
         sys.exit(130)
+    except SystemExit as exc:
+        # typer turns Ctrl-C into a silent exit 130; the one "aborted" line is printed here instead
+        if exc.code == 130 and _interrupted(exc):
+            err_console.print(f"[red]{ABORTED}[/]", highlight=False, soft_wrap=True)
+        raise
     except Exception as exc:  # a bug or an unforeseen input: one line, the traceback only with --debug
         if debug:
             raise
+        fault = describe_fault(exc)  # a full disk, no permission, a vanished folder: the machine's, not a bug
+        if fault is not None:
+            err_console.print(f"[bold red]error:[/] {escape(fault)}", highlight=False, soft_wrap=True)
+            sys.exit(2)
         err_console.print(f"[bold red]error:[/] {escape(f'{type(exc).__name__}: {exc}')} (an unexpected error; run "
                           "with --debug for the traceback and report it if the input looks valid)",
                           highlight=False, soft_wrap=True)

@@ -68,17 +68,23 @@ def parse_fractions(text: str) -> dict[str, float]:
     return out
 
 
-def check_output_dir(path: Path, option: str = "--out") -> Path:
-    """Fail now, before any work, when `path` cannot become a writable output folder."""
+def check_output_dir(path: Path, option: str = "--out", inputs: dict[str, Path | str | None] | None = None) -> Path:
+    """Fail now, before any work, when `path` cannot become a writable output folder, or would overwrite, contain
+    or lie inside one of the command's `inputs` ({option: path}; assft.utils.paths.check_output_guard)."""
     from assft.utils.paths import check_output_dir as check
+    from assft.utils.paths import check_output_guard
 
+    check_output_guard(path, inputs or {}, option)
     return check(path, option)
 
 
-def check_output_file(path: Path, option: str = "--out") -> Path:
-    """Fail now, before any work, when `path` cannot become a writable output file."""
+def check_output_file(path: Path, option: str = "--out", inputs: dict[str, Path | str | None] | None = None) -> Path:
+    """Fail now, before any work, when `path` cannot become a writable output file, or is (or lies inside) one of
+    the command's `inputs` ({option: path})."""
     from assft.utils.paths import check_output_file as check
+    from assft.utils.paths import check_output_guard
 
+    check_output_guard(path, inputs or {}, option)
     return check(path, option)
 
 
@@ -101,7 +107,6 @@ def note_not_read(spec: Any) -> None:
         err_console.print(f"[yellow]note:[/] {line}", highlight=False, soft_wrap=True)
 
 
-
 def recorded_theta0_of(model: str | Path | None) -> str | None:
     """The θ0 an adapted or fine-tuned checkpoint's provenance names (None: no such file, or it names none)."""
     if model is None or not Path(model).is_file():
@@ -110,3 +115,40 @@ def recorded_theta0_of(model: str | Path | None) -> str | None:
 
     found = resolve_recorded_theta0(load_checkpoint(model), model)
     return str(found) if found is not None else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The error boundary's answers to the machine's own faults (a full disk, no permission, a folder gone).
+
+ABORTED = "aborted, nothing written by the interrupted step (completed steps are kept; run the command again)"
+
+
+def _fault_path(exc: OSError) -> str:
+    return str(exc.filename) if exc.filename is not None else "the output location"
+
+
+def describe_fault(exc: BaseException) -> str | None:
+    """One line `PATH: what happened. Fix: ...` for an environment fault, or None for anything else (a bug).
+
+    Every write goes through a temporary file and a rename (assft.utils.atomic), so after any of these faults the
+    files a step had already committed are intact and nothing half-written is left under its final name.
+    """
+    import errno
+
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    path = _fault_path(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"{path}: no space left on the device (or the disk quota is used up); nothing was changed by the "
+                "failed step. Fix: free space on that file system (or choose an output on another one) and run the "
+                "command again")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what = "the file system is read-only" if exc.errno == errno.EROFS else "permission denied"
+        return (f"{path}: cannot write ({what}); nothing was changed. Fix: make the folder writable for this user "
+                "(chmod u+w, or ask its owner), or copy it to a location you can write to")
+    if exc.errno in (errno.ENOENT, errno.ESTALE, errno.ENOTDIR):
+        return (f"{path}: no longer exists (a folder was moved or deleted while the command ran, or the disk was "
+                "unmounted). Fix: restore the folder (or check the path) and run the command again")
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"{path}: the file name is too long for the file system. Fix: use shorter names (case ids, folders)"
+    return None

@@ -109,7 +109,7 @@ def split(path: Path = typer.Argument(..., help="Dataset folder."),
     from assft.cli.common import load_data
     from assft.data.splits import make_split, save_split
 
-    check_output_file(out)
+    check_output_file(out, inputs={"dataset": path})
     spec = load_data(path)
     fr = parse_fractions(fractions)
     splits = make_split(spec.case_ids, fr, seed)
@@ -125,7 +125,9 @@ def phantoms(out: Path = typer.Option(..., "--out", help="Folder to write (MSD l
              seed: int = typer.Option(0, help="Seed.")) -> None:
     """Generate small abdominal-like phantoms (body + 4 organs) for tests and the demo."""
     from assft.data.synthetic import make_phantom_dataset
+    from assft.utils.paths import check_generated_folder
 
     check_output_dir(out)
+    check_generated_folder(out, "phantoms")
     make_phantom_dataset(out, n, shape=(size, size, size), seed=seed, contrast=contrast)
     console.print(f"wrote {n} {contrast} phantoms to {out}")

@@ -28,6 +28,10 @@ def demo(
     from assft.demo import run_demo
     from assft.cli.common import check_output_dir
 
-    check_output_dir(out)
+    from assft.utils.paths import check_generated_folder, mark_generated_folder
+
+    check_output_dir(out, inputs={"--data": data})
+    check_generated_folder(out, "demo")
+    mark_generated_folder(out, "demo")
     summary = run_demo(out, data=data, seed=seed, domain=domain, show_progress=False if quiet else None)
     console.print(f"[bold green]done[/] in {summary['seconds']:.0f} s; open {summary['report']}")

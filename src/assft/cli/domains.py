@@ -34,6 +34,6 @@ def apply(domain: str = typer.Option(..., "--domain", help="Domain name (see `as
     from assft.cli.common import check_output_dir
     from assft.domains import apply_domain_to_dataset
 
-    check_output_dir(out_dir)
+    check_output_dir(out_dir, inputs={"--data": in_dir})
     out = apply_domain_to_dataset(in_dir, out_dir, domain, seed, severity)
     console.print(f"wrote {domain} domain to {out}")

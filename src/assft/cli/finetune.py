@@ -72,7 +72,7 @@ def finetune(
     if (labeled is None) == (labeled_ids is None):
         raise ConfigError("pass exactly one of --data and --labeled-ids.",
                           fix="--data DIR (a labeled dataset) or --labeled-ids FILE (ids of --images' cases)")
-    check_output_dir(out)
+    check_output_dir(out, inputs={"--model": model, "--images": unlabeled, "--data": labeled})
     cfg = build_config(config, ssft=ssft, reliability=reliability, qc=qc, qd=qd, mask_threshold=mask_threshold,
                        restart_from_pretrained=restart_from_pretrained, steps=steps, ssft_steps=ssft_steps, lr=lr,
                        batch_size=batch_size, patch=patch, roi=roi, seed=seed, true_dice=true_dice)
@@ -103,7 +103,7 @@ def plot_pseudo_labels(
     from assft.cli.common import check_output_file
     from assft.reporting.pseudo_labels_plot import plot_pseudo_label_dice
 
-    check_output_file(out)
+    check_output_file(out, inputs={f"table {i + 1}": t for i, t in enumerate(tables)})
     path = plot_pseudo_label_dice(list(tables), out, names=names.split(",") if names else None)
     console.print(f"wrote {path}")
 

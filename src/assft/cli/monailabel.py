@@ -36,7 +36,7 @@ def write_app_cmd(
     from assft.cli.common import check_output_dir
     from assft.integrations.monailabel.generator import write_app
 
-    check_output_dir(out)
+    check_output_dir(out, inputs={"--model": model, "--test": test})
     names = [n.strip() for n in labels.split(",")] if labels else None
     if names is not None and not all(names):
         from assft.errors import ConfigError

@@ -51,7 +51,7 @@ def pretrain(
     from assft.config import InferenceConfig, parse_config
     from assft.pretrain.pretraining import default_roi, pretrain_ssl, ssl_model_config
 
-    check_output_file(out)
+    check_output_file(out, inputs={"--images": images, "--split": split})
     given = {"tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None,
              "steps": steps, "batch_size": batch_size, "patch_size": patch, "lr": lr, "mask_ratio": mask_ratio,
              "save_every": save_every, "fingerprint_cases": fingerprint_cases, "seed": seed}
@@ -99,7 +99,7 @@ def import_weights(
 
     from assft.config import PreprocessConfig, parse_config
 
-    check_output_file(out)
+    check_output_file(out, inputs={"--weights": weights, "--fingerprint-images": fingerprint_images})
     from assft.pretrain.importer import import_weights as run_import
     from assft.pretrain.monai_import import MONAI_FORMATS
 

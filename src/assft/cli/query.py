@@ -68,7 +68,8 @@ def query(
     from assft.query.result import FIGURES_DIR, save_query_result, write_result_figures
     from assft.utils.distributed import join_process_group
 
-    check_output_dir(out)
+    check_output_dir(out, inputs={"--model": model, "--images": pool, "--pretrained": pretrained,
+                                  "--data": labeled})
     base = load_config(config, QueryConfig).model_dump() if config else {}
     overrides = {"strategy": strategy, "budget": budget, "alpha": alpha, "dkd_combine": dkd_combine,
                  "asd_threshold": asd_threshold, "asd_fixed_threshold": asd_fixed_threshold, "asd_reduce": asd_reduce,
@@ -124,9 +125,9 @@ def fingerprint(
     from assft.models.source_stats import attach_fingerprint, save_fingerprint
     from assft.pretrain.fingerprint import compute_fingerprint
 
-    check_output_file(out)
+    check_output_file(out, inputs={"--model": model, "--images": images})
     if attach_to is not None:
-        check_output_file(attach_to, "--attach-to")
+        check_output_file(attach_to, "--attach-to", inputs={"--model": model, "--images": images, "--out": out})
     roi_size = parse_triple(roi, "--roi")
     net, ckpt, _ = build_from_checkpoint(model, allow_partial=True)
     inference = ckpt.inference_config(roi_size)

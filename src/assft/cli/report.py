@@ -17,7 +17,8 @@ def register(root: typer.Typer) -> None:
 def report(
     runs: Path = typer.Argument(..., exists=True, file_okay=False, help="Simulation folder (RUNS/domain/strategy/"
                                 "seedS/ledger.json), a campaign folder, or any folder tree with ledger.json files."),
-    out: Path = typer.Option(None, "--out", help="Output folder (default: RUNS/report)."),
+    out: Path = typer.Option(None, "--out", help="Output folder (default: RUNS/report; a folder of its own, which "
+                             "may lie inside RUNS but never be RUNS or hold it)."),
     alpha: float = typer.Option(0.05, "--significance", help="Significance level of the pairwise win matrix."),
     test: str = typer.Option("wilcoxon", "--stat-test", help="Paired test: wilcoxon or ttest."),
     early: float = typer.Option(0.25, "--early", help="Fraction of the total budget at which the gap closed is "
@@ -32,9 +33,14 @@ def report(
 
     from assft.cli.common import check_output_dir
 
-    out = check_output_dir(out if out is not None else runs / "report")
+    from assft.utils.paths import check_generated_folder, check_output_guard, mark_generated_folder
+
+    out = out if out is not None else runs / "report"
+    check_output_guard(out, {"RUNS": runs}, inside_ok=True)
+    out = check_generated_folder(check_output_dir(out), "report", signatures=("report.md", "summary.json"))
     result = write_report(runs, out, alpha=alpha, method=test,  # type: ignore[arg-type]
                           early_fraction=early, spread=spread)  # type: ignore[arg-type]
+    mark_generated_folder(out, "report")  # after success: a failed report leaves no folder behind
     summary = result.summary
     table = Table("domain", "strategy", "AUBC", "rank", "final Dice", title="AUBC (mean over seeds)")
     for domain, by_strategy in summary["aubc"].items():

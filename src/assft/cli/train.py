@@ -41,7 +41,7 @@ def train(
     from assft.config import ModelConfig, PreprocessConfig, TrainConfig, parse_config
 
     # Cheap checks first (no torch import yet): a bad option or dataset fails in a second.
-    check_output_dir(out)
+    check_output_dir(out, inputs={"--data": data, "--init": init, "--split": split})
     train_config = parse_config({"steps": steps, "batch_size": batch_size, "lr": lr,
                                  "patch_size": parse_triple(patch, "--patch"), "seed": seed}, TrainConfig)
     preprocess = parse_config({"normalization": normalization}, PreprocessConfig)
@@ -80,7 +80,7 @@ def predict(
     from assft.models.checkpoint import build_from_checkpoint
     from assft.utils.paths import check_not_inputs
 
-    check_output_dir(out)
+    check_output_dir(out, inputs={"--model": model, "--images": images, "--split": split})
     roi_size = parse_triple(roi, "--roi")
     net, ckpt, _ = build_from_checkpoint(model)
     cases = load_data(images, split, subset).cases
@@ -108,7 +108,7 @@ def evaluate(
 
     if (model is None) == (pred is None):
         raise ConfigError("pass exactly one of --model and --pred.", fix="--model CKPT to predict, or --pred DIR")
-    check_output_dir(out)
+    check_output_dir(out, inputs={"--data": data, "--model": model, "--pred": pred, "--split": split})
     roi_size = parse_triple(roi, "--roi")
     spec = load_data(data, split, subset, limit)
     from assft.inference.evaluate import evaluate_checkpoint

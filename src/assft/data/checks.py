@@ -92,15 +92,20 @@ def check_label_against_image(
         problems.append(Problem(case_id, lp, f"label must be one 3D volume, got shape {tuple(label.shape)}.",
                                 "save the label as a single (D, H, W) integer map"))
         return problems, counts
-    if label_grid != image_grid:
-        problems.append(Problem(case_id, lp, f"label shape {tuple(label.shape)} != image shape {tuple(image_shape)}.",
-                                "re-export the label on the image grid"))
+    from assft.data.geometry import grid_difference, on_reference_grid
+
+    # One rule with training and import: the same grid in world space, in any storage orientation (reoriented).
+    difference = grid_difference(label_grid, affine, image_grid, image_affine, affine_tol)
+    if difference is not None:
+        if label_grid != image_grid and sorted(label_grid) != sorted(image_grid):
+            problems.append(Problem(case_id, lp, f"label shape {tuple(label.shape)} != image shape "
+                                    f"{tuple(image_shape)}.", "re-export the label on the image grid"))
+        else:
+            problems.append(Problem(case_id, lp, f"label is not on the image's grid in world space: {difference}.",
+                                    "export the label on the image's grid (same shape, spacing and position; "
+                                    "another axis order or direction is fine)"))
         return problems, counts
-    label = label.reshape(label_grid)
-    if not np.allclose(affine, image_affine, atol=affine_tol, rtol=0):
-        worst = float(np.abs(affine - image_affine).max())
-        problems.append(Problem(case_id, lp, f"label affine differs from the image affine (max diff {worst:.3g}).",
-                                "resample the label onto the image or copy the image header"))
+    label, _ = on_reference_grid(label.reshape(label_grid), affine, image_grid, image_affine, path=lp, what="label")
     if not np.isfinite(label).all():
         problems.append(Problem(case_id, lp, "label contains NaN/Inf voxels.", "re-export the label as integers"))
         return problems, counts

@@ -12,6 +12,7 @@ from monai.transforms import NormalizeIntensity, Orientation, ScaleIntensityRang
 
 from assft.config import PreprocessConfig
 from assft.data.cases import Case
+from assft.data.geometry import on_reference_grid
 from assft.data.io import read_volume
 from assft.data.volume_cache import active_volume_cache
 from assft.errors import DataError
@@ -161,20 +162,17 @@ def _read_label(path: Path, grid: tuple[int, ...], image_affine: np.ndarray, aff
     raw, label_affine = read_volume(path, dtype=np.float32)
     if raw.ndim == 4 and raw.shape[-1] == 1:
         raw = raw[..., 0]
-    if raw.shape != tuple(grid):
+    if raw.shape != tuple(grid) and sorted(raw.shape) != sorted(grid):
         raise DataError(f"label shape {raw.shape} != image shape {tuple(grid)}.", path=path,
                         fix="re-export the label as one integer map on the image grid")
+    # The one geometry rule (assft.data.geometry): same grid in world space, reoriented when stored otherwise.
+    raw, _ = on_reference_grid(raw, label_affine, tuple(grid), image_affine, path=path, what="label", tol=affine_tol)
     if not np.isfinite(raw).all():
         raise DataError("label contains NaN/Inf.", path=path, fix="re-export the label as integers")
     if not np.array_equal(raw, np.round(raw)):  # astype(int64) would silently truncate them
         bad = float(raw[raw != np.round(raw)].flat[0])
         raise DataError(f"label has non-integer values (e.g. {bad:g}).", path=path,
                         fix="re-export the label as integers (nearest-neighbour when resampling)")
-    if not np.allclose(label_affine, image_affine, atol=affine_tol, rtol=0):
-        worst = float(np.abs(label_affine - image_affine).max())
-        raise DataError(f"label affine differs from its image's (max difference {worst:.3g}), so the label does not "
-                        "lie on the image.", path=path,
-                        fix="resample the label onto the image or copy the image header (`assft data check` lists all)")
     return raw.astype(np.int64)
 
 

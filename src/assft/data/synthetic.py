@@ -11,6 +11,7 @@ from scipy.ndimage import gaussian_filter
 
 from assft.data.io import write_label_map, write_msd_dataset_json, write_volume
 from assft.errors import ConfigError
+from assft.utils.paths import check_generated_folder, mark_generated_folder
 from assft.utils.seeding import make_rng
 
 PHANTOM_LABELS: dict[int, str] = {0: "background", 1: "liver", 2: "spleen", 3: "kidney_left", 4: "kidney_right"}
@@ -79,6 +80,8 @@ def make_phantom_dataset(
     if n_cases < 1:
         raise ConfigError(f"n_cases must be >= 1, got {n_cases}.", fix="pass n_cases=1 or more")
     out_dir = Path(out_dir)
+    check_generated_folder(out_dir, "phantoms", "out_dir")  # never into a real dataset's folder
+    mark_generated_folder(out_dir, "phantoms")
     affine = np.eye(4)
     case_ids = []
     for i in range(n_cases):

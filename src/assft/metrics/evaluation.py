@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from assft.data.cases import DatasetSpec
+from assft.data.geometry import read_label_on_grid
 from assft.data.io import read_volume
 from assft.data.preprocess import spacing_of
-from assft.errors import DataError
 from assft.metrics.segmentation import compute_case_metrics, summarize_metrics
 from assft.utils.atomic import atomic_write, atomic_write_json
 
@@ -27,11 +27,11 @@ def evaluate_predictions(pred_dir: str | Path, data: DatasetSpec) -> list[dict[s
     rows = []
     for case in data.cases:
         path = pred_dir / f"{case.case_id}.nii.gz"
-        pred, _ = read_volume(path, dtype=np.int64)
         true, affine = read_volume(case.label_path, dtype=np.int64)  # type: ignore[arg-type]
-        if pred.shape != true.shape:
-            raise DataError(f"prediction shape {pred.shape} != label shape {true.shape}.", path=path,
-                            fix="predict on the same images the labels belong to")
+        # The prediction's own affine counts: it is compared in world space (reoriented when stored otherwise).
+        pred, _ = read_label_on_grid(path, true.shape, affine, data.labels or None, what="prediction",
+                                     reference=f"the reference label {case.label_path}",
+                                     source="the dataset's classes")
         rows.append(score_case(case.case_id, pred, true, data.labels, spacing_of(affine)))
     return rows
 

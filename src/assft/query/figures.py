@@ -13,6 +13,7 @@ does not decide where to look.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,15 @@ class FigureSlices:
     def nbytes(self) -> int:
         """Bytes held by the slices."""
         return sum(a.nbytes for planes in self.slices.values() for maps in planes.values() for a in maps)
+
+
+def figure_name(rank: int, case_id: str) -> str:
+    """`RR_CASE.png`; a case id too long for a file name (with the temporary suffixes) is cut and given a hash."""
+    name = f"{rank:02d}_{case_id}.png"
+    if len(name.encode()) <= 200:
+        return name
+    digest = hashlib.sha256(case_id.encode()).hexdigest()[:8]
+    return f"{rank:02d}_{case_id.encode()[:150].decode(errors='ignore')}-{digest}.png"
 
 
 def capture_slices(case_id: str, image: np.ndarray, probs: torch.Tensor, entropy: torch.Tensor | None = None,
@@ -98,7 +108,7 @@ def write_query_figures(out_dir: str | Path, picks: Sequence[str], slices: Mappi
         where = "highest foreground entropy (ASD-driven pick)" if centre == "foreground" else \
             "highest prediction uncertainty (KD-driven pick)"
         title = f"#{rank} {case_id}   {captions.get(case_id, '')}\nslices through its {where}"
-        written.append(compose(rows, title, out_dir / f"{rank:02d}_{case_id}.png"))
+        written.append(compose(rows, title, out_dir / figure_name(rank, case_id)))
     if written:
         shown = [c for c in picks if c in slices]
         panels = [(overlay(*slices[c].slices[_centre(drivers.get(c))]["axial"][:2]),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,12 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        writer(tmp_path)
+        # mkstemp makes the file 0600; a shared campaign's files must follow the umask like any other file.
+        os.chmod(tmp_path, 0o666 & ~current_umask())
+        try:
+            writer(tmp_path)
+        except RuntimeError as exc:
+            raise _as_os_error(exc, path) from exc
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
@@ -26,6 +34,29 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
         if tmp_path.exists():
             tmp_path.unlink()
     return path
+
+
+def current_umask() -> int:
+    """The process's umask (read without changing it where /proc says it, else set and restored at once)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _as_os_error(exc: RuntimeError, path: Path) -> BaseException:
+    """torch.save reports a full disk as a RuntimeError ("[enforce fail at inline_container.cc] ... unexpected pos");
+    as an OSError(ENOSPC) naming the file, the CLI's error boundary answers it like any other full disk."""
+    text = str(exc)
+    if "unexpected pos" in text or "PytorchStreamWriter failed" in text or "file write failed" in text:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return exc
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -55,3 +86,28 @@ def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     import torch
 
     return atomic_write(path, lambda p: torch.save(obj, p))
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Build a whole folder at a hidden staging path beside `path`, then swap it into place in one rename.
+
+    A failure (or Ctrl-C) inside the block removes the staging folder and leaves `path` exactly as it was; an
+    existing `path` is replaced only after the new folder is complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name[:40]}.", suffix=".partial", dir=path.parent))
+    os.chmod(staging, 0o777 & ~current_umask())
+    try:
+        yield staging
+        previous = None
+        if path.exists():
+            previous = Path(tempfile.mkdtemp(prefix=f".{path.name[:40]}.", suffix=".old", dir=path.parent))
+            os.replace(path, previous / "old")
+        os.replace(staging, path)
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
