@@ -129,6 +129,11 @@ def test_real_workflow_with_invalid_labels(setup: dict, tmp_path: Path) -> None:
     assert len([p for p in (round_dir(camp, 1) / "to_annotate").iterdir() if p.is_file()]) == 1  # the image link
     assert [p.name for p in (round_dir(camp, 1) / "to_annotate" / "pre_annotations").iterdir()] == \
         [f"{first.selected[0]}.nii.gz"]  # and the model's label map to correct
+    from assft.campaign.oracle import validate_label_folder
+
+    pool = setup["spec"].subset(setup["split"]["pool"])
+    pre_annotations = round_dir(camp, 1) / "to_annotate" / "pre_annotations"
+    assert set(validate_label_folder(pre_annotations, pool, first.selected)) == set(first.selected)  # importable
     before = (camp / "ledger.json").read_bytes()
     case = first.selected[0]
     bad = {
