@@ -198,7 +198,7 @@ def test_cli_campaign_with_round0_adaptation(source: dict, tmp_path: Path) -> No
     script = shutil.which("assft")
     base = [script] if script else [sys.executable, "-c", "from assft.cli.app import main; main()"]
     camp = tmp_path / "camp"
-    init = subprocess.run([*base, "campaign", "init", "--model", str(source["model"]), "--pool",
+    init = subprocess.run([*base, "campaign", "init", "--model", str(source["model"]), "--images",
                            str(source["spec"].root), "--out", str(camp), "--budget", "2", "--rounds", "2",
                            "--strategy", "random", "--adapt", "adabn"], capture_output=True, text=True)
     assert init.returncode == 0, init.stderr
@@ -208,13 +208,13 @@ def test_cli_campaign_with_round0_adaptation(source: dict, tmp_path: Path) -> No
     meta = json.loads((camp / "ledger.json").read_text())["meta"]
     assert meta["adaptation"]["method"] == "adabn" and (camp / "round0" / "adapted.pt").exists()
     assert any((camp / "volumes").glob("*.image.npy"))  # the pool was cached (the default) ...
-    off = subprocess.run([*base, "campaign", "init", "--model", str(source["model"]), "--pool",
+    off = subprocess.run([*base, "campaign", "init", "--model", str(source["model"]), "--images",
                           str(source["spec"].root), "--out", str(tmp_path / "off"), "--budget", "2", "--rounds", "2",
                           "--no-volume-cache"],
                          capture_output=True, text=True)
     assert off.returncode == 0, off.stderr
     assert "cache_volumes: false" in (tmp_path / "off" / "campaign.yaml").read_text()  # ... unless switched off
-    bad = subprocess.run([*base, "campaign", "init", "--model", str(source["model"]), "--pool",
+    bad = subprocess.run([*base, "campaign", "init", "--model", str(source["model"]), "--images",
                           str(source["spec"].root), "--out", str(tmp_path / "c2"), "--adapt", "adabm"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "adapt" in bad.stderr and not (tmp_path / "c2").exists()

@@ -36,7 +36,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_import_of_the_longest_legal_case_id_is_complete(base: Path, tmp_path: Path) -> None:
     camp = tmp_path / "c"
-    for args in (("campaign", "init", "--model", base / "m.pt", "--pool", base / "pool", "--out", camp, "--budget",
+    for args in (("campaign", "init", "--model", base / "m.pt", "--images", base / "pool", "--out", camp, "--budget",
                   "2", "--rounds", "1", "--strategy", "random"), ("campaign", "next", camp)):  # figures named too
         result = run_assft(*args)
         assert result.returncode == 0, result.stderr
@@ -87,10 +87,10 @@ def test_a_failure_midway_leaves_the_destination_as_it_was(base: Path, tmp_path:
 def test_monailabel_labels_with_a_newline_write_nothing(base: Path, tmp_path: Path) -> None:
     before = snapshot(tmp_path)
     message = one_error_line(run_assft("monailabel", "app", "--out", tmp_path / "app", "--model", base / "m.pt",
-                                       "--labels", "liver\nkidney,spleen,pancreas,stomach"))
-    assert "--labels name 'liver\\nkidney' contains control characters" in message
+                                       "--classes", "liver\nkidney,spleen,pancreas,stomach"))
+    assert "--classes name 'liver\\nkidney' contains control characters" in message
     assert snapshot(tmp_path) == before
-    good = ("monailabel", "app", "--out", tmp_path / "app", "--model", base / "m.pt", "--labels", "a,b,c,d")
+    good = ("monailabel", "app", "--out", tmp_path / "app", "--model", base / "m.pt", "--classes", "a,b,c,d")
     assert run_assft(*good).returncode == 0
     again = run_assft(*good)  # the same app again: a no-op, not an unexpected error
     assert again.returncode == 0, again.stderr

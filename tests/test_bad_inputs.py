@@ -1,4 +1,4 @@
-"""Bad inputs, faults and attacks through the real console entry point (issue #16).
+"""Bad inputs, faults and attacks through the real console entry point.
 
 Every case runs `assft ...` as a subprocess in its own sandbox folder and must end with the expected exit code, a
 message that names the file or option and the fix, no traceback, and no change on disk: the sandbox (its inputs

@@ -50,7 +50,7 @@ def test_data_split_and_phantoms(tmp_path: Path) -> None:
 def test_domains_list_and_apply(phantom_dir: Path, tmp_path: Path) -> None:
     result = invoke("domains", "list")
     assert result.exit_code == 0 and "t2like" in result.output and "mixed" in result.output
-    result = invoke("domains", "apply", "--domain", "bias", "--in", phantom_dir, "--out", tmp_path / "b", "--seed", 1)
+    result = invoke("domains", "apply", "--domain", "bias", "--data", phantom_dir, "--out", tmp_path / "b", "--seed", 1)
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "b" / "dataset.json").read_text())
     assert meta["assft_provenance"]["domain"] == "bias"

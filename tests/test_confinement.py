@@ -86,7 +86,7 @@ def test_domains_apply_reads_labels_instead_of_copying_links(base: Path, tmp_pat
     label.unlink()
     label.symlink_to("/etc/passwd")  # a link to a system file, placed where a label should be
     before = snapshot(tmp_path)
-    message = one_error_line(run_assft("domains", "apply", "--domain", "bias", "--in", data, "--out",
+    message = one_error_line(run_assft("domains", "apply", "--domain", "bias", "--data", data, "--out",
                                        tmp_path / "out"))
     assert "phantom_001.nii.gz" in message and "cannot read NIfTI" in message
     assert not (tmp_path / "out" / "labelsTr" / "phantom_001.nii.gz").exists()
@@ -95,7 +95,7 @@ def test_domains_apply_reads_labels_instead_of_copying_links(base: Path, tmp_pat
 
 
 def test_domains_apply_writes_checked_labels(base: Path, tmp_path: Path) -> None:
-    result = run_assft("domains", "apply", "--domain", "bias", "--in", base / "d", "--out", tmp_path / "out")
+    result = run_assft("domains", "apply", "--domain", "bias", "--data", base / "d", "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out" / "labelsTr"
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (base / "d" / "labelsTr").iterdir())

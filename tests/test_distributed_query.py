@@ -56,7 +56,7 @@ def test_two_torchrun_processes_select_what_one_process_selects(tmp_path: Path) 
     data = make_phantom_dataset(tmp_path / "pool", 7, shape=(16, 16, 16))
     model = _tiny_model(tmp_path / "model.pt")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = ["query", "--model", str(model), "--pool", str(data), "--budget", "3", "--seed", "1"]
+    args = ["query", "--model", str(model), "--images", str(data), "--budget", "3", "--seed", "1"]
     single = subprocess.run([sys.executable, "-m", "assft", *args, "--out", str(tmp_path / "one")],
                             capture_output=True, text=True, env=env, timeout=240)
     assert single.returncode == 0, single.stderr
@@ -82,7 +82,7 @@ def test_campaign_next_under_torchrun_writes_the_round_once(tmp_path: Path) -> N
     data = make_phantom_dataset(tmp_path / "pool", 6, shape=(16, 16, 16))
     model = _tiny_model(tmp_path / "model.pt")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    init = subprocess.run([sys.executable, "-m", "assft", "campaign", "init", "--model", str(model), "--pool", str(data),
+    init = subprocess.run([sys.executable, "-m", "assft", "campaign", "init", "--model", str(model), "--images", str(data),
                            "--out", str(tmp_path / "one"), "--budget", "2", "--rounds", "1", "--adapt", "adabn",
                            "--no-figures"], capture_output=True, text=True, env=env, timeout=120)
     assert init.returncode == 0, init.stderr

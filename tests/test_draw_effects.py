@@ -1,5 +1,5 @@
 """Declared comparisons paired by draw: known effects, Holm across the comparisons per scope, the pooled line without
-multisite, in the report and in benchmarks/paired_arms.py."""
+multisite, in the report and in benchmarks/experiments/paired_arms.py."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def test_report_and_paired_arms_show_the_declared_family(tmp_path: Path) -> None
     assert "## Declared comparisons" in text and "Declared but not run: Z vs R." in text
     assert "| Y vs R | pooled without multisite | -0.0051 |" in text  # -0.005 - the mean jitter
     out = tmp_path / "effects.json"
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paired_arms.py"), str(runs),
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "experiments" / "paired_arms.py"), str(runs),
                            "--pairs", "X:R,Y:R", "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     x, y = json.loads(out.read_text())["comparisons"]

@@ -92,7 +92,7 @@ def test_ctrl_c_prints_one_aborted_line(base: Path, tmp_path: Path) -> None:
 def campaign(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh campaign created under umask 022."""
     camp = tmp_path_factory.mktemp("camp") / "c"
-    result = run_assft("campaign", "init", "--model", base / "m.pt", "--pool", base / "d", "--out", camp,
+    result = run_assft("campaign", "init", "--model", base / "m.pt", "--images", base / "d", "--out", camp,
                        "--budget", "1", "--rounds", "1", "--strategy", "random", umask=0o022)
     assert result.returncode == 0, result.stderr
     return camp

@@ -125,7 +125,7 @@ def test_evaluate_refuses_a_prediction_elsewhere_in_space(base: Path, tmp_path: 
 def queried(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A campaign on the plain-folder pool, queried once (2 volumes)."""
     camp = tmp_path_factory.mktemp("camp") / "c"
-    for args in (("campaign", "init", "--model", base / "m.pt", "--pool", base / "pool", "--out", camp,
+    for args in (("campaign", "init", "--model", base / "m.pt", "--images", base / "pool", "--out", camp,
                   "--budget", "2", "--rounds", "1", "--strategy", "random", "--no-figures"),
                  ("campaign", "next", camp)):
         result = run_assft(*args)

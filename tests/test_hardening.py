@@ -1,4 +1,4 @@
-"""Issue #16 behaviours that are not plain error exits: what loads, what is kept, what is stored (known answers)."""
+"""Hardening that is not a plain error exit: what loads, what is kept, what is stored (known answers)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ ENTRY = [ASSFT] if ASSFT else [sys.executable, "-c", "from assft.cli.app import 
 TINY = ModelConfig(out_channels=5, params={"channels": (4, 8, 16), "strides": (2, 2)})
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The real console entry point."""
+def run_cli(*args: str, cwd: Path | None = None, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """The real console entry point (after `prefix`, a command that runs it, e.g. setpriv)."""
     env = {**os.environ, "ASSFT_THREADS": "1", "COLUMNS": "400"}
-    return subprocess.run([*ENTRY, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([*prefix, *ENTRY, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -149,13 +150,19 @@ def test_predict_refuses_to_write_into_its_inputs(phantom_dir: Path, model: Path
     assert (phantom_dir / "labelsTr" / "phantom_000.nii.gz").read_bytes() == before
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_output_fails_before_any_work(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
+    # Root writes anywhere through CAP_DAC_OVERRIDE: drop it (util-linux's setpriv), so CI, which runs as root,
+    # checks the same refusal a user gets.
+    prefix: tuple[str, ...] = ()
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "running as root needs setpriv (util-linux) to drop CAP_DAC_OVERRIDE for this test"
+        prefix = (setpriv, "--bounding-set=-dac_override,-dac_read_search")
     try:
-        result = run_cli("data", "phantoms", "--out", locked / "p", "--n", "1", "--size", "8")
+        result = run_cli("data", "phantoms", "--out", locked / "p", "--n", "1", "--size", "8", prefix=prefix)
         assert result.returncode == 2 and "permission denied" in result.stderr and not (locked / "p").exists()
     finally:
         locked.chmod(0o700)
@@ -175,13 +182,13 @@ def test_campaign_init_keeps_the_config_file_and_stores_absolute_paths(phantom_d
     (work / "c.yaml").write_text(yaml.safe_dump({"strategy": "random", "rounds": 2, "seed": 7, "budget": "4"}))
     monkeypatch.chdir(work)
     runner = CliRunner()
-    result = runner.invoke(app, ["campaign", "init", "--model", "m.pt", "--pool", "pool", "--out", "c1",
+    result = runner.invoke(app, ["campaign", "init", "--model", "m.pt", "--images", "pool", "--out", "c1",
                                  "--config", "c.yaml"])
     assert result.exit_code == 0, result.output
     config = load_campaign_config(work / "c1")
     assert (config.strategy, config.rounds, config.seed, config.budget) == ("random", 2, 7, "4")  # the file's values
     assert config.model == str(work / "m.pt") and config.pool == str(work / "pool")
-    result = runner.invoke(app, ["campaign", "init", "--model", "m.pt", "--pool", "pool", "--out", "c2",
+    result = runner.invoke(app, ["campaign", "init", "--model", "m.pt", "--images", "pool", "--out", "c2",
                                  "--config", "c.yaml", "--rounds", "4", "--seed", "1"])
     assert result.exit_code == 0, result.output
     config = load_campaign_config(work / "c2")

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from assft.cli.app import app
 from assft.errors import CheckpointError, UnknownNameError
 from assft.models import build_from_checkpoint, head_keys, load_checkpoint
-from assft.pretrain import GenesisUNet3D, detect_format, import_weights
+from assft.models.genesis_net import GenesisUNet3D
+from assft.pretrain import detect_format, import_weights
 
 
 @pytest.fixture(scope="module")

@@ -44,13 +44,13 @@ def test_predict_query_finetune(imported: Path, phantom_dir: Path, tmp_path: Pat
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "pred").glob("*.nii.gz"))) == 6
     for strategy in ("random", "entropy", "coreset"):
-        result = assft("query", "--model", imported, "--pool", phantom_dir, "--budget", "2", "--strategy", strategy,
+        result = assft("query", "--model", imported, "--images", phantom_dir, "--budget", "2", "--strategy", strategy,
                        "--out", tmp_path / strategy)
         assert result.returncode == 0, (strategy, result.stderr)
         assert len(json.loads((tmp_path / strategy / "selection.json").read_text())["selected"]) == 2
     ids = tmp_path / "labeled.txt"
     ids.write_text("phantom_000\nphantom_001\n")
-    result = assft("finetune", "--model", imported, "--labeled-ids", ids, "--unlabeled", phantom_dir, "--out",
+    result = assft("finetune", "--model", imported, "--labeled-ids", ids, "--images", phantom_dir, "--out",
                    tmp_path / "ft", "--steps", "2", "--ssft-steps", "2", "--batch-size", "2", "--patch", "16")
     assert result.returncode == 0, result.stderr
     from assft.models.checkpoint import load_checkpoint
@@ -60,13 +60,14 @@ def test_predict_query_finetune(imported: Path, phantom_dir: Path, tmp_path: Pat
 
 
 def test_steps_needing_what_the_model_lacks_name_the_fix(imported: Path, phantom_dir: Path, tmp_path: Path) -> None:
-    """AdaBN: no BatchNorm to re-estimate -> use TENT; KD: no running statistics, no fingerprint -> fingerprint."""
+    """AdaBN: no BatchNorm to re-estimate -> use TENT; the paper's KD (--kd-source running_stats): no running
+    statistics, no fingerprint -> fingerprint (auto picks a source-free KD source instead)."""
     result = assft("adapt", "--model", imported, "--images", phantom_dir, "--method", "adabn", "--out",
                    tmp_path / "a.pt")
     assert result.returncode == 2 and "AdaBN" in result.stderr and "--method tent" in result.stderr
     assert not (tmp_path / "a.pt").exists()
-    result = assft("query", "--model", imported, "--pool", phantom_dir, "--budget", "2", "--strategy", "kd",
-                   "--out", tmp_path / "kd")
+    result = assft("query", "--model", imported, "--images", phantom_dir, "--budget", "2", "--strategy", "kd",
+                   "--kd-source", "running_stats", "--out", tmp_path / "kd")
     assert result.returncode == 2 and "assft fingerprint" in result.stderr, result.stderr
 
 

@@ -285,7 +285,7 @@ def test_cli_adapt_auto_and_query_kd_source_through_the_console_script(phantom_d
                            timeout=300)
     assert adapt.returncode == 0, adapt.stderr
     assert adapt.stdout.startswith("none: adapted 0 BatchNorm") and "AdaBN does not apply" in adapt.stdout
-    query = subprocess.run([*entry, "query", "--model", str(model), "--pool", str(phantom_dir), "--budget", "2",
+    query = subprocess.run([*entry, "query", "--model", str(model), "--images", str(phantom_dir), "--budget", "2",
                             "--strategy", "kd", "--kd-source", "pool", "--roi", "16,16,16", "--out",
                             str(tmp_path / "q")], env=env, capture_output=True, text=True, timeout=300)
     assert query.returncode == 0, query.stderr

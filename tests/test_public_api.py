@@ -15,6 +15,32 @@ def test_every_export_resolves_and_is_documented() -> None:
             assert (value.__doc__ or "").strip(), f"{name} has no docstring"
 
 
+def test_the_root_is_small_and_type_checkers_see_every_name() -> None:
+    """About fifteen workflow entry points, each also imported under TYPE_CHECKING (else it is `Any` to mypy)."""
+    import ast
+    from pathlib import Path
+
+    names = set(assft.__all__) - {"__version__"}
+    assert 12 <= len(names) <= 20, sorted(names)
+    tree = ast.parse(Path(assft.__file__).read_text())
+    typed = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.If)
+             and getattr(node.test, "id", "") == "TYPE_CHECKING" for stmt in node.body
+             if isinstance(stmt, ast.ImportFrom) for alias in stmt.names}
+    assert typed == names
+    for name in names:  # each lazily loaded name is the object its module defines
+        assert getattr(assft, name).__module__.startswith("assft."), name
+
+
+def test_a_subpackage_exports_its_own_concept_only() -> None:
+    import assft.pretrain
+    import assft.query
+
+    assert not [n for n in assft.query.__all__ if n.startswith("compute_")]  # the score math is assft.metrics'
+    for package in (assft.query, assft.pretrain):
+        modules = {package._EXPORTS[name] for name in package.__all__}  # type: ignore[attr-defined]
+        assert all(m.startswith(package.__name__ + ".") for m in modules), sorted(modules)
+
+
 def test_import_is_light_and_configures_nothing() -> None:
     code = ("import logging, sys; import assft; "
             "assert 'torch' not in sys.modules and 'monai' not in sys.modules, 'heavy import'; "

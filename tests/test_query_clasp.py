@@ -198,7 +198,7 @@ def test_cli_config_file_sets_the_new_options(phantom_dir: Path, tmp_path: Path)
                                                               metadata={"train_config": {"patch_size": [16] * 3}}))
     (tmp_path / "q.yaml").write_text("strategy: clasp-pe\npower_beta: 2.5\nclasp_reduce: topk_mean\n")
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["query", "--model", str(ckpt), "--pool", str(phantom_dir), "--budget", "2",
+    result = CliRunner().invoke(app, ["query", "--model", str(ckpt), "--images", str(phantom_dir), "--budget", "2",
                                       "--config", str(tmp_path / "q.yaml"), "--out", str(out)])
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "selection.json").read_text())

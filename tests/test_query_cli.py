@@ -47,7 +47,7 @@ def _rows(out: Path) -> list[dict[str, str]]:
 def test_query_writes_selection_csv_and_json(workspace, tmp_path: Path, strategy: str) -> None:
     data, model, _ = workspace
     out = tmp_path / strategy
-    result = invoke("query", "--model", model, "--pool", data, "--budget", 2, "--strategy", strategy,
+    result = invoke("query", "--model", model, "--images", data, "--budget", 2, "--strategy", strategy,
                     "--out", out, "--seed", 3)
     assert result.exit_code == 0, result.output
     rows = _rows(out)
@@ -70,7 +70,7 @@ def test_query_writes_selection_csv_and_json(workspace, tmp_path: Path, strategy
     else:
         assert all(r["Q"] == "" for r in rows) and meta["selected"][0]["rationale"] == "uniform random draw"
         again = tmp_path / "again"
-        invoke("query", "--model", model, "--pool", data, "--budget", 2, "--strategy", strategy, "--out", again,
+        invoke("query", "--model", model, "--images", data, "--budget", 2, "--strategy", strategy, "--out", again,
                "--seed", 3)
         assert _rows(again) == rows  # same seed, same selection
 
@@ -80,7 +80,7 @@ def test_query_options_labeled_ids_and_errors(workspace, tmp_path: Path) -> None
     ids = tmp_path / "labeled.txt"
     ids.write_text("phantom_001\n# a comment\nphantom_004\n")
     out = tmp_path / "out"
-    result = invoke("query", "--model", model, "--pool", data, "--budget", "50%", "--labeled-ids", ids,
+    result = invoke("query", "--model", model, "--images", data, "--budget", "50%", "--labeled-ids", ids,
                     "--alpha", 0.2, "--dkd-combine", "sum", "--asd-reduce", "mean", "--out", out)
     assert result.exit_code == 0, result.output
     rows = _rows(out)
@@ -88,7 +88,7 @@ def test_query_options_labeled_ids_and_errors(workspace, tmp_path: Path) -> None
     assert sum(r["selected"] == "1" for r in rows) == 2  # 50 % of the 4 candidates
     config = json.loads((out / "selection.json").read_text())["config"]
     assert (config["alpha"], config["dkd_combine"], config["asd_reduce"]) == (0.2, "sum", "mean")
-    result = invoke("query", "--model", model, "--pool", data, "--budget", 5, "--labeled-ids", ids, "--out", out)
+    result = invoke("query", "--model", model, "--images", data, "--budget", 5, "--labeled-ids", ids, "--out", out)
     assert isinstance(result.exception, BudgetError) and "budget 5" in str(result.exception) \
         and "pool of 4" in str(result.exception)
 
@@ -106,7 +106,7 @@ def test_fingerprint_command_and_query_with_it(workspace, tmp_path: Path) -> Non
     assert len(layer["mean"]) == len(layer["var"]) and all(v >= 0 for v in layer["var"])
     assert load_checkpoint(attached).fingerprint == saved["layers"]
     out = tmp_path / "q"
-    result = invoke("query", "--model", instance, "--fingerprint", fp, "--pool", data, "--budget", 1,
+    result = invoke("query", "--model", instance, "--fingerprint", fp, "--images", data, "--budget", 1,
                     "--strategy", "dkd", "--out", out)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "selection.json").read_text())["provenance"]["kd_source"].startswith("fingerprint:")

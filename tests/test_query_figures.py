@@ -74,9 +74,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_figures_are_written_for_the_picks_and_change_no_pick(workspace, tmp_path: Path, strategy: str) -> None:
     data, model = workspace
     runner = CliRunner()
-    plain = runner.invoke(app, ["query", "--model", str(model), "--pool", str(data), "--budget", "2",
+    plain = runner.invoke(app, ["query", "--model", str(model), "--images", str(data), "--budget", "2",
                                 "--strategy", strategy, "--out", str(tmp_path / "plain")])
-    shown = runner.invoke(app, ["query", "--model", str(model), "--pool", str(data), "--budget", "2",
+    shown = runner.invoke(app, ["query", "--model", str(model), "--images", str(data), "--budget", "2",
                                 "--strategy", strategy, "--out", str(tmp_path / "fig"), "--figures"])
     assert plain.exit_code == 0 and shown.exit_code == 0, plain.output + shown.output
     picks = [s["case_id"] for s in json.loads((tmp_path / "fig" / "selection.json").read_text())["selected"]]

@@ -14,16 +14,9 @@ from assft.data.synthetic import PHANTOM_LABELS
 from assft.errors import CheckpointError, ConfigError
 from assft.inference import prepare_model, run_pass
 from assft.models import build_model, make_checkpoint, norm_layers, save_checkpoint
-from assft.query import (
-    Need,
-    QueryConfig,
-    attach_fingerprint,
-    compute_bald,
-    iter_summaries,
-    load_query_model,
-    run_query,
-    score_cases,
-)
+from assft.metrics.scores import compute_bald
+from assft.models.source_stats import attach_fingerprint, load_fingerprint, resolve_source_stats, save_fingerprint
+from assft.query import Need, QueryConfig, iter_summaries, load_query_model, run_query, score_cases
 from assft.inference.reducers import Routing
 from assft.pretrain.fingerprint import compute_fingerprint
 from assft.inference.predictors import ScoringPredictor
@@ -55,8 +48,6 @@ def test_one_pass_yields_everything_needed(phantom_dir: Path, tmp_path: Path, in
     qm = load_query_model(_checkpoint(tmp_path / "m.pt"))
     calls = _count_forwards(qm.model)
     cases = load_dataset(phantom_dir).cases[:2]
-    from assft.query import resolve_source_stats
-
     stats, origin = resolve_source_stats(qm.model, qm.checkpoint)
     head_norm = "model.2.0.adn.N"  # the head's BatchNorm: replaced by fine-tuning, so not a source statistic
     assert origin == "running_stats" and set(stats) == set(norm_layers(qm.model)) - {head_norm}
@@ -116,8 +107,6 @@ def test_theta_differs_from_theta0(phantom_dir: Path, tmp_path: Path, inference:
     theta = load_query_model(_checkpoint(tmp_path / "theta.pt", seed=1))
     calls0, calls = _count_forwards(theta0.model), _count_forwards(theta.model)
     cases = load_dataset(phantom_dir).cases[:2]
-    from assft.query import resolve_source_stats
-
     stats, _ = resolve_source_stats(theta0.model, theta0.checkpoint)
     needs = {Need.PROBS, Need.EMBEDDING, Need.NORM_STATS}
     timings: dict[str, float] = {}
@@ -134,8 +123,6 @@ def test_theta0_with_its_own_preprocessing_sees_its_own_images(phantom_dir: Path
                                                                inference: InferenceConfig) -> None:
     """When θ0 was trained with another normalisation, its KD pass reads each volume under θ0's preprocessing."""
     from assft.config import PreprocessConfig
-    from assft.query import resolve_source_stats
-
     config = ModelConfig(out_channels=5, params=TINY)
     torch.manual_seed(0)
     net = build_model(config)
@@ -235,8 +222,6 @@ def test_kd_without_running_stats_needs_a_fingerprint(phantom_dir: Path, tmp_pat
     fingerprint = compute_fingerprint(qm.model, spec.cases[:3], qm.checkpoint.preprocess, inference,
                                       model_config=qm.checkpoint.model_config)
     assert set(fingerprint) == set(norm_layers(qm.model))  # InstanceNorm without affine: no head keys
-    from assft.query import load_fingerprint, save_fingerprint
-
     save_fingerprint(tmp_path / "fp.json", fingerprint)
     assert load_fingerprint(tmp_path / "fp.json") == fingerprint
     pretrain_fp = pytest.importorskip("assft.pretrain.fingerprint")  # one file format with `assft pretrain`

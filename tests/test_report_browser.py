@@ -9,15 +9,19 @@ import pytest
 from assft.campaign.simulate import SimulationConfig, run_simulation
 from assft.reporting import write_report
 from browser import Page, find_chromium
+from extras import absent
 from test_campaign import FINETUNE, INFERENCE, setup  # noqa: F401  (module-scoped phantom fixture)
 
 CHROMIUM = find_chromium()
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install "
-                                                          "chromium); .ci/run installs it where it can")
+if CHROMIUM is None:
+    absent("chromium", "Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
+try:
+    import websocket  # noqa: F401  (websocket-client, a dev dependency: how the test talks to Chromium)
+except ImportError:
+    absent("chromium", "websocket-client (a dev dependency) is needed to talk to Chromium")
 
 
 def test_report_html_loads_every_picture_in_a_real_browser(setup: dict, tmp_path: Path) -> None:  # noqa: F811
-    pytest.importorskip("websocket", reason="websocket-client (a dev dependency) is needed to talk to Chromium")
     config = SimulationConfig.model_validate({
         "out": str(tmp_path / "runs"), "model": str(setup["model"]), "data": str(setup["data"]),
         "split": str(setup["root"] / "split.json"), "strategies": ["assft"], "seeds": [0], "budget": "2",

@@ -1,4 +1,4 @@
-"""benchmarks/run_suite.py with pool draws as replicates, smoke-run on tiny phantoms: 2 draws, 1 round, 2 steps."""
+"""benchmarks/experiments/run_suite.py with pool draws as replicates, smoke-run on tiny phantoms: 2 draws, 1 round, 2 steps."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _preset(tmp_path: Path, **overrides) -> Path:
 
 
 def _suite(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_suite.py"), *args], capture_output=True,
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "experiments" / "run_suite.py"), *args], capture_output=True,
                           text=True, timeout=600)
 
 

@@ -33,7 +33,7 @@ def test_finetune_cli_with_labeled_ids(phantom_dir: Path, tmp_path: Path, tiny_c
     ids.write_text("# labeled by the oracle\nphantom_000\nphantom_001\n\n")
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["finetune", "--model", str(tiny_checkpoint), "--labeled-ids", str(ids),
-                                      "--unlabeled", str(phantom_dir), "--out", str(out), "--reliability", "both",
+                                      "--images", str(phantom_dir), "--out", str(out), "--reliability", "both",
                                       "--qc", "0.5", "--qd", "0.5", "--save-pseudo-labels", *TINY])
     assert result.exit_code == 0, result.output
     for name in ("finetuned.pt", "pseudo_labels.csv", "ssft_log.json", "pseudo_label_dice.png"):
@@ -51,19 +51,19 @@ def test_finetune_cli_with_labeled_ids(phantom_dir: Path, tmp_path: Path, tiny_c
 
 def test_finetune_cli_no_ssft_with_labeled_folder(phantom_dir: Path, tmp_path: Path, tiny_checkpoint: Path) -> None:
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["finetune", "--model", str(tiny_checkpoint), "--labeled", str(phantom_dir),
-                                      "--unlabeled", str(phantom_dir), "--out", str(out), "--no-ssft", *TINY])
+    result = CliRunner().invoke(app, ["finetune", "--model", str(tiny_checkpoint), "--data", str(phantom_dir),
+                                      "--images", str(phantom_dir), "--out", str(out), "--no-ssft", *TINY])
     assert result.exit_code == 0, result.output
     assert (out / "finetuned.pt").is_file() and not (out / "pseudo_labels.csv").exists()
 
 
 def test_finetune_cli_option_errors(phantom_dir: Path, tmp_path: Path, tiny_checkpoint: Path) -> None:
-    base = ["finetune", "--model", str(tiny_checkpoint), "--unlabeled", str(phantom_dir), "--out", str(tmp_path / "o")]
+    base = ["finetune", "--model", str(tiny_checkpoint), "--images", str(phantom_dir), "--out", str(tmp_path / "o")]
     neither = CliRunner().invoke(app, base)
     assert isinstance(neither.exception, ConfigError) and "exactly one of --data" in str(neither.exception)
-    clash = CliRunner().invoke(app, [*base, "--labeled", str(phantom_dir), "--no-ssft", "--reliability", "all"])
+    clash = CliRunner().invoke(app, [*base, "--data", str(phantom_dir), "--no-ssft", "--reliability", "all"])
     assert isinstance(clash.exception, ConfigError) and "contradicts" in str(clash.exception)
-    bad = CliRunner().invoke(app, [*base, "--labeled", str(phantom_dir), "--reliability", "sometimes"])
+    bad = CliRunner().invoke(app, [*base, "--data", str(phantom_dir), "--reliability", "sometimes"])
     assert isinstance(bad.exception, ConfigError) and "pseudo.reliability" in str(bad.exception)
 
 

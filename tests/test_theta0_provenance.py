@@ -87,7 +87,7 @@ def test_finetuning_an_adapted_checkpoint_keeps_the_same_theta0(models: dict, tm
 def test_cli_query_prints_which_theta0_it_measured_against(models: dict, tmp_path: Path) -> None:
     script = shutil.which("assft")
     base = [script] if script else [sys.executable, "-c", "from assft.cli.app import main; main()"]
-    out = subprocess.run([*base, "--threads", "1", "query", "--model", str(models["adapted"]), "--pool",
+    out = subprocess.run([*base, "--threads", "1", "query", "--model", str(models["adapted"]), "--images",
                           str(models["pool"].root), "--budget", "3", "--out", str(tmp_path / "q")],
                          capture_output=True, text=True, encoding="utf-8")
     assert out.returncode == 0, out.stderr

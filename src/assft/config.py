@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from assft.errors import ConfigError
 
@@ -16,15 +16,36 @@ Triple = tuple[int, int, int]
 
 
 class _Config(BaseModel):
+    """The base of every assft config: unknown fields are errors (a typo never passes silently)."""
+
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class NnunetPreprocess(_Config):
+    """An nnU-Net v2 model's own description: its plans, dataset.json, configuration and provenance.
+
+    Cases of a checkpoint with this description go through nnU-Net's preprocessing (assft.data.nnunet), never assft's.
+    """
+
+    plans: dict[str, Any]
+    dataset_json: dict[str, Any]
+    configuration: str
+    fingerprint: dict[str, Any] | None = None  # dataset_fingerprint.json, written back by `assft export`
+    trainer: str = "nnUNetTrainer"
+    fold: str = "0"
+    plans_sha256: str = ""
+    mirror_axes: tuple[int, ...] | None = None  # inference_allowed_mirroring_axes of the nnU-Net checkpoint
 
 
 class PreprocessConfig(_Config):
     """The grid the network expects (orientation, spacing) and per-volume intensity normalisation.
 
-    A volume is reoriented, then resampled, then normalised (MONAI's order); results go back to its own grid.
+    Scheme "assft": a volume is reoriented, then resampled, then normalised (MONAI's order); results go back to its
+    own grid. Scheme "nnunetv2": nnU-Net's own preprocessing and return to the original grid, from `nnunet`.
     """
 
+    scheme: Literal["assft", "nnunetv2"] = "assft"
+    nnunet: NnunetPreprocess | None = None
     normalization: Literal["zscore", "percentile", "range", "none"] = "zscore"
     nonzero: bool = True  # z-score statistics over nonzero voxels (MR background is 0)
     percentiles: tuple[float, float] = (0.5, 99.5)
@@ -51,6 +72,12 @@ class PreprocessConfig(_Config):
         if v is not None and min(v) <= 0:
             raise ValueError("every spacing must be > 0 mm")
         return v
+
+    @model_validator(mode="after")
+    def _scheme_described(self) -> PreprocessConfig:
+        if (self.scheme == "nnunetv2") != (self.nnunet is not None):
+            raise ValueError("scheme 'nnunetv2' goes with an nnunet description (and only it)")
+        return self
 
 
 class ModelConfig(_Config):
@@ -83,7 +110,7 @@ class InferenceConfig(_Config):
     # followed by a softmax does; imported MONAI networks keep MONAI's way so their predictions equal MONAI's
     blend: Literal["probabilities", "logits"] = "probabilities"
     device: str = "auto"
-    channels_last: bool = True  # channels_last_3d: ~1.5x faster CNN inference on CPU (measured, DEVELOPERS.md)
+    channels_last: bool = True  # channels_last_3d: faster 3D CNN inference on CPU (docs/performance.md)
     # windows of up to this many volumes share a forward call of max(sw_batch_size, batch_volumes) windows
     # (inference.engine); 1 = each volume alone, sw_batch_size windows a call (MONAI's behaviour)
     batch_volumes: int = 4

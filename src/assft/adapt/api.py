@@ -21,7 +21,7 @@ from assft.models.zoo import norm_layers, resolve_device
 
 # adapt "auto" on a network whose norm layers keep no usable running statistics (InstanceNorm, GroupNorm, LayerNorm,
 # batch-statistics BatchNorm): AdaBN does not apply. The budget-0 measurement on an InstanceNorm UNet
-# (benchmarks/kd_sources.py, docs/method.md "Round 0 by network kind") decides between TENT and no adaptation;
+# (benchmarks/experiments/kd_sources.py, docs/method.md "Round 0 by network kind") decides between TENT and no adaptation;
 # provisional until the tier-2 validation split measures it on the nnU-Net network.
 AUTO_WITHOUT_RUNNING_STATS = "none"
 

@@ -107,8 +107,7 @@ def import_labels(campaign_dir: str | Path, labels_dir: str | Path) -> RoundReco
         last = campaign.expect("queried", "run `assft campaign next` first")
         pool = campaign.pool()
         found = validate_label_folder(labels_dir, pool, last.selected, model_classes(campaign.config))
-        # what the annotator drew, counted before anything is written (found: case -> (file, reoriented?))
-        costs = annotation_costs({case_id: path for case_id, (path, _) in found.items()})
+        costs = annotation_costs({case_id: path for case_id, (path, _) in found.items()})  # counted before any write
         copy_labels(found, campaign_dir / "labels", pool)
         return campaign.update_round(last.round, "labeled", labels_received=sorted(found), annotation_cost=costs)
 

@@ -62,6 +62,14 @@ def _print_model_grid(spec, model: Path) -> None:
     from assft.models.checkpoint import load_checkpoint
 
     pre = load_checkpoint(model).preprocess
+    if pre.scheme == "nnunetv2":  # nnU-Net's preprocessor decides the grid; assft's orientation/spacing do not apply
+        configuration = pre.nnunet.plans.get("configurations", {}).get(pre.nnunet.configuration, {})  # type: ignore[union-attr]
+        spacing = configuration.get("spacing")
+        to = f", spacing {' x '.join(f'{s:g}' for s in spacing)} mm in nnU-Net's axis order" if spacing else ""
+        console.print(f"model {model.name} takes nnU-Net's own preprocessing ({pre.nnunet.configuration}{to}): "  # type: ignore[union-attr]
+                      "nnU-Net's code crops, resamples and returns every volume to its own grid", highlight=False,
+                      soft_wrap=True)
+        return
     wants = [f"orientation {pre.orientation}" if pre.orientation else "orientation as stored",
              "spacing " + (" x ".join(f"{s:g}" for s in pre.target_spacing) + " mm" if pre.target_spacing
                            else "as stored")]

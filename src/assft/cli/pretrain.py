@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
     """Add the commands to the root app."""
     app.command("pretrain")(pretrain)
     app.command("import")(import_weights)
+    app.command("export")(export_weights)
 
 
 def pretrain(
@@ -71,10 +72,11 @@ def pretrain(
 
 def import_weights(
     format: str = typer.Option(..., "--format", help="swin-ssl, suprem, voco or models-genesis (docs/pretrain.md); "
-                                                      "monai or monai-bundle (docs/models.md)."),
-    weights: Path = typer.Option(..., "--weights", help="The weight file (a MONAI bundle: its folder), already "
-                                                        "downloaded."),
+                                                      "monai, monai-bundle or nnunetv2 (docs/models.md)."),
+    weights: Path = typer.Option(..., "--weights", help="The weight file, already downloaded (a MONAI bundle: its "
+                                                        "folder; nnunetv2: the results folder of one configuration)."),
     out: Path = typer.Option(..., "--out", help="assft checkpoint to write."),
+    fold: str = typer.Option(None, "--fold", help="nnunetv2: the fold to import (default: the only one)."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle/--no-trust-pickle",
                                       help="Allow pickled Python objects in the file (only for sources you trust)."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Write it even if encoder keys are missing."),
@@ -100,14 +102,16 @@ def import_weights(
     from assft.config import PreprocessConfig, parse_config
 
     check_output_file(out, inputs={"--weights": weights, "--fingerprint-images": fingerprint_images})
+    monai_only = {"--arch": arch, "--arch-args": arch_args, "--spacing": spacing, "--orientation": orientation,
+                  "--roi": roi, "--overlap": overlap, "--mode": mode, "--labels": labels}
+    _refuse_unused(format, monai_only, {"--allow-partial": allow_partial or None,
+                                        "--fingerprint-images": fingerprint_images}, {"--fold": fold})
+    if format == "nnunetv2":
+        return _import_nnunet(weights, out, fold, trust_pickle)
     from assft.pretrain.importer import import_weights as run_import
     from assft.pretrain.monai_import import MONAI_FORMATS
 
     preprocess = parse_config({"normalization": normalization}, PreprocessConfig)
-    monai_only = {"--arch": arch, "--arch-args": arch_args, "--spacing": spacing, "--orientation": orientation,
-                  "--roi": roi, "--overlap": overlap, "--mode": mode, "--labels": labels}
-    _refuse_unused(format, monai_only, {"--allow-partial": allow_partial or None,
-                                        "--fingerprint-images": fingerprint_images})
     if format in MONAI_FORMATS:
         result = _import_monai(format, weights, out, trust_pickle, preprocess, arch, arch_args, spacing,
                                orientation, roi, overlap, mode, labels)
@@ -132,19 +136,24 @@ def import_weights(
     console.print(f"wrote {result.checkpoint} ({kind}){fp}")
 
 
-def _refuse_unused(format: str, monai_only: dict[str, object], ssl_only: dict[str, object]) -> None:
+def _refuse_unused(format: str, monai_only: dict[str, object], ssl_only: dict[str, object],
+                   nnunet_only: dict[str, object]) -> None:
     """An option the chosen --format would ignore is a usage error, not a silent no-op."""
     from assft.errors import ConfigError
 
-    if format == "monai-bundle":
-        unused, why = {**monai_only, **ssl_only}, "the bundle's config defines the network, window and preprocessing"
+    if format == "nnunetv2":
+        unused, why = {**monai_only, **ssl_only}, "the results folder's plans define the network, window and preprocessing"
+        fix = "drop them"
+    elif format == "monai-bundle":
+        unused = {**monai_only, **ssl_only, **nnunet_only}
+        why = "the bundle's config defines the network, window and preprocessing"
         fix = "drop them, or import the network with --format monai"
     elif format == "monai":
-        unused, why = ssl_only, "a MONAI network is imported whole"
+        unused, why = {**ssl_only, **nnunet_only}, "a MONAI network is imported whole"
         fix = "drop them; for KD without BatchNorm run `assft fingerprint --model CKPT --images SOURCE_DIR`"
     else:
-        unused, why = monai_only, "they describe a MONAI network"
-        fix = "drop them, or pass --format monai"
+        unused, why = {**monai_only, **nnunet_only}, "they describe a MONAI network or pick an nnU-Net fold"
+        fix = "drop them, or pass --format monai / nnunetv2"
     given = [option for option, value in unused.items() if value is not None]
     if given:
         raise ConfigError(f"{', '.join(given)} cannot be used with --format {format}: {why}.", fix=fix)
@@ -198,3 +207,28 @@ def _parse_spacing(text: str | None) -> tuple[float, float, float] | None:
     if len(parts) != 3 or min(parts) <= 0:
         raise ConfigError(f"--spacing: {text!r} is not three positive spacings.", fix="e.g. 1,1,1 or 0.5,0.5,3")
     return parts  # type: ignore[return-value]
+
+
+def _import_nnunet(results: Path, out: Path, fold: str | None, trust_pickle: bool) -> None:
+    from assft.pretrain.nnunet import import_nnunet
+
+    result = import_nnunet(results, out, fold=fold, trust_pickle=trust_pickle)
+    d = result.description
+    console.print(f"nnU-Net {d.configuration} fold {d.fold} ({d.trainer}, plans {d.plans_sha256[:12]}): "
+                  f"{result.report.summary()}; patch {tuple(result.model_config.params['patch_size'])}")
+    console.print(f"wrote {result.checkpoint} (supervised; nnU-Net's preprocessing and sliding window)")
+
+
+def export_weights(
+    checkpoint: Path = typer.Argument(..., help="assft checkpoint of a model imported from nnU-Net (fine-tuned or not)."),
+    format: str = typer.Option(..., "--format", help="nnunetv2: an nnU-Net v2 results folder."),
+    out: Path = typer.Option(..., "--out", help="Folder to create (must not exist, or be empty)."),
+) -> None:
+    """Write a model back in its owner's format (nnunetv2: a results folder nnU-Net's predictor loads)."""
+    from assft.errors import ConfigError
+
+    if format != "nnunetv2":
+        raise ConfigError(f"--format {format!r} cannot be exported.", fix="use --format nnunetv2")
+    from assft.pretrain.nnunet import export_nnunet
+
+    console.print(f"wrote {export_nnunet(checkpoint, out)} (nnU-Net v2 results folder)")

@@ -14,6 +14,7 @@ from assft.config import PreprocessConfig
 from assft.data.cases import Case
 from assft.data.geometry import on_reference_grid
 from assft.data.io import read_volume
+from assft.data.nnunet import NnunetGrid
 from assft.data.volume_cache import active_volume_cache
 from assft.errors import DataError
 
@@ -23,7 +24,8 @@ class LoadedCase:
     """A preprocessed case: image (C, D, H, W) float32, label (D, H, W) int64 or None, original grid info.
 
     `affine`, `original_shape` and `spacing` describe the file's grid; `grid_affine` is the affine of `image` when
-    the model's orientation/spacing moved it off that grid (None: `image` lies on the file's grid).
+    the model's orientation/spacing moved it off that grid (None: `image` lies on the file's grid); `nnunet_grid` is
+    set instead when nnU-Net's own preprocessing (scheme "nnunetv2") made `image`.
     """
 
     case_id: str
@@ -33,6 +35,8 @@ class LoadedCase:
     original_shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
     grid_affine: np.ndarray | None = None
+    # set for an nnU-Net model's cases (assft.data.nnunet): the record that returns a prediction to the original grid
+    nnunet_grid: NnunetGrid | None = None
 
 
 def normalize_intensity(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
@@ -69,6 +73,8 @@ def load_case(case: Case, config: PreprocessConfig | None = None, *, with_label:
 
 def load_case_uncached(case: Case, config: PreprocessConfig, *, with_label: bool = True) -> LoadedCase:
     """`load_case` from the files, never through a cache."""
+    if config.scheme == "nnunetv2":
+        return _load_nnunet_case(case, config, with_label)
     channels = []
     affine = None
     for path in case.image_paths:
@@ -140,14 +146,23 @@ def _to_model_grid(image: np.ndarray, label: np.ndarray | None, affine: np.ndarr
     return np.asarray(img, dtype=np.float32), out_label, np.asarray(img.affine, dtype=np.float64)
 
 
-def to_original_grid(maps: torch.Tensor, loaded: LoadedCase) -> torch.Tensor:
-    """Maps (C, D, H, W) on `loaded.image`'s grid -> the file's own grid (MONAI's SpatialResample, bilinear).
+def to_original_grid(maps: torch.Tensor, loaded: LoadedCase, *, probabilities: bool = True) -> torch.Tensor:
+    """Maps (C, D, H, W) on `loaded.image`'s grid -> the file's own grid; the one way results go back.
 
-    One resampling from the model grid's affine to the file's affine and shape: what MONAI's Invertd does for
-    Orientation + Spacing, in world space, so a reoriented copy of a volume gets the same world-space result.
+    Scheme "nnunetv2" (`loaded.nnunet_grid`): nnU-Net's own return (assft.data.nnunet; class probabilities unless
+    `probabilities` is False, e.g. an uncertainty map). Scheme "assft": one resampling from the model grid's affine to
+    the file's affine and shape (MONAI's SpatialResample, bilinear), what MONAI's Invertd does for Orientation +
+    Spacing, in world space, so a reoriented copy of a volume gets the same world-space result.
     """
+    if loaded.nnunet_grid is not None:
+        from assft.data.nnunet import restore_nnunet
+
+        return restore_nnunet(maps, loaded.nnunet_grid, probabilities=probabilities)
     if loaded.grid_affine is None:
-        return restore_shape(maps, loaded.original_shape)
+        if tuple(maps.shape[1:]) == tuple(loaded.original_shape):
+            return maps
+        return torch.nn.functional.interpolate(maps[None], size=loaded.original_shape, mode="trilinear",
+                                               align_corners=False)[0]
     from monai.data import MetaTensor
     from monai.transforms import SpatialResample
 
@@ -176,8 +191,13 @@ def _read_label(path: Path, grid: tuple[int, ...], image_affine: np.ndarray, aff
     return raw.astype(np.int64)
 
 
-def restore_shape(probs: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
-    """Resize probs (C, D, H, W) back to the original grid `shape` (after resampling) with trilinear interpolation."""
-    if tuple(probs.shape[1:]) == tuple(shape):
-        return probs
-    return torch.nn.functional.interpolate(probs[None], size=shape, mode="trilinear", align_corners=False)[0]
+def _load_nnunet_case(case: Case, config: PreprocessConfig, with_label: bool) -> LoadedCase:
+    from assft.data.io import read_header
+    from assft.data.nnunet import load_nnunet_case
+
+    image, label, grid, original_shape = load_nnunet_case(case, config.nnunet, with_label=with_label)  # type: ignore[arg-type]
+    shape, affine, _ = read_header(case.image_path)
+    if tuple(shape[:3]) != original_shape:
+        raise DataError(f"nnU-Net's reader sees a {original_shape} grid, nibabel {tuple(shape[:3])}.",
+                        path=case.image_path, fix="re-export the image as a plain 3D NIfTI")
+    return LoadedCase(case.case_id, image, label, affine, original_shape, spacing_of(affine), nnunet_grid=grid)

@@ -63,6 +63,7 @@ class VolumeCache:
 
     def load(self, case: Case, config: PreprocessConfig, with_label: bool) -> LoadedCase:
         """The cached volume, or `load_case` once and store it."""
+        from assft.data.nnunet import NnunetGrid
         from assft.data.preprocess import LoadedCase, load_case_uncached
 
         key = self.key(case, config, with_label)
@@ -74,9 +75,10 @@ class VolumeCache:
                 label = np.load(self.root / f"{key}.label.npy").astype(np.int64) if meta["has_label"] else None
                 self.hits += 1
                 grid = meta.get("grid_affine")
+                nnunet_grid = NnunetGrid(meta["nnunet_grid"], config.nnunet) if config.nnunet is not None else None
                 return LoadedCase(case.case_id, image, label, np.asarray(meta["affine"], dtype=np.float64),
                                   tuple(meta["original_shape"]), tuple(meta["spacing"]),  # type: ignore[arg-type]
-                                  None if grid is None else np.asarray(grid, dtype=np.float64))
+                                  None if grid is None else np.asarray(grid, dtype=np.float64), nnunet_grid)
             except (OSError, ValueError, KeyError):
                 pass  # a damaged entry (disk full, foreign file): rebuild it below
         loaded = load_case_uncached(case, config, with_label=with_label)
@@ -100,7 +102,8 @@ class VolumeCache:
         meta = {"case_id": loaded.case_id, "has_label": loaded.label is not None,
                 "affine": np.asarray(loaded.affine).tolist(), "original_shape": list(loaded.original_shape),
                 "spacing": list(loaded.spacing),
-                "grid_affine": None if loaded.grid_affine is None else np.asarray(loaded.grid_affine).tolist()}
+                "grid_affine": None if loaded.grid_affine is None else np.asarray(loaded.grid_affine).tolist(),
+                "nnunet_grid": loaded.nnunet_grid.to_json() if loaded.nnunet_grid is not None else None}
         tmp = self.root / f"{key}.json{suffix}"
         tmp.write_text(json.dumps(meta), encoding="utf-8")
         os.replace(tmp, self.root / f"{key}.json")

@@ -19,8 +19,8 @@ from assft.utils.seeding import make_rng
 
 Sampler = Callable[[float, np.random.Generator], dict[str, Any]]
 
-# Default severities in [0, 1] (None -> these). Tuned 2026-11-26 with benchmarks/foundation_hippocampus.py so a
-# UNet trained on 40 unshifted hippocampus cases (Dice 0.84) loses 0.10-0.32 Dice on 20 shifted test cases.
+# Default severities in [0, 1] (None -> these), chosen with benchmarks/experiments/foundation_hippocampus.py so that a
+# UNet trained on 40 unshifted hippocampus cases loses 0.10-0.32 Dice on shifted test cases (docs/benchmarks.md).
 DEFAULT_SEVERITY: dict[str, float] = {
     "identity": 0.0,
     "t2like": 0.4,

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from assft.config import InferenceConfig, TrainConfig
+from assft.config import InferenceConfig, TrainConfig, _Config
 
 Reliability = Literal["both", "confidence", "distance", "all", "none"]
 RELIABILITY_CHOICES: tuple[str, ...] = ("both", "confidence", "distance", "all", "none")
-
-
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
 class PseudoLabelConfig(_Config):

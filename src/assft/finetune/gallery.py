@@ -40,7 +40,7 @@ def capture_picture(loaded: LoadedCase, probs: torch.Tensor, truth: np.ndarray |
     shape = tuple(loaded.original_shape)
     pseudo = to_original_grid(probs, loaded).argmax(0).numpy()  # type: ignore[arg-type]
     first_channel = torch.from_numpy(np.ascontiguousarray(loaded.image[:1]))
-    image = to_original_grid(first_channel, loaded)[0].numpy()  # type: ignore[arg-type]
+    image = to_original_grid(first_channel, loaded, probabilities=False)[0].numpy()  # type: ignore[arg-type]
     area = (pseudo > 0).sum(axis=(0, 1))
     index = int(area.argmax()) if area.any() else shape[2] // 2  # first largest: deterministic
     truth_slice = None

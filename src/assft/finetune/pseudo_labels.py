@@ -275,7 +275,7 @@ def iter_pseudo_labels(model: nn.Module, cases: Sequence[Case], preprocess: Prep
                                        loaded.affine)
             del probs
             yield LoadedCase(loaded.case_id, loaded.image, to_training_label(pseudo), loaded.affine,
-                             loaded.original_shape, loaded.spacing, loaded.grid_affine), path
+                             loaded.original_shape, loaded.spacing, loaded.grid_affine, loaded.nnunet_grid), path
     finally:
         model.to(memory_format=torch.contiguous_format)
 

@@ -11,6 +11,11 @@ the stream in order, across volume boundaries: max(`sw_batch_size`, `batch_volum
 of one window costs ~3.5x more per window than a batch of four (small UNet, hippocampus-sized windows: 32 vs 9 ms),
 and most hippocampus volumes are a single window, so per-volume calls leave most of the machine idle.
 
+An nnU-Net network (`assft.models.nnunet`; its `nnunet_windows` attribute) is covered by nnU-Net's own rule instead:
+its configuration's patch, nnU-Net's evenly spread steps (step 0.5) and Gaussian; with the default predictor its
+logits are summed in fp16, one contiguous window a forward call, and divided as nnU-Net's predictor does, so the
+probabilities equal nnU-Net's to float rounding (tests/test_nnunet.py).
+
 Hooked activations (norm-layer moments, the pooled embedding) are routed per batch row to the volume the row came
 from (`Routing.slots`, read by the reducers in `assft.inference.reducers`): each volume in flight holds a slot; a
 slot is released (its sums zeroed) and reused once its volume has been handed to the caller, so memory stays flat in
@@ -83,6 +88,27 @@ def plan_windows(shape: Sequence[int], roi: Sequence[int], overlap: float) -> Wi
     padded = tuple(int(s) + a + b for s, (a, b) in zip(shape, padding))
     slices = dense_patch_slices(padded, tuple(roi), scan_interval(padded, roi, overlap), return_slice=True)
     return WindowPlan(tuple(int(s) for s in shape), tuple(padding), tuple(tuple(s) for s in slices))
+
+
+def plan_nnunet_windows(shape: Sequence[int], patch: Sequence[int], step: float) -> WindowPlan:
+    """The windows nnU-Net's predictor visits, in its order: the same symmetric zero padding up to the patch
+    (acvl_utils' `pad_nd_image` splits it as MONAI does), then nnU-Net's own evenly spread steps."""
+    import itertools
+
+    from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+
+    padding = symmetric_padding(shape, patch)
+    padded = tuple(int(s) + a + b for s, (a, b) in zip(shape, padding))
+    steps = compute_steps_for_sliding_window(padded, tuple(patch), step)
+    slices = tuple(tuple(slice(s, s + int(p)) for s, p in zip(start, patch)) for start in itertools.product(*steps))
+    return WindowPlan(tuple(int(s) for s in shape), tuple(padding), slices)
+
+
+def nnunet_gaussian(patch: Sequence[int], device: torch.device) -> torch.Tensor:
+    """nnU-Net's importance map (fp16, scaled to 10, no zeros), as its predictor computes it."""
+    from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+
+    return compute_gaussian(tuple(int(p) for p in patch), sigma_scale=1. / 8, value_scaling_factor=10, device=device)
 
 
 def softmax_predictor(model: nn.Module, channels_last: bool, *, logits: bool = False) -> Predictor:
@@ -189,15 +215,26 @@ def iter_windows_pass(model: nn.Module, items: Iterable[T], image_of: Callable[[
     from assft.utils.threads import tick
 
     device = next(model.parameters()).device
+    # An nnU-Net network (assft.models.nnunet) carries nnU-Net's window rule: its patch, steps and Gaussian; with the
+    # default predictor its fp16 logits are averaged and softmax follows, as in nnU-Net's predictor (its
+    # probabilities go back to the original grid from those logits: assft.data.nnunet.restore_nnunet).
+    nnunet = getattr(model, "nnunet_windows", None)
+    nnunet_logits = nnunet is not None and predictor is None
     # blend "logits" (imported MONAI networks): the default predictor's windows are averaged as logits, then softmaxed
-    softmax_after = predictor is None and config.blend == "logits"
-    predictor = predictor or softmax_predictor(model, config.channels_last, logits=softmax_after)
+    softmax_after = predictor is None and not nnunet_logits and config.blend == "logits"
+    if predictor is None:  # nnU-Net runs one contiguous window a forward: its fp16 sums then round as nnU-Net's do
+        predictor = softmax_predictor(model, False if nnunet_logits else config.channels_last,
+                                      logits=nnunet_logits or softmax_after)
     routing = routing if routing is not None else Routing()
-    roi = tuple(int(r) for r in config.roi_size)
-    importance = compute_importance_map(roi, mode=config.mode, sigma_scale=0.125, device=device,
-                                        dtype=torch.float32)[None]
-    max_volumes = max(1, config.batch_volumes)
-    per_call = config.sw_batch_size if max_volumes == 1 else max(config.sw_batch_size, max_volumes)
+    roi = tuple(int(r) for r in (nnunet.patch_size if nnunet is not None else config.roi_size))
+    if nnunet is not None:
+        importance = nnunet_gaussian(roi, device)
+    else:
+        importance = compute_importance_map(roi, mode=config.mode, sigma_scale=0.125, device=device,
+                                            dtype=torch.float32)[None]
+    max_volumes = 1 if nnunet_logits else max(1, config.batch_volumes)
+    per_call = 1 if nnunet_logits else (config.sw_batch_size if max_volumes == 1
+                                        else max(config.sw_batch_size, max_volumes))
     slots = _Slots()
     stream = iter(items)
     in_flight: deque[_Volume[T]] = deque()
@@ -212,7 +249,8 @@ def iter_windows_pass(model: nn.Module, items: Iterable[T], image_of: Callable[[
             return None
         tick()  # follow the machine's load between volumes (see assft.utils.threads)
         image = torch.as_tensor(image_of(item), dtype=torch.float32, device=device)
-        plan = plan_windows(image.shape[1:], roi, config.overlap)
+        plan = (plan_nnunet_windows(image.shape[1:], roi, nnunet.tile_step_size) if nnunet is not None
+                else plan_windows(image.shape[1:], roi, config.overlap))
         if any(a or b for a, b in plan.padding):
             image = F.pad(image, [p for pair in reversed(plan.padding) for p in pair])
         volume = _Volume(item, image, plan, slots.take())
@@ -264,13 +302,17 @@ def iter_windows_pass(model: nn.Module, items: Iterable[T], image_of: Callable[[
                 routing.open = False
             outputs = outputs.float()
             for (volume, k), window_out in zip(rows, outputs):
-                _stitch(volume, k, window_out, importance)
+                (_stitch_nnunet if nnunet_logits else _stitch)(volume, k, window_out, importance)
             while in_flight and in_flight[0].complete:
                 volume = in_flight.popleft()
-                result = volume.out / volume.count  # type: ignore[operator]
+                result = torch.div(volume.out, volume.count)  # type: ignore[arg-type]
+                result = result[(slice(None), *volume.plan.crop())].cpu()
                 if softmax_after:
                     result = torch.softmax(result, dim=0)
-                finished.append((volume, result[(slice(None), *volume.plan.crop())].cpu()))
+                if nnunet_logits:
+                    logits, result = result, torch.softmax(result.float(), 0)
+                    result.nnunet_logits = logits  # type: ignore[attr-defined]  # read by restore_nnunet
+                finished.append((volume, result))
         for volume, result in finished:
             yield volume.item, result, volume.slot
             for reducer in reducers:
@@ -290,6 +332,18 @@ def _stitch(volume: _Volume, k: int, window_out: torch.Tensor, importance: torch
             volume.count[(slice(None), *region)] += importance
     region = (slice(None), *volume.plan.slices[k])
     volume.out[region] += window_out * importance
+    volume.done += 1
+
+
+def _stitch_nnunet(volume: _Volume, k: int, window_out: torch.Tensor, gaussian: torch.Tensor) -> None:
+    """nnU-Net's accumulation: window outputs times its Gaussian summed into fp16 buffers, in its window order."""
+    if volume.out is None:
+        volume.out = torch.zeros((window_out.shape[0], *volume.plan.padded_shape), dtype=torch.half,
+                                 device=window_out.device)
+        volume.count = torch.zeros(volume.plan.padded_shape, dtype=torch.half, device=window_out.device)
+    region = volume.plan.slices[k]
+    volume.out[(slice(None), *region)] += window_out * gaussian
+    volume.count[region] += gaussian
     volume.done += 1
 
 

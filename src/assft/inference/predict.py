@@ -36,7 +36,8 @@ def prepare_model(model: nn.Module, config: InferenceConfig) -> nn.Module:
     """Eval mode on the configured device; channels_last_3d memory format for CNNs on CPU when enabled."""
     device = resolve_device(config.device)
     model = model.to(device).eval()
-    if config.channels_last:
+    # an nnU-Net network stays contiguous: its predictions then equal nnU-Net's own (assft.inference.engine)
+    if config.channels_last and getattr(model, "nnunet_windows", None) is None:
         model = model.to(memory_format=torch.channels_last_3d)
     return model
 
@@ -80,9 +81,9 @@ def run_pass(
             n = len(extra_channels)
             extra = {name: out[-n + i] for i, name in enumerate(extra_channels)}
             out = out[:-n]
-        if back_to is not None:  # the case's own grid (inverse orientation/spacing)
+        if back_to is not None:  # the case's own grid (inverse orientation/spacing, or nnU-Net's own return)
             out = to_original_grid(out, back_to)
-            extra = {k: to_original_grid(v[None], back_to)[0] for k, v in extra.items()}
+            extra = {k: to_original_grid(v[None], back_to, probabilities=False)[0] for k, v in extra.items()}
         return PassResult(
             probs=out,
             embedding=emb.result() if emb is not None else None,

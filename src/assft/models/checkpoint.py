@@ -126,6 +126,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not path.exists():
         raise CheckpointError("checkpoint not found.", path=path, fix="check the path (assft never downloads weights)")
     if path.is_dir():
+        if (path / "plans.json").is_file():  # an nnU-Net v2 results folder
+            raise CheckpointError("this is an nnU-Net results folder, not an assft checkpoint.", path=path,
+                                  fix=f"convert it once: assft import --format nnunetv2 --weights {path} --out CKPT")
         raise CheckpointError("expected a checkpoint file, got a folder.", path=path, fix="pass the .pt file itself")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)

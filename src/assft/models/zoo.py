@@ -118,6 +118,23 @@ MODELS.register("dynunet")(NetworkSpec(
     "MONAI DynUNet (nnU-Net-style, InstanceNorm; KD needs a source fingerprint)."))
 
 
+def _build_nnunetv2(config: ModelConfig) -> nn.Module:
+    from assft.models.nnunet import build_nnunet_network
+
+    return build_nnunet_network(config)
+
+
+def _nnunet_spec() -> NetworkSpec:
+    from assft.models.nnunet import NNUNET_DEFAULTS, nnunet_bottleneck, nnunet_divisor
+
+    return NetworkSpec(_build_nnunetv2, nnunet_bottleneck, nnunet_divisor, NNUNET_DEFAULTS,
+                       "An nnU-Net v2 plans configuration's network (`assft import --format nnunetv2`; extra "
+                       "assft[nnunet]; InstanceNorm: KD needs a source fingerprint).")
+
+
+MODELS.register("nnunetv2")(_nnunet_spec())
+
+
 MONAI_PREFIX = "monai."  # "monai.DynUNet": any class of monai.networks.nets, built from its recorded kwargs
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from assft.utils.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
-    "GenesisUNet3D": "assft.models.genesis_net", "PretrainConfig": "assft.pretrain.config",
+    "PretrainConfig": "assft.pretrain.config",
     "FINGERPRINT_FILE": "assft.pretrain.fingerprint", "compute_fingerprint": "assft.pretrain.fingerprint",
     "load_fingerprint": "assft.pretrain.fingerprint", "save_fingerprint": "assft.pretrain.fingerprint",
     "IMPORT_FORMATS": "assft.pretrain.formats", "ImportFormat": "assft.pretrain.formats",
@@ -29,7 +29,6 @@ __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # type checkers and IDEs see the real names
-    from assft.models.genesis_net import GenesisUNet3D
     from assft.pretrain.config import PretrainConfig
     from assft.pretrain.fingerprint import FINGERPRINT_FILE, compute_fingerprint, load_fingerprint, save_fingerprint
     from assft.pretrain.formats import IMPORT_FORMATS, ImportFormat, detect_format

@@ -6,8 +6,9 @@ import math
 from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
+from assft.config import _Config
 from assft.errors import BudgetError
 
 
@@ -27,10 +28,8 @@ class Need(str, Enum):
 PROB_NEEDS = frozenset({Need.PROBS, Need.MC_PROBS, Need.GRAD_EMBEDDING, Need.CLASS_PE})  # need a segmentation head
 
 
-class QueryConfig(BaseModel):
+class QueryConfig(_Config):
     """Options of one query (method.md); defaults live here only. Every field is written to selection.json."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     strategy: str = "assft"
     budget: int | str = "10%"  # N volumes or "P%" of the candidate pool (pool minus labeled cases)

@@ -8,7 +8,7 @@ volumes, in the same loop: the pool is still read once, and the extra cost is re
 
 θ0 is frozen, so its norm-layer moments of a volume never change: a campaign passes `theta0_moments` (a mapping
 case id -> moments, persisted by `assft.query.moment_cache`) and the θ0 pass is skipped for every volume already
-seen, which halves the query time of KD strategies from round 2 on.
+seen: from round 2 on, a KD strategy costs θ's pass alone.
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ def summarize_pass(
     if source == "intensity" and image is not None:
         summary.kd = intensity_gap(image, maps.mask if maps is not None else None, knowledge, config.kd_eps)
     # Copies owned by numpy, never views of torch storage: a small long-lived torch tensor per case pins glibc heap
-    # pages between the large transient activations and made RSS grow ~0.5 MB per volume (measured).
+    # pages between the large transient activations, and RSS would grow with every volume of the pool.
     if embedding is not None:
         summary.embedding = np.array(embedding.detach().float().cpu().reshape(-1).tolist(), dtype=np.float32)
     if grad_embedding is not None:

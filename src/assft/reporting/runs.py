@@ -1,7 +1,7 @@
 """Find and read campaign ledgers under a folder: one `RunData` per (domain, strategy, seed), plus the bounds.
 
 Layout written by `assft simulate`: RUNS/{domain}/{strategy}/seed{S}/ledger.json (+ campaign.yaml) and optionally
-RUNS/{domain}/bounds.json. With pool draws as replicates (benchmarks/run_suite.py, `replicate: draw`) the tree is
+RUNS/{domain}/bounds.json. With pool draws as replicates (benchmarks/experiments/run_suite.py, `replicate: draw`) the tree is
 RUNS/draw{D}/{domain}/{arm}/seed{D}, and a domain's bounds are the mean over its draws. Any folder tree works:
 every `ledger.json` below the root is read; the strategy and seed come from the ledger meta (then campaign.yaml,
 then the folder names) and the domain is the folder two levels above the campaign folder (or "default" when the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import subprocess
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,16 @@ def versions() -> dict[str, str]:
     import numpy as np
     import torch
 
-    import assft
-
-    return {"assft": assft.__version__, "torch": torch.__version__, "monai": monai.__version__,
+    return {"assft": _assft_version(), "torch": torch.__version__, "monai": monai.__version__,
             "numpy": np.__version__, "python": platform.python_version()}
+
+
+def _assft_version() -> str:
+    """The installed package's version, read from its metadata: utils sits below the package root."""
+    try:
+        return version("assft")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH that was never installed
+        return "unknown"
 
 
 def run_provenance(repo: str | Path | None = None) -> dict[str, Any]:

@@ -1,10 +1,9 @@
 """Thread policy that survives a busy machine: torch's intra-op thread count follows the cores other processes leave.
 
 Why: with OpenMP's default (active, spinning) wait policy, two torch threads on a 2-core machine beside one busy
-process are 3.4x slower than idle (a UNet train step, 40x56x40, batch 2: 85 ms idle, 286 ms busy); one thread is not
-slowed (134 / 140 ms), and OMP_WAIT_POLICY=PASSIVE costs 43 % when idle (122 ms) and still loses beside the busy
-process (164 ms). A light process (30 % of a core) leaves the two spinning threads ahead (114 ms vs 182 ms with
-one thread). Measured in benchmarks/thread_policy.py; numbers in docs/performance.md.
+process are several times slower than idle, while one thread is hardly slowed; OMP_WAIT_POLICY=PASSIVE costs time
+when idle and still loses beside the busy process; beside a light process (30 % of a core) the two spinning threads
+stay ahead of one (benchmarks/speed/thread_policy.py; the numbers are in docs/performance.md).
 
 So the default ("auto") keeps all cores while the machine is otherwise idle or lightly used, and drops one thread
 for every core another process keeps busy. It re-reads the load (Linux /proc/stat, a few microseconds) at most every

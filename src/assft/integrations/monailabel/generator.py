@@ -112,7 +112,7 @@ def _class_names(checkpoint_labels: dict[int, str], names: list[str] | None) -> 
     if not names:
         return foreground
     for name in names:  # labels.txt holds one "value<TAB>name" line per class
-        check_text(name, "--labels name")
+        check_text(name, "--classes name")
     if len(names) != len(foreground):
         raise ConfigError(f"--classes names {len(names)} classes, but the checkpoint has {len(foreground)} "
                           f"foreground classes ({', '.join(foreground.values())}).",

@@ -21,12 +21,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from assft.campaign.layout import THETA0_CACHE  # θ0's norm moments per image: KD costs one θ0 pass per image, ever
 from assft.integrations.monailabel.config import APP_STRATEGIES, CAMPAIGN_DIR, AppConfig, load_app_config
 from assft.query.config import QueryConfig
 from assft.query.summaries import SCALAR_FIELDS, CaseSummary
 
 INFO_KEY = "assft"  # the datastore image-info key of an image's assft record
-THETA0_CACHE = "theta0_moments.json"  # θ0's norm moments per image: KD costs one θ0 pass per image, ever
 
 
 class Datastore(Protocol):
@@ -129,8 +129,8 @@ def update_records(datastore: Datastore, updates: dict[str, dict[str, Any]]) -> 
     """Merge each image's fields into its assft record, with one write of the datastore where it allows.
 
     Why not `update_image_info` per image: MONAI Label 0.8.5's LocalDatastore rewrites its whole JSON file on every
-    call, so a pass over N images costs N whole-file writes. Measured (benchmarks/monailabel_datastore_writes.py):
-    400 images with a 256-float embedding each, 53.3 s one by one vs 0.32 s as one write. LocalDatastore keeps its
+    call, so a pass over N images costs N whole-file writes, quadratic in the pool
+    (benchmarks/speed/monailabel_datastore_writes.py; the numbers are in docs/monailabel.md). LocalDatastore keeps its
     state in `_datastore.objects` and writes it with `_update_datastore_file()` (under its file lock); any other
     datastore takes the public path.
     """

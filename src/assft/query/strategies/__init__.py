@@ -14,6 +14,7 @@ from assft.query.strategies import (  # noqa: F401
 )
 from assft.query.strategies.base import (
     STRATEGIES,
+    ScoreStrategy,
     Selection,
     SelectionContext,
     Strategy,
@@ -21,4 +22,5 @@ from assft.query.strategies.base import (
     register_strategy,
 )
 
-__all__ = ["STRATEGIES", "Selection", "SelectionContext", "Strategy", "make_strategy", "register_strategy"]
+__all__ = ["STRATEGIES", "ScoreStrategy", "Selection", "SelectionContext", "Strategy", "make_strategy",
+           "register_strategy"]

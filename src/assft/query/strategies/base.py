@@ -109,6 +109,26 @@ class Strategy:
                          {case_id: explain(case_id) for case_id in ranked.selected}, dict(notes))
 
 
+class ScoreStrategy(Strategy):
+    """A strategy that ranks by one per-volume score of the pass: subclasses set `score_field` and `explain`."""
+
+    score_based = True
+    score_field: ClassVar[str] = ""  # the CaseSummary field ranked, highest first
+
+    def explain(self, score: float) -> str:
+        """The rationale of a pick with this score (the power-sampling note is added after it)."""
+        raise NotImplementedError
+
+    def select(self, pool: Sequence[CaseSummary], context: SelectionContext, budget: int,
+               rng: np.random.Generator) -> Selection:
+        """The `budget` highest scores (or a power draw P ∝ score^β)."""
+        scores = field_scores(pool, self.score_field)
+        beta = self.power_beta(context)
+        ranked = self.rank_scores(scores, budget, rng, beta)
+        return self.finish(ranked, lambda c: f"{self.explain(scores[c])}{power_note(beta)}",
+                           **sampling_notes(beta, context))
+
+
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 
 

@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import numpy as np
-
 from assft.query.config import Need
-from assft.query.strategies.base import (
-    Selection,
-    SelectionContext,
-    Strategy,
-    field_scores,
-    power_note,
-    register_strategy,
-    sampling_notes,
-)
-from assft.query.summaries import CaseSummary
+from assft.query.strategies.base import ScoreStrategy, register_strategy
 
 
 @register_strategy("entropy")
-class EntropyStrategy(Strategy):
+class EntropyStrategy(ScoreStrategy):
     """Highest mean voxel entropy over the whole volume (normalised by log C)."""
 
     requires = frozenset({Need.PROBS})
-    score_based = True
+    score_field = "entropy"
 
-    def select(self, pool: Sequence[CaseSummary], context: SelectionContext, budget: int,
-               rng: np.random.Generator) -> Selection:
-        scores = field_scores(pool, "entropy")
-        beta = self.power_beta(context)
-        ranked = self.rank_scores(scores, budget, rng, beta)
-        return self.finish(ranked, lambda c: f"uncertain prediction (mean entropy {scores[c]:.3f}){power_note(beta)}",
-                           **sampling_notes(beta, context))
+    def explain(self, score: float) -> str:
+        """An uncertain prediction."""
+        return f"uncertain prediction (mean entropy {score:.3f})"
