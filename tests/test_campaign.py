@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from assft.campaign.budget import Budget
 from assft.campaign.config import CampaignConfig, load_campaign_config
@@ -64,6 +66,20 @@ def test_budget_splits_over_rounds_without_overshoot() -> None:
         budget.for_round(4)
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 40), st.integers(1, 6)).filter(lambda s: s[0] >= s[1]), min_size=1,
+                max_size=4))
+def test_an_extended_plan_keeps_every_segment_share(segments: list[tuple[int, int]]) -> None:
+    """Extending never re-splits rounds already planned: each segment's rounds spend exactly its own volumes."""
+    plan = Budget.of_segments(segments)
+    assert plan.total == sum(t for t, _ in segments) and plan.rounds == sum(r for _, r in segments)
+    first = 1
+    for total, rounds in segments:
+        assert sum(plan.for_round(r) for r in range(first, first + rounds)) == total
+        assert plan.for_round(first) == Budget(total, rounds).for_round(1)
+        first += rounds
+
+
 def test_config_errors_are_clear(setup: dict, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="rounds: Value error, must be >= 1"):
         parse_config({"model": "m.pt", "pool": "p", "rounds": 0}, CampaignConfig)
@@ -110,7 +126,14 @@ def test_real_workflow_with_invalid_labels(setup: dict, tmp_path: Path) -> None:
     assert len(first.selected) == 1 and first.status == "queried"
     assert next_round(camp).selected == first.selected  # idempotent while awaiting labels
     assert (round_dir(camp, 1) / "to_annotate.csv").exists()
-    assert len(list((round_dir(camp, 1) / "to_annotate").iterdir())) == 1
+    assert len([p for p in (round_dir(camp, 1) / "to_annotate").iterdir() if p.is_file()]) == 1  # the image link
+    assert [p.name for p in (round_dir(camp, 1) / "to_annotate" / "pre_annotations").iterdir()] == \
+        [f"{first.selected[0]}.nii.gz"]  # and the model's label map to correct
+    from assft.campaign.oracle import validate_label_folder
+
+    pool = setup["spec"].subset(setup["split"]["pool"])
+    pre_annotations = round_dir(camp, 1) / "to_annotate" / "pre_annotations"
+    assert set(validate_label_folder(pre_annotations, pool, first.selected)) == set(first.selected)  # importable
     before = (camp / "ledger.json").read_bytes()
     case = first.selected[0]
     bad = {
@@ -251,8 +274,8 @@ def test_a_campaign_reads_its_pool_once_through_its_volume_cache(setup: dict, tm
     monkeypatch.setattr(preprocess, "load_case_uncached", lambda case, config, with_label=True:
                         reads.append(case.case_id) or real(case, config, with_label=with_label))
     camp = tmp_path / "cached"
-    init_campaign(camp, make_config(setup, oracle="folder", strategy="entropy"))
-    next_round(camp)
+    init_campaign(camp, make_config(setup, oracle="folder", strategy="entropy", test=None, test_ids=None))
+    next_round(camp)  # the pool pass, and the pick's pre-annotation (from the cache)
     first = sorted(reads)
     assert first == sorted(setup["split"]["pool"])  # each pool volume read from its file exactly once
     shutil.rmtree(round_dir(camp, 1))  # scoring again (as a later round would) reads nothing from the files
@@ -260,9 +283,10 @@ def test_a_campaign_reads_its_pool_once_through_its_volume_cache(setup: dict, tm
     next_round(camp)
     assert sorted(reads) == first and len(list((camp / VOLUME_CACHE).glob("*.json"))) == 6
     off = tmp_path / "uncached"
-    init_campaign(off, make_config(setup, oracle="folder", strategy="entropy", cache_volumes=False))
-    next_round(off)
-    assert not (off / VOLUME_CACHE).exists() and len(reads) == 12
+    init_campaign(off, make_config(setup, oracle="folder", strategy="entropy", cache_volumes=False, test=None,
+                                   test_ids=None))
+    next_round(off)  # without the cache the pick is read again for its pre-annotation
+    assert not (off / VOLUME_CACHE).exists() and len(reads) == 6 + 6 + 1
 
 
 def test_a_campaign_with_figures_pictures_each_rounds_picks(setup: dict, tmp_path: Path) -> None:
@@ -284,3 +308,33 @@ def test_a_campaign_written_before_a_query_field_existed_keeps_its_old_behaviour
     del raw["query"]["alpha_high_spread"]
     (campaign / "campaign.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     assert load_campaign_config(campaign).query.alpha_high_spread is None
+
+
+def test_extend_is_resumable_when_killed_between_its_two_writes(setup: dict, tmp_path: Path, monkeypatch) -> None:
+    """The ledger is written first: a crash before campaign.yaml leaves the old plan in force, and the next
+    `extend` finishes that extension instead of adding a second one."""
+    import assft.campaign.extend as extend
+    from assft.campaign.campaign import Campaign, campaign_budget
+    from assft.campaign.extend import extend_campaign
+
+    camp = init_campaign(tmp_path / "c", make_config(setup, oracle="folder"))  # 2 volumes over 2 rounds
+    real = extend.save_campaign_config
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(extend, "save_campaign_config", killed)
+    with pytest.raises(KeyboardInterrupt):
+        extend_campaign(camp, 2, "3")
+    assert load_campaign_config(camp).extensions == []  # campaign.yaml untouched: `next` keeps the old plan
+    assert Ledger.load(camp).meta.rounds == 4
+    monkeypatch.setattr(extend, "save_campaign_config", real)
+    again = extend_campaign(camp, 2, "3")
+    assert again["resumed"] and again["rounds"] == 4 and again["per_round"] == [1, 1, 2, 1]
+    config = load_campaign_config(camp)
+    assert [(e.rounds, e.budget) for e in config.extensions] == [(2, "3")]
+    plan = campaign_budget(config, 6)
+    assert (plan.total, plan.rounds, [plan.for_round(r) for r in (1, 2, 3, 4)]) == (5, 4, [1, 1, 2, 1])
+    assert len(Campaign.open(camp).meta.extensions) == 1
+    with pytest.raises(BudgetError, match="cannot be split over 2 rounds"):
+        extend_campaign(camp, 2, "1")

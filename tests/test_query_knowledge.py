@@ -92,7 +92,7 @@ def test_guard_takes_precedence_over_clipping_and_weighting() -> None:
 
 def test_default_options_report_the_spread_and_leave_kd_alone() -> None:
     result = _select("assft", _outlier_pool(), 2)
-    assert set(result.notes) == {"cold_start", "kd_spread", "alpha"} and "typicality" not in result.columns
+    assert set(result.notes) == {"cold_start", "kd_spread", "alpha", "alpha_applied"} and "typicality" not in result.columns
     assert result.notes["alpha"]["used"] == 0.5  # this pool's spread is below the threshold
     assert "KD_adjusted" not in result.columns
 

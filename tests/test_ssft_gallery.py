@@ -8,7 +8,13 @@ import numpy as np
 import torch
 
 from assft.data.preprocess import LoadedCase
-from assft.finetune.gallery import capture_picture, gallery_cases, write_pseudo_label_gallery
+from assft.finetune.gallery import (
+    capture_picture,
+    gallery_caption,
+    gallery_cases,
+    gallery_title,
+    write_pseudo_label_gallery,
+)
 from assft.finetune.pseudo_labels import PseudoLabelStats
 
 
@@ -44,3 +50,20 @@ def test_gallery_shows_the_most_confident_accepted_and_least_confident_rejected(
     assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
     assert write_pseudo_label_gallery(tmp_path / "none.png", table, {}, {0: "b", 1: "f"}) is None
     assert not (tmp_path / "none.png").exists()
+
+
+def test_captions_show_the_numbers_that_split_accepted_from_rejected() -> None:
+    """Real values from a 20-volume hippocampus round: conf 0.47-0.48 and sd ~1e-3 printed as 'conf 0.47, sd 0.00'
+    on both sides at 2 decimals; 3 decimals / 3 significant digits and the thresholds tell them apart."""
+    accepted = PseudoLabelStats("h014", 0.478534, 0.000666, 10085, True, 0.442)
+    low_conf = PseudoLabelStats("h019", 0.459009, 0.000592, 8441, False, 0.472)
+    far = PseudoLabelStats("h015", 0.480952, 0.007556, 12871, False, None)
+    t_c, t_d = 0.469700, 0.000751
+    assert gallery_caption("accepted", accepted, t_c, t_d) == \
+        "accepted: h014\nconf 0.479, sd 0.000666, true Dice 0.44"
+    assert gallery_caption("rejected", low_conf, t_c, t_d) == \
+        "rejected: h019 (conf < 0.470)\nconf 0.459, sd 0.000592, true Dice 0.47"
+    assert gallery_caption("rejected", far, t_c, t_d) == "rejected: h015 (sd > 0.000751)\nconf 0.481, sd 0.00756"
+    assert gallery_title(t_c, t_d) == \
+        "pseudo-labels: accepted = conf >= 0.470 and sd <= 0.000751 (most confident) | rejected (least confident)"
+    assert gallery_title() == "pseudo-labels: accepted (most confident) | rejected (least confident)"

@@ -19,7 +19,6 @@ from assft.campaign.ledger import Ledger, LedgerMeta, RoundRecord, campaign_lock
 from assft.data.cases import DatasetSpec
 from assft.data.layout import load_dataset
 from assft.errors import CampaignError
-from assft.query.config import resolve_budget
 from assft.utils.paths import check_generated_folder, check_output_guard, mark_generated_folder
 
 
@@ -30,7 +29,8 @@ def now() -> str:
 
 def absolute_paths(config: CampaignConfig) -> CampaignConfig:
     """`config` with its file paths made absolute: later steps may run from another directory."""
-    return config.model_copy(update={k: os.path.abspath(v) for k in ("model", "pretrained", "pool", "test")
+    return config.model_copy(update={k: os.path.abspath(v) for k in ("model", "pretrained", "pool", "test",
+                                                                     "upper_model")
                                      if (v := getattr(config, k)) is not None})
 
 
@@ -49,8 +49,8 @@ def load_test(config: CampaignConfig) -> DatasetSpec | None:
 
 
 def campaign_budget(config: CampaignConfig, pool_size: int) -> Budget:
-    """Total budget resolved against the pool, split over the rounds."""
-    return Budget(resolve_budget(config.budget, pool_size), config.rounds)
+    """Total budget resolved against the pool, split over the rounds (then each extension's over its own)."""
+    return config.budget_plan(pool_size)
 
 
 def adapts(config: CampaignConfig) -> bool:
@@ -131,7 +131,8 @@ def init_campaign(campaign_dir: str | Path, config: CampaignConfig) -> Path:
     """Create a campaign directory (validated config + empty ledger); re-running with the same config is a no-op."""
     campaign_dir = Path(campaign_dir)
     config = absolute_paths(config)
-    check_output_guard(campaign_dir, {k: getattr(config, k) for k in ("model", "pretrained", "pool", "test")})
+    check_output_guard(campaign_dir, {k: getattr(config, k) for k in ("model", "pretrained", "pool", "test",
+                                                                     "upper_model")})
     check_generated_folder(campaign_dir, "campaign", signatures=(CONFIG_NAME, ".lock"))
     pool = load_pool(config)  # the cheap checks first: no torch import until the folders are known to be fine
     load_test(config)  # a missing test set fails now, not after the first fine-tuning
@@ -142,8 +143,9 @@ def init_campaign(campaign_dir: str | Path, config: CampaignConfig) -> Path:
 
     make_strategy(config.strategy, config.query_for_round(1))  # unknown strategy: did-you-mean error now, not in round 1
     load_checkpoint(config.model)
-    if config.pretrained:
-        load_checkpoint(config.pretrained)
+    for reference in (config.pretrained, config.upper_model):
+        if reference:
+            load_checkpoint(reference)
     budget = campaign_budget(config, len(pool.cases))
     if (campaign_dir / CONFIG_NAME).exists():
         if load_campaign_config(campaign_dir) != config:

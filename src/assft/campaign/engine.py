@@ -15,7 +15,8 @@ from typing import Any
 
 from assft.campaign.adaptation import adapt_start
 from assft.campaign.campaign import Campaign, campaign_budget, init_campaign
-from assft.campaign.evaluation import evaluate_round
+from assft.campaign.curve import campaign_curve, curve_aubc
+from assft.campaign.evaluation import evaluate_round, record_round0
 from assft.campaign.layout import (
     THETA0_CACHE,
     finetune_dir,
@@ -28,6 +29,7 @@ from assft.campaign.layout import (
 from assft.campaign.config import CampaignConfig
 from assft.campaign.ledger import STEPS, RoundRecord, campaign_lock
 from assft.campaign.oracle import GroundTruthOracle, annotation_costs, copy_labels, validate_label_folder
+from assft.campaign.pre_annotations import write_pre_annotations
 from assft.campaign.volumes import with_volume_cache
 from assft.data.cases import Case, DatasetSpec
 from assft.errors import CampaignError
@@ -48,6 +50,7 @@ def next_round(campaign_dir: str | Path) -> RoundRecord:
     ranks = join_process_group()
     if ranks.is_main:
         adapt_start(campaign_dir)
+        record_round0(campaign_dir)
     barrier(ranks)  # the others read the ledger once rank 0 adapted, and before it writes the round
     with campaign_lock(campaign_dir) if ranks.is_main else nullcontext():
         campaign = Campaign.open(campaign_dir)
@@ -64,7 +67,7 @@ def next_round(campaign_dir: str | Path) -> RoundRecord:
         budget = campaign_budget(config, len(pool.cases))
         if index > budget.rounds:
             raise CampaignError(f"all {budget.rounds} rounds are done.", path=campaign_dir,
-                                fix="see `assft campaign status`; start a new campaign to spend more budget")
+                                fix="see `assft campaign status`; `assft campaign extend --rounds N` adds rounds")
         labeled = campaign.labeled_ids()
         n = budget.clip(budget.for_round(index), len(pool.cases) - len(labeled))  # the budget, resolved once
         start = time.perf_counter()
@@ -85,9 +88,15 @@ def next_round(campaign_dir: str | Path) -> RoundRecord:
         result = scored.result(selection, query, n, seed, round_index=index, total_rounds=budget.rounds)
         query_files = write_query(folder, result, figures=config.figures and scored.has_head)
         write_to_annotate(folder, pool, result.selected)
+        timings = {"query_s": time.perf_counter() - start}
+        handed_out = None
+        if config.oracle == "folder":  # a person annotates: the model's labels to correct, and why each was picked
+            start = time.perf_counter()
+            handed_out = write_pre_annotations(model, pool, result.selected, folder, config.inference)
+            timings["pre_annotations_s"] = time.perf_counter() - start
         return campaign.update_round(index, "queried", selected=result.selected,
                                      model=relative_to(model, campaign_dir), budget=n, labeled_before=len(labeled),
-                                     query_files=query_files, timings={"query_s": time.perf_counter() - start})
+                                     query_files=query_files, pre_annotations=handed_out, timings=timings)
 
 
 def import_labels(campaign_dir: str | Path, labels_dir: str | Path) -> RoundRecord:
@@ -161,9 +170,10 @@ def campaign_status(campaign_dir: str | Path) -> dict[str, Any]:
                      "labels_received": record.labels_received,
                      "labeled_total": record.labeled_total, "mean_dice": (record.metrics or {}).get("mean_dice"),
                      "n_pseudo": sum(1 for p in record.pseudo_labels if p.get("selected"))})
+    curve = campaign_curve(campaign.meta, campaign.records())
     return {"config": campaign.config.model_dump(mode="json"), "meta": campaign.meta.model_dump(mode="json",
                                                                                               exclude_unset=True),
-            "rounds": rows, "next_step": next_step(campaign)}
+            "rounds": rows, "curve": curve, "aubc": curve_aubc(curve), "next_step": next_step(campaign)}
 
 
 def next_step(campaign: Campaign) -> str:
@@ -175,7 +185,9 @@ def next_step(campaign: Campaign) -> str:
               "finetuned": "assft campaign finetune"}
     if last.status in follow:
         return follow[last.status]
-    return "done" if last.round >= (campaign.meta.rounds or 0) else "assft campaign next"
+    if last.round >= (campaign.meta.rounds or 0):
+        return "done (more rounds: assft campaign extend --rounds N)"
+    return "assft campaign next"
 
 
 __all__ = ["STEPS", "campaign_status", "finetune_round", "import_labels", "init_campaign", "next_round"]

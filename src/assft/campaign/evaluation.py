@@ -44,7 +44,8 @@ def evaluate_round(campaign: Campaign, record: RoundRecord) -> RoundRecord:
 
 def record_baseline(campaign_dir: Path) -> None:
     """Budget-0 point of the curve: the start model (adapted, when round 0 adapts) on the test set; with
-    adaptation the model as is is recorded too (`unadapted_metrics`). Only a supervised model can be evaluated."""
+    adaptation the model as is is recorded too (`unadapted_metrics`), and the campaign's upper reference model
+    (`upper_metrics`) when it names one. Only a supervised model can be evaluated."""
     adapt_start(campaign_dir)
     with campaign_lock(campaign_dir):
         campaign = Campaign.open(campaign_dir)
@@ -56,7 +57,21 @@ def record_baseline(campaign_dir: Path) -> None:
         points: dict[str, Any] = {"baseline_metrics": evaluate_on_test(start, config) if supervised else None}
         if start != config.model:
             points["unadapted_metrics"] = evaluate_on_test(config.model, config) if supervised else None
+        if config.upper_model is not None:
+            points["upper_metrics"] = evaluate_on_test(config.upper_model, config)
         campaign.update_meta(**points)
+
+
+def record_round0(campaign_dir: Path) -> bool:
+    """A real campaign with a test set: the source model (and the adapted start, and the upper reference) on it
+    before any label, once, so status and reports show where the campaign started. False without a test set."""
+    campaign = Campaign.open(campaign_dir)
+    if campaign.config.test is None:
+        return False
+    if not has_baseline(campaign):
+        begin_step("round 0: the start models on the test set")
+        record_baseline(campaign_dir)
+    return True
 
 
 def has_baseline(campaign: Campaign) -> bool:

@@ -3,7 +3,8 @@
     campaign.yaml, ledger.json            the recipe and the record (assft.campaign.config, .ledger)
     round0/adapted.pt                     the pool-adapted start model (round 0, no labels)
     rounds/rNNN/query/selection.csv|json  the round's scores and picks (figures/ with `figures: true`)
-    rounds/rNNN/to_annotate.csv, to_annotate/   what the annotator labels
+    rounds/rNNN/to_annotate.csv, to_annotate/   what the annotator labels: image links, and (assft.campaign.
+                                          pre_annotations) pre_annotations/ID.nii.gz to correct, why/NN_ID.png
     rounds/rNNN/finetune/                 the round's fine-tuned checkpoint and pseudo-label table
     labels/ID.nii.gz                      the imported annotations
     theta0_moments.json, volumes/         caches: θ0's norm moments per volume, the preprocessed volumes
@@ -25,6 +26,7 @@ THETA0_CACHE = "theta0_moments.json"  # θ0's norm moments per pool volume: KD c
 VOLUME_CACHE = "volumes"  # preprocessed pool/test volumes, memory-mapped (assft.data.volume_cache)
 LABELS_DIR = "labels"
 QUERY_DIR = "query"
+TO_ANNOTATE = "to_annotate"
 QUERY_FILES = (f"{QUERY_DIR}/selection.csv", f"{QUERY_DIR}/selection.json")  # relative to the round's folder
 
 
@@ -63,7 +65,7 @@ def write_query(folder: Path, result: QueryResult, *, figures: bool = False) -> 
 
 def write_to_annotate(folder: Path, pool: DatasetSpec, case_ids: list[str]) -> None:
     """to_annotate.csv plus links (or copies) of the images in to_annotate/ for the annotator."""
-    images = folder / "to_annotate"
+    images = folder / TO_ANNOTATE
     images.mkdir(parents=True, exist_ok=True)
     for case_id in case_ids:
         source = pool.get(case_id).image_path

@@ -45,6 +45,7 @@ class RoundRecord(_Record):
     model: str | None = None
     budget: int | None = None
     labeled_before: int | None = None
+    pre_annotations: str | None = None  # the folder of the model's label maps to correct, relative to the round
     query_files: list[str] = Field(default_factory=list)  # the round's query outputs, relative to its folder
     # labeled: the ids whose annotations arrived, and what each cost to draw (metrics.annotation_cost: fg_slices,
     # fg_slices_min, fg_voxels, structures, ...; absent in ledgers written before it was recorded)
@@ -74,11 +75,13 @@ class LedgerMeta(_Record):
     arm: str | None = None
     seed: int | None = None
     baseline_metrics: dict[str, Any] | None = None  # the start model on the test set (the budget-0 point)
-    unadapted_metrics: dict[str, Any] | None = None
+    unadapted_metrics: dict[str, Any] | None = None  # with round-0 adaptation: the source model as is
+    upper_metrics: dict[str, Any] | None = None  # the campaign's upper reference model, when it has one
     adaptation: dict[str, Any] | None = None
     started_at: str | None = None
     finished_at: str | None = None
     versions: dict[str, str] | None = None
+    extensions: list[dict[str, Any]] = Field(default_factory=list)  # `campaign extend`: {"extension", "at"} each
 
 
 class LedgerData(_Record):

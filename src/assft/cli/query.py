@@ -92,13 +92,15 @@ def query(
     kd_source = result.provenance.get("kd_source")
     table = Table(title=f"{result.selection.strategy}: {len(result.selected)} of {len(result.summaries)} volumes "
                         f"(seed {seed}" + (f"; KD source: {kd_source}" if kd_source else "") + ")")
-    for column in ("rank", "case", "Q", "rationale"):
+    for column in ("rank", "case", "Q at pick", "rationale"):
         table.add_column(column, overflow="fold")
-    q = result.selection.columns.get("Q", {})
+    q = result.pick_scores()
     for rank, case_id in enumerate(result.selected, start=1):
         table.add_row(str(rank), case_id, f"{q[case_id]:.3f}" if case_id in q else "-",
                       result.selection.rationale.get(case_id, ""))
     console.print(table)
+    if result.q_legend():
+        console.print(result.q_legend())
     if result.selection.notes.get("cold_start"):
         method = result.selection.notes.get("cold_start_method", "dkd")
         console.print(f"cold start: SSL-only model, {'Q = DKD' if method == 'dkd' else f'{method} on the embeddings'}")

@@ -195,7 +195,8 @@ def run_ssft(
                 from assft.finetune.gallery import GALLERY_NAME, write_pseudo_label_gallery
 
                 write_pseudo_label_gallery(Path(out_dir) / GALLERY_NAME,  # type: ignore[arg-type]
-                                           table, pictures, labels)
+                                           table, pictures, labels, conf_threshold=reliable.conf_threshold,
+                                           sd_threshold=reliable.sd_threshold)
             if set(labeled_ids) & {p.case_id for p in pseudo_loaded}:  # structurally impossible; guard the invariant
                 raise DataError("a pseudo-labeled case is also labeled.", fix="report this as a bug")
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from assft.metrics.scores import compute_foreground_mask, compute_voxel_entropy
-from assft.utils.pictures import MAX_SIDE, PLANES, colour_map, compose, cut, overlay, shrink
+from assft.utils.pictures import MAX_SIDE, PLANES, class_legend, colour_bar, colour_map, compose, cut, overlay, shrink
 
 __all__ = ["MAX_SIDE", "FigureSlices", "capture_slices", "pick_driver", "write_query_figures"]
 
@@ -96,13 +96,15 @@ def write_query_figures(out_dir: str | Path, picks: Sequence[str], slices: Mappi
     contact_sheet.png (every pick's axial slice with its caption)."""
     out_dir = Path(out_dir)
     written = []
+    legend = (class_legend(class_names), "predicted classes")
+    bar = (colour_bar("0 certain", "1 uniform"), "voxel entropy\n(normalised by log C)")
     for rank, case_id in enumerate(picks, start=1):
         if case_id not in slices:
             continue
         centre = _centre(drivers.get(case_id))
         planes = slices[case_id].slices[centre]
-        rows = [[(overlay(planes[p][0], planes[p][1]), f"{p}: image + prediction") for p in PLANES],
-                [(colour_map(planes[p][2]), f"{p}: voxel entropy") for p in PLANES]]
+        rows = [[(overlay(planes[p][0], planes[p][1]), f"{p}: image + prediction") for p in PLANES] + [legend],
+                [(colour_map(planes[p][2]), f"{p}: voxel entropy") for p in PLANES] + [bar]]
         where = "highest foreground entropy (ASD-driven pick)" if centre == "foreground" else \
             "highest prediction uncertainty (KD-driven pick)"
         title = f"#{rank} {case_id}   {captions.get(case_id, '')}\nslices through its {where}"
@@ -111,7 +113,7 @@ def write_query_figures(out_dir: str | Path, picks: Sequence[str], slices: Mappi
         shown = [c for c in picks if c in slices]
         panels = [(overlay(*slices[c].slices[_centre(drivers.get(c))]["axial"][:2]),
                    f"#{picks.index(c) + 1} {c}\n{captions.get(c, '')}") for c in shown]
-        grid = [panels[k:k + 4] for k in range(0, len(panels), 4)]
+        grid = [panels[k:k + 4] for k in range(0, len(panels), 4)] + [[legend]]
         written.append(compose(grid, f"{len(shown)} volumes to annotate (axial slices through what drove each pick)",
                                out_dir / "contact_sheet.png"))
     return written

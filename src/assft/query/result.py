@@ -49,6 +49,41 @@ class QueryResult:
         """Chosen case ids in pick order."""
         return list(self.selection.selected)
 
+    @property
+    def alpha_applied(self) -> float:
+        """The alpha Q used: the configured one, or `alpha_high_spread` when the spread rule replaced it."""
+        return float(self.selection.notes.get("alpha_applied", self.config.alpha))  # type: ignore[arg-type]
+
+    def pick_scores(self) -> dict[str, float]:
+        """Each pick's Q to show a person: Q at the time of the pick on the whole candidate pool's scale (column
+        Q_pool, comparable across ranks) where the strategy has one, else its Q column."""
+        columns = self.selection.columns
+        q = columns.get("Q_pool") or columns.get("Q", {})
+        return {c: q[c] for c in self.selected if c in q}
+
+    def q_legend(self) -> str:
+        """One line saying what the shown Q is and which alpha it used (empty for strategies without Q)."""
+        if "Q_pool" not in self.selection.columns:
+            return ""
+        notes = self.selection.notes
+        if notes.get("cold_start"):
+            return "Q = DKD (cold start: no head, no ASD) at the time of the pick, on the whole pool's scale."
+        alpha = self.alpha_applied
+        text = (f"Q = α·DKD + (1 - α)·ASD with α = {alpha:g}, at the time of the pick (Div counts the volumes "
+                "picked before it), every term min-max normalised over the whole candidate pool")
+        if "alpha_applied" not in notes:  # dkd: Q is DKD
+            text = ("Q = DKD at the time of the pick (Div counts the volumes picked before it), KD min-max "
+                    "normalised over the whole candidate pool")
+        elif alpha != self.config.alpha:
+            spread = notes.get("kd_spread")
+            text += (f"; the spread rule set α = {alpha:g} instead of {self.config.alpha:g} (pool KD spread "
+                     f"{spread:.3g} >= {self.config.alpha_spread_threshold:g}), so ASD was not used")
+        why = "each step renormalises over the volumes left"
+        if not self.labeled_ids:
+            why = ("the first pick's Div is its distance to the pool's mean embedding (nothing is labeled yet), later "
+                   "ones' the distance to the nearest pick, and " + why)
+        return text + f". Picks are in greedy order, not sorted by Q: {why}, so a later pick can read higher."
+
     def rows(self) -> list[dict[str, Any]]:
         """One dict per candidate in rank order: case_id, rank, selected, Q, DKD, KD, Div, ASD, then other columns."""
         by_id = {s.case_id: s for s in self.summaries}
@@ -132,16 +167,17 @@ def write_result_figures(result: QueryResult, out_dir: str | Path, class_names: 
     rows = {row["case_id"]: row for row in result.rows()}
     slices = {s.case_id: s.figure for s in result.summaries if s.figure is not None}
     captions, drivers = {}, {}
-    alpha = result.config.alpha
+    alpha = result.alpha_applied  # the alpha Q used (the spread rule may have replaced the configured one)
     for case_id in result.selected:
         row = rows.get(case_id, {})
         drivers[case_id] = pick_driver(result.selection.columns, case_id, alpha)
-        q, asd_n = row.get("Q"), row.get("ASD_norm")
-        if _finite(q) and _finite(asd_n):  # Q's two terms at pick time: which one made it the pick
-            captions[case_id] = f"Q {q:.2f} = DKD {q - (1 - alpha) * asd_n:.2f} + ASD {(1 - alpha) * asd_n:.2f}"
+        q, asd_n = row.get("Q_pool"), row.get("ASD_pool")
+        if _finite(q) and _finite(asd_n):  # Q's two terms at pick time, on the pool's scale
+            asd_term = f"ASD {(1 - alpha) * asd_n:.2f}" if alpha < 1 else "ASD not used (α 1)"
+            captions[case_id] = f"Q {q:.2f} = DKD {q - (1 - alpha) * asd_n:.2f} + {asd_term}"
         else:
-            captions[case_id] = " ".join(f"{name} {row[name]:.3g}" for name in ("Q", "KD", "ASD", "entropy")
-                                         if _finite(row.get(name)))
+            shown = {"Q": row.get("Q_pool", row.get("Q")), **{k: row.get(k) for k in ("KD", "ASD", "entropy")}}
+            captions[case_id] = " ".join(f"{name} {value:.3g}" for name, value in shown.items() if _finite(value))
     return write_query_figures(out_dir, result.selected, slices, captions, drivers, class_names)
 
 

@@ -66,17 +66,28 @@ def check_finite(name: str, values: np.ndarray, case_ids: Sequence[str]) -> None
                           fix="check the input volumes (NaN/Inf) and the model (`assft data check`)")
 
 
+def value_range(values: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float] | None:
+    """(min, max) of `values` over `mask` (default: all); None when empty or constant (nothing to normalise by)."""
+    ref = np.asarray(values, dtype=np.float64)
+    ref = ref if mask is None else ref[mask]
+    if ref.size == 0:
+        return None
+    lo, hi = float(ref.min()), float(ref.max())
+    return None if hi - lo <= 1e-12 * max(1.0, abs(hi)) else (lo, hi)
+
+
+def rescale(values: np.ndarray, bounds: tuple[float, float] | None) -> np.ndarray:
+    """(v - lo) / (hi - lo) for bounds (lo, hi); None bounds map every value to 1 (see `min_max_normalise`)."""
+    values = np.asarray(values, dtype=np.float64)
+    if bounds is None:
+        return np.ones_like(values)
+    return (values - bounds[0]) / (bounds[1] - bounds[0])
+
+
 def min_max_normalise(values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """(v - min) / (max - min) with min/max over `mask` (default: all); a constant set maps to 1 (no information,
     so a product or sum with it keeps the other factor's order)."""
-    values = np.asarray(values, dtype=np.float64)
-    ref = values if mask is None else values[mask]
-    if ref.size == 0:
-        return np.ones_like(values)
-    lo, hi = float(ref.min()), float(ref.max())
-    if hi - lo <= 1e-12 * max(1.0, abs(hi)):
-        return np.ones_like(values)
-    return (values - lo) / (hi - lo)
+    return rescale(values, value_range(values, mask))
 
 
 def pick_best(values: np.ndarray, remaining: np.ndarray, tiebreak: np.ndarray) -> int:
@@ -120,6 +131,26 @@ def normalised_embeddings(embeddings: np.ndarray) -> np.ndarray:
     return unit_rows(embeddings, np.float32)
 
 
+def pool_scale_q(kd: np.ndarray, asd: np.ndarray | None, div: np.ndarray, steps: Sequence[tuple[np.ndarray,
+                 np.ndarray]], alpha: float, combine: str) -> dict[str, np.ndarray]:
+    """Q_pool, KD_pool and ASD_pool of `greedy_diverse_top_k` (see there): kd, asd, div (n,) with div each case's
+    Div when it was picked (or after the last pick); steps: (indices, Div) of the cases left at every step, whose
+    values set the ranges of Div and DKD."""
+    kd_pool = min_max_normalise(kd)
+    all_div = np.concatenate([d for _, d in steps])
+    div_bounds = value_range(all_div)
+
+    def dkd_of(index: np.ndarray, d: np.ndarray) -> np.ndarray:
+        return kd_pool[index] * d if combine == "product" else (kd_pool[index] + rescale(d, div_bounds)) / 2.0
+
+    dkd_bounds = value_range(np.concatenate([dkd_of(i, d) for i, d in steps]))
+    dkd = rescale(dkd_of(np.arange(len(kd)), div), dkd_bounds)
+    if asd is None:
+        return {"Q_pool": dkd, "KD_pool": kd_pool}
+    asd_pool = min_max_normalise(asd)
+    return {"Q_pool": alpha * dkd + (1.0 - alpha) * asd_pool, "KD_pool": kd_pool, "ASD_pool": asd_pool}
+
+
 def greedy_diverse_top_k(
     case_ids: Sequence[str],
     kd: np.ndarray,
@@ -154,6 +185,14 @@ def greedy_diverse_top_k(
         Ranked with columns Q, DKD, Div, KD_norm (or `kd_label`_norm), Div_norm, ASD_norm: the values when a case
         was picked, and after the last pick for the others; norm is min-max over the cases not yet picked (the
         current pool). With power sampling also Q_power, the noised log Q at pick time.
+
+        Q_pool, KD_pool (`kd_label`_pool) and ASD_pool: the same Q, KD and ASD on one scale for every rank, for
+        people. Q itself follows the spec (min-max over the cases not yet picked), so each pick's Q is the largest
+        of its step: exactly 1 whenever DKD alone decides (alpha 1). Q_pool takes each case's DKD at its pick (Div
+        then) and min-max normalises every term over all candidates and every step of this selection (KD and ASD:
+        the whole candidate pool), so it lies in [0, 1] and compares across ranks. It can still rise with rank:
+        the first pick's Div is a distance to the pool's mean embedding (nothing is labeled or picked yet), later
+        ones a distance to the nearest pick, and each step's renormalisation shifts the balance of DKD and ASD.
     """
     n = len(case_ids)
     check_budget(budget, n)
@@ -188,9 +227,11 @@ def greedy_diverse_top_k(
             out["Q"] = alpha * min_max_normalise(dkd, remaining) + (1.0 - alpha) * out["ASD_norm"]
         return out
 
+    steps: list[tuple[np.ndarray, np.ndarray]] = []  # (indices left, their Div) at every step: Q_pool's ranges
     picks: list[int] = []
     for _ in range(budget):
         current = scores()
+        steps.append((np.flatnonzero(remaining), min_div[remaining]))
         if power_beta is not None:
             current["Q_power"] = compute_power_scores(current["Q"], power_beta, rng, power_eps)
         pick = pick_best(current["Q_power" if power_beta is not None else "Q"], remaining, tiebreak)
@@ -203,10 +244,13 @@ def greedy_diverse_top_k(
     rest = np.flatnonzero(remaining)
     if rest.size:
         current = scores()
+        steps.append((rest, min_div[rest]))
         for name, arr in current.items():
             values[name][rest] = arr[rest]
         rest = rest[np.lexsort((tiebreak[rest], -current["Q"][rest]))]
+    values.update(pool_scale_q(kd_s, asd_s, values["Div"], steps, alpha, combine))
     if kd_label != "KD":
         values[f"{kd_label}_norm"] = values.pop("KD_norm")
+        values[f"{kd_label}_pool"] = values.pop("KD_pool")
     return Ranked([ids[i] for i in picks], [ids[i] for i in picks] + [ids[i] for i in rest.tolist()],
                   to_columns(ids, values))

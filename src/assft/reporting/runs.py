@@ -40,6 +40,7 @@ class RunData:
     baseline: dict[str, Any] | None  # meta.baseline_metrics (the budget-0 point), or None
     rounds: tuple[RoundRecord, ...]  # evaluated rounds with metrics, in round order
     config: dict[str, Any] = field(default_factory=dict)  # campaign.yaml (strategy, query, finetune, ...)
+    own_bounds: dict[str, dict[str, Any] | None] | None = None  # round-0 references the ledger carries itself
 
     @property
     def steps_per_round(self) -> list[int | None]:
@@ -174,7 +175,20 @@ def _read_run(ledger_path: Path, root: Path) -> RunData | str:
             rounds.append(record)
     return RunData(domain=domain, strategy=str(strategy), seed=int(seed or 0), path=folder,
                    pool_size=meta.pool_size, budget_total=meta.budget_total, rounds_planned=meta.rounds,
-                   baseline=meta.baseline_metrics, rounds=tuple(rounds), config=config)
+                   baseline=meta.baseline_metrics, rounds=tuple(rounds), config=config,
+                   own_bounds=campaign_bounds(meta))
+
+
+def campaign_bounds(meta: Any) -> dict[str, dict[str, Any] | None] | None:
+    """The bounds a campaign's own round 0 gives (a real campaign has no bounds.json): lower = the source model as
+    is, the adapted start as a reference named after its method, upper = the campaign's upper reference model when
+    it has one; None when round 0 was not evaluated."""
+    if meta.baseline_metrics is None:
+        return None
+    if meta.unadapted_metrics is None:  # no adaptation: the start model is the source model
+        return {"lower": meta.baseline_metrics, "upper": meta.upper_metrics}
+    method = str((meta.adaptation or {}).get("method") or "adapted")
+    return {"lower": meta.unadapted_metrics, "upper": meta.upper_metrics, method: meta.baseline_metrics}
 
 
 def read_bounds(raw: Any) -> dict[str, dict[str, Any] | None]:
@@ -236,6 +250,9 @@ def load_runs(root: str | Path) -> RunSet:
                         path=root, fix="run the campaigns with a labeled --test set; skipped: " + "; ".join(skipped))
     bounds = {domain: mean_bounds([read_bounds(_read_json(d / BOUNDS_NAME)) for d in dirs])
               for domain, dirs in bound_dirs.items()}
+    for run in runs:  # campaigns outside a simulation: their own round 0 is the reference
+        if run.domain not in bounds and run.own_bounds is not None:
+            bounds[run.domain] = run.own_bounds
     return RunSet(root=root, runs=runs, bounds=bounds, skipped=skipped)
 
 

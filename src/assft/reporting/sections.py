@@ -130,7 +130,8 @@ def _first_round(doc: Document, summary: dict[str, Any]) -> None:
 def _gap(doc: Document, summary: dict[str, Any]) -> None:
     doc.heading("Gap closed")
     if not summary["gap_closed"]:
-        doc.paragraph("No lower and upper bound (bounds.json) with a mean Dice: the gap closed is not reported.")
+        doc.paragraph("No lower and upper bound (bounds.json, or a campaign's round 0 with --upper-model) with a "
+                      "mean Dice: the gap closed is not reported.")
         return
     rows = []
     for domain, by_strategy in summary["gap_closed"].items():

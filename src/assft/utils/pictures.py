@@ -8,13 +8,14 @@ which is what keeps the query figures within a tenth of the query pass (docs/que
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MAX_SIDE", "PLANES", "Panel", "colour_map", "compose", "cut", "overlay", "shrink", "to_uint8"]
+__all__ = ["MAX_SIDE", "PLANES", "Panel", "class_legend", "colour_bar", "colour_map", "compose", "cut", "overlay",
+           "shrink", "to_uint8"]
 
 MAX_SIDE = 128  # pixels on a slice's longer side; larger slices are subsampled (nearest, same step both ways)
 PLANES = ("axial", "coronal", "sagittal")  # cut along array axes 2, 1, 0 of (D, H, W)
@@ -70,6 +71,45 @@ def overlay(image: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
 def colour_map(values: np.ndarray, name: str = "magma") -> np.ndarray:
     """A uint8 slice through a matplotlib colour map -> (H, W, 3) uint8, upright."""
     return _lut(name)[_upright(values)]
+
+
+def class_colour(label: int) -> np.ndarray:
+    """The RGB bytes a foreground class is drawn in (`overlay` blends them with the image)."""
+    return CLASS_COLOURS[(int(label) - 1) % len(CLASS_COLOURS)]
+
+
+def class_legend(class_names: Mapping[int, str]) -> np.ndarray:
+    """A key of the label colours: one swatch per foreground class with its value and name -> (H, W, 3) uint8."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=11)
+    names = [(int(k), str(v)) for k, v in sorted(class_names.items()) if int(k) > 0]
+    lines = [f"{k} {name}" for k, name in names] or ["no foreground class"]
+    # at least a panel wide: `compose` enlarges narrower pictures by an integer factor, text included
+    width = max(int(max(font.getlength(text) for text in lines)) + 30, PANEL)
+    canvas = Image.new("RGB", (width, 16 * len(lines) + 4), "white")
+    draw = ImageDraw.Draw(canvas)
+    for row, text in enumerate(lines):
+        y = 2 + 16 * row
+        if names:
+            draw.rectangle((2, y + 1, 16, y + 13), fill=tuple(int(c) for c in class_colour(names[row][0])))
+        draw.text((22, y), text, fill="black", font=font)
+    return np.asarray(canvas)
+
+
+def colour_bar(low: str, high: str, name: str = "magma", length: int = PANEL) -> np.ndarray:
+    """A horizontal colour bar of `colour_map`'s 0..255 range, labelled `low` and `high` at its ends ->
+    (H, W, 3) uint8."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=11)
+    ramp = _lut(name)[np.linspace(0, 255, length).round().astype(np.uint8)]  # (length, 3)
+    canvas = Image.new("RGB", (length, 32), "white")
+    canvas.paste(Image.fromarray(np.ascontiguousarray(np.repeat(ramp[None], 14, axis=0))), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((0, 17), low, fill="black", font=font)
+    draw.text((length - font.getlength(high), 17), high, fill="black", font=font)
+    return np.asarray(canvas)
 
 
 @lru_cache(maxsize=4)

@@ -49,10 +49,13 @@ class ASSFTStrategy(Strategy):
         if cold and self.config.cold_start_method != "dkd":
             return self.representative_cold_start(pool, context, budget, rng)
         beta = self.power_beta(context)
-        ranked, adjusted = greedy_select(pool, context, budget, rng, use_asd=not cold, beta=beta)
+        ranked, adjusted, alpha = greedy_select(pool, context, budget, rng, use_asd=not cold, beta=beta)
         notes = {"cold_start": cold, **({"cold_start_method": "dkd"} if cold else {}), **adjusted.notes,
                  **sampling_notes(beta, context)}
-        return self.finish(ranked, lambda c: explain_greedy(ranked, c, context, adjusted, beta), **notes)
+        if not cold:
+            notes["alpha_applied"] = alpha
+        return self.finish(ranked, lambda c: explain_greedy(ranked, c, context, adjusted, beta,
+                                                            None if cold else alpha), **notes)
 
     def representative_cold_start(self, pool: Sequence[CaseSummary], context: SelectionContext, budget: int,
                                   rng: np.random.Generator) -> Selection:

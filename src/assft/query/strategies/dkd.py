@@ -56,9 +56,10 @@ def kd_columns(ids: Sequence[str], raw: np.ndarray, adjusted: AdjustedKD) -> dic
 
 
 def greedy_select(pool: Sequence[CaseSummary], context: SelectionContext, budget: int, rng: np.random.Generator,
-                  *, use_asd: bool, beta: float | None = None) -> tuple[Ranked, AdjustedKD]:
+                  *, use_asd: bool, beta: float | None = None) -> tuple[Ranked, AdjustedKD, float]:
     """The greedy DKD (use_asd False: Q = DKD) or full-Q batch over the pool's (adjusted) KD, embeddings and ASD;
-    `beta`: power sampling at every greedy step."""
+    `beta`: power sampling at every greedy step. Returns the ranking (with the raw KD as column "KD"), the adjusted
+    KD and the alpha Q applied (the spread rule may have replaced the configured one)."""
     config = context.config
     ids, raw, z, adjusted = pool_kd(pool, config, with_embeddings=True)
     asd_scores = field_scores(pool, "asd") if use_asd else {}
@@ -71,7 +72,8 @@ def greedy_select(pool: Sequence[CaseSummary], context: SelectionContext, budget
                                   combine=config.dkd_combine, reference=context.labeled_embeddings,
                                   power_beta=beta, power_eps=config.power_eps, kd_label=adjusted.label)
     ranked.columns.update(kd_columns(ids, raw, adjusted))
-    return ranked, adjusted
+    ranked.columns["KD"] = dict(zip(ids, raw.tolist(), strict=True))
+    return ranked, adjusted, alpha
 
 
 def guard_note(adjusted: AdjustedKD) -> str:
@@ -83,23 +85,40 @@ def guard_note(adjusted: AdjustedKD) -> str:
             "(typicality replaces KD): ")
 
 
-def kd_phrase(adjusted: AdjustedKD, value: float) -> str:
-    """The KD part of a rationale from its normalised value: plain, typicality-weighted, or typicality (guard)."""
+def kd_phrase(adjusted: AdjustedKD, value: float, raw: float | None = None) -> str:
+    """The KD part of a rationale from its pool-normalised value and the raw KD: plain, typicality-weighted, or
+    typicality (guard), e.g. 'far from pre-training (KD 0.83 (raw 12.4, pool-normalised))'."""
+    raw_text = "" if raw is None else f"raw {raw:.4g}, "
     if adjusted.label == "Typ":
-        return f"{'typical of' if value >= 0.5 else 'atypical for'} the pool (typicality {value:.2f})"
+        raw_kd = "" if raw is None else f"; raw KD {raw:.4g}"
+        return f"{'typical of' if value >= 0.5 else 'atypical for'} the pool (typicality {value:.2f}, " \
+               f"pool-normalised{raw_kd})"
     close = "far from" if value >= 0.5 else "close to"
     if adjusted.notes.get("kd_weighting") == "typicality":
-        return f"{close} pre-training and typical (KD x typicality {value:.2f})"
-    return f"{close} pre-training (KD {value:.2f})"
+        return f"{close} pre-training and typical (KD x typicality {value:.2f} ({raw_text}pool-normalised))"
+    return f"{close} pre-training (KD {value:.2f} ({raw_text}pool-normalised))"
+
+
+def asd_phrase(alpha: float, asd_pool: float, context: SelectionContext, adjusted: AdjustedKD) -> str:
+    """The ASD part of a rationale: the pool-normalised ASD, or that Q did not use it (alpha 1) and why."""
+    if alpha < 1.0:
+        return f"{'hard' if asd_pool >= 0.5 else 'easy'} foreground (ASD {asd_pool:.2f}, pool-normalised)"
+    config = context.config
+    if alpha != config.alpha and config.alpha_high_spread is not None:
+        return (f"ASD not used (α = {alpha:g}: the pool's KD spread {adjusted.notes['kd_spread']:.3g} "
+                f">= {config.alpha_spread_threshold:g}, the spread rule)")
+    return f"ASD not used (α = {alpha:g})"
 
 
 def explain_greedy(ranked: Ranked, case_id: str, context: SelectionContext, adjusted: AdjustedKD | None = None,
-                   beta: float | None = None) -> str:
-    """One line from the values at pick time, e.g. 'far from pre-training (KD 0.91), unlike chosen ones (Div 0.44),
-    hard foreground (ASD 0.63)'; KD and ASD are min-max normalised over the pool, Div is 1 - cos."""
+                   beta: float | None = None, alpha: float | None = None) -> str:
+    """One line from the values at pick time, e.g. 'far from pre-training (KD 0.83 (raw 12.4, pool-normalised)),
+    unlike chosen ones (Div 0.44), hard foreground (ASD 0.63, pool-normalised)'; KD and ASD are min-max normalised
+    over the whole candidate pool, Div (1 - cos) is raw; `alpha`: the alpha Q applied (None: no ASD term)."""
     adjusted = adjusted or AdjustedKD(np.zeros(0), "KD")
     col = ranked.columns
-    parts = [kd_phrase(adjusted, col[f"{adjusted.label}_norm"][case_id])]
+    pooled = col.get(f"{adjusted.label}_pool", col.get(f"{adjusted.label}_norm", {}))
+    parts = [kd_phrase(adjusted, pooled[case_id], col.get("KD", {}).get(case_id))]
     first = ranked.selected and ranked.selected[0] == case_id
     if first and not len(context.labeled_ids):
         others = "the pool average"
@@ -107,9 +126,8 @@ def explain_greedy(ranked: Ranked, case_id: str, context: SelectionContext, adju
         others = "labeled and chosen ones" if len(context.labeled_ids) else "chosen ones"
     div, div_n = col["Div"][case_id], col["Div_norm"][case_id]
     parts.append(f"{'unlike' if div_n >= 0.5 else 'similar to'} {others} (Div {div:.3g})")
-    if "ASD_norm" in col and case_id in col["ASD_norm"]:
-        asd_n = col["ASD_norm"][case_id]
-        parts.append(f"{'hard' if asd_n >= 0.5 else 'easy'} foreground (ASD {asd_n:.2f})")
+    if alpha is not None and case_id in col.get("ASD_pool", {}):
+        parts.append(asd_phrase(alpha, col["ASD_pool"][case_id], context, adjusted))
     return guard_note(adjusted) + ", ".join(parts) + power_note(beta)
 
 
@@ -123,7 +141,7 @@ class DKDStrategy(Strategy):
     def select(self, pool: Sequence[CaseSummary], context: SelectionContext, budget: int,
                rng: np.random.Generator) -> Selection:
         beta = self.power_beta(context)
-        ranked, adjusted = greedy_select(pool, context, budget, rng, use_asd=False, beta=beta)
+        ranked, adjusted, _ = greedy_select(pool, context, budget, rng, use_asd=False, beta=beta)
         return self.finish(ranked, lambda c: explain_greedy(ranked, c, context, adjusted, beta),
                            **adjusted.notes, **sampling_notes(beta, context))
 
@@ -152,10 +170,6 @@ class KDStrategy(Strategy):
         kd = dict(zip(ids, raw.tolist(), strict=True))
 
         def explain(c: str) -> str:
-            if adjusted.label == "KD" and "kd_weighting" not in adjusted.notes:
-                text = f"far from pre-training (KD {kd[c]:.4g}, normalised {normed[c]:.2f})"
-            else:
-                text = f"{guard_note(adjusted)}{kd_phrase(adjusted, normed[c])}, raw KD {kd[c]:.4g}"
-            return text + power_note(beta)
+            return guard_note(adjusted) + kd_phrase(adjusted, normed[c], kd[c]) + power_note(beta)
 
         return self.finish(ranked, explain, **adjusted.notes, **sampling_notes(beta, context))
