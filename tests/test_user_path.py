@@ -1,6 +1,7 @@
 """The documented "your own data" path, through the console script: a NIfTI source model, a target pool exported as
 DICOM series (one folder per case, as a hospital export), class names written with `data init`, `data check`,
-`adapt`, `query` against the θ0 the adapted checkpoint names, and one campaign round on the DICOM pool."""
+`adapt`, `query` against the θ0 the adapted checkpoint names, and the README's campaign on the DICOM pool with a NIfTI
+test set: round 0 adapts, the picks come with pre-annotations, and status shows source -> adapted -> round 1."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def test_a_dicom_pool_from_check_to_a_campaign_round(tmp_path: Path) -> None:
     from assft.data.synthetic import make_phantom_dataset, write_dicom_series
 
     source = make_phantom_dataset(tmp_path / "source", 3, shape=(16, 16, 16), seed=0)
+    test_set = make_phantom_dataset(tmp_path / "test_nifti", 2, shape=(16, 16, 16), seed=2, contrast="mr")
     target = make_phantom_dataset(tmp_path / "target_nifti", 6, shape=(16, 16, 16), seed=1, contrast="mr")
     pool, truth = tmp_path / "pool", tmp_path / "truth"
     truth.mkdir()
@@ -65,21 +67,28 @@ def test_a_dicom_pool_from_check_to_a_campaign_round(tmp_path: Path) -> None:
         "finetune: {train: {steps: 1, batch_size: 1, patch_size: [16, 16, 16]}, ssft_steps: 1}\n"
         "inference: {roi_size: [16, 16, 16], channels_last: false}\n")
     camp = tmp_path / "camp"
-    assft("campaign", "init", "--model", "adapted.pt", "--images", str(pool), "--out", str(camp), "--budget", "2",
-          "--rounds", "1", "--config", "campaign.yaml", "--no-figures", cwd=tmp_path)
-    assert f"pretrained: {model}" in (camp / "campaign.yaml").read_text()  # θ0 follows the provenance here too
+    assft("campaign", "init", "--model", str(model), "--images", str(pool), "--out", str(camp), "--budget", "2",
+          "--rounds", "1", "--adapt", "auto", "--test", str(test_set), "--config", "campaign.yaml", "--no-figures",
+          cwd=tmp_path)
     assft("campaign", "next", str(camp), cwd=tmp_path)
     to_annotate = camp / "rounds" / "r001" / "to_annotate"
     picks = sorted(p.name for p in to_annotate.iterdir() if not p.name.startswith("."))
     assert len(picks) >= 2 and all((to_annotate / p).is_dir() for p in picks if not p.endswith(".nii.gz"))
+    picked_cases = [p for p in picks if (pool / p).is_dir()]
+    assert len(picked_cases) == 2
+    for case_id in picked_cases:  # the model's label map to correct, on the DICOM series' own grid
+        pre = nib.load(str(to_annotate / "pre_annotations" / f"{case_id}.nii.gz"))
+        _, series_affine = read_volume(pool / case_id)
+        np.testing.assert_allclose(pre.affine, series_affine, atol=1e-4)
     labels = tmp_path / "labels"
     labels.mkdir()
-    for case_id in (p for p in picks if (pool / p).is_dir()):
+    for case_id in picked_cases:
         shutil.copy(truth / f"{case_id}.nii.gz", labels / f"{case_id}.nii.gz")
     assft("campaign", "import-labels", str(camp), "--labels", str(labels), cwd=tmp_path)
     assft("campaign", "finetune", str(camp), cwd=tmp_path)
     status = assft("campaign", "status", str(camp), cwd=tmp_path)
-    assert "finetuned" in status or "evaluated" in status
+    for row in ("source model", "adapted (adabn)", "round 1"):  # did it get better than what I had?
+        assert row in status, status
     finetuned = next(camp.rglob("finetuned.pt"))
     prediction = tmp_path / "pred"
     assft("predict", "--model", str(finetuned), "--images", str(pool), "--out", str(prediction), cwd=tmp_path)
