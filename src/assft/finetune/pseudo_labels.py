@@ -20,10 +20,11 @@ from torch import nn
 
 from assft.config import InferenceConfig, ModelConfig, PreprocessConfig
 from assft.data.cases import Case
-from assft.data.preprocess import LoadedCase
+from assft.data.preprocess import LoadedCase, spacing_of, to_original_grid
 from assft.errors import ConfigError, DataError
 from assft.finetune.config import RELIABILITY_CHOICES, PseudoLabelConfig
 from assft.utils.atomic import atomic_write
+from assft.utils.pictures import shrink, to_uint8
 
 IGNORE_UINT8 = 255  # a masked (ignored) voxel in a stored uint8 pseudo-label; -1 (losses.IGNORE) once trained on
 TABLE_FIELDS: tuple[str, ...] = ("case_id", "conf", "sd", "selected", "fg_voxels", "true_dice")
@@ -197,7 +198,7 @@ def score_pool(model: nn.Module, model_config: ModelConfig, labeled: Sequence[Lo
 
     Labeled embeddings come from the same model over `labeled`. `truth` maps case ids to label files that are read
     only to record each pseudo-label's true Dice (simulation); pool cases themselves carry no labels. `pictures`,
-    when given, receives each case's gallery slice (`assft.finetune.gallery.PseudoLabelPicture`).
+    when given, receives each case's gallery slice (`PseudoLabelPicture`).
     """
     from assft.inference.engine import iter_probs
     from assft.inference.predict import iter_loaded, prepare_model
@@ -229,7 +230,6 @@ def _score_stream(stream, refs: np.ndarray, truth: Mapping[str, Path], labels: M
                   config: PseudoLabelConfig, pictures: dict[str, Any] | None = None) -> Iterator[PseudoLabelStats]:
     """(loaded, probs, embedding) -> PseudoLabelStats (conf, sd, |Ω|, and the true Dice when a label is known)."""
     from assft.data.io import read_volume
-    from assft.data.preprocess import spacing_of, to_original_grid
     from assft.metrics.scores import compute_diversity, compute_foreground_mask
 
     for loaded, probs, embedding in stream:
@@ -240,12 +240,34 @@ def _score_stream(stream, refs: np.ndarray, truth: Mapping[str, Path], labels: M
             argmax = to_original_grid(probs, loaded).argmax(0).numpy()  # type: ignore[arg-type]
             dice = compute_pseudo_label_dice(argmax, true_map, labels, spacing_of(loaded.affine))
         if pictures is not None:
-            from assft.finetune.gallery import capture_picture
-
             pictures[loaded.case_id] = capture_picture(loaded, probs, true_map)
         sd = compute_diversity(embedding.numpy(), refs)  # min 1 - cos
         yield PseudoLabelStats(loaded.case_id, compute_pseudo_label_confidence(probs, omega),  # type: ignore[arg-type]
                                sd, int(omega.sum()), true_dice=dice)
+
+
+@dataclass(frozen=True)
+class PseudoLabelPicture:
+    """One axial slice (original grid) through the largest predicted foreground: image, pseudo-label, truth."""
+
+    image: np.ndarray  # uint8
+    pseudo_label: np.ndarray  # uint8 class ids
+    truth: np.ndarray | None  # uint8 class ids (simulation only)
+
+
+def capture_picture(loaded: LoadedCase, probs: torch.Tensor, truth: np.ndarray | None) -> PseudoLabelPicture:
+    """The slice of `loaded` (probs (C, D, H, W) on its preprocessed grid) with the most predicted foreground."""
+    shape = tuple(loaded.original_shape)
+    pseudo = to_original_grid(probs, loaded).argmax(0).numpy()  # type: ignore[arg-type]
+    first_channel = torch.from_numpy(np.ascontiguousarray(loaded.image[:1]))
+    image = to_original_grid(first_channel, loaded, probabilities=False)[0].numpy()  # type: ignore[arg-type]
+    area = (pseudo > 0).sum(axis=(0, 1))
+    index = int(area.argmax()) if area.any() else shape[2] // 2  # first largest: deterministic
+    truth_slice = None
+    if truth is not None and tuple(truth.shape) == shape:
+        truth_slice = shrink(truth[:, :, index].astype(np.uint8))
+    return PseudoLabelPicture(shrink(to_uint8(image[:, :, index])), shrink(pseudo[:, :, index].astype(np.uint8)),
+                              truth_slice)
 
 
 def iter_pseudo_labels(model: nn.Module, cases: Sequence[Case], preprocess: PreprocessConfig,
@@ -259,7 +281,6 @@ def iter_pseudo_labels(model: nn.Module, cases: Sequence[Case], preprocess: Prep
     is also written there as ID.nii.gz on the original grid.
     """
     from assft.data.io import write_label_map
-    from assft.data.preprocess import to_original_grid
     from assft.inference.engine import iter_probs
     from assft.inference.predict import iter_loaded, prepare_model
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -37,6 +37,7 @@ from monai.data.utils import compute_importance_map, dense_patch_slices
 from torch import nn
 
 from assft.config import InferenceConfig
+from assft.errors import ConfigError
 from assft.inference.reducers import Routing
 
 T = TypeVar("T")
@@ -198,6 +199,16 @@ class _Slots:
         self.free.append(slot)
 
 
+def forward_precision(model: nn.Module, precision: str) -> AbstractContextManager:
+    """Autocast context for `precision` on the model's device ("fp32": no autocast); fp16 needs a GPU."""
+    if precision == "fp32":
+        return nullcontext()
+    device_type = next(model.parameters()).device.type
+    if precision == "fp16" and device_type != "cuda":
+        raise ConfigError("precision 'fp16' needs a CUDA device.", fix="use precision 'bf16' or 'fp32' on CPU")
+    return torch.autocast(device_type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
 def iter_windows_pass(model: nn.Module, items: Iterable[T], image_of: Callable[[T], np.ndarray | torch.Tensor],
                       config: InferenceConfig, *, predictor: Predictor | None = None,
                       routing: Routing | None = None, reducers: Sequence[Releasable] = (),
@@ -211,7 +222,6 @@ def iter_windows_pass(model: nn.Module, items: Iterable[T], image_of: Callable[[
     go into calls in MONAI's groups of `sw_batch_size` (from its first window), never split across two calls -- for
     passes whose result depends on which windows share a call (AdaBN's per-volume batch statistics).
     """
-    from assft.inference.predict import forward_precision
     from assft.utils.threads import tick
 
     device = next(model.parameters()).device
