@@ -20,11 +20,19 @@ from torch import nn
 
 from assft.config import InferenceConfig, ModelConfig, PreprocessConfig
 from assft.data.cases import Case
+from assft.data.io import read_volume, write_label_map
 from assft.data.preprocess import LoadedCase, spacing_of, to_original_grid
 from assft.errors import ConfigError, DataError
-from assft.finetune.config import RELIABILITY_CHOICES, PseudoLabelConfig
+from assft.finetune.config import PseudoLabelConfig, RELIABILITY_CHOICES
+from assft.inference.engine import iter_probs
+from assft.inference.predict import iter_loaded, prepare_model
+from assft.metrics.scores import compute_confidence, compute_diversity, compute_foreground_mask
+from assft.metrics.segmentation import compute_case_metrics
+from assft.models.zoo import bottleneck_module
 from assft.utils.atomic import atomic_write
+from assft.utils.distributed import gather_in_order, join_process_group, merge_across_ranks, shard
 from assft.utils.pictures import shrink, to_uint8
+from assft.utils.progress import progress
 
 IGNORE_UINT8 = 255  # a masked (ignored) voxel in a stored uint8 pseudo-label; -1 (losses.IGNORE) once trained on
 TABLE_FIELDS: tuple[str, ...] = ("case_id", "conf", "sd", "selected", "fg_voxels", "true_dice")
@@ -36,8 +44,6 @@ def compute_pseudo_label_confidence(probs: torch.Tensor, foreground_mask: torch.
     An empty Ω means the model sees no foreground at all: there is nothing in the volume to trust, so the volume
     ranks as least confident [ours] (the query's `compute_confidence` averages over the whole volume instead).
     """
-    from assft.metrics.scores import compute_confidence
-
     if probs.ndim != 4 or tuple(foreground_mask.shape) != tuple(probs.shape[1:]):
         raise ValueError(f"expected probs (C, D, H, W) and a mask (D, H, W); got {tuple(probs.shape)} and "
                          f"{tuple(foreground_mask.shape)}")
@@ -184,8 +190,6 @@ def stats_from_row(row: Mapping[str, Any], source: str | Path | None = None) -> 
 def compute_pseudo_label_dice(pseudo_label: np.ndarray, truth: np.ndarray, labels: Mapping[int, str],
                               spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> float:
     """Mean foreground Dice of an argmax pseudo-label (D, H, W) against the true label map (D, H, W)."""
-    from assft.metrics.segmentation import compute_case_metrics
-
     return float(compute_case_metrics(pseudo_label.astype(np.int64), truth, max(labels) + 1, spacing=spacing,
                                       class_names=dict(labels), dice_only=True)["mean_dice"])
 
@@ -200,13 +204,6 @@ def score_pool(model: nn.Module, model_config: ModelConfig, labeled: Sequence[Lo
     only to record each pseudo-label's true Dice (simulation); pool cases themselves carry no labels. `pictures`,
     when given, receives each case's gallery slice (`PseudoLabelPicture`).
     """
-    from assft.inference.engine import iter_probs
-    from assft.inference.predict import iter_loaded, prepare_model
-    from assft.models.zoo import bottleneck_module
-    from assft.utils.progress import progress
-
-    from assft.utils.distributed import gather_in_order, join_process_group, merge_across_ranks, shard
-
     ranks = join_process_group()  # under torchrun each rank scores every world-th pool case (rows are independent)
     mine = shard(pool, ranks)
     net = prepare_model(model, inference)
@@ -229,9 +226,6 @@ def score_pool(model: nn.Module, model_config: ModelConfig, labeled: Sequence[Lo
 def _score_stream(stream, refs: np.ndarray, truth: Mapping[str, Path], labels: Mapping[int, str],
                   config: PseudoLabelConfig, pictures: dict[str, Any] | None = None) -> Iterator[PseudoLabelStats]:
     """(loaded, probs, embedding) -> PseudoLabelStats (conf, sd, |Ω|, and the true Dice when a label is known)."""
-    from assft.data.io import read_volume
-    from assft.metrics.scores import compute_diversity, compute_foreground_mask
-
     for loaded, probs, embedding in stream:
         omega, _ = compute_foreground_mask(probs, config.foreground, config.fixed_threshold)  # type: ignore[arg-type]
         dice, true_map = None, None
@@ -280,10 +274,6 @@ def iter_pseudo_labels(model: nn.Module, cases: Sequence[Case], preprocess: Prep
     LoadedCase holds the image and the int16 training label (-1 = ignored voxel). With `out_dir`, the pseudo-label
     is also written there as ID.nii.gz on the original grid.
     """
-    from assft.data.io import write_label_map
-    from assft.inference.engine import iter_probs
-    from assft.inference.predict import iter_loaded, prepare_model
-
     net = prepare_model(model, inference)
     try:
         for loaded, probs in iter_probs(net, iter_loaded(cases, preprocess), inference):

@@ -38,7 +38,8 @@ from torch import nn
 
 from assft.config import InferenceConfig
 from assft.errors import ConfigError
-from assft.inference.reducers import Routing
+from assft.inference.reducers import Routing, hooked_embedding
+from assft.utils.threads import tick
 
 T = TypeVar("T")
 Predictor = Callable[[torch.Tensor], torch.Tensor]
@@ -222,8 +223,6 @@ def iter_windows_pass(model: nn.Module, items: Iterable[T], image_of: Callable[[
     go into calls in MONAI's groups of `sw_batch_size` (from its first window), never split across two calls -- for
     passes whose result depends on which windows share a call (AdaBN's per-volume batch statistics).
     """
-    from assft.utils.threads import tick
-
     device = next(model.parameters()).device
     # An nnU-Net network (assft.models.nnunet) carries nnU-Net's window rule: its patch, steps and Gaussian; with the
     # default predictor its fp16 logits are averaged and softmax follows, as in nnU-Net's predictor (its
@@ -364,8 +363,6 @@ def iter_probs(model: nn.Module, volumes: Iterable, config: InferenceConfig, *,
     With `embedding_module`, yields (volume, probs, embedding (d,)): the module's output pooled over the volume's
     windows and L2-normalised.
     """
-    from assft.inference.reducers import hooked_embedding
-
     routing = Routing(open=False)
     with hooked_embedding(embedding_module, routing) if embedding_module is not None else nullcontext() as embedding:
         for volume, probs, slot in iter_windows_pass(model, volumes, lambda v: v.image, config, routing=routing,

@@ -14,10 +14,13 @@ from torch import nn
 
 from assft.config import InferenceConfig, PreprocessConfig
 from assft.data.cases import Case
+from assft.data.io import write_label_map, write_volume
 from assft.data.preprocess import LoadedCase, load_case, to_original_grid
 from assft.inference.engine import iter_probs, iter_windows_pass
 from assft.inference.reducers import Routing, hooked_embedding, hooked_moments
 from assft.models.zoo import resolve_device
+from assft.utils.paths import check_not_inputs
+from assft.utils.progress import progress
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]  # window batch (B, C_in, d, h, w) -> (B, C, d, h, w)
 
@@ -94,10 +97,6 @@ def predict_probs(model: nn.Module, loaded: LoadedCase, config: InferenceConfig)
 def predict_to_folder(model: nn.Module, cases: list[Case], preprocess: PreprocessConfig, config: InferenceConfig,
                       out_dir: str | Path, *, save_probs: bool = False, show_progress: bool | None = None) -> list[Path]:
     """Predict every case; write `ID.nii.gz` label maps (and `ID_probs.nii.gz`) with the input affine."""
-    from assft.data.io import write_label_map, write_volume
-    from assft.utils.paths import check_not_inputs
-    from assft.utils.progress import progress
-
     out_dir = Path(out_dir)
     check_not_inputs(out_dir, [p for c in cases for p in (*c.image_paths, c.label_path)], option="out_dir")
     out_dir.mkdir(parents=True, exist_ok=True)
