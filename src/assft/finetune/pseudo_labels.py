@@ -197,12 +197,13 @@ def compute_pseudo_label_dice(pseudo_label: np.ndarray, truth: np.ndarray, label
 def score_pool(model: nn.Module, model_config: ModelConfig, labeled: Sequence[LoadedCase], pool: Sequence[Case],
                truth: Mapping[str, Path], preprocess: PreprocessConfig, inference: InferenceConfig,
                config: PseudoLabelConfig, labels: Mapping[int, str], *,
-               show_progress: bool | None = None, pictures: dict[str, Any] | None = None) -> list[PseudoLabelStats]:
+               pictures: dict[str, Any] | None = None) -> list[PseudoLabelStats]:
     """Stage 2, first pass: (conf, sd) of every pool case, streamed; probability maps are dropped at once.
 
     Labeled embeddings come from the same model over `labeled`. `truth` maps case ids to label files that are read
     only to record each pseudo-label's true Dice (simulation); pool cases themselves carry no labels. `pictures`,
-    when given, receives each case's gallery slice (`PseudoLabelPicture`).
+    when given, receives each case's gallery slice (`PseudoLabelPicture`). Progress goes to the active reporter
+    (`assft.utils.progress.reporting`).
     """
     ranks = join_process_group()  # under torchrun each rank scores every world-th pool case (rows are independent)
     mine = shard(pool, ranks)
@@ -213,7 +214,7 @@ def score_pool(model: nn.Module, model_config: ModelConfig, labeled: Sequence[Lo
             refs = np.stack([emb.numpy() for _, _, emb in iter_probs(net, labeled, inference,
                                                                       embedding_module=embedder)])
             volumes = progress(iter_loaded(mine, preprocess), "Scoring unlabeled volumes", total=len(mine),
-                               enabled=show_progress if ranks.is_main else False)
+                               enabled=None if ranks.is_main else False)
             rows = list(_score_stream(iter_probs(net, volumes, inference, embedding_module=embedder), refs,
                                       truth, labels, config, pictures))
     finally:

@@ -44,6 +44,7 @@ from assft.models.checkpoint import (THETA0_KEY, Checkpoint, KeyReport, load_che
 from assft.models.zoo import build_model, check_sizes, head_keys
 from assft.utils.atomic import atomic_write_json
 from assft.utils.distributed import join_process_group
+from assft.utils.progress import reporting
 from assft.utils.seeding import derive_seed
 from assft.utils.threads import threads_for_call
 
@@ -156,6 +157,7 @@ def run_ssft(
         labels: the class map (default: `labeled.labels` for a DatasetSpec, else the checkpoint's).
         pretrained: the weights θ0 that stage 3 restarts from when `config.restart_from_pretrained` (default: model).
         save_pseudo_labels: also write out_dir/pseudo_labels/ID.nii.gz for the selected cases.
+        show_progress: False silences the pool pass's progress; None follows the caller's reporter.
 
     Returns:
         SSFTResult with the final weights, the per-case table and timings.
@@ -201,9 +203,9 @@ def run_ssft(
         if config.ssft and pool:
             pseudo_dir = Path(out_dir) / PSEUDO_DIR if out_dir is not None and save_pseudo_labels else None
             pictures: dict | None = {} if out_dir is not None and config.gallery else None
-            table, reliable, pseudo_loaded, pseudo_paths = _stage2(
-                net, model_config, ckpt, labeled_loaded, pool, truth, labels, config, pseudo_dir, timings,
-                show_progress, pictures)
+            with reporting(show_progress):  # the pool pass's progress follows it, with no parameter of its own
+                table, reliable, pseudo_loaded, pseudo_paths = _stage2(
+                    net, model_config, ckpt, labeled_loaded, pool, truth, labels, config, pseudo_dir, timings, pictures)
             if pictures:
                 write_pseudo_label_gallery(Path(out_dir) / GALLERY_NAME,  # type: ignore[arg-type]
                                            table, pictures, labels)
@@ -287,12 +289,12 @@ def _check_labeled(labeled: DatasetSpec | Sequence[Case], labels: dict[int, str]
 
 def _stage2(net: nn.Module, model_config: ModelConfig, ckpt: Checkpoint, labeled: Sequence[LoadedCase],
             pool: list[Case], truth: dict[str, Path], labels: dict[int, str], config: FinetuneConfig,
-            pseudo_dir: Path | None, timings: dict[str, float], show_progress: bool | None,
+            pseudo_dir: Path | None, timings: dict[str, float],
             pictures: dict | None = None) -> tuple[list[PseudoLabelStats], ReliableSet, list[LoadedCase], list[Path]]:
     """Score the pool, pick R, and predict R's pseudo-labels (two streaming passes)."""
     t = time.perf_counter()
     table = score_pool(net, model_config, labeled, pool, truth, ckpt.preprocess, config.resolved_inference(),
-                       config.pseudo, labels, show_progress=show_progress, pictures=pictures)
+                       config.pseudo, labels, pictures=pictures)
     reliable = select_reliable(table, config.pseudo.reliability, config.pseudo.qc, config.pseudo.qd)
     table = mark_selected(table, reliable)
     timings["stage2_score"] = time.perf_counter() - t
