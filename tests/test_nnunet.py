@@ -125,7 +125,7 @@ def test_maps_and_gallery_pictures_come_back_on_the_original_grid(nnunet_world):
     nnU-Net's crop, 0 outside); the gallery picture of an nnU-Net case is cut on the file's grid, beside its label."""
     from assft.data.cases import Case
     from assft.data.preprocess import load_case, to_original_grid
-    from assft.finetune.gallery import capture_picture
+    from assft.finetune.pseudo_labels import capture_picture
     from assft.models.checkpoint import load_checkpoint
 
     root = nnunet_world["root"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from assft.campaign.simulate import SimulationConfig, run_simulation
 from assft.reporting import write_report
 from browser import Page, find_chromium

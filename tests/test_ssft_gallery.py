@@ -8,13 +8,8 @@ import numpy as np
 import torch
 
 from assft.data.preprocess import LoadedCase
-from assft.finetune.gallery import (
-    capture_picture,
-    gallery_caption,
-    gallery_cases,
-    gallery_title,
-    write_pseudo_label_gallery,
-)
+from assft.finetune.gallery import gallery_caption, gallery_cases, gallery_title, write_pseudo_label_gallery
+from assft.finetune.pseudo_labels import capture_picture
 from assft.finetune.pseudo_labels import PseudoLabelStats
 
 

@@ -82,7 +82,8 @@ def measure() -> dict:
         if len(text.splitlines()) > largest_module[1]:
             largest_module = (rel, len(text.splitlines()))
         functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-        inner = {id(n) for f in functions for n in ast.walk(f) if n is not f and isinstance(n, ast.Import | ast.ImportFrom)}
+        inner = {id(n) for f in functions for n in ast.walk(f)
+                 if n is not f and isinstance(n, ast.Import | ast.ImportFrom)}
         for node in ast.walk(tree):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 targets = imported(node, known)
@@ -97,7 +98,8 @@ def measure() -> dict:
                         for m in c.body if isinstance(m, ast.FunctionDef) and not m.name.startswith("_")]
         for f in public_defs:
             a = f.args
-            n = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) - (1 if a.args and a.args[0].arg in ("self", "cls") else 0)
+            bound = 1 if a.args and a.args[0].arg in ("self", "cls") else 0
+            n = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) - bound
             if n > longest[1]:
                 longest = (f"{name}.{f.name}", n)
             if n > longest_library[1] and not name.startswith("assft.cli"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,10 +13,15 @@ from torch import nn
 
 from assft.adapt.batchnorm import apply_batchnorm_statistics, batchnorm_layers, estimate_batchnorm_statistics
 from assft.adapt.config import AdaptConfig
+from assft.adapt.tent import tent_adapt
 from assft.config import config_hash
 from assft.data.cases import Case, DatasetSpec
+from assft.data.preprocess import load_case
 from assft.errors import ConfigError, DataError
-from assft.models.checkpoint import Checkpoint, build_from_checkpoint, make_checkpoint, save_checkpoint
+from assft.inference.predict import iter_loaded
+from assft.models.checkpoint import (THETA0_KEY, Checkpoint, build_from_checkpoint, make_checkpoint, save_checkpoint,
+                                     theta0_for_record)
+from assft.models.source_stats import network_norm_kind
 from assft.models.zoo import norm_layers, resolve_device
 
 
@@ -29,8 +35,6 @@ AUTO_WITHOUT_RUNNING_STATS = "none"
 def resolve_adapt_method(model: nn.Module, checkpoint: Checkpoint) -> tuple[str, str]:
     """(method, reason) for adapt "auto": AdaBN when θ's BatchNorm layers normalise with running statistics at
     inference, else AUTO_WITHOUT_RUNNING_STATS (none for an SSL-only model, which TENT cannot adapt)."""
-    from assft.models.source_stats import network_norm_kind
-
     kind = network_norm_kind(model, checkpoint)
     if kind == "running_stats":
         return "adabn", "auto: BatchNorm with running statistics"
@@ -78,10 +82,6 @@ def adapt_checkpoint(model: str | Path, pool: DatasetSpec | Sequence[Case], conf
             or AdaBN on a network without BatchNorm (nothing to re-estimate).
         DataError: an empty pool.
     """
-    from assft.adapt.tent import tent_adapt
-    from assft.data.preprocess import load_case
-    from assft.inference.predict import iter_loaded
-
     config = config or AdaptConfig()
     if config.method == "none":
         raise ConfigError("adaptation method is 'none'.", fix="choose adabn or tent")
@@ -133,10 +133,6 @@ def adapt_checkpoint(model: str | Path, pool: DatasetSpec | Sequence[Case], conf
         result.notes.append("the network has no BatchNorm layer: no statistics were re-estimated.")  # TENT only
     result.seconds = time.perf_counter() - start
     if out is not None:
-        import os
-
-        from assft.models.checkpoint import THETA0_KEY, theta0_for_record
-
         # θ0 (what KD is measured against) stays the pre-trained model, however many adaptations lie between.
         metadata = {**ckpt.metadata, THETA0_KEY: theta0_for_record(model, ckpt),
                     "adaptation": {**result.to_dict(), "from": os.path.abspath(model),

@@ -141,7 +141,7 @@ def init_campaign(campaign_dir: str | Path, config: CampaignConfig) -> Path:
     from assft.query.strategies import make_strategy
     from assft.utils.provenance import versions
 
-    make_strategy(config.strategy, config.query_for_round(1))  # unknown strategy: did-you-mean error now, not in round 1
+    make_strategy(config.strategy, config.query_for_round(1))  # an unknown strategy fails now, not in round 1
     load_checkpoint(config.model)
     for reference in (config.pretrained, config.upper_model):
         if reference:

@@ -78,8 +78,9 @@ def run_on_processes(dirs: Sequence[Path], jobs: int, threads: int, volume_cache
                 on_campaign(done)
 
 
-def run_on_ray(dirs: Sequence[Path], volume_cache: str, run: RunCampaign, *, address: str | None = None, cpus_per_campaign: float = 1.0,
-               gpus_per_campaign: float = 0.0, num_cpus: int | None = None, on_campaign: OnCampaign = None) -> None:
+def run_on_ray(dirs: Sequence[Path], volume_cache: str, run: RunCampaign, *, address: str | None = None,
+               cpus_per_campaign: float = 1.0, gpus_per_campaign: float = 0.0, num_cpus: int | None = None,
+               on_campaign: OnCampaign = None) -> None:
     """Each unfinished campaign as a Ray task (see the module docstring for resources and the retry policy).
 
     address: a running cluster ("auto", "ray://host:10001", "host:6379"); None starts a local Ray instance with

@@ -19,7 +19,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from assft.errors import CampaignError, CampaignLockedError
+from assft.campaign.config import CONFIG_NAME
+from assft.errors import CampaignError, CampaignLockedError, ConfigError
 from assft.utils.atomic import atomic_write_json
 
 LEDGER_NAME = "ledger.json"
@@ -220,9 +221,6 @@ def campaign_lock(campaign_dir: str | Path, *, creating: bool = False) -> Iterat
     Unless `creating` (campaign init), the folder must already be a campaign: a mistyped path is an error and gets
     no folder and no .lock file.
     """
-    from assft.campaign.config import CONFIG_NAME
-    from assft.errors import ConfigError
-
     path = Path(campaign_dir) / LOCK_NAME
     if creating:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from assft.data.checks import spatial_shape
 from assft.data.geometry import label_image, read_label_on_grid
 from assft.data.io import read_header
 from assft.errors import CampaignError, ConfigError, DataError
+from assft.metrics.annotation_cost import label_file_cost
 from assft.utils.paths import check_file_names, confine
 
 
@@ -93,8 +94,6 @@ def copy_labels(found: dict[str, tuple[Path, bool]], destination: str | Path, po
 
 def annotation_costs(labels: dict[str, Path]) -> dict[str, dict]:
     """{case_id: the annotation cost of its label file} (`metrics.annotation_cost`), as the ledger records it."""
-    from assft.metrics.annotation_cost import label_file_cost
-
     return {case_id: label_file_cost(path).to_dict() for case_id, path in sorted(labels.items())}
 
 

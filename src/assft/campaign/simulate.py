@@ -19,9 +19,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from assft.adapt import adapt_checkpoint
 from assft.adapt.config import AdaptConfig
 from assft.campaign.campaign import Campaign, init_campaign, load_pool, now
-from assft.campaign.config import CampaignConfig, load_campaign_config
+from assft.campaign.config import CONFIG_NAME, CampaignConfig, load_campaign_config
 from assft.campaign.engine import finetune_round, next_round
 from assft.campaign.evaluation import EVALUATE_STEP, evaluate_on_test, has_baseline, record_baseline
 from assft.campaign.executors import run_on_processes, run_on_ray
@@ -29,11 +30,17 @@ from assft.campaign.ledger import Ledger, campaign_lock
 from assft.campaign.oracle import GroundTruthOracle, annotation_costs
 from assft.campaign.volumes import with_volume_cache
 from assft.config import InferenceConfig, _Config, parse_config, read_yaml
+from assft.data.splits import load_split
 from assft.data.volume_cache import use_volume_cache
+from assft.domains import apply_domain_to_dataset
 from assft.errors import ConfigError
+from assft.finetune.config import FinetuneConfig
+from assft.finetune.ssft import run_ssft
+from assft.models.checkpoint import load_checkpoint
 from assft.utils.atomic import atomic_write_json
 from assft.utils.progress import StepReporter, reporting
-from assft.utils.paths import check_generated_folder, check_output_dir, check_output_guard, mark_generated_folder
+from assft.utils.paths import (check_generated_folder, check_output_dir, check_output_guard, check_plain_name,
+                               mark_generated_folder)
 from assft.utils.seeding import derive_seed
 from assft.utils.threads import governor
 
@@ -86,8 +93,6 @@ class SimulationConfig(_Config):
     @model_validator(mode="after")
     def _plain_names(self) -> SimulationConfig:
         # Domain, strategy and arm names become folder names under `out`: "../x" or "/x" would write elsewhere.
-        from assft.utils.paths import check_plain_name
-
         for what, names in (("domain", self.domains), ("strategy", self.strategies), ("arm", list(self.arms))):
             for name in names:
                 try:
@@ -133,7 +138,6 @@ def _domain_data(config: SimulationConfig, domain: str) -> str:
     """The dataset in `domain` (shifted once into OUT/_data/DOMAIN and reused)."""
     if domain == "identity":
         return config.data
-    from assft.domains import apply_domain_to_dataset
 
     target = Path(config.out) / "_data" / domain
     if not (target / "dataset.json").exists():  # dataset.json is written last, so its presence means complete
@@ -144,7 +148,6 @@ def _domain_data(config: SimulationConfig, domain: str) -> str:
 def _ids(config: SimulationConfig) -> tuple[list[str] | None, list[str] | None]:
     if config.split is None:
         return None, None
-    from assft.data.splits import load_split
 
     splits = load_split(config.split)
     for name in (config.pool_subset, config.test_subset):
@@ -185,8 +188,6 @@ def adapted_start_path(config: SimulationConfig, domain: str, method: str | None
 
 def prepare_start(config: SimulationConfig, domain: str) -> dict[str, Any]:
     """Adapt the source model to the domain's pool once per method (the start and the reference lines); cached."""
-    from assft.adapt import adapt_checkpoint
-
     methods = list(dict.fromkeys(([config.adapt.method] if config.adapt and config.adapt.method != "none" else [])
                                  + list(config.reference_adaptations)))
     done = {}
@@ -208,8 +209,6 @@ def _unadapted_cell(config: SimulationConfig, domain: str) -> CampaignConfig:
 
 def round_steps(config: SimulationConfig) -> int:
     """Optimizer steps one round of a plain (experiment-level) campaign spends."""
-    from assft.finetune.config import FinetuneConfig
-
     first, third = parse_config(dict(config.finetune), FinetuneConfig).stage_steps()
     return first + third
 
@@ -222,10 +221,6 @@ def compute_bounds(config: SimulationConfig, domain: str) -> dict[str, Any]:
     fine-tuned on the whole labeled pool with the optimizer steps a campaign spends in total (rounds x steps per
     round), once per seed in `upper_seeds` (mean, sd and per-seed metrics).
     """
-    from assft.finetune.config import FinetuneConfig
-    from assft.finetune.ssft import run_ssft
-    from assft.models.checkpoint import load_checkpoint
-
     path = Path(config.out) / domain / BOUNDS_NAME
     if path.exists():
         return json.loads(path.read_text())
@@ -357,7 +352,7 @@ def run_campaign(campaign_dir: str | Path, *, show_progress: bool | None = None)
     campaign_dir = Path(campaign_dir)
     config = load_campaign_config(campaign_dir)
     if config.oracle != "ground_truth":
-        raise ConfigError("run_campaign needs oracle: ground_truth (a simulation).", path=campaign_dir / "campaign.yaml",
+        raise ConfigError("run_campaign needs oracle: ground_truth (a simulation).", path=campaign_dir / CONFIG_NAME,
                           fix="use `assft campaign next/import-labels/finetune` for real annotation")
     with reporting(show_progress) as report, report.scope(f"{config.arm or config.strategy} seed{config.seed}"):
         return _run_rounds(campaign_dir, report)

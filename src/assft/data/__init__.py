@@ -13,7 +13,7 @@ _EXPORTS: dict[str, str] = {
     "DataReport": "assft.data.checks", "Problem": "assft.data.checks", "check_dataset": "assft.data.checks",
     "read_volume": "assft.data.io", "write_label_map": "assft.data.io", "write_volume": "assft.data.io",
     "load_dataset": "assft.data.layout",
-    "LoadedCase": "assft.data.preprocess", "load_case": "assft.data.preprocess",
+    "LoadedCase": "assft.data.cases", "load_case": "assft.data.preprocess",
     "normalize_intensity": "assft.data.preprocess",
     "load_split": "assft.data.splits", "make_split": "assft.data.splits", "save_split": "assft.data.splits",
     "select_cases": "assft.data.splits",

@@ -1,10 +1,16 @@
-"""Cases (the unit of identity: a case_id string) and the dataset spec that lists them."""
+"""Cases (the unit of identity: a case_id string), the dataset spec that lists them, and a case once preprocessed
+(`LoadedCase`, with the grid record that returns a prediction to its original grid)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from assft.config import NnunetPreprocess
 from assft.errors import DataError
 
 
@@ -81,3 +87,43 @@ class DatasetSpec:
         cases = [Case(c.case_id, c.image_paths, None) for c in self.cases]
         return DatasetSpec(self.root, self.name, self.layout, dict(self.labels), cases, self.modality,
                            self.file_ending, dict(self.extra), list(self.not_read))
+
+
+@dataclass(frozen=True)
+class NnunetGrid:
+    """Where a case preprocessed by nnU-Net came from: nnU-Net's grid record and the model's description."""
+
+    properties: dict[str, Any]  # assft.data.nnunet.GRID_KEYS, in nnU-Net's reader axis order
+    description: NnunetPreprocess
+
+    def to_json(self) -> dict[str, Any]:
+        """The grid record as plain JSON (the volume cache stores it)."""
+        return json.loads(json.dumps(self.properties, default=_plain))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray | tuple):
+        return list(value)
+    raise TypeError(type(value).__name__)
+
+
+@dataclass
+class LoadedCase:
+    """A preprocessed case: image (C, D, H, W) float32, label (D, H, W) int64 or None, original grid info.
+
+    `affine`, `original_shape` and `spacing` describe the file's grid; `grid_affine` is the affine of `image` when
+    the model's orientation/spacing moved it off that grid (None: `image` lies on the file's grid); `nnunet_grid` is
+    set instead when nnU-Net's own preprocessing (scheme "nnunetv2") made `image`.
+    """
+
+    case_id: str
+    image: np.ndarray
+    label: np.ndarray | None
+    affine: np.ndarray
+    original_shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    grid_affine: np.ndarray | None = None
+    # set for an nnU-Net model's cases (assft.data.nnunet): the record that returns a prediction to the original grid
+    nnunet_grid: NnunetGrid | None = None

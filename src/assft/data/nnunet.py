@@ -12,8 +12,6 @@ nnunetv2 is the optional extra `assft[nnunet]`, imported only when such a checkp
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -21,7 +19,7 @@ import numpy as np
 import torch
 
 from assft.config import NnunetPreprocess
-from assft.data.cases import Case
+from assft.data.cases import Case, NnunetGrid
 from assft.errors import ConfigError, DataError
 
 # nnU-Net readers whose arrays are the file's voxel grid with the axes reversed (no reorientation): the reversal is
@@ -44,26 +42,6 @@ def require_nnunetv2() -> None:
     except ImportError as exc:
         raise ConfigError(f"nnU-Net v2 models need the optional extra assft[nnunet] ({exc.name} is not installed).",
                           fix=f"{install_hint()} (the torch pin keeps pip from replacing your torch build)") from exc
-
-
-@dataclass(frozen=True)
-class NnunetGrid:
-    """Where a case preprocessed by nnU-Net came from: nnU-Net's grid record and the model's description."""
-
-    properties: dict[str, Any]  # GRID_KEYS, in nnU-Net's reader axis order
-    description: NnunetPreprocess
-
-    def to_json(self) -> dict[str, Any]:
-        """The grid record as plain JSON (the volume cache stores it)."""
-        return json.loads(json.dumps(self.properties, default=_plain))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray | tuple):
-        return list(value)
-    raise TypeError(type(value).__name__)
 
 
 @lru_cache(maxsize=8)

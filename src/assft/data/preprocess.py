@@ -3,7 +3,6 @@ intensities, and bring results back onto the volume's own grid (the inverse resa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,32 +10,12 @@ import torch
 from monai.transforms import NormalizeIntensity, Orientation, ScaleIntensityRange, ScaleIntensityRangePercentiles, Spacing
 
 from assft.config import PreprocessConfig
-from assft.data.cases import Case
+from assft.data.cases import Case, LoadedCase
 from assft.data.geometry import on_reference_grid
-from assft.data.io import read_volume
-from assft.data.nnunet import NnunetGrid
+from assft.data.io import read_header, read_volume
+from assft.data.nnunet import load_nnunet_case, restore_nnunet
 from assft.data.volume_cache import active_volume_cache
 from assft.errors import DataError
-
-
-@dataclass
-class LoadedCase:
-    """A preprocessed case: image (C, D, H, W) float32, label (D, H, W) int64 or None, original grid info.
-
-    `affine`, `original_shape` and `spacing` describe the file's grid; `grid_affine` is the affine of `image` when
-    the model's orientation/spacing moved it off that grid (None: `image` lies on the file's grid); `nnunet_grid` is
-    set instead when nnU-Net's own preprocessing (scheme "nnunetv2") made `image`.
-    """
-
-    case_id: str
-    image: np.ndarray
-    label: np.ndarray | None
-    affine: np.ndarray
-    original_shape: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    grid_affine: np.ndarray | None = None
-    # set for an nnU-Net model's cases (assft.data.nnunet): the record that returns a prediction to the original grid
-    nnunet_grid: NnunetGrid | None = None
 
 
 def normalize_intensity(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
@@ -66,9 +45,12 @@ def load_case(case: Case, config: PreprocessConfig | None = None, *, with_label:
     Inside `assft.data.volume_cache.use_volume_cache(folder)` the result comes from (or goes to) that cache."""
     config = config or PreprocessConfig()
     cache = active_volume_cache()
-    if cache is not None:
-        return cache.load(case, config, with_label)
-    return load_case_uncached(case, config, with_label=with_label)
+    if cache is None:
+        return load_case_uncached(case, config, with_label=with_label)
+    loaded = cache.get(case, config, with_label)
+    if loaded is None:
+        loaded = cache.put(case, config, with_label, load_case_uncached(case, config, with_label=with_label))
+    return loaded
 
 
 def load_case_uncached(case: Case, config: PreprocessConfig, *, with_label: bool = True) -> LoadedCase:
@@ -155,8 +137,6 @@ def to_original_grid(maps: torch.Tensor, loaded: LoadedCase, *, probabilities: b
     Spacing, in world space, so a reoriented copy of a volume gets the same world-space result.
     """
     if loaded.nnunet_grid is not None:
-        from assft.data.nnunet import restore_nnunet
-
         return restore_nnunet(maps, loaded.nnunet_grid, probabilities=probabilities)
     if loaded.grid_affine is None:
         if tuple(maps.shape[1:]) == tuple(loaded.original_shape):
@@ -192,9 +172,6 @@ def _read_label(path: Path, grid: tuple[int, ...], image_affine: np.ndarray, aff
 
 
 def _load_nnunet_case(case: Case, config: PreprocessConfig, with_label: bool) -> LoadedCase:
-    from assft.data.io import read_header
-    from assft.data.nnunet import load_nnunet_case
-
     image, label, grid, original_shape = load_nnunet_case(case, config.nnunet, with_label=with_label)  # type: ignore[arg-type]
     shape, affine, _ = read_header(case.image_path)
     if tuple(shape[:3]) != original_shape:

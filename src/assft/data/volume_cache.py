@@ -23,15 +23,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from assft.config import PreprocessConfig, config_hash
-
-if TYPE_CHECKING:
-    from assft.data.cases import Case
-    from assft.data.preprocess import LoadedCase
+from assft.data.cases import Case, LoadedCase, NnunetGrid
 
 CACHE_FORMAT = 1
 _ACTIVE: contextvars.ContextVar[VolumeCache | None] = contextvars.ContextVar("assft_volume_cache", default=None)
@@ -47,7 +43,7 @@ def _file_stamp(path: Path) -> list:
 
 
 class VolumeCache:
-    """A folder of preprocessed volumes: `load(case, config, with_label)` returns what `load_case` returns."""
+    """A folder of preprocessed volumes: `get` what `load_case` returned before, `put` what it read now."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -61,29 +57,29 @@ class VolumeCache:
                           "images": [_file_stamp(p) for p in case.image_paths], "label": label}, sort_keys=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
-    def load(self, case: Case, config: PreprocessConfig, with_label: bool) -> LoadedCase:
-        """The cached volume, or `load_case` once and store it."""
-        from assft.data.nnunet import NnunetGrid
-        from assft.data.preprocess import LoadedCase, load_case_uncached
-
+    def get(self, case: Case, config: PreprocessConfig, with_label: bool) -> LoadedCase | None:
+        """The cached volume, or None (never stored, or a damaged entry: the caller reads it and `put`s it)."""
         key = self.key(case, config, with_label)
         header = self.root / f"{key}.json"
-        if header.exists():
-            try:
-                meta = json.loads(header.read_text(encoding="utf-8"))
-                image = np.load(self.root / f"{key}.image.npy", mmap_mode="c")
-                label = np.load(self.root / f"{key}.label.npy").astype(np.int64) if meta["has_label"] else None
-                self.hits += 1
-                grid = meta.get("grid_affine")
-                nnunet_grid = NnunetGrid(meta["nnunet_grid"], config.nnunet) if config.nnunet is not None else None
-                return LoadedCase(case.case_id, image, label, np.asarray(meta["affine"], dtype=np.float64),
-                                  tuple(meta["original_shape"]), tuple(meta["spacing"]),  # type: ignore[arg-type]
-                                  None if grid is None else np.asarray(grid, dtype=np.float64), nnunet_grid)
-            except (OSError, ValueError, KeyError):
-                pass  # a damaged entry (disk full, foreign file): rebuild it below
-        loaded = load_case_uncached(case, config, with_label=with_label)
+        if not header.exists():
+            return None
+        try:
+            meta = json.loads(header.read_text(encoding="utf-8"))
+            image = np.load(self.root / f"{key}.image.npy", mmap_mode="c")
+            label = np.load(self.root / f"{key}.label.npy").astype(np.int64) if meta["has_label"] else None
+            grid = meta.get("grid_affine")
+            nnunet_grid = NnunetGrid(meta["nnunet_grid"], config.nnunet) if config.nnunet is not None else None
+        except (OSError, ValueError, KeyError):
+            return None  # a damaged entry (disk full, foreign file): rebuilt by the caller's `put`
+        self.hits += 1
+        return LoadedCase(case.case_id, image, label, np.asarray(meta["affine"], dtype=np.float64),
+                          tuple(meta["original_shape"]), tuple(meta["spacing"]),  # type: ignore[arg-type]
+                          None if grid is None else np.asarray(grid, dtype=np.float64), nnunet_grid)
+
+    def put(self, case: Case, config: PreprocessConfig, with_label: bool, loaded: LoadedCase) -> LoadedCase:
+        """Store a volume `load_case` read from its files; returns it."""
         self.misses += 1
-        self._store(key, loaded)
+        self._store(self.key(case, config, with_label), loaded)
         return loaded
 
     def _store(self, key: str, loaded: LoadedCase) -> None:

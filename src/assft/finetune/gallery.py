@@ -3,51 +3,22 @@
 The paper's Figure 5 as images: for a few accepted pseudo-labels (the most confident) and a few rejected ones (the
 least confident), one slice through the prediction with the pseudo-label drawn on the image, the true label beside
 it when the pool's labels are known (simulation), and the case's conf, sd and true Dice. The slices are cut during
-stage 2's scoring pass (`capture_picture`: one slice of three small maps per pool volume, never a whole volume).
+stage 2's scoring pass (`assft.finetune.pseudo_labels.capture_picture`: one slice of three small maps per pool
+volume, never a whole volume).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
+from assft.finetune.pseudo_labels import PseudoLabelPicture, PseudoLabelStats
+from assft.utils.pictures import Panel, compose, overlay
 
-from assft.data.preprocess import LoadedCase, to_original_grid
-from assft.finetune.pseudo_labels import PseudoLabelStats
-from assft.utils.pictures import Panel, compose, overlay, shrink, to_uint8
-
-__all__ = ["GALLERY_NAME", "PseudoLabelPicture", "capture_picture", "gallery_caption", "gallery_cases",
-           "gallery_title", "write_pseudo_label_gallery"]
+__all__ = ["GALLERY_NAME", "gallery_caption", "gallery_cases", "gallery_title", "write_pseudo_label_gallery"]
 
 GALLERY_NAME = "pseudo_label_gallery.png"
 PER_SIDE = 3  # accepted and rejected pseudo-labels shown
-
-
-@dataclass(frozen=True)
-class PseudoLabelPicture:
-    """One axial slice (original grid) through the largest predicted foreground: image, pseudo-label, truth."""
-
-    image: np.ndarray  # uint8
-    pseudo_label: np.ndarray  # uint8 class ids
-    truth: np.ndarray | None  # uint8 class ids (simulation only)
-
-
-def capture_picture(loaded: LoadedCase, probs: torch.Tensor, truth: np.ndarray | None) -> PseudoLabelPicture:
-    """The slice of `loaded` (probs (C, D, H, W) on its preprocessed grid) with the most predicted foreground."""
-    shape = tuple(loaded.original_shape)
-    pseudo = to_original_grid(probs, loaded).argmax(0).numpy()  # type: ignore[arg-type]
-    first_channel = torch.from_numpy(np.ascontiguousarray(loaded.image[:1]))
-    image = to_original_grid(first_channel, loaded, probabilities=False)[0].numpy()  # type: ignore[arg-type]
-    area = (pseudo > 0).sum(axis=(0, 1))
-    index = int(area.argmax()) if area.any() else shape[2] // 2  # first largest: deterministic
-    truth_slice = None
-    if truth is not None and tuple(truth.shape) == shape:
-        truth_slice = shrink(truth[:, :, index].astype(np.uint8))
-    return PseudoLabelPicture(shrink(to_uint8(image[:, :, index])), shrink(pseudo[:, :, index].astype(np.uint8)),
-                              truth_slice)
 
 
 def gallery_cases(table: Sequence[PseudoLabelStats], per_side: int = PER_SIDE) -> tuple[list[str], list[str]]:

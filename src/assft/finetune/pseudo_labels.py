@@ -20,10 +20,19 @@ from torch import nn
 
 from assft.config import InferenceConfig, ModelConfig, PreprocessConfig
 from assft.data.cases import Case
-from assft.data.preprocess import LoadedCase
+from assft.data.io import read_volume, write_label_map
+from assft.data.preprocess import LoadedCase, spacing_of, to_original_grid
 from assft.errors import ConfigError, DataError
-from assft.finetune.config import RELIABILITY_CHOICES, PseudoLabelConfig
+from assft.finetune.config import PseudoLabelConfig, RELIABILITY_CHOICES
+from assft.inference.engine import iter_probs
+from assft.inference.predict import iter_loaded, prepare_model
+from assft.metrics.scores import compute_confidence, compute_diversity, compute_foreground_mask
+from assft.metrics.segmentation import compute_case_metrics
+from assft.models.zoo import bottleneck_module
 from assft.utils.atomic import atomic_write
+from assft.utils.distributed import gather_in_order, join_process_group, merge_across_ranks, shard
+from assft.utils.pictures import shrink, to_uint8
+from assft.utils.progress import progress
 
 IGNORE_UINT8 = 255  # a masked (ignored) voxel in a stored uint8 pseudo-label; -1 (losses.IGNORE) once trained on
 TABLE_FIELDS: tuple[str, ...] = ("case_id", "conf", "sd", "selected", "fg_voxels", "true_dice")
@@ -35,8 +44,6 @@ def compute_pseudo_label_confidence(probs: torch.Tensor, foreground_mask: torch.
     An empty Ω means the model sees no foreground at all: there is nothing in the volume to trust, so the volume
     ranks as least confident [ours] (the query's `compute_confidence` averages over the whole volume instead).
     """
-    from assft.metrics.scores import compute_confidence
-
     if probs.ndim != 4 or tuple(foreground_mask.shape) != tuple(probs.shape[1:]):
         raise ValueError(f"expected probs (C, D, H, W) and a mask (D, H, W); got {tuple(probs.shape)} and "
                          f"{tuple(foreground_mask.shape)}")
@@ -183,8 +190,6 @@ def stats_from_row(row: Mapping[str, Any], source: str | Path | None = None) -> 
 def compute_pseudo_label_dice(pseudo_label: np.ndarray, truth: np.ndarray, labels: Mapping[int, str],
                               spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> float:
     """Mean foreground Dice of an argmax pseudo-label (D, H, W) against the true label map (D, H, W)."""
-    from assft.metrics.segmentation import compute_case_metrics
-
     return float(compute_case_metrics(pseudo_label.astype(np.int64), truth, max(labels) + 1, spacing=spacing,
                                       class_names=dict(labels), dice_only=True)["mean_dice"])
 
@@ -192,20 +197,14 @@ def compute_pseudo_label_dice(pseudo_label: np.ndarray, truth: np.ndarray, label
 def score_pool(model: nn.Module, model_config: ModelConfig, labeled: Sequence[LoadedCase], pool: Sequence[Case],
                truth: Mapping[str, Path], preprocess: PreprocessConfig, inference: InferenceConfig,
                config: PseudoLabelConfig, labels: Mapping[int, str], *,
-               show_progress: bool | None = None, pictures: dict[str, Any] | None = None) -> list[PseudoLabelStats]:
+               pictures: dict[str, Any] | None = None) -> list[PseudoLabelStats]:
     """Stage 2, first pass: (conf, sd) of every pool case, streamed; probability maps are dropped at once.
 
     Labeled embeddings come from the same model over `labeled`. `truth` maps case ids to label files that are read
     only to record each pseudo-label's true Dice (simulation); pool cases themselves carry no labels. `pictures`,
-    when given, receives each case's gallery slice (`assft.finetune.gallery.PseudoLabelPicture`).
+    when given, receives each case's gallery slice (`PseudoLabelPicture`). Progress goes to the active reporter
+    (`assft.utils.progress.reporting`).
     """
-    from assft.inference.engine import iter_probs
-    from assft.inference.predict import iter_loaded, prepare_model
-    from assft.models.zoo import bottleneck_module
-    from assft.utils.progress import progress
-
-    from assft.utils.distributed import gather_in_order, join_process_group, merge_across_ranks, shard
-
     ranks = join_process_group()  # under torchrun each rank scores every world-th pool case (rows are independent)
     mine = shard(pool, ranks)
     net = prepare_model(model, inference)
@@ -215,7 +214,7 @@ def score_pool(model: nn.Module, model_config: ModelConfig, labeled: Sequence[Lo
             refs = np.stack([emb.numpy() for _, _, emb in iter_probs(net, labeled, inference,
                                                                       embedding_module=embedder)])
             volumes = progress(iter_loaded(mine, preprocess), "Scoring unlabeled volumes", total=len(mine),
-                               enabled=show_progress if ranks.is_main else False)
+                               enabled=None if ranks.is_main else False)
             rows = list(_score_stream(iter_probs(net, volumes, inference, embedding_module=embedder), refs,
                                       truth, labels, config, pictures))
     finally:
@@ -228,10 +227,6 @@ def score_pool(model: nn.Module, model_config: ModelConfig, labeled: Sequence[Lo
 def _score_stream(stream, refs: np.ndarray, truth: Mapping[str, Path], labels: Mapping[int, str],
                   config: PseudoLabelConfig, pictures: dict[str, Any] | None = None) -> Iterator[PseudoLabelStats]:
     """(loaded, probs, embedding) -> PseudoLabelStats (conf, sd, |Ω|, and the true Dice when a label is known)."""
-    from assft.data.io import read_volume
-    from assft.data.preprocess import spacing_of, to_original_grid
-    from assft.metrics.scores import compute_diversity, compute_foreground_mask
-
     for loaded, probs, embedding in stream:
         omega, _ = compute_foreground_mask(probs, config.foreground, config.fixed_threshold)  # type: ignore[arg-type]
         dice, true_map = None, None
@@ -240,12 +235,34 @@ def _score_stream(stream, refs: np.ndarray, truth: Mapping[str, Path], labels: M
             argmax = to_original_grid(probs, loaded).argmax(0).numpy()  # type: ignore[arg-type]
             dice = compute_pseudo_label_dice(argmax, true_map, labels, spacing_of(loaded.affine))
         if pictures is not None:
-            from assft.finetune.gallery import capture_picture
-
             pictures[loaded.case_id] = capture_picture(loaded, probs, true_map)
         sd = compute_diversity(embedding.numpy(), refs)  # min 1 - cos
         yield PseudoLabelStats(loaded.case_id, compute_pseudo_label_confidence(probs, omega),  # type: ignore[arg-type]
                                sd, int(omega.sum()), true_dice=dice)
+
+
+@dataclass(frozen=True)
+class PseudoLabelPicture:
+    """One axial slice (original grid) through the largest predicted foreground: image, pseudo-label, truth."""
+
+    image: np.ndarray  # uint8
+    pseudo_label: np.ndarray  # uint8 class ids
+    truth: np.ndarray | None  # uint8 class ids (simulation only)
+
+
+def capture_picture(loaded: LoadedCase, probs: torch.Tensor, truth: np.ndarray | None) -> PseudoLabelPicture:
+    """The slice of `loaded` (probs (C, D, H, W) on its preprocessed grid) with the most predicted foreground."""
+    shape = tuple(loaded.original_shape)
+    pseudo = to_original_grid(probs, loaded).argmax(0).numpy()  # type: ignore[arg-type]
+    first_channel = torch.from_numpy(np.ascontiguousarray(loaded.image[:1]))
+    image = to_original_grid(first_channel, loaded, probabilities=False)[0].numpy()  # type: ignore[arg-type]
+    area = (pseudo > 0).sum(axis=(0, 1))
+    index = int(area.argmax()) if area.any() else shape[2] // 2  # first largest: deterministic
+    truth_slice = None
+    if truth is not None and tuple(truth.shape) == shape:
+        truth_slice = shrink(truth[:, :, index].astype(np.uint8))
+    return PseudoLabelPicture(shrink(to_uint8(image[:, :, index])), shrink(pseudo[:, :, index].astype(np.uint8)),
+                              truth_slice)
 
 
 def iter_pseudo_labels(model: nn.Module, cases: Sequence[Case], preprocess: PreprocessConfig,
@@ -258,11 +275,6 @@ def iter_pseudo_labels(model: nn.Module, cases: Sequence[Case], preprocess: Prep
     LoadedCase holds the image and the int16 training label (-1 = ignored voxel). With `out_dir`, the pseudo-label
     is also written there as ID.nii.gz on the original grid.
     """
-    from assft.data.io import write_label_map
-    from assft.data.preprocess import to_original_grid
-    from assft.inference.engine import iter_probs
-    from assft.inference.predict import iter_loaded, prepare_model
-
     net = prepare_model(model, inference)
     try:
         for loaded, probs in iter_probs(net, iter_loaded(cases, preprocess), inference):

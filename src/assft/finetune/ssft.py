@@ -12,23 +12,39 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from assft.adapt.batchnorm import apply_batchnorm_statistics, estimate_batchnorm_statistics
 from assft.config import ModelConfig, config_hash
 from assft.data.cases import Case, DatasetSpec
+from assft.data.checks import check_label_values
+from assft.data.dataset_init import missing_classes_error
 from assft.data.preprocess import LoadedCase, load_case
 from assft.errors import CheckpointError, ConfigError, DataError
 from assft.finetune.config import FinetuneConfig
-from assft.finetune.pseudo_labels import PseudoLabelStats, ReliableSet, mark_selected, select_reliable
+from assft.finetune.gallery import GALLERY_NAME, write_pseudo_label_gallery
+from assft.finetune.pseudo_labels import (
+    PseudoLabelStats,
+    ReliableSet,
+    iter_pseudo_labels,
+    mark_selected,
+    score_pool,
+    select_reliable,
+    write_pseudo_label_table,
+)
 from assft.finetune.trainer import FitResult, fit
+from assft.inference.predict import iter_loaded
 from assft.models.checkpoint import (THETA0_KEY, Checkpoint, KeyReport, load_checkpoint, load_weights, make_checkpoint,
-                                     theta0_for_record)
-from assft.models.zoo import build_model, head_keys
+                                     save_checkpoint, theta0_for_record)
+from assft.models.zoo import build_model, check_sizes, head_keys
+from assft.utils.atomic import atomic_write_json
 from assft.utils.distributed import join_process_group
+from assft.utils.progress import reporting
 from assft.utils.seeding import derive_seed
 from assft.utils.threads import threads_for_call
 
@@ -141,6 +157,7 @@ def run_ssft(
         labels: the class map (default: `labeled.labels` for a DatasetSpec, else the checkpoint's).
         pretrained: the weights θ0 that stage 3 restarts from when `config.restart_from_pretrained` (default: model).
         save_pseudo_labels: also write out_dir/pseudo_labels/ID.nii.gz for the selected cases.
+        show_progress: False silences the pool pass's progress; None follows the caller's reporter.
 
     Returns:
         SSFTResult with the final weights, the per-case table and timings.
@@ -150,8 +167,6 @@ def run_ssft(
         ConfigError: no class map, or sizes the network cannot take.
         CheckpointError: the weights do not fit the network.
     """
-    from assft.models.zoo import check_sizes
-
     config = config or FinetuneConfig()
     if out_dir is not None and not join_process_group().is_main:
         out_dir = None  # under torchrun rank 0 alone writes (checkpoint, tables, gallery, pseudo-labels)
@@ -188,12 +203,10 @@ def run_ssft(
         if config.ssft and pool:
             pseudo_dir = Path(out_dir) / PSEUDO_DIR if out_dir is not None and save_pseudo_labels else None
             pictures: dict | None = {} if out_dir is not None and config.gallery else None
-            table, reliable, pseudo_loaded, pseudo_paths = _stage2(
-                net, model_config, ckpt, labeled_loaded, pool, truth, labels, config, pseudo_dir, timings,
-                show_progress, pictures)
+            with reporting(show_progress):  # the pool pass's progress follows it, with no parameter of its own
+                table, reliable, pseudo_loaded, pseudo_paths = _stage2(
+                    net, model_config, ckpt, labeled_loaded, pool, truth, labels, config, pseudo_dir, timings, pictures)
             if pictures:
-                from assft.finetune.gallery import GALLERY_NAME, write_pseudo_label_gallery
-
                 write_pseudo_label_gallery(Path(out_dir) / GALLERY_NAME,  # type: ignore[arg-type]
                                            table, pictures, labels, conf_threshold=reliable.conf_threshold,
                                            sd_threshold=reliable.sd_threshold)
@@ -260,8 +273,6 @@ def _check_labeled(labeled: DatasetSpec | Sequence[Case], labels: dict[int, str]
     labels = dict(labels or (labeled.labels if isinstance(labeled, DatasetSpec) else {}) or
                   (ckpt.labels if ckpt.kind == "supervised" else {}))
     if not labels and isinstance(labeled, DatasetSpec):  # a plain folder and an SSL-only checkpoint: no class names
-        from assft.data.dataset_init import missing_classes_error
-
         raise missing_classes_error(labeled, "fine-tuning an SSL-only checkpoint")
     if not labels or 0 not in labels:
         raise ConfigError("no class map for the labeled set.",
@@ -279,14 +290,12 @@ def _check_labeled(labeled: DatasetSpec | Sequence[Case], labels: dict[int, str]
 
 def _stage2(net: nn.Module, model_config: ModelConfig, ckpt: Checkpoint, labeled: Sequence[LoadedCase],
             pool: list[Case], truth: dict[str, Path], labels: dict[int, str], config: FinetuneConfig,
-            pseudo_dir: Path | None, timings: dict[str, float], show_progress: bool | None,
+            pseudo_dir: Path | None, timings: dict[str, float],
             pictures: dict | None = None) -> tuple[list[PseudoLabelStats], ReliableSet, list[LoadedCase], list[Path]]:
     """Score the pool, pick R, and predict R's pseudo-labels (two streaming passes)."""
-    from assft.finetune.pseudo_labels import iter_pseudo_labels, score_pool
-
     t = time.perf_counter()
     table = score_pool(net, model_config, labeled, pool, truth, ckpt.preprocess, config.resolved_inference(),
-                       config.pseudo, labels, show_progress=show_progress, pictures=pictures)
+                       config.pseudo, labels, pictures=pictures)
     reliable = select_reliable(table, config.pseudo.reliability, config.pseudo.qc, config.pseudo.qd)
     table = mark_selected(table, reliable)
     timings["stage2_score"] = time.perf_counter() - t
@@ -305,11 +314,6 @@ def _stage2(net: nn.Module, model_config: ModelConfig, ckpt: Checkpoint, labeled
 def _pool_statistics(net: nn.Module, labeled: Sequence[LoadedCase], pool: Sequence[Case], ckpt: Checkpoint,
                      config: FinetuneConfig) -> None:
     """bn_stats "pool": BatchNorm running statistics re-estimated on the labeled and unlabeled volumes (AdaBN)."""
-    from itertools import chain
-
-    from assft.adapt.batchnorm import apply_batchnorm_statistics, estimate_batchnorm_statistics
-    from assft.inference.predict import iter_loaded
-
     volumes = chain(labeled, iter_loaded(pool, ckpt.preprocess))  # streamed; pool cases carry no label path here
     apply_batchnorm_statistics(net, estimate_batchnorm_statistics(net, volumes, config.resolved_inference()))
 
@@ -332,8 +336,6 @@ def _split_pool(unlabeled: DatasetSpec | Sequence[Case], labeled_ids: set[str],
 
 
 def _load_labeled(case: Case, ckpt: Checkpoint, labels: dict[int, str]) -> LoadedCase:
-    from assft.data.checks import check_label_values
-
     loaded = load_case(case, ckpt.preprocess, with_label=True)  # shape, affine, integer values vs the image
     check_label_values(loaded.label, labels, case.label_path)  # type: ignore[arg-type]
     return loaded
@@ -360,10 +362,6 @@ def _theta0(net: nn.Module, pretrained: str | Path | Checkpoint | None, labels: 
 
 def _write_outputs(result: SSFTResult, net: nn.Module, ckpt: Checkpoint, config: FinetuneConfig, out_dir: Path,
                    source: str | Path | None, pool_size: int, *, theta0: str | Path | None = None) -> None:
-    from assft.finetune.pseudo_labels import write_pseudo_label_table
-    from assft.models.checkpoint import save_checkpoint
-    from assft.utils.atomic import atomic_write_json
-
     meta: dict[str, Any] = {
         "init_checkpoint": str(source) if source is not None else None,
         # θ0 (what a later query measures KD against): the source's own θ0 when it names one, else the source.

@@ -25,6 +25,7 @@ from assft.config import InferenceConfig, TrainConfig
 from assft.data.preprocess import LoadedCase
 from assft.errors import ConfigError
 from assft.finetune.losses import SegmentationLoss
+from assft.inference.engine import iter_probs
 from assft.models.zoo import resolve_device
 from assft.utils.distributed import Ranks, join_process_group
 from assft.utils.progress import progress
@@ -93,8 +94,6 @@ def iter_batches(cases: Sequence[LoadedCase], config: TrainConfig, seed: int) ->
 
 def evaluate_dice(model: nn.Module, cases: Sequence[LoadedCase], num_classes: int, config: InferenceConfig) -> float:
     """Mean foreground Dice over `cases` (MONAI compute_dice on argmax of sliding-window probs)."""
-    from assft.inference.engine import iter_probs
-
     model.eval()
     scores = []
     for case, probs in iter_probs(model, cases, config):  # several volumes per forward call where they fit

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -37,7 +37,9 @@ from monai.data.utils import compute_importance_map, dense_patch_slices
 from torch import nn
 
 from assft.config import InferenceConfig
-from assft.inference.reducers import Routing
+from assft.errors import ConfigError
+from assft.inference.reducers import Routing, hooked_embedding
+from assft.utils.threads import tick
 
 T = TypeVar("T")
 Predictor = Callable[[torch.Tensor], torch.Tensor]
@@ -198,6 +200,16 @@ class _Slots:
         self.free.append(slot)
 
 
+def forward_precision(model: nn.Module, precision: str) -> AbstractContextManager:
+    """Autocast context for `precision` on the model's device ("fp32": no autocast); fp16 needs a GPU."""
+    if precision == "fp32":
+        return nullcontext()
+    device_type = next(model.parameters()).device.type
+    if precision == "fp16" and device_type != "cuda":
+        raise ConfigError("precision 'fp16' needs a CUDA device.", fix="use precision 'bf16' or 'fp32' on CPU")
+    return torch.autocast(device_type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
 def iter_windows_pass(model: nn.Module, items: Iterable[T], image_of: Callable[[T], np.ndarray | torch.Tensor],
                       config: InferenceConfig, *, predictor: Predictor | None = None,
                       routing: Routing | None = None, reducers: Sequence[Releasable] = (),
@@ -211,9 +223,6 @@ def iter_windows_pass(model: nn.Module, items: Iterable[T], image_of: Callable[[
     go into calls in MONAI's groups of `sw_batch_size` (from its first window), never split across two calls -- for
     passes whose result depends on which windows share a call (AdaBN's per-volume batch statistics).
     """
-    from assft.inference.predict import forward_precision
-    from assft.utils.threads import tick
-
     device = next(model.parameters()).device
     # An nnU-Net network (assft.models.nnunet) carries nnU-Net's window rule: its patch, steps and Gaussian; with the
     # default predictor its fp16 logits are averaged and softmax follows, as in nnU-Net's predictor (its
@@ -354,8 +363,6 @@ def iter_probs(model: nn.Module, volumes: Iterable, config: InferenceConfig, *,
     With `embedding_module`, yields (volume, probs, embedding (d,)): the module's output pooled over the volume's
     windows and L2-normalised.
     """
-    from assft.inference.reducers import hooked_embedding
-
     routing = Routing(open=False)
     with hooked_embedding(embedding_module, routing) if embedding_module is not None else nullcontext() as embedding:
         for volume, probs, slot in iter_windows_pass(model, volumes, lambda v: v.image, config, routing=routing,

@@ -6,13 +6,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from assft.config import InferenceConfig
 from assft.data.cases import DatasetSpec
 from assft.data.io import read_volume
 from assft.data.preprocess import spacing_of, to_original_grid
 from assft.errors import DataError
+from assft.inference.engine import iter_probs
+from assft.inference.predict import iter_loaded, prepare_model
 from assft.metrics.evaluation import score_case
+from assft.models.checkpoint import build_from_checkpoint
+from assft.utils.progress import progress
 
 __all__ = ["evaluate_checkpoint"]
 
@@ -20,13 +25,6 @@ __all__ = ["evaluate_checkpoint"]
 def evaluate_checkpoint(checkpoint: str | Path, data: DatasetSpec, inference: InferenceConfig | None = None,
                         *, show_progress: bool | None = None) -> list[dict[str, Any]]:
     """Predict each labeled case with the checkpoint and score it -> per-case metric dicts."""
-    import torch
-
-    from assft.inference.engine import iter_probs
-    from assft.inference.predict import iter_loaded, prepare_model
-    from assft.models.checkpoint import build_from_checkpoint
-    from assft.utils.progress import progress
-
     model, ckpt, _ = build_from_checkpoint(checkpoint)
     if ckpt.kind == "ssl-only":
         raise DataError("this checkpoint is ssl-only (no segmentation head) and cannot be evaluated.", path=checkpoint,

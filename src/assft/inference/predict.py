@@ -4,7 +4,7 @@ from hooks, embedding and norm moments; `predict_to_folder` writes label maps.""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,10 +14,13 @@ from torch import nn
 
 from assft.config import InferenceConfig, PreprocessConfig
 from assft.data.cases import Case
-from assft.errors import ConfigError
+from assft.data.io import write_label_map, write_volume
 from assft.data.preprocess import LoadedCase, load_case, to_original_grid
+from assft.inference.engine import iter_probs, iter_windows_pass
 from assft.inference.reducers import Routing, hooked_embedding, hooked_moments
 from assft.models.zoo import resolve_device
+from assft.utils.paths import check_not_inputs
+from assft.utils.progress import progress
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]  # window batch (B, C_in, d, h, w) -> (B, C, d, h, w)
 
@@ -42,16 +45,6 @@ def prepare_model(model: nn.Module, config: InferenceConfig) -> nn.Module:
     return model
 
 
-def forward_precision(model: nn.Module, precision: str) -> AbstractContextManager:
-    """Autocast context for `precision` on the model's device ("fp32": no autocast); fp16 needs a GPU."""
-    if precision == "fp32":
-        return nullcontext()
-    device_type = next(model.parameters()).device.type
-    if precision == "fp16" and device_type != "cuda":
-        raise ConfigError("precision 'fp16' needs a CUDA device.", fix="use precision 'bf16' or 'fp32' on CPU")
-    return torch.autocast(device_type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
 def run_pass(
     model: nn.Module,
     image: np.ndarray | torch.Tensor,
@@ -69,8 +62,6 @@ def run_pass(
     `predictor` may return C + len(extra_channels) channels; the extra ones (e.g. a BALD map reduced over MC samples
     inside each window) are stitched like probabilities and returned in `extra`.
     """
-    from assft.inference.engine import iter_windows_pass
-
     routing = Routing(open=False)
     emb_ctx = hooked_embedding(embedding_module, routing) if embedding_module is not None else nullcontext()
     mom_ctx = hooked_moments(norm_layers, routing) if norm_layers else nullcontext()
@@ -106,17 +97,11 @@ def predict_probs(model: nn.Module, loaded: LoadedCase, config: InferenceConfig)
 def predict_to_folder(model: nn.Module, cases: list[Case], preprocess: PreprocessConfig, config: InferenceConfig,
                       out_dir: str | Path, *, save_probs: bool = False, show_progress: bool | None = None) -> list[Path]:
     """Predict every case; write `ID.nii.gz` label maps (and `ID_probs.nii.gz`) with the input affine."""
-    from assft.data.io import write_label_map, write_volume
-    from assft.utils.paths import check_not_inputs
-    from assft.utils.progress import progress
-
     out_dir = Path(out_dir)
     check_not_inputs(out_dir, [p for c in cases for p in (*c.image_paths, c.label_path)], option="out_dir")
     out_dir.mkdir(parents=True, exist_ok=True)
     model = prepare_model(model, config)
     written = []
-    from assft.inference.engine import iter_probs
-
     volumes = progress(iter_loaded(cases, preprocess), "Predicting", total=len(cases), enabled=show_progress)
     for loaded, probs in iter_probs(model, volumes, config):  # several volumes per forward call where they fit
         probs = to_original_grid(probs, loaded)

@@ -23,6 +23,7 @@ from torch import nn
 from assft.config import ModelConfig
 from assft.errors import ConfigError
 from assft.inference.reducers import GradientEmbedding, Routing
+from assft.metrics.knowledge_gap import compute_disagreement, perturb_batch
 from assft.metrics.scores import compute_bald_from_means
 from assft.models.hooks import enable_mc_dropout
 from assft.models.zoo import head_keys
@@ -142,8 +143,6 @@ class ScoringPredictor:
 
     def _consistency(self, window: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         """(B, 2, d, h, w): the foreground probability 1 - p0 and the disagreement with the perturbed windows."""
-        from assft.metrics.knowledge_gap import compute_disagreement, perturb_batch
-
         was_open, self.routing.open = self.routing.open, False  # hooks never record the perturbed forward
         try:
             perturbed = perturb_batch(window)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from assft.metrics.scores import Moments
+from assft.metrics.scores import Moments, compute_gradient_embeddings
 
 
 
@@ -147,8 +147,6 @@ class GradientEmbedding:
 
     def add(self, probs: torch.Tensor, features: torch.Tensor, slots: Sequence[int] | None = None) -> None:
         """Accumulate one batch: probs (B, C, ...) and the head's input features (B, F, ...)."""
-        from assft.metrics.scores import compute_gradient_embeddings
-
         rows = compute_gradient_embeddings(probs, features).flatten(1)
         self._sums.add(_routing(slots, rows.shape[0]), 1.0, grad=rows)
 

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from assft.config import ModelConfig
-from assft.models.zoo import MODELS, NetworkSpec, resolve_params
+from assft.models.spec import NetworkSpec, resolve_params
+from assft.models.zoo import MODELS
 
 
 class LUConv(nn.Module):

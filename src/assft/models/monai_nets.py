@@ -18,12 +18,29 @@ from torch import nn
 
 from assft.config import ModelConfig
 from assft.errors import ConfigError
-from assft.models.zoo import NetworkSpec, _unet_bottleneck
+from assft.models.spec import NetworkSpec
 from assft.registry import unknown_name
+
+
+def unet_bottleneck(model: nn.Module) -> nn.Module:
+    """The bottom layer of MONAI's UNet (the registry's "unet" and an imported monai.UNet)."""
+    from monai.networks.layers.simplelayers import SkipConnection
+
+    # MONAI's UNet nests Sequential(down, SkipConnection(...), up); the innermost submodule is the bottom layer.
+    node: nn.Module = model.model
+    while True:
+        skips = [m for m in node.children() if isinstance(m, SkipConnection)]
+        if not skips:
+            return node
+        inner = skips[0].submodule
+        if not any(isinstance(m, SkipConnection) for m in inner.children()) and not isinstance(inner, nn.Sequential):
+            return inner
+        node = inner
+
 
 # Where the encoder ends, for classes whose attribute names say it (others: the probe in `probe_bottleneck`).
 KNOWN_BOTTLENECKS = {
-    "UNet": _unet_bottleneck,
+    "UNet": unet_bottleneck,
     "DynUNet": lambda m: m.bottleneck,
     "SegResNet": lambda m: m.down_layers[-1],
     "SwinUNETR": lambda m: m.encoder10,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -12,47 +10,15 @@ from torch import nn
 
 from assft.config import ModelConfig
 from assft.errors import ConfigError
+from assft.models.monai_nets import monai_spec, unet_bottleneck
+from assft.models.nnunet import NNUNET_DEFAULTS, build_nnunet_network, nnunet_bottleneck, nnunet_divisor
+from assft.models.spec import NetworkSpec, resolve_params
 from assft.registry import Registry
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 
 
-@dataclass(frozen=True)
-class NetworkSpec:
-    """How to build one network family and where its encoder bottleneck is."""
-
-    build: Callable[[ModelConfig], nn.Module]
-    bottleneck: Callable[[nn.Module], nn.Module]
-    divisor: Callable[[dict[str, Any]], int]
-    defaults: dict[str, Any]
-    __doc__: str = ""
-
-
 MODELS: Registry[NetworkSpec] = Registry("model")
-
-
-def resolve_params(config: ModelConfig, defaults: dict[str, Any]) -> dict[str, Any]:
-    """The registry defaults overridden by `config.params` (unknown names are a ConfigError)."""
-    unknown = sorted(set(config.params) - set(defaults))
-    if unknown:
-        raise ConfigError(f"unknown parameters {unknown} for model {config.name!r}; known: {sorted(defaults)}.",
-                          fix="remove them or check the spelling")
-    return {**defaults, **config.params}
-
-
-def _unet_bottleneck(model: nn.Module) -> nn.Module:
-    from monai.networks.layers.simplelayers import SkipConnection
-
-    # MONAI's UNet nests Sequential(down, SkipConnection(...), up); the innermost submodule is the bottom layer.
-    node: nn.Module = model.model
-    while True:
-        skips = [m for m in node.children() if isinstance(m, SkipConnection)]
-        if not skips:
-            return node
-        inner = skips[0].submodule
-        if not any(isinstance(m, SkipConnection) for m in inner.children()) and not isinstance(inner, nn.Sequential):
-            return inner
-        node = inner
 
 
 def _build_unet(config: ModelConfig) -> nn.Module:
@@ -66,7 +32,7 @@ def _build_unet(config: ModelConfig) -> nn.Module:
 
 UNET_DEFAULTS: dict[str, Any] = {"channels": (16, 32, 64, 128), "strides": (2, 2, 2), "num_res_units": 2, "norm": "batch"}
 MODELS.register("unet")(NetworkSpec(
-    _build_unet, _unet_bottleneck, lambda p: 2 ** len(p["strides"]), UNET_DEFAULTS,
+    _build_unet, unet_bottleneck, lambda p: 2 ** len(p["strides"]), UNET_DEFAULTS,
     "MONAI UNet with BatchNorm (small CPU-friendly default; running statistics give KD directly)."))
 
 
@@ -118,21 +84,10 @@ MODELS.register("dynunet")(NetworkSpec(
     "MONAI DynUNet (nnU-Net-style, InstanceNorm; KD needs a source fingerprint)."))
 
 
-def _build_nnunetv2(config: ModelConfig) -> nn.Module:
-    from assft.models.nnunet import build_nnunet_network
-
-    return build_nnunet_network(config)
-
-
-def _nnunet_spec() -> NetworkSpec:
-    from assft.models.nnunet import NNUNET_DEFAULTS, nnunet_bottleneck, nnunet_divisor
-
-    return NetworkSpec(_build_nnunetv2, nnunet_bottleneck, nnunet_divisor, NNUNET_DEFAULTS,
-                       "An nnU-Net v2 plans configuration's network (`assft import --format nnunetv2`; extra "
-                       "assft[nnunet]; InstanceNorm: KD needs a source fingerprint).")
-
-
-MODELS.register("nnunetv2")(_nnunet_spec())
+MODELS.register("nnunetv2")(NetworkSpec(
+    build_nnunet_network, nnunet_bottleneck, nnunet_divisor, NNUNET_DEFAULTS,
+    "An nnU-Net v2 plans configuration's network (`assft import --format nnunetv2`; extra assft[nnunet]; "
+    "InstanceNorm: KD needs a source fingerprint)."))
 
 
 MONAI_PREFIX = "monai."  # "monai.DynUNet": any class of monai.networks.nets, built from its recorded kwargs
@@ -141,8 +96,6 @@ MONAI_PREFIX = "monai."  # "monai.DynUNet": any class of monai.networks.nets, bu
 def network_spec(name: str) -> NetworkSpec:
     """The registered network `name`, or for "monai.CLASS" a spec built from monai.networks.nets.CLASS."""
     if name.startswith(MONAI_PREFIX):
-        from assft.models.monai_nets import monai_spec
-
         return monai_spec(name[len(MONAI_PREFIX):])
     return MODELS.get(name)
 

@@ -18,14 +18,54 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from assft.config import ModelConfig, NnunetPreprocess, PreprocessConfig
 from assft.errors import CheckpointError, ConfigError
-from assft.models.checkpoint import KeyReport, compare_state_dicts, load_checkpoint, make_checkpoint, save_checkpoint
+from assft.models.checkpoint import (KeyReport, blocked_global, compare_state_dicts, is_blocked_pickle, load_checkpoint,
+                                     make_checkpoint, save_checkpoint)
 
 RESULTS_FIX = ("pass the results folder of one nnU-Net v2 configuration, e.g. "
                "nnUNet_results/Dataset004_Hippocampus/nnUNetTrainer__nnUNetPlans__3d_fullres")
+
+
+def nnunet_safe_globals() -> list:
+    """The non-tensor types nnU-Net's trainer stores in checkpoint_final.pth besides builtins and torch.device:
+    numpy scalars and dtypes (the logger's Dice values and `_best_ema` are numpy float64)."""
+    import numpy.dtypes as npd
+
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar  # type: ignore[attr-defined]
+    return [scalar, np.dtype, npd.Float64DType, npd.Float32DType, npd.Int64DType, npd.Int32DType, npd.BoolDType]
+
+
+def read_nnunet_checkpoint(path: Path, *, trust_pickle: bool = False) -> dict[str, Any]:
+    """Load nnU-Net's `checkpoint_final.pth` with torch.load(weights_only=True) and the allow-list above.
+
+    Raises:
+        CheckpointError: missing file, pickled code (unless `trust_pickle`), or no `network_weights`.
+    """
+    if not path.is_file():
+        raise CheckpointError("nnU-Net checkpoint not found.", path=path,
+                              fix="pass a results folder whose fold_K/ holds checkpoint_final.pth (finish training "
+                                  "first, or check --fold)")
+    try:
+        if trust_pickle:
+            raw = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            with torch.serialization.safe_globals(nnunet_safe_globals()):
+                raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if not trust_pickle and is_blocked_pickle(exc):
+            raise CheckpointError(f"the nnU-Net checkpoint contains pickled Python code beyond what nnU-Net stores "
+                                  f"({blocked_global(exc)}); it was not loaded, since loading it could run that code.",
+                                  path=path, fix="only if you trust the file's source, pass --trust-pickle") from exc
+        raise CheckpointError(f"not a readable PyTorch file ({type(exc).__name__}: {str(exc)[:160]}).", path=path,
+                              fix="pass the results folder of a finished nnU-Net v2 training") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("network_weights"), dict):
+        raise CheckpointError("no 'network_weights' in the file: not an nnU-Net v2 checkpoint.", path=path,
+                              fix="pass the results folder of an nnU-Net v2 training (fold_K/checkpoint_final.pth)")
+    return raw
 
 
 @dataclass
@@ -77,7 +117,6 @@ def import_nnunet(results: str | Path, out: str | Path, *, fold: str | None = No
         ConfigError: nnunetv2 not installed; a configuration assft cannot run (2D, cascade, region-based).
     """
     from assft.data.nnunet import managers, require_nnunetv2
-    from assft.models.nnunet import read_nnunet_checkpoint
     from assft.models.zoo import build_model
 
     require_nnunetv2()
