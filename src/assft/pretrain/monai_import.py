@@ -21,7 +21,7 @@ from assft.errors import CheckpointError, ConfigError
 from assft.models.checkpoint import compare_state_dicts, make_checkpoint, save_checkpoint
 from assft.models.monai_nets import monai_class
 from assft.models.zoo import MONAI_PREFIX, build_model, check_sizes
-from assft.pretrain.formats import StateDict, strip_wrappers
+from assft.pretrain.formats import strip_wrappers
 from assft.pretrain.importer import ImportOutput, read_weight_file
 
 MONAI_FORMATS = ("monai", "monai-bundle")
