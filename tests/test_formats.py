@@ -204,3 +204,17 @@ def test_the_voxel_cap_holds_for_every_format(source: dict, fmt: str, monkeypatc
     for read in (read_volume, read_header):
         with pytest.raises(DataError, match="over the limit of 100"):
             read(source["paths"][fmt])
+
+
+def test_reading_and_writing_dicom_keeps_the_process_locale(tmp_path: Path) -> None:
+    """GDCM sets LC_CTYPE to "C"; assft gives the locale back, so later text I/O of the process stays UTF-8."""
+    import locale
+
+    from assft.data.io import read_volume
+    from assft.data.synthetic import write_dicom_series
+
+    before = locale.setlocale(locale.LC_ALL)
+    write_dicom_series(tmp_path / "series", np.zeros((4, 4, 3)), np.eye(4))
+    assert locale.setlocale(locale.LC_ALL) == before
+    read_volume(tmp_path / "series")
+    assert locale.setlocale(locale.LC_ALL) == before

@@ -9,13 +9,18 @@ reader hands the rest of assft the same (array in index order i, j, k; affine vo
 
 from __future__ import annotations
 
+import functools
+import locale
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from assft.data.limits import check_voxel_count
 from assft.errors import DataError
+
+T = TypeVar("T")
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -71,6 +76,21 @@ def itk_geometry(affine: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ..
             tuple(float(v) for v in LPS_TO_RAS @ affine[:3, 3]))
 
 
+def keeps_locale(function: Callable[..., T]) -> Callable[..., T]:
+    """Run `function` and give the process its C locale back: GDCM (SimpleITK's DICOM layer) sets LC_CTYPE to "C",
+    which would turn every later `open(..., text)` and subprocess decoding in this process into ASCII."""
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> T:
+        saved = locale.setlocale(locale.LC_ALL)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            locale.setlocale(locale.LC_ALL, saved)
+
+    return run
+
+
 def _sitk() -> Any:
     """SimpleITK with ITK's own console warnings off: they are multi-line C++ notes (e.g. "No Series were found"
     for a folder that is then listed as not read); what matters reaches the user as a DataError or a listing."""
@@ -80,6 +100,7 @@ def _sitk() -> Any:
     return sitk
 
 
+@keeps_locale
 def dicom_series_files(folder: Path) -> list[str]:
     """The sorted slice files of the one DICOM series in `folder`; DataError when it holds none or several."""
     sitk = _sitk()
@@ -94,6 +115,7 @@ def dicom_series_files(folder: Path) -> list[str]:
     return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0]))
 
 
+@keeps_locale
 def has_dicom_series(folder: Path) -> bool:
     """True when GDCM finds at least one DICOM series directly in `folder`."""
     sitk = _sitk()
@@ -117,6 +139,7 @@ def _file_info(path: Path) -> tuple[tuple[int, ...], np.ndarray]:
     return shape, ras_affine(reader.GetDirection(), reader.GetSpacing(), reader.GetOrigin())
 
 
+@keeps_locale
 def read_itk_header(path: Path) -> tuple[tuple[int, ...], np.ndarray]:
     """(shape, RAS affine) of an NRRD/MetaImage file (header only) or a DICOM series folder (its slices' headers)."""
     try:
@@ -153,6 +176,7 @@ def _read_series(folder: Path, files: list[str]) -> Any:
     return series.Execute()
 
 
+@keeps_locale
 def read_itk_volume(path: Path, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
     """Read an NRRD/MetaImage file or a DICOM series folder -> (array in index order i, j, k[, c], RAS affine)."""
     sitk = _sitk()

@@ -9,6 +9,7 @@ import zlib
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from assft.data.formats import keeps_locale
 from assft.data.io import write_label_map, write_msd_dataset_json, write_volume
 from assft.errors import ConfigError
 from assft.utils.paths import check_generated_folder, mark_generated_folder
@@ -162,6 +163,7 @@ def _intensities(
     return image.astype(np.float32)
 
 
+@keeps_locale
 def write_dicom_series(folder: str | Path, array: np.ndarray, affine: np.ndarray | None = None, *,
                        series_uid: str | None = None, modality: str = "MR") -> Path:
     """Write an integer volume (i, j, k) with a RAS `affine` as a DICOM series, one .dcm per k slice (tests, demos).
