@@ -54,7 +54,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_each_draw_has_its_own_split_source_model_and_start(suite: dict) -> None:
     draws = suite["work"] / "draws"
-    splits = [json.loads((draws / f"draw{d}" / "split.json").read_text()) for d in (0, 1)]
+    splits = [json.loads((draws / f"split_draw{d}.json").read_text()) for d in (0, 1)]
     assert [s["seed"] for s in splits] == [0, 1] and splits[0]["splits"]["pool"] != splits[1]["splits"]["pool"]
     for split in splits:  # each draw is a full split of the dataset, disjoint parts
         parts = [set(ids) for ids in split["splits"].values()]

@@ -129,14 +129,21 @@ def run_draw(preset: dict, spec, data: Path, work: Path, cache: Path, draw: int,
     `draw` into WORK/draws/draw{draw} (AdaBN start and bounds per domain, as in any simulation)."""
     from assft.campaign.simulate import SimulationConfig, run_simulation
     from assft.data import make_split, save_split
+    from assft.utils.paths import check_generated_folder, mark_generated_folder
 
     folder = work / "draws" / f"draw{draw}"
     folder.mkdir(parents=True, exist_ok=True)
     split = make_split(spec.case_ids, preset["split"], seed=draw)
-    save_split(folder / "split.json", split, seed=draw, fractions=preset["split"], dataset=data)
+    split_file = work / "draws" / f"split_draw{draw}.json"  # beside the draw's folder: a simulation never holds its inputs
+    split_file.parent.mkdir(parents=True, exist_ok=True)
+    save_split(split_file, split, seed=draw, fractions=preset["split"], dataset=data)
     model = source_model(preset, spec, split, cache)
+    # The draw's folder is a simulation folder that also links the caches all draws share: mark it as one first, so
+    # the simulation's guard (never write into a folder of someone else's files) recognises it.
+    check_generated_folder(folder, "simulation", "draw folder", signatures=("experiment.json",))
+    mark_generated_folder(folder, "simulation")
     share_with_draws(folder, work / "draws" / "_shared")
-    experiment = SimulationConfig(out=str(folder), model=str(model), data=str(data), split=str(folder / "split.json"),
+    experiment = SimulationConfig(out=str(folder), model=str(model), data=str(data), split=str(split_file),
                                   seeds=[draw], **settings)
     run_simulation(experiment, on_campaign=on_campaign, jobs=jobs)
 

@@ -17,7 +17,9 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
     """Call `writer(tmp_path)` then atomically move tmp_path onto `path`; a crash leaves the old file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The temporary name carries the final one for a person reading the folder mid-write, cut so that a final name at
+    # the file system's limit (255 bytes) still leaves room for mkstemp's random part and the suffix.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
