@@ -154,6 +154,10 @@ def test_head_is_reused_or_replaced(tmp_path: Path) -> None:
     model, _, head, _ = build_finetune_model(ckpt, three, seed=0)
     assert head.action == "reused"
     assert all(torch.equal(model.state_dict()[k], v) for k, v in ckpt.state_dict.items())
+    cased = {0: "Background", 1: "A", 2: " b "}  # a dataset.json written by hand: the same classes, other case
+    model, _, head, _ = build_finetune_model(ckpt, cased, seed=0)
+    assert head.action == "reused"
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in ckpt.state_dict.items())
 
     a = build_finetune_model(ckpt, PHANTOM_LABELS, seed=1)[0].state_dict()
     b = build_finetune_model(ckpt, PHANTOM_LABELS, seed=1)[0].state_dict()

@@ -103,6 +103,16 @@ class SSFTResult:
         return self.reliable.case_ids
 
 
+def same_classes(a: dict[int, str], b: dict[int, str]) -> bool:
+    """True when two label maps name the same values alike, up to letter case and spacing: a dataset.json written
+    with `anterior` must not throw away the head of a model that calls the class `Anterior`."""
+
+    def norm(labels: dict[int, str]) -> dict[int, str]:
+        return {int(k): " ".join(str(v).split()).casefold() for k, v in labels.items()}
+
+    return norm(a) == norm(b)
+
+
 def build_finetune_model(checkpoint: Checkpoint, labels: dict[int, str], *, seed: int, allow_partial: bool = False,
                          source: str | Path | None = None) -> tuple[nn.Module, ModelConfig, HeadDecision, KeyReport]:
     """The checkpoint's network with a head for `labels`: reused when the label maps agree, otherwise new.
@@ -114,7 +124,7 @@ def build_finetune_model(checkpoint: Checkpoint, labels: dict[int, str], *, seed
     if checkpoint.kind == "ssl-only":
         head = HeadDecision("new", f"SSL-only checkpoint: attached a new {num_classes}-class head",
                             dict(checkpoint.labels), dict(labels))
-    elif dict(checkpoint.labels) == dict(labels):
+    elif same_classes(checkpoint.labels, labels):
         head = HeadDecision("reused", "the checkpoint's label map equals the dataset's: reused its head",
                             dict(checkpoint.labels), dict(labels))
     else:
@@ -180,6 +190,8 @@ def run_ssft(
     net, model_config, head, report = build_finetune_model(ckpt, labels, seed=config.seed,
                                                            allow_partial=allow_partial, source=source)
     (logger.warning if head.action == "replaced" else logger.info)(head.reason)
+    if head.action == "reused":
+        labels = dict(ckpt.labels)  # the head is the model's, so are its class names (an export must match them)
     inference = config.resolved_inference()
     check_sizes(model_config, config.train.patch_size, inference.roi_size)
     # a config's thread count holds for this call only; the caller's policy comes back
