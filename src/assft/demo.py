@@ -15,6 +15,7 @@ from assft.campaign.simulate import SimulationConfig, run_simulation
 from assft.config import ModelConfig, TrainConfig
 from assft.data import load_dataset, make_split, save_split
 from assft.utils.atomic import atomic_write_json
+from assft.utils.paths import check_generated_folder, mark_generated_folder
 
 DEMO_STRATEGIES = ("assft", "random", "fg-random")
 
@@ -113,7 +114,10 @@ def _run_demo(out: Path, data: str | Path | None, seed: int, source_steps: int |
                   "ssft_steps": round_steps},
         inference={"roi_size": list(patch)}, figures=True,  # the report shows what was picked and why
     )
-    # The bounds are part of the simulation; computed here (cached in runs/) so that their minutes get a headline.
+    # The bounds are part of the simulation; computed here (cached in runs/) so that their minutes get a headline. The
+    # folder is the simulation's, so it carries the simulation's marker before the bounds land in it.
+    check_generated_folder(experiment.out, "simulation", "out", signatures=("experiment.json",))
+    mark_generated_folder(experiment.out, "simulation")
     with phase("3/5 bounds: the source model on the target test set, and the model fine-tuned on the whole pool"):
         for target_domain in experiment.domains if experiment.bounds else []:
             compute_bounds(experiment, target_domain)
