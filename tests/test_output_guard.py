@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tree_snapshot import one_error_line, phantoms, run_assft, snapshot, tiny_model
 
 from assft.errors import ConfigError
-from assft.utils.paths import GENERATED_MARKER, check_generated_folder, check_output_guard
+from assft.utils.paths import GENERATED_MARKER, check_generated_folder, check_output_guard, written_by_assft
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,17 @@ REFUSED = [
     ("monailabel-over-user-files", ("monailabel", "app", "--out", "app", "--model", "m.pt"),
      ("did not create", "main.py")),
     ("monailabel-into-model", ("monailabel", "app", "--out", "m.pt", "--model", "m.pt"), ("is the input --model",)),
+    # A single-file output may replace only a file assft wrote as that kind, never a file of the user's.
+    ("adapt-over-a-users-file", ("adapt", "--model", "m.pt", "--images", "d", "--out", "notes.pt"),
+     ("--out is an existing file that is not an assft checkpoint", "move notes.pt away")),
+    ("split-over-a-users-json", ("data", "split", "d", "--out", "config.json"), ("not an assft split",)),
+    ("fingerprint-over-a-split", ("fingerprint", "--model", "m.pt", "--images", "d", "--out", "split.json"),
+     ("not an assft fingerprint",)),
+    ("attach-over-a-users-file", ("fingerprint", "--model", "m.pt", "--images", "d", "--out", "fp.json",
+                                  "--attach-to", "notes.pt"), ("--attach-to is an existing file",)),
+    ("import-over-a-users-file", ("import", "--format", "monai", "--weights", "m.pt", "--out", "config.json"),
+     ("not an assft checkpoint",)),
+    ("plot-over-a-users-png", ("plot-pseudo-labels", "table.csv", "--out", "photo.png"), ("not an assft figure",)),
 ]
 
 
@@ -75,6 +86,11 @@ def test_an_output_that_would_destroy_an_input_is_refused(case_id: str, args: tu
     (sb / "app").mkdir()
     (sb / "app" / "main.py").write_text("# the user's own server\n")
     (sb / "app" / "labels.txt").write_text("1\tliver\n")
+    (sb / "notes.pt").write_text("the user's notes\n")
+    (sb / "config.json").write_text('{"lr": 0.1}\n')
+    (sb / "split.json").write_text('{"dataset": "d", "seed": 0, "fractions": {}, "splits": {}}\n')
+    (sb / "table.csv").write_text("case_id,selected,true_dice\n")
+    (sb / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
     before = snapshot(sb)
     message = one_error_line(run_assft(*args, cwd=sb))
     for needle in needles:
@@ -93,6 +109,40 @@ def test_a_generated_folder_is_reused_but_a_foreign_one_is_not(tmp_path: Path) -
     message = one_error_line(run_assft("data", "phantoms", "--out", "ph", "--n", "2", "--size", "8", cwd=tmp_path))
     assert "is an assft campaign folder, not a phantoms folder" in message
     assert snapshot(tmp_path) == before
+
+
+def test_a_rerun_replaces_its_own_single_file_output(sb: Path) -> None:
+    first = run_assft("adapt", "--model", "m.pt", "--images", "d", "--out", "adapted.pt", cwd=sb)
+    assert first.returncode == 0, first.stderr
+    assert written_by_assft(sb / "adapted.pt", "checkpoint") and not written_by_assft(sb / "adapted.pt", "split")
+    again = run_assft("adapt", "--model", "m.pt", "--images", "d", "--out", "adapted.pt", cwd=sb)
+    assert again.returncode == 0, again.stderr
+    for _ in range(2):
+        split = run_assft("data", "split", "d", "--out", "split.json", cwd=sb)
+        assert split.returncode == 0, split.stderr
+
+
+def test_file_kinds_are_told_by_their_content(tmp_path: Path) -> None:
+    from assft.models.source_stats import save_fingerprint
+    from assft.reporting.plots import save_png
+
+    model = tiny_model(tmp_path / "anything.bin")
+    assert written_by_assft(model, "checkpoint")
+    torch_file = tmp_path / "foreign.pt"
+    import torch
+
+    torch.save({"format": "someone-else", "state_dict": {}}, torch_file)
+    assert not written_by_assft(torch_file, "checkpoint")
+    fingerprint = save_fingerprint(tmp_path / "fp.json", {"layer": {"mean": [0.0], "var": [1.0]}})
+    assert written_by_assft(fingerprint, "fingerprint") and not written_by_assft(fingerprint, "split")
+    from matplotlib.figure import Figure
+
+    figure = save_png(Figure(figsize=(1, 1)), tmp_path / "f.png")
+    assert written_by_assft(figure, "figure")
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    assert not written_by_assft(tmp_path / "photo.png", "figure")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert not written_by_assft(tmp_path / "list.json", "split")
 
 
 def test_guard_names_both_paths_and_the_fix(tmp_path: Path) -> None:

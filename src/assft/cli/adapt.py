@@ -39,7 +39,7 @@ def adapt(
     if out.exists() and out.is_dir():
         raise ConfigError("--out is a folder; it must be the checkpoint file to write.", path=out,
                           fix="pass a file name, e.g. --out adapted.pt")
-    check_output_file(out, inputs={"--model": model, "--images": images})
+    check_output_file(out, inputs={"--model": model, "--images": images}, kind="checkpoint")
     raw = {"method": method, "seed": seed, "tent_epochs": epochs, "tent_lr": lr, "patch_size": parse_triple(roi)}
     config = parse_config({k: v for k, v in raw.items() if v is not None}, AdaptConfig)
     result = adapt_checkpoint(model, load_data(images), config, out)  # type: ignore[arg-type]

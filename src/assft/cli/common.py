@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from assft.utils.paths import OutputKind
 
 STATE: dict[str, Any] = {"debug": False}
 console = Console(stderr=False)
@@ -78,14 +81,15 @@ def check_output_dir(path: Path, option: str = "--out", inputs: dict[str, Path |
     return check(path, option)
 
 
-def check_output_file(path: Path, option: str = "--out", inputs: dict[str, Path | str | None] | None = None) -> Path:
-    """Fail now, before any work, when `path` cannot become a writable output file, or is (or lies inside) one of
-    the command's `inputs` ({option: path})."""
+def check_output_file(path: Path, option: str = "--out", inputs: dict[str, Path | str | None] | None = None,
+                      kind: OutputKind | None = None) -> Path:
+    """Fail now, before any work, when `path` cannot become a writable output file, is (or lies inside) one of
+    the command's `inputs` ({option: path}), or is an existing file that assft did not write as `kind`."""
     from assft.utils.paths import check_output_file as check
     from assft.utils.paths import check_output_guard
 
     check_output_guard(path, inputs or {}, option)
-    return check(path, option)
+    return check(path, option, kind)
 
 
 def load_data(path: Path, split: Path | None = None, subset: str | None = None, limit: int | None = None):

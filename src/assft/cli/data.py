@@ -117,7 +117,7 @@ def split(path: Path = typer.Argument(..., help="Dataset folder."),
     from assft.cli.common import load_data
     from assft.data.splits import make_split, save_split
 
-    check_output_file(out, inputs={"dataset": path})
+    check_output_file(out, inputs={"dataset": path}, kind="split")
     spec = load_data(path)
     fr = parse_fractions(fractions)
     splits = make_split(spec.case_ids, fr, seed)

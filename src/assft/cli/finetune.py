@@ -103,7 +103,7 @@ def plot_pseudo_labels(
     from assft.cli.common import check_output_file
     from assft.reporting.pseudo_labels_plot import plot_pseudo_label_dice
 
-    check_output_file(out, inputs={f"table {i + 1}": t for i, t in enumerate(tables)})
+    check_output_file(out, inputs={f"table {i + 1}": t for i, t in enumerate(tables)}, kind="figure")
     path = plot_pseudo_label_dice(list(tables), out, names=names.split(",") if names else None)
     console.print(f"wrote {path}")
 

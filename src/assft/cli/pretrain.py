@@ -52,7 +52,7 @@ def pretrain(
     from assft.config import InferenceConfig, parse_config
     from assft.pretrain.pretraining import default_roi, pretrain_ssl, ssl_model_config
 
-    check_output_file(out, inputs={"--images": images, "--split": split})
+    check_output_file(out, inputs={"--images": images, "--split": split}, kind="checkpoint")
     given = {"tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None,
              "steps": steps, "batch_size": batch_size, "patch_size": patch, "lr": lr, "mask_ratio": mask_ratio,
              "save_every": save_every, "fingerprint_cases": fingerprint_cases, "seed": seed}
@@ -101,7 +101,8 @@ def import_weights(
 
     from assft.config import PreprocessConfig, parse_config
 
-    check_output_file(out, inputs={"--weights": weights, "--fingerprint-images": fingerprint_images})
+    check_output_file(out, inputs={"--weights": weights, "--fingerprint-images": fingerprint_images},
+                      kind="checkpoint")
     monai_only = {"--arch": arch, "--arch-args": arch_args, "--spacing": spacing, "--orientation": orientation,
                   "--roi": roi, "--overlap": overlap, "--mode": mode, "--labels": labels}
     _refuse_unused(format, monai_only, {"--allow-partial": allow_partial or None,

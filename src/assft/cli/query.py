@@ -125,9 +125,10 @@ def fingerprint(
     from assft.models.source_stats import attach_fingerprint, save_fingerprint
     from assft.pretrain.fingerprint import compute_fingerprint
 
-    check_output_file(out, inputs={"--model": model, "--images": images})
+    check_output_file(out, inputs={"--model": model, "--images": images}, kind="fingerprint")
     if attach_to is not None:
-        check_output_file(attach_to, "--attach-to", inputs={"--model": model, "--images": images, "--out": out})
+        check_output_file(attach_to, "--attach-to", inputs={"--model": model, "--images": images, "--out": out},
+                          kind="checkpoint")
     roi_size = parse_triple(roi, "--roi")
     net, ckpt, _ = build_from_checkpoint(model, allow_partial=True)
     inference = ckpt.inference_config(roi_size)

@@ -78,8 +78,9 @@ def _new_figure(width: float, height: float, *, constrained: bool = False) -> An
     return fig
 
 
-def _save(fig: Any, out_png: Path) -> Path:
-    return atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
+def save_png(fig: Any, out_png: str | Path) -> Path:
+    """Atomically write `fig` as a PNG tagged "Software: assft" (a re-run may replace its own figure, nothing else)."""
+    return atomic_write(Path(out_png), lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": "assft"}))
 
 
 def _bound_value(value: Any) -> float | None:
@@ -195,7 +196,7 @@ def plot_budget_curves(curves: dict[str, dict[str, list[dict[str, Any]]]], bound
         out_png: the PNG to write (atomically).
         spread: "minmax" (band from the worst to the best seed) or "std" (mean ± one standard deviation).
     """
-    return _save(build_budget_figure(curves, bounds, pool_sizes, spread=spread, x_label=x_label), Path(out_png))
+    return save_png(build_budget_figure(curves, bounds, pool_sizes, spread=spread, x_label=x_label), Path(out_png))
 
 
 def build_win_matrix_figure(matrix: dict[str, Any]) -> Any:
@@ -233,7 +234,7 @@ def build_win_matrix_figure(matrix: dict[str, Any]) -> Any:
 
 def plot_win_matrix(matrix: dict[str, Any], out_png: str | Path) -> Path:
     """Heatmap of a `win_matrix` result: green = row strategy significantly better, red = worse; cells show p."""
-    return _save(build_win_matrix_figure(matrix), Path(out_png))
+    return save_png(build_win_matrix_figure(matrix), Path(out_png))
 
 
 def plot_pseudo_label_rounds(by_round: dict[int, list[dict[str, Any]]], out_png: str | Path, *,

@@ -10,7 +10,7 @@ import numpy as np
 
 from assft.errors import DataError
 from assft.finetune.pseudo_labels import PseudoLabelStats, read_pseudo_label_table, stats_from_row
-from assft.utils.atomic import atomic_write
+from assft.reporting.plots import save_png
 
 TableLike = str | Path | Sequence[Mapping[str, Any]] | Sequence[PseudoLabelStats] | Any  # Any: a pandas DataFrame
 COLORS = {"selected": "#2a9d8f", "unselected": "#9e9e9e"}
@@ -85,7 +85,7 @@ def plot_pseudo_label_dice(tables: TableLike | Sequence[TableLike], out_png: str
     fig.suptitle(title or "Pseudo-label quality: selected vs unselected", fontsize=10)
     fig.tight_layout()
     out_png = Path(out_png)
-    return atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
+    return save_png(fig, out_png)
 
 
 def _is_single_table(obj: Any) -> bool:

@@ -6,6 +6,7 @@ import os
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 from assft.errors import ConfigError
 
@@ -44,12 +45,72 @@ def check_output_dir(path: str | Path, option: str = "--out") -> Path:
     return path
 
 
-def check_output_file(path: str | Path, option: str = "--out") -> Path:
-    """Raise ConfigError unless `path` is, or can become, a writable file; creates nothing."""
+# The single files assft writes, each recognisable by its content, so a re-run may replace its own output and
+# nothing else. The strings are the formats' own tags (models.checkpoint, models.source_stats, data.splits,
+# reporting); utils sits below those modules, so it names them instead of importing them.
+OutputKind = Literal["checkpoint", "fingerprint", "split", "figure"]
+CHECKPOINT_TAG = b"assft-checkpoint"
+FINGERPRINT_TAG = "assft-fingerprint"
+FIGURE_TAG = b"assft"  # PNG text chunk "Software: assft" (reporting.figures.save_figure)
+_SNIFF_BYTES = 1 << 20
+
+
+def _is_assft_checkpoint(path: Path) -> bool:
+    """A torch zip archive whose pickled dict carries assft's format tag (read without unpickling)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            return any(CHECKPOINT_TAG in archive.open(n).read(_SNIFF_BYTES) for n in pickles[:1])
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError):
+        return False
+
+
+def _json_object(path: Path) -> dict | None:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def written_by_assft(path: str | Path, kind: OutputKind) -> bool:
+    """Whether the existing file `path` is an output assft writes as `kind` (judged by its content, not its name)."""
+    path = Path(path)
+    if kind == "checkpoint":
+        return _is_assft_checkpoint(path)
+    if kind == "figure":
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(4096)
+        except OSError:
+            return False
+        return head.startswith(b"\x89PNG") and b"Software" in head and FIGURE_TAG in head
+    raw = _json_object(path)
+    if raw is None:
+        return False
+    if kind == "fingerprint":
+        return raw.get("format") == FINGERPRINT_TAG
+    return {"dataset", "seed", "fractions", "splits"} <= raw.keys()  # split: data.splits.save_split's keys
+
+
+def check_output_file(path: str | Path, option: str = "--out", kind: OutputKind | None = None) -> Path:
+    """Raise ConfigError unless `path` is, or can become, a writable file; creates nothing.
+
+    With `kind`, an existing file is replaced only when assft wrote it as that kind (`written_by_assft`): a
+    re-run may refresh its own output, never a file of the user's that happens to carry the name.
+    """
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{option} is an existing folder, not a file.", path=path,
                           fix=f"pass a file path for {option}, e.g. {path / 'name'}")
+    if kind is not None and (path.is_file() or path.is_symlink()) and not written_by_assft(path, kind):
+        raise ConfigError(f"{option} is an existing file that is not an assft {kind}; writing would replace it.",
+                          path=path, fix=f"choose a new file name for {option}, or move {path.name} away first")
     # Files are written atomically (a temporary file beside the target, then a rename): the folder must be writable.
     _check_parent(path, option)
     return path
