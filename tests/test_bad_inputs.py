@@ -195,6 +195,13 @@ CASES: list[Case] = [
     Case("ssft-steps-negative", ("finetune", "--model", "{model}", "--images", "{data}", "--data", "{data}",
                                  "--out", "o", "--ssft-steps", "-1"), 2, ("'--ssft-steps'",), "usage"),
     Case("phantoms-n-zero", ("data", "phantoms", "--out", "p", "--n", "0"), 2, ("'--n'",), "usage"),
+    # --- absurd sizes: refused before any work (was: a MemoryError after minutes, or a disk filled in silence) ---
+    Case("phantoms-size-absurd", ("data", "phantoms", "--out", "p", "--n", "2", "--size", "100000"), 2,
+         ("--size 100000x100000x100000", "over the limit", "--max-voxels")),
+    Case("phantoms-count-over-disk", ("data", "phantoms", "--out", "p", "--n", "100000000", "--size", "16"), 2,
+         ("100000000 phantoms", "GB free", "ask for fewer")),
+    Case("roi-absurd", ("predict", "--model", "{model}", "--images", "{data}", "--out", "o", "--roi", "4096"), 2,
+         ("--roi 4096x4096x4096", "over the limit")),
     Case("rounds-zero", ("campaign", "init", "--model", "{model}", "--images", "{data}", "--out", "c", "--rounds", "0"),
          2, ("'--rounds'",), "usage"),
     Case("jobs-zero", ("simulate", "--config", "x.yaml", "--jobs", "0"), 2, ("'--jobs'",), "usage"),

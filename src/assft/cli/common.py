@@ -52,6 +52,9 @@ def parse_triple(text: str | None, option: str = "size") -> tuple[int, int, int]
         raise ConfigError(f"{option}: size {text!r} needs 3 values.", fix=fix)
     if min(parts) < 1:
         raise ConfigError(f"{option}: size {text!r} has a value below 1.", fix=fix)
+    from assft.data.limits import check_requested_size
+
+    check_requested_size(parts, option)
     return parts  # type: ignore[return-value]
 
 

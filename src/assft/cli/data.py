@@ -135,7 +135,12 @@ def phantoms(out: Path = typer.Option(..., "--out", help="Folder to write (MSD l
     from assft.data.synthetic import make_phantom_dataset
     from assft.utils.paths import check_generated_folder
 
+    from assft.data.limits import check_free_space, check_requested_size
+
     check_output_dir(out)
     check_generated_folder(out, "phantoms")
+    check_requested_size((size, size, size), "--size")
+    # Upper estimate: a float32 image and a uint8 label per case, before compression.
+    check_free_space(out, n * size**3 * 5, f"{n} phantoms of {size}^3")
     make_phantom_dataset(out, n, shape=(size, size, size), seed=seed, contrast=contrast)
     console.print(f"wrote {n} {contrast} phantoms to {out}")

@@ -43,6 +43,30 @@ def check_voxel_count(shape: tuple[int, ...], path: str | Path) -> None:
                                        f"({ENV_MAX_VOXELS}=N) if this machine has the memory")
 
 
+def check_requested_size(shape: tuple[int, ...], option: str) -> None:
+    """ConfigError when a size the user asks for (a window, a patch, a generated volume) exceeds the voxel cap:
+    such a request would allocate petabytes or run for days before failing, so it fails now."""
+    count = math.prod(int(s) for s in shape)
+    cap = max_voxels()
+    if count > cap:
+        raise ConfigError(f"{option} {'x'.join(str(int(s)) for s in shape)} is {count:,} voxels, over the limit of "
+                          f"{cap:,}.", fix=f"ask for a smaller {option}, or raise the limit with --max-voxels N "
+                                           f"({ENV_MAX_VOXELS}=N) if this machine has the memory")
+
+
+def check_free_space(folder: str | Path, needed_bytes: int, what: str) -> None:
+    """ConfigError when writing `needed_bytes` (an upper estimate) under `folder` cannot fit on its file system."""
+    import shutil
+
+    anchor = Path(os.path.abspath(folder))
+    while not anchor.exists() and anchor != anchor.parent:
+        anchor = anchor.parent
+    free = shutil.disk_usage(anchor).free
+    if needed_bytes > free:
+        raise ConfigError(f"{what} needs up to {needed_bytes / 1e9:,.1f} GB but {anchor} has {free / 1e9:,.1f} GB "
+                          "free.", path=folder, fix="ask for fewer or smaller volumes, or free space first")
+
+
 def allow_outside_root() -> bool:
     """True when ASSFT_ALLOW_OUTSIDE_ROOT opts in to dataset.json paths outside the dataset folder."""
     return os.environ.get(ENV_ALLOW_OUTSIDE_ROOT, "").strip().lower() in _TRUE
