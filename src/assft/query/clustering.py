@@ -114,43 +114,77 @@ def compute_typicality(points: np.ndarray, k: int, chunk: int = 2048) -> np.ndar
     return out
 
 
-def typiclust_select(case_ids: Sequence[str], embeddings: np.ndarray, budget: int, rng: np.random.Generator, *,
-                     reference: np.ndarray | None = None, k_neighbors: int = 20) -> Ranked:
-    """TypiClust: k-means (|L| + budget clusters) on pool and labeled embeddings; from the clusters with the fewest
-    labeled/picked members (largest first) take the most typical case. Columns `typicality`, `cluster`."""
+def _kmeans_over(x: np.ndarray, ref: np.ndarray, budget: int, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """k-means with |L| + budget clusters over pool and labeled embeddings: (points, pool labels, labeled labels,
+    number of clusters)."""
     from sklearn.cluster import KMeans
 
+    points = np.concatenate([x, ref])
+    n_clusters = min(len(ref) + budget, len(np.unique(points.round(12), axis=0)))
+    kmeans = KMeans(n_clusters=n_clusters, n_init=3, random_state=int(rng.integers(2**31 - 1)))
+    labels = kmeans.fit_predict(points)
+    return points, labels[:len(x)], labels[len(x):], n_clusters
+
+
+def _cover_clusters(pool_labels: np.ndarray, ref_labels: np.ndarray, n_clusters: int, values: np.ndarray,
+                    budget: int, tiebreak: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """TypiClust's cover: from the cluster with the fewest labeled/picked members (largest first, then the smallest
+    id) take its case of highest `values`; repeat. Returns the picks and the rest ranked by `values`."""
+    n = len(pool_labels)
+    sizes = np.bincount(np.concatenate([pool_labels, ref_labels]), minlength=n_clusters)
+    covered = np.bincount(ref_labels, minlength=n_clusters).astype(float)
+    remaining = np.ones(n, dtype=bool)
+    picks = []
+    for _ in range(budget):
+        open_clusters = np.unique(pool_labels[remaining])
+        best = open_clusters[np.lexsort((open_clusters, -sizes[open_clusters], covered[open_clusters]))[0]]
+        pick = pick_best(np.where(pool_labels == best, values, -np.inf), remaining & (pool_labels == best), tiebreak)
+        picks.append(pick)
+        remaining[pick] = False
+        covered[best] += 1
+    rest = np.flatnonzero(remaining)
+    return picks, rest[np.lexsort((tiebreak[rest], -values[rest]))]
+
+
+def _clustered_inputs(case_ids: Sequence[str], embeddings: np.ndarray, budget: int, rng: np.random.Generator,
+                      reference: np.ndarray | None):
     n = len(case_ids)
     check_budget(budget, n)
     ids, order, tiebreak = canonical_order(case_ids, rng)
     x = np.ascontiguousarray(np.asarray(embeddings)[order], dtype=np.float64)
     check_finite("embedding", x.sum(axis=1), ids)
     ref = np.zeros((0, x.shape[1])) if reference is None else np.asarray(reference, dtype=np.float64)
-    points = np.concatenate([x, ref])
-    n_clusters = min(len(ref) + budget, len(np.unique(points.round(12), axis=0)))
-    kmeans = KMeans(n_clusters=n_clusters, n_init=3, random_state=int(rng.integers(2**31 - 1)))
-    labels = kmeans.fit_predict(points)
-    pool_labels, ref_labels = labels[:n], labels[n:]
+    return ids, order, tiebreak, x, ref
+
+
+def typiclust_select(case_ids: Sequence[str], embeddings: np.ndarray, budget: int, rng: np.random.Generator, *,
+                     reference: np.ndarray | None = None, k_neighbors: int = 20) -> Ranked:
+    """TypiClust: k-means (|L| + budget clusters) on pool and labeled embeddings; from the clusters with the fewest
+    labeled/picked members (largest first) take the most typical case. Columns `typicality`, `cluster`."""
+    ids, _, tiebreak, x, ref = _clustered_inputs(case_ids, embeddings, budget, rng, reference)
+    n = len(ids)
+    points, pool_labels, ref_labels, n_clusters = _kmeans_over(x, ref, budget, rng)
+    labels = np.concatenate([pool_labels, ref_labels])
     typicality = np.zeros(n)
     for c in range(n_clusters):
         members = np.flatnonzero(labels == c)
         typ = compute_typicality(points[members], k_neighbors)
         pool_members = members < n
         typicality[members[pool_members]] = typ[pool_members]
-    sizes = np.bincount(labels, minlength=n_clusters)
-    covered = np.bincount(ref_labels, minlength=n_clusters).astype(float)
-    remaining = np.ones(n, dtype=bool)
-    picks = []
-    for _ in range(budget):
-        open_clusters = np.unique(pool_labels[remaining])
-        # fewest labeled/picked members first, then the largest cluster, then the smallest cluster id
-        best = open_clusters[np.lexsort((open_clusters, -sizes[open_clusters], covered[open_clusters]))[0]]
-        pick = pick_best(np.where(pool_labels == best, typicality, -np.inf), remaining & (pool_labels == best),
-                         tiebreak)
-        picks.append(pick)
-        remaining[pick] = False
-        covered[best] += 1
-    rest = np.flatnonzero(remaining)
-    rest = rest[np.lexsort((tiebreak[rest], -typicality[rest]))]
+    picks, rest = _cover_clusters(pool_labels, ref_labels, n_clusters, typicality, budget, tiebreak)
     return Ranked([ids[i] for i in picks], [ids[i] for i in picks] + [ids[i] for i in rest.tolist()],
                   to_columns(ids, {"typicality": typicality, "cluster": pool_labels}))
+
+
+def cluster_cover_select(case_ids: Sequence[str], embeddings: np.ndarray, scores: np.ndarray, budget: int,
+                         rng: np.random.Generator, *, reference: np.ndarray | None = None) -> Ranked:
+    """TypiClust's cover with a score: the same k-means clusters and cluster order, but from each cluster the case
+    of highest `scores` (n,) (aligned with `case_ids`) instead of the most typical. Columns `score`, `cluster`."""
+    ids, order, tiebreak, x, ref = _clustered_inputs(case_ids, embeddings, budget, rng, reference)
+    values = np.asarray(scores, dtype=np.float64)[order]
+    check_finite("score", values, ids)
+    _, pool_labels, ref_labels, n_clusters = _kmeans_over(x, ref, budget, rng)
+    picks, rest = _cover_clusters(pool_labels, ref_labels, n_clusters, values, budget, tiebreak)
+    return Ranked([ids[i] for i in picks], [ids[i] for i in picks] + [ids[i] for i in rest.tolist()],
+                  to_columns(ids, {"score": values, "cluster": pool_labels}))

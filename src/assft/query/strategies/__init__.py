@@ -3,6 +3,7 @@
 from assft.query.strategies import (  # noqa: F401
     asd,
     assft,
+    assft_strata,
     badge,
     bald,
     clasp_pe,
