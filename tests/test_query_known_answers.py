@@ -112,6 +112,6 @@ def test_strategies_that_run_without_a_head_follow_from_their_needs() -> None:
     from assft.query.strategies.base import headless_strategies
 
     # derived from each strategy's `requires` (assft: its cold start drops the probabilities), never a hand list
-    assert headless_strategies() == ["assft", "coreset", "dkd", "kd", "random", "typiclust"]
-    with pytest.raises(ConfigError, match=r"without a head \(assft, coreset, dkd, kd, random, typiclust\)"):
+    assert headless_strategies() == ["assft", "assft-strata", "coreset", "dkd", "kd", "random", "typiclust"]
+    with pytest.raises(ConfigError, match=r"without a head \(assft, assft-strata, coreset, dkd, kd, random, typiclust\)"):
         make_strategy("entropy").resolve_needs(has_head=False)
