@@ -2,7 +2,7 @@
 
 Why hand-written: the protocol calls needed are four (navigate, evaluate, screenshot, close) over one websocket;
 Playwright would need its own browser download, which a machine without internet cannot fetch. Used by the
-report test only (tests/test_report_browser.py).
+report test only (tests/reporting/test_report_browser.py).
 """
 
 from __future__ import annotations

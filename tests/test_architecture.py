@@ -19,3 +19,13 @@ def test_import_contracts_are_kept() -> None:
     result = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "0 broken" in result.stdout
+
+
+def test_tests_mirror_the_package_layout() -> None:
+    """Each tests/<folder> is named after the assft subpackage it tests (or `benchmarks`), so a module's tests are
+    found where the module is; only whole-package tests and shared helpers sit at the top."""
+    packages = {p.name for p in (ROOT / "src" / "assft").iterdir() if (p / "__init__.py").is_file()}
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    assert folders <= packages | {"benchmarks"}, folders - packages
+    top = sorted(p.name for p in (ROOT / "tests").glob("test_*.py"))
+    assert top == ["test_architecture.py", "test_public_api.py"], top

@@ -1,6 +1,6 @@
 """An imported nnU-Net v2 model: assft's passes vs nnU-Net's own predictor on the same hippocampus volumes.
 
-A results folder is built with nnU-Net's own planning, preprocessing and trainer (tests/nnunet_reference.py; 8
+A results folder is built with nnU-Net's own planning, preprocessing and trainer (tests/models/nnunet_reference.py; 8
 hippocampus cases, a few training steps: timing does not depend on the weights), imported with `assft import
 --format nnunetv2`, then, on the next `--cases` hippocampus volumes, side by side in one process, alternating, minimum of `--repeats` (1 torch thread):
 
@@ -33,7 +33,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 HIPPOCAMPUS = ROOT.parent / "shared" / "data" / "hippocampus"
-REFERENCE = ROOT / "tests" / "nnunet_reference.py"
+REFERENCE = ROOT / "tests" / "models" / "nnunet_reference.py"
 ENV = {**os.environ, "ASSFT_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 

@@ -94,7 +94,7 @@ def main() -> None:
             model = work / "run" / "best.pt"
         else:
             start = time.perf_counter()
-            subprocess.run([sys.executable, str(ROOT / "tests" / "nnunet_reference.py"), "build", str(work / "nn"),
+            subprocess.run([sys.executable, str(ROOT / "tests" / "models" / "nnunet_reference.py"), "build", str(work / "nn"),
                             "--hippocampus", str(HIPPOCAMPUS)], check=True, capture_output=True)
             times["nnU-Net plan + preprocess + train (not assft)"] = round(time.perf_counter() - start, 2)
             results = next((work / "nn" / "results").rglob("plans.json")).parent

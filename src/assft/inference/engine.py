@@ -14,7 +14,7 @@ and most hippocampus volumes are a single window, so per-volume calls leave most
 An nnU-Net network (`assft.models.nnunet`; its `nnunet_windows` attribute) is covered by nnU-Net's own rule instead:
 its configuration's patch, nnU-Net's evenly spread steps (step 0.5) and Gaussian; with the default predictor its
 logits are summed in fp16, one contiguous window a forward call, and divided as nnU-Net's predictor does, so the
-probabilities equal nnU-Net's to float rounding (tests/test_nnunet.py).
+probabilities equal nnU-Net's to float rounding (tests/models/test_nnunet.py).
 
 Hooked activations (norm-layer moments, the pooled embedding) are routed per batch row to the volume the row came
 from (`Routing.slots`, read by the reducers in `assft.inference.reducers`): each volume in flight holds a slot; a

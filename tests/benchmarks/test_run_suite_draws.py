@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = {"out_channels": 5, "params": {"channels": [4, 8, 16], "strides": [2, 2]}}
 PATCH = [16, 16, 16]
 

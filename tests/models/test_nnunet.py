@@ -1,7 +1,7 @@
 """nnU-Net v2 models as θ0, checked against nnU-Net itself (the `assft[nnunet]` extra's tests).
 
 One session fixture builds a real results folder with nnU-Net's own fingerprint, planning, preprocessing, trainer and
-checkpoint writer (tests/nnunet_reference.py, in a subprocess), on tiny generated CT-like volumes; nnU-Net's own
+checkpoint writer (tests/models/nnunet_reference.py, in a subprocess), on tiny generated CT-like volumes; nnU-Net's own
 predictor (mirroring off) gives the reference. assft runs through the console script.
 """
 
@@ -46,7 +46,7 @@ def assft(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def nnunet_predict(results: Path, images: Path, out: Path) -> None:
-    """nnU-Net's own predictor (tests/nnunet_reference.py predict) -> out/ID.npz (seg, probabilities)."""
+    """nnU-Net's own predictor (tests/models/nnunet_reference.py predict) -> out/ID.npz (seg, probabilities)."""
     proc = subprocess.run([sys.executable, str(REFERENCE), "predict", str(results), str(images), str(out)],
                           capture_output=True, text=True, env=_env(), timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]

@@ -2,7 +2,7 @@
 kept in the datastore, ranking with served images as the reference, and a train request as a campaign round.
 
 The datastore is a dictionary-backed stand-in with the methods of MONAI Label's Datastore the app uses; the real
-server runs in tests/test_monailabel_server.py (where the extra is installed)."""
+server runs in tests/integrations/test_monailabel_server.py (where the extra is installed)."""
 
 from __future__ import annotations
 

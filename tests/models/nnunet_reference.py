@@ -2,8 +2,8 @@
 import time and spawns workers): plan and preprocess a tiny dataset, train a few steps, write a real results folder;
 predict a folder of images with nnU-Net's own predictor.
 
-    python tests/nnunet_reference.py build ROOT [--hippocampus DIR]  -> ROOT/results/<config dir>, ROOT/test_images
-    python tests/nnunet_reference.py predict RESULTS IN OUT [--mirror] [--fold K]
+    python tests/models/nnunet_reference.py build ROOT [--hippocampus DIR]  -> ROOT/results/<config dir>, ROOT/test_images
+    python tests/models/nnunet_reference.py predict RESULTS IN OUT [--mirror] [--fold K]
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import yaml
 from assft.reporting import load_runs, write_report
 from assft.reporting.effects import paired_effects
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOMAINS = ("a", "b", "multisite")
 DRAWS = range(6)  # 6 pairs per domain: the smallest exact two-sided p is 2 / 2**6 = 0.03125
 

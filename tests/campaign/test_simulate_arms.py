@@ -16,7 +16,7 @@ from assft.reporting.runs import load_runs
 
 from test_campaign import FINETUNE, INFERENCE, setup  # noqa: F401  (module-scoped phantom fixture)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_deep_merge_keeps_nested_siblings() -> None:

@@ -1,5 +1,5 @@
 """One option vocabulary (docs/cli.md): every renamed option exists under its new name only, and the old spelling
-is translated with one notice (the console-script side is in tests/test_bad_inputs.py)."""
+is translated with one notice (the console-script side is in tests/cli/test_bad_inputs.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from assft.cli.aliases import RENAMED, command_of, translate
 from assft.errors import ConfigError
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 
 def _command(path: str):
