@@ -85,7 +85,8 @@ def main(out: Path) -> None:
         facts: dict = {"source_weights": weight_hash(model)}
 
         simulated = init_campaign(root / "sim", CampaignConfig.model_validate({**raw, "oracle": "ground_truth"}))
-        run_campaign(simulated, show_progress=False)
+        with reporting(False):
+            run_campaign(simulated)
         facts["simulated"] = campaign_facts(simulated)
 
         human = init_campaign(root / "human", CampaignConfig.model_validate(raw))

@@ -56,6 +56,7 @@ def main() -> None:
     from assft.metrics import summarize_metrics
     from assft.pretrain import PretrainConfig, pretrain_ssl
     from assft.pretrain.pretraining import summarize_history
+    from assft.utils.progress import silenced
     from assft.utils.seeding import make_rng, seed_everything
 
     work = args.work
@@ -70,8 +71,8 @@ def main() -> None:
     if not ssl_info_path.exists():
         config = PretrainConfig(steps=args.ssl_steps, seed=0, num_threads=args.threads, fingerprint_cases=20,
                                 device="cpu")
-        out = pretrain_ssl(spec.subset(split["source"]).without_labels(), ssl_ckpt, config=config,
-                           resume=True, show_progress=False)
+        with silenced():
+            out = pretrain_ssl(spec.subset(split["source"]).without_labels(), ssl_ckpt, config=config, resume=True)
         ssl_info = {"seconds": out.seconds, "config": config.model_dump(mode="json"),
                     "first_losses": summarize_history(out.history[:10], 10), "final_losses": out.final_losses()}
         ssl_info_path.write_text(json.dumps(ssl_info, indent=2))
@@ -97,7 +98,8 @@ def main() -> None:
                                            train_config=train_config,
                                            init_checkpoint=ssl_ckpt if init == "ssl" else None)
                 train_s = time.perf_counter() - start
-                summary = summarize_metrics(evaluate_checkpoint(trained.last, test, inference, show_progress=False))
+                with silenced():
+                    summary = summarize_metrics(evaluate_checkpoint(trained.last, test, inference))
                 run = {"run": run_id, "init": init, "n_labeled": n, "seed": seed, "labeled": labeled,
                        "mean_dice": summary["mean_dice"]["mean"],
                        "dice": {k: v["mean"] for k, v in summary["dice"].items()},

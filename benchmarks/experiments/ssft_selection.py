@@ -100,8 +100,10 @@ def source_model(source_dir: Path, steps: int, batch_size: int, patch: tuple[int
 def test_dice(checkpoint: Path, test_spec, patch) -> float:
     from assft.config import InferenceConfig
     from assft.inference.evaluate import evaluate_checkpoint
+    from assft.utils.progress import silenced
 
-    rows = evaluate_checkpoint(checkpoint, test_spec, InferenceConfig(roi_size=patch), show_progress=False)
+    with silenced():
+        rows = evaluate_checkpoint(checkpoint, test_spec, InferenceConfig(roi_size=patch))
     return float(statistics.mean(r["mean_dice"] for r in rows))
 
 

@@ -100,6 +100,7 @@ def bench_scoring(n_cases: int, n_bald: int, tmp: Path, reps: int = 3) -> dict:
         score_cases,
     )
     from assft.models.source_stats import resolve_source_stats
+    from assft.utils.timing import timing_record
 
     spec = load_dataset(HIPPOCAMPUS)
     loaded = [load_case(c, with_label=False) for c in spec.cases[:n_cases]]
@@ -115,18 +116,18 @@ def bench_scoring(n_cases: int, n_bald: int, tmp: Path, reps: int = 3) -> dict:
         score_cases([case], theta0, needs, config, inference, source_stats=stats0)
     times = {"plain": 0.0, "assft": 0.0, "assft_two_models": 0.0, "bald": 0.0, "assft_bald_subset": 0.0}
     split = {"pass_current_s": 0.0, "pass_pretrained_s": 0.0, "reduce_s": 0.0}
-    timings: dict[str, float] = {}
     # one long-lived streaming scorer per variant, fed one volume at a time (models prepared once, as for a pool)
     boxes: dict[str, list] = {"assft": [], "assft_two_models": []}
+    timings: dict[str, dict[str, float]] = {name: {} for name in boxes}  # each scorer's own seconds
     scorers = {
         "assft": iter_summaries(_feed(boxes["assft"]), theta0, needs, config, inference, source_stats=stats0),
         "assft_two_models": iter_summaries(_feed(boxes["assft_two_models"]), theta, needs, config, inference,
-                                           pretrained=theta0, source_stats=stats0, timings=timings),
+                                           pretrained=theta0, source_stats=stats0),
     }
 
     def score(name: str, case) -> None:
         boxes[name].append(case)
-        with torch.inference_mode():
+        with torch.inference_mode(), timing_record(timings[name]):
             next(scorers[name])
 
     runs = {
@@ -155,7 +156,7 @@ def bench_scoring(n_cases: int, n_bald: int, tmp: Path, reps: int = 3) -> dict:
     for name in runs:
         times[name] = float(best[name].sum())
         times[f"{name}_first_run"] = float(first[name].sum())
-    split.update({key: timings[key] / reps for key in split})
+    split.update({key: timings["assft_two_models"][key] / reps for key in split})
     return {
         "n_cases": n_cases, "n_bald_cases": n_bald, "seconds": times, "two_model_split_s": split,
         "ratio_assft_over_plain": times["assft"] / times["plain"],
@@ -331,6 +332,7 @@ def bench_strategies(names: list[str], n_cases: int, tmp: Path, reps: int = 3) -
     from assft.data import load_case, load_dataset
     from assft.models.source_stats import resolve_source_stats
     from assft.query import QueryConfig, iter_summaries, load_query_model, make_strategy
+    from assft.utils.timing import timing_record
 
     spec = load_dataset(HIPPOCAMPUS)
     loaded = [load_case(c, with_label=False) for c in spec.cases[:n_cases]]
@@ -343,12 +345,11 @@ def bench_strategies(names: list[str], n_cases: int, tmp: Path, reps: int = 3) -
     for name in names:
         config = QueryConfig(strategy=name)
         needs = make_strategy(name, config).resolve_needs(True)
-        scorers[name] = iter_summaries(_feed(boxes[name]), theta0, needs, config, inference, source_stats=stats0,
-                                       timings=timings[name])
+        scorers[name] = iter_summaries(_feed(boxes[name]), theta0, needs, config, inference, source_stats=stats0)
 
     def score(name: str, case) -> None:
         boxes[name].append(case)
-        with torch.inference_mode():
+        with torch.inference_mode(), timing_record(timings[name]):
             next(scorers[name])
 
     for case in loaded[:2]:  # warm-up

@@ -59,16 +59,16 @@ def _copy_subset(spec, case_ids: list[str], folder: Path) -> None:
 
 def run_demo(out: str | Path = "assft_demo", *, data: str | Path | None = None, seed: int = 0,
              source_steps: int | None = None, round_steps: int | None = None, domain: str = "bias",
-             log: Any = None, show_progress: bool | None = None) -> dict[str, Any]:
+             log: Any = None) -> dict[str, Any]:
     """Run the whole demo into `out`; returns paths and timings (the report is in out/report).
 
     Every phase and campaign step is announced on stderr (rich on a terminal, timestamped lines otherwise) and a long
-    step prints a line at least every 30 s; `show_progress=False` silences that. `log`, if given, also receives each
-    phase's headline (e.g. for a GUI).
+    step prints a line at least every 30 s; `with silenced(): ...` (`assft.utils.progress`) silences that. `log`, if
+    given, also receives each phase's headline (e.g. for a GUI).
     """
     from assft.utils.progress import reporting
 
-    with reporting(show_progress) as report:
+    with reporting() as report:
         def phase(headline: str) -> Any:
             if log is not None:
                 log(headline)

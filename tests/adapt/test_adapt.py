@@ -14,6 +14,7 @@ from assft.adapt.batchnorm import apply_batchnorm_statistics
 from assft.config import InferenceConfig, ModelConfig, TrainConfig
 from assft.data.preprocess import LoadedCase
 from assft.errors import ConfigError
+from assft.utils.progress import silenced
 
 
 def _volume(case_id: str, values: np.ndarray) -> LoadedCase:
@@ -161,7 +162,8 @@ def test_campaign_round0_adapts_and_records_both_starts(source: dict, tmp_path: 
                      "pseudo": {"reliability": "none"}},
         "inference": {"roi_size": [16, 16, 16], "channels_last": False}})
     folder = init_campaign(tmp_path / "camp", config)
-    ledger = run_campaign(folder, show_progress=False)
+    with silenced():
+        ledger = run_campaign(folder)
     meta = ledger.meta
     assert meta.adaptation["method"] == "adabn" and (folder / ADAPTED_CHECKPOINT).exists()
     assert meta.baseline_metrics["mean_dice"] != meta.unadapted_metrics["mean_dice"]

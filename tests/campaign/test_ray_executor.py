@@ -20,6 +20,7 @@ from assft.campaign.executors import is_finished, run_one
 from assft.campaign.ledger import campaign_lock
 from assft.campaign.simulate import campaign_config, run_quietly, run_simulation
 from assft.errors import CampaignLockedError, ConfigError
+from assft.utils.progress import silenced
 
 from test_campaign import setup  # noqa: F401  (module-scoped phantom fixture)
 from test_simulate_arms import _experiment
@@ -36,7 +37,8 @@ def _outcome(dirs: list[Path], out: Path) -> dict:
 @pytest.mark.timeout(600)
 def test_a_killed_ray_driver_resumes_and_matches_the_sequential_run(setup: dict, tmp_path: Path) -> None:  # noqa: F811
     grid = {"strategies": ["random", "entropy"], "seeds": [0, 1], "rounds": 2, "budget": "2"}
-    sequential_dirs = run_simulation(_experiment(setup, tmp_path / "seq", **grid), show_progress=False)
+    with silenced():
+        sequential_dirs = run_simulation(_experiment(setup, tmp_path / "seq", **grid))
     sequential = _outcome(sequential_dirs, tmp_path / "seq")
 
     out = tmp_path / "ray"
@@ -62,8 +64,9 @@ def test_a_killed_ray_driver_resumes_and_matches_the_sequential_run(setup: dict,
     stamps = {d: (d / "ledger.json").stat().st_mtime_ns for d in finished}
 
     reported: list[Path] = []
-    dirs = run_simulation(config, show_progress=False, executor="ray", on_campaign=reported.append,
-                          ray_options={"num_cpus": 2, "cpus_per_campaign": 1})
+    with silenced():
+        dirs = run_simulation(config, executor="ray", on_campaign=reported.append,
+                              ray_options={"num_cpus": 2, "cpus_per_campaign": 1})
     assert {d: (d / "ledger.json").stat().st_mtime_ns for d in finished} == stamps  # not submitted again
     assert reported and not set(reported) & set(stamps)
     assert all(is_finished(d) for d in dirs)

@@ -13,6 +13,7 @@ from assft.errors import ConfigError
 from assft.finetune.config import FinetuneConfig
 from assft.query.config import QueryConfig
 from assft.reporting.runs import load_runs
+from assft.utils.progress import silenced
 
 from test_campaign import FINETUNE, INFERENCE, setup  # noqa: F401  (module-scoped phantom fixture)
 
@@ -66,7 +67,8 @@ def test_arm_name_may_not_be_a_strategy(setup: dict, tmp_path: Path) -> None:  #
 
 def test_arms_run_into_their_folder_and_report_under_their_name(setup: dict, tmp_path: Path) -> None:  # noqa: F811
     config = _experiment(setup, tmp_path, arms={"random-mean": {"strategy": "random", "query": {"asd_reduce": "mean"}}})
-    dirs = run_simulation(config, show_progress=False)
+    with silenced():
+        dirs = run_simulation(config)
     assert [d.relative_to(tmp_path).as_posix() for d in dirs] == ["identity/random/seed0", "identity/random-mean/seed0"]
     assert load_campaign_config(dirs[1]).query.asd_reduce == "mean"
     assert load_campaign_config(dirs[0]).query.asd_reduce == "class_balanced"
@@ -102,7 +104,8 @@ def test_simulation_from_an_ssl_only_model(setup: dict, tmp_path: Path) -> None:
                        inference=InferenceConfig(**INFERENCE)).checkpoint
     assert load_checkpoint(ssl).kind == "ssl-only"
     config = _experiment(setup, tmp_path / "runs", model=str(ssl), strategies=["assft"], rounds=2, bounds=True)
-    (campaign,) = run_simulation(config, show_progress=False)
+    with silenced():
+        (campaign,) = run_simulation(config)
     runs = load_runs(tmp_path / "runs")
     (run,) = runs.runs
     assert run.baseline is None and len(run.rounds) == 2
@@ -123,7 +126,8 @@ def test_parallel_campaigns_match_the_sequential_run(setup: dict, tmp_path: Path
     def outcome(out: Path, jobs: int) -> dict:
         config = _experiment(setup, out, strategies=["random", "entropy"], seeds=[0, 1])
         finished: list[Path] = []
-        dirs = run_simulation(config, show_progress=False, jobs=jobs, on_campaign=finished.append)
+        with silenced():
+            dirs = run_simulation(config, jobs=jobs, on_campaign=finished.append)
         assert sorted(finished) == sorted(dirs)  # every campaign is reported once, in either mode
         ledgers = {d.relative_to(out).as_posix(): json.loads((d / "ledger.json").read_text()) for d in dirs}
         return {k: (v["rounds"][0]["selected"], v["rounds"][0]["metrics"]["mean_dice"]) for k, v in ledgers.items()}

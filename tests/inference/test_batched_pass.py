@@ -11,6 +11,7 @@ import torch
 from assft.config import InferenceConfig
 from assft.inference.engine import fits_one_window, symmetric_padding
 from assft.query.config import Need, QueryConfig
+from assft.utils.timing import timing_record
 
 
 def test_padding_splits_like_monai() -> None:
@@ -57,8 +58,8 @@ def test_batched_summaries_equal_one_at_a_time(model_and_cases, strategy: str) -
     out = {}
     for volumes in (1, 3):
         inference = InferenceConfig(roi_size=(16, 16, 16), batch_volumes=volumes, channels_last=False)
-        timings: dict = {}
-        out[volumes] = score_cases(cases, qm, needs, config, inference, source_stats=stats, timings=timings)
+        with timing_record() as timings:
+            out[volumes] = score_cases(cases, qm, needs, config, inference, source_stats=stats)
         assert timings["cases"] == len(cases)
     for one, many in zip(out[1], out[3]):
         assert one.case_id == many.case_id

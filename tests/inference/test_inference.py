@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -12,6 +13,7 @@ from assft.config import InferenceConfig, ModelConfig, PreprocessConfig
 from assft.data import load_dataset, read_volume
 from assft.inference import predict_to_folder, prepare_model, run_pass
 from assft.models import bottleneck_module, build_model, norm_layers
+from assft.utils.progress import reporting, silenced
 
 
 class ConstantNet(nn.Module):
@@ -57,3 +59,17 @@ def test_predict_to_folder_keeps_affine(phantom_dir: Path, tiny_model_config: Mo
     assert np.allclose(affine, image_affine)
     probs, _ = read_volume(tmp_path / f"{spec.cases[0].case_id}_probs.nii.gz")
     assert probs.shape == (16, 16, 16, 5)
+
+
+def test_prediction_is_silent_in_a_silenced_block(phantom_dir: Path, tiny_model_config: ModelConfig,
+                                                  tiny_inference: InferenceConfig, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """No progress parameter: the loop follows the active reporter, here one that prints at every volume."""
+    spec = load_dataset(phantom_dir)
+    model = build_model(tiny_model_config)
+    with reporting(True, fancy=False, watchdog=False, interval=0.0):
+        with silenced():
+            predict_to_folder(model, spec.cases[:2], PreprocessConfig(), tiny_inference, tmp_path / "quiet")
+        assert capsys.readouterr().err == ""
+        predict_to_folder(model, spec.cases[:2], PreprocessConfig(), tiny_inference, tmp_path / "loud")
+    assert "Predicting 2/2" in capsys.readouterr().err

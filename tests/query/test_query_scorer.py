@@ -20,6 +20,7 @@ from assft.query import Need, QueryConfig, iter_summaries, load_query_model, run
 from assft.inference.reducers import Routing
 from assft.pretrain.fingerprint import compute_fingerprint
 from assft.inference.predictors import ScoringPredictor
+from assft.utils.timing import timing_record
 
 TINY = {"channels": (4, 8, 16), "strides": (2, 2)}
 META = {"train_config": {"patch_size": [16, 16, 16]}}
@@ -109,9 +110,8 @@ def test_theta_differs_from_theta0(phantom_dir: Path, tmp_path: Path, inference:
     cases = load_dataset(phantom_dir).cases[:2]
     stats, _ = resolve_source_stats(theta0.model, theta0.checkpoint)
     needs = {Need.PROBS, Need.EMBEDDING, Need.NORM_STATS}
-    timings: dict[str, float] = {}
-    both = score_cases(cases, theta, needs, QueryConfig(), inference, pretrained=theta0, source_stats=stats,
-                       timings=timings)
+    with timing_record() as timings:
+        both = score_cases(cases, theta, needs, QueryConfig(), inference, pretrained=theta0, source_stats=stats)
     assert calls0[0] == calls[0] == calls_expected and timings["pass_pretrained_s"] > 0 and timings["cases"] == 2
     kd_only = score_cases(cases, theta0, {Need.NORM_STATS}, QueryConfig(), inference, source_stats=stats)
     emb_only = score_cases(cases, theta, {Need.EMBEDDING, Need.PROBS}, QueryConfig(), inference)

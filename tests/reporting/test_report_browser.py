@@ -6,6 +6,7 @@ from pathlib import Path
 
 from assft.campaign.simulate import SimulationConfig, run_simulation
 from assft.reporting import write_report
+from assft.utils.progress import silenced
 from browser import Page, find_chromium
 from extras import absent
 from test_campaign import FINETUNE, INFERENCE, setup  # noqa: F401  (module-scoped phantom fixture)
@@ -25,7 +26,8 @@ def test_report_html_loads_every_picture_in_a_real_browser(setup: dict, tmp_path
         "split": str(setup["root"] / "split.json"), "strategies": ["assft"], "seeds": [0], "budget": "2",
         "rounds": 2, "bounds": False, "figures": True, "inference": INFERENCE,
         "finetune": {**FINETUNE, "pseudo": {"reliability": "all"}}})
-    run_simulation(config, show_progress=False)
+    with silenced():
+        run_simulation(config)
     report = write_report(tmp_path / "runs", tmp_path / "report")
     pictures = [item["path"] for items in report.summary["figures"]["pictures"].values() for item in items]
     assert len(pictures) == 4  # 2 rounds x (picks, pseudo-labels)

@@ -1,16 +1,19 @@
 """Progress a person sees: plain timestamped step lines off a terminal, heartbeats on a fake clock, the watchdog,
-silence with show_progress=False, and the lines of a real (tiny) campaign and of the demo's phases."""
+silence in a `silenced()` block (library code takes no progress parameter), and the lines of a real (tiny) campaign
+and of the demo's phases."""
 
 from __future__ import annotations
 
 import io
 import re
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 
-from assft.utils.progress import StepReporter, current_reporter, progress, reporting
+from assft.utils.progress import (StepReporter, begin_step, current_reporter, deprecated_show_progress, progress,
+                                  reporting, silenced)
 
 STAMP = r"\[\s*(\d+\.\d) s\] "
 
@@ -135,6 +138,43 @@ def test_show_progress_false_silences_nested_loops(capsys: pytest.CaptureFixture
     assert capsys.readouterr().err == ""
 
 
+def _nested_work(clock: FakeClock) -> list[int]:
+    """Library-shaped code: a step on whatever reporter is active, a loop in a loop, a later phase, a watchdog check."""
+    seen = []
+    with reporting() as report, report.step("outer step"):
+        for i in progress(range(2), "Outer"):
+            clock.now += 100.0
+            for j in progress(range(2), "Inner"):
+                clock.now += 100.0
+                seen.append(10 * i + j)
+            begin_step(f"phase {i}")
+            report.check_idle()
+    return seen
+
+
+def test_a_silenced_block_prints_nothing_from_nested_loops(capsys: pytest.CaptureFixture[str]) -> None:
+    clock = FakeClock()
+    # around it, a reporter that speaks at every chance: a heartbeat after 1 s of silence, and the clock jumps 100 s
+    with reporting(True, clock=clock, fancy=False, watchdog=False, interval=1.0):
+        with silenced():
+            assert _nested_work(clock) == [0, 1, 10, 11]  # the work itself is unchanged
+        assert capsys.readouterr().err == ""
+        assert _nested_work(clock) == [0, 1, 10, 11]  # the same code outside the block does print
+    err = capsys.readouterr().err
+    assert "outer step ..." in err and "  Inner 0/2" in err and "phase 1 ..." in err
+    assert current_reporter() is None
+
+
+def test_the_old_keyword_warns_only_when_passed() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with deprecated_show_progress(None, "run_ssft"):  # the default: no block, no warning
+            assert current_reporter() is None
+    with pytest.warns(DeprecationWarning, match=r"run_ssft\(show_progress=\.\.\.\) is deprecated"), \
+            deprecated_show_progress(False, "run_ssft"):
+        assert not current_reporter().enabled  # False still silences, as it did
+
+
 def test_loop_without_reporter_still_yields_everything() -> None:
     assert list(progress(iter("abc"), "Loop")) == ["a", "b", "c"]
     assert list(progress([1, 2], "Loop", enabled=False)) == [1, 2]
@@ -192,7 +232,11 @@ def test_campaign_prints_one_plain_line_per_step_off_a_terminal(tiny_campaign: P
     stamps = [float(re.match(STAMP, line).group(1)) for line in err]
     assert stamps == sorted(stamps)
 
-    assert run_campaign(tiny_campaign, show_progress=False) is not None  # finished: nothing left to do, nothing said
+    with silenced():
+        assert run_campaign(tiny_campaign) is not None  # finished: nothing left to do, nothing said
+    assert capsys.readouterr().err == ""
+    with pytest.warns(DeprecationWarning, match=r"run_campaign\(show_progress=\.\.\.\) is deprecated"):
+        assert run_campaign(tiny_campaign, show_progress=False) is not None  # the old keyword, for one release
     assert capsys.readouterr().err == ""
 
 
@@ -254,5 +298,6 @@ def test_demo_announces_every_phase_off_a_terminal(tmp_path: Path, monkeypatch: 
         "1/5 ", "2/5 training the source model (MONAI UNet, 7 steps)", "4/5 ", "finished runs/identity/assft/seed0"]
     assert summary["report"] == str(Report.html)
 
-    demo.run_demo(tmp_path, source_steps=7, show_progress=False)
+    with silenced():
+        demo.run_demo(tmp_path, source_steps=7)
     assert capsys.readouterr().err == ""

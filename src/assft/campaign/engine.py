@@ -8,7 +8,6 @@ interrupted or not. Progress goes to the caller's reporter (`assft.utils.progres
 
 from __future__ import annotations
 
-import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from assft.query.scorer import load_query_model
 from assft.query.strategies import make_strategy
 from assft.utils.distributed import barrier, join_process_group
 from assft.utils.seeding import derive_seed, make_rng
+from assft.utils.timing import timed, timing_record
 
 
 @with_volume_cache
@@ -70,33 +70,32 @@ def next_round(campaign_dir: str | Path) -> RoundRecord:
                                 fix="see `assft campaign status`; `assft campaign extend --rounds N` adds rounds")
         labeled = campaign.labeled_ids()
         n = budget.clip(budget.for_round(index), len(pool.cases) - len(labeled))  # the budget, resolved once
-        start = time.perf_counter()
-        model = campaign.current_model(index)
-        query = config.query_for_round(n)
-        seed = derive_seed(config.seed, "query", index)
-        strategy = make_strategy(query.strategy, query)
-        theta = load_query_model(model)
-        scored = score_pool(theta, pool, strategy.resolve_needs(theta.has_head), config=query,
-                            pretrained=config.pretrained or config.model, labeled_ids=labeled, seed=seed,
-                            inference=config.inference, theta0_cache=campaign_dir / THETA0_CACHE,
-                            figures=config.figures)
-        selection = strategy.select(scored.summaries, scored.context(query, index, budget.rounds), n,
-                                    make_rng(seed, "query", query.strategy))
-        if not ranks.is_main:
-            return RoundRecord(round=index, status="queried", selected=selection.selected, budget=n)
-        folder = round_dir(campaign_dir, index)
-        result = scored.result(selection, query, n, seed, round_index=index, total_rounds=budget.rounds)
-        query_files = write_query(folder, result, figures=config.figures and scored.has_head)
-        write_to_annotate(folder, pool, result.selected)
-        timings = {"query_s": time.perf_counter() - start}
-        handed_out = None
-        if config.oracle == "folder":  # a person annotates: the model's labels to correct, and why each was picked
-            start = time.perf_counter()
-            handed_out = write_pre_annotations(model, pool, result.selected, folder, config.inference)
-            timings["pre_annotations_s"] = time.perf_counter() - start
+        with timing_record() as spent:  # the round's seconds, for the ledger (the pass keeps its own record)
+            with timed("query_s"):
+                model = campaign.current_model(index)
+                query = config.query_for_round(n)
+                seed = derive_seed(config.seed, "query", index)
+                strategy = make_strategy(query.strategy, query)
+                theta = load_query_model(model)
+                scored = score_pool(theta, pool, strategy.resolve_needs(theta.has_head), config=query,
+                                    pretrained=config.pretrained or config.model, labeled_ids=labeled, seed=seed,
+                                    inference=config.inference, theta0_cache=campaign_dir / THETA0_CACHE,
+                                    figures=config.figures)
+                selection = strategy.select(scored.summaries, scored.context(query, index, budget.rounds), n,
+                                            make_rng(seed, "query", query.strategy))
+                if not ranks.is_main:
+                    return RoundRecord(round=index, status="queried", selected=selection.selected, budget=n)
+                folder = round_dir(campaign_dir, index)
+                result = scored.result(selection, query, n, seed, round_index=index, total_rounds=budget.rounds)
+                query_files = write_query(folder, result, figures=config.figures and scored.has_head)
+                write_to_annotate(folder, pool, result.selected)
+            handed_out = None
+            if config.oracle == "folder":  # a person annotates: the model's labels to correct, and why each was picked
+                with timed("pre_annotations_s"):
+                    handed_out = write_pre_annotations(model, pool, result.selected, folder, config.inference)
         return campaign.update_round(index, "queried", selected=result.selected,
                                      model=relative_to(model, campaign_dir), budget=n, labeled_before=len(labeled),
-                                     query_files=query_files, pre_annotations=handed_out, timings=timings)
+                                     query_files=query_files, pre_annotations=handed_out, timings=spent)
 
 
 def import_labels(campaign_dir: str | Path, labels_dir: str | Path) -> RoundRecord:
@@ -143,21 +142,21 @@ def finetune_round(campaign_dir: str | Path) -> RoundRecord:
         index = last.round
         config = campaign.config
         pool = campaign.pool()
-        start = time.perf_counter()
-        labeled = labeled_cases(campaign, pool)
-        labeled_ids = {c.case_id for c in labeled}
-        unlabeled = [c for c in pool.cases if c.case_id not in labeled_ids]
-        ft = config.finetune_with_seed(derive_seed(config.seed, "finetune", index))
-        # "previous": continue from the last round's weights; "start": every round restarts from the start model.
-        model = campaign.current_model(index) if ft.round_init == "previous" else campaign.start_model()
-        result = run_ssft(model, labeled, unlabeled, finetune_dir(campaign_dir, index), ft,
-                          labels=pool.labels or None, pretrained=config.pretrained or config.model)
+        with timing_record() as spent, timed("finetune_s"):  # for the ledger (SSFT keeps its own record)
+            labeled = labeled_cases(campaign, pool)
+            labeled_ids = {c.case_id for c in labeled}
+            unlabeled = [c for c in pool.cases if c.case_id not in labeled_ids]
+            ft = config.finetune_with_seed(derive_seed(config.seed, "finetune", index))
+            # "previous": continue from the last round's weights; "start": every round restarts from the start model
+            model = campaign.current_model(index) if ft.round_init == "previous" else campaign.start_model()
+            result = run_ssft(model, labeled, unlabeled, finetune_dir(campaign_dir, index), ft,
+                              labels=pool.labels or None, pretrained=config.pretrained or config.model)
         pseudo = [{"case_id": r.case_id, "conf": r.conf, "sd": r.sd, "selected": r.selected,
                    "true_dice": r.true_dice} for r in result.table]
         record = campaign.update_round(index, "finetuned", checkpoint=relative_to(result.checkpoint, campaign_dir),
                                        pseudo_labels=pseudo, head=result.head.action, compute=result.compute,
                                        init_model=relative_to(model, campaign_dir),
-                                       timings={"finetune_s": time.perf_counter() - start})
+                                       timings=spent)
         return evaluate_round(campaign, record)
 
 

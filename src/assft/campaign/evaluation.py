@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from assft.inference.evaluate import evaluate_checkpoint
 from assft.metrics.segmentation import summarize_metrics
 from assft.models.checkpoint import load_checkpoint
 from assft.utils.progress import begin_step
+from assft.utils.timing import timed, timing_record
 
 EVALUATE_STEP = "evaluate on the test set"  # the progress label of the evaluation step
 
@@ -34,12 +34,12 @@ def evaluate_on_test(checkpoint: str | Path, config: CampaignConfig) -> dict[str
 def evaluate_round(campaign: Campaign, record: RoundRecord) -> RoundRecord:
     """Evaluate a fine-tuned round's checkpoint on the test set and record the round as evaluated."""
     begin_step(f"round {record.round}/{campaign.meta.rounds}: {EVALUATE_STEP}")
-    start = time.perf_counter()
-    metrics = evaluate_on_test(campaign.directory / (record.checkpoint or ""), campaign.config)
+    with timing_record() as spent, timed("evaluate_s"):
+        metrics = evaluate_on_test(campaign.directory / (record.checkpoint or ""), campaign.config)
     labeled = len(campaign.labeled_ids())
     return campaign.update_round(record.round, "evaluated", metrics=metrics, labeled_total=labeled,
                                  budget_fraction=labeled / max(campaign.meta.pool_size or 1, 1),
-                                 timings={"evaluate_s": time.perf_counter() - start})
+                                 timings=spent)
 
 
 def record_baseline(campaign_dir: Path) -> None:

@@ -38,7 +38,7 @@ from assft.finetune.config import FinetuneConfig
 from assft.finetune.ssft import run_ssft
 from assft.models.checkpoint import load_checkpoint
 from assft.utils.atomic import atomic_write_json
-from assft.utils.progress import StepReporter, reporting
+from assft.utils.progress import StepReporter, deprecated_show_progress, reporting, silenced
 from assft.utils.paths import (check_generated_folder, check_output_dir, check_output_guard, check_plain_name,
                                mark_generated_folder)
 from assft.utils.seeding import derive_seed
@@ -277,8 +277,16 @@ def run_simulation(config: SimulationConfig, *, show_progress: bool | None = Non
     of this process's torch threads (campaigns are independent and each holds its own ledger lock; small 3D CNNs
     on CPU scale better across processes than across intra-op threads). executor "ray": each campaign a Ray task
     (`assft.campaign.executors.run_on_ray`, `ray_options` its keyword arguments). Shifted datasets and bounds are
-    prepared first, here, by this process.
+    prepared first, here, by this process. Progress goes to the active reporter; `with silenced(): ...`
+    (`assft.utils.progress`) runs it quietly (`show_progress` is deprecated).
     """
+    with deprecated_show_progress(show_progress, "run_simulation"):
+        return _run_simulation(config, on_campaign, jobs, executor, ray_options)
+
+
+def _run_simulation(config: SimulationConfig, on_campaign: Any, jobs: int, executor: str,
+                    ray_options: dict[str, Any] | None) -> list[Path]:
+    """`run_simulation`'s work: check the options and the folder, prepare the grid, run it."""
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}.", fix="pass --jobs 1 or more")
     if executor not in ("process", "ray"):
@@ -292,7 +300,7 @@ def run_simulation(config: SimulationConfig, *, show_progress: bool | None = Non
         mark_generated_folder(out, "simulation")
         atomic_write_json(out / "experiment.json", config.model_dump(mode="json"))
         dirs = _prepare_grid(config, out)
-    return _run_grid(config, out, dirs, show_progress, on_campaign, jobs, executor, ray_options)
+    return _run_grid(config, out, dirs, on_campaign, jobs, executor, ray_options)
 
 
 @contextmanager
@@ -327,8 +335,8 @@ def _prepare_grid(config: SimulationConfig, out: Path) -> list[Path]:
     return dirs
 
 
-def _run_grid(config: SimulationConfig, out: Path, dirs: list[Path], show_progress: bool | None, on_campaign: Any,
-              jobs: int, executor: str, ray_options: dict[str, Any] | None) -> list[Path]:
+def _run_grid(config: SimulationConfig, out: Path, dirs: list[Path], on_campaign: Any, jobs: int, executor: str,
+              ray_options: dict[str, Any] | None) -> list[Path]:
     """Run (or resume) the prepared campaigns on the chosen executor."""
     volume_cache = str(out / GRID_VOLUME_CACHE)
     if executor == "ray":
@@ -337,7 +345,7 @@ def _run_grid(config: SimulationConfig, out: Path, dirs: list[Path], show_progre
     if jobs == 1:
         with use_volume_cache(volume_cache):
             for campaign_dir in dirs:
-                run_campaign(campaign_dir, show_progress=show_progress)
+                run_campaign(campaign_dir)
                 if on_campaign is not None:
                     on_campaign(campaign_dir)
         return dirs
@@ -348,19 +356,25 @@ def _run_grid(config: SimulationConfig, out: Path, dirs: list[Path], show_progre
 
 @with_volume_cache
 def run_campaign(campaign_dir: str | Path, *, show_progress: bool | None = None) -> Ledger:
-    """Simulation: run every remaining step of every round with the ground truth as the annotator (resumable)."""
+    """Simulation: run every remaining step of every round with the ground truth as the annotator (resumable).
+
+    Each step is announced on the active reporter; `with silenced(): ...` runs it quietly (`show_progress` is
+    deprecated).
+    """
     campaign_dir = Path(campaign_dir)
     config = load_campaign_config(campaign_dir)
     if config.oracle != "ground_truth":
         raise ConfigError("run_campaign needs oracle: ground_truth (a simulation).", path=campaign_dir / CONFIG_NAME,
                           fix="use `assft campaign next/import-labels/finetune` for real annotation")
-    with reporting(show_progress) as report, report.scope(f"{config.arm or config.strategy} seed{config.seed}"):
+    label = f"{config.arm or config.strategy} seed{config.seed}"
+    with deprecated_show_progress(show_progress, "run_campaign"), reporting() as report, report.scope(label):
         return _run_rounds(campaign_dir, report)
 
 
 def run_quietly(campaign_dir: str) -> Ledger:
     """`run_campaign` without progress lines: the body of a simulation grid's worker processes and Ray tasks."""
-    return run_campaign(campaign_dir, show_progress=False)
+    with silenced():
+        return run_campaign(campaign_dir)
 
 
 def _run_rounds(campaign_dir: Path, report: StepReporter) -> Ledger:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
 
 from assft.cli.common import console
+from assft.utils.progress import silenced
 
 
 def register(app: typer.Typer) -> None:
@@ -33,5 +35,6 @@ def demo(
     check_output_dir(out, inputs={"--data": data})
     check_generated_folder(out, "demo")
     mark_generated_folder(out, "demo")
-    summary = run_demo(out, data=data, seed=seed, domain=domain, show_progress=False if quiet else None)
+    with silenced() if quiet else nullcontext():
+        summary = run_demo(out, data=data, seed=seed, domain=domain)
     console.print(f"[bold green]done[/] in {summary['seconds']:.0f} s; open {summary['report']}")

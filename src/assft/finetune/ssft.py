@@ -44,9 +44,10 @@ from assft.models.checkpoint import (THETA0_KEY, Checkpoint, KeyReport, load_che
 from assft.models.zoo import build_model, check_sizes, head_keys
 from assft.utils.atomic import atomic_write_json
 from assft.utils.distributed import join_process_group
-from assft.utils.progress import reporting
+from assft.utils.progress import deprecated_show_progress
 from assft.utils.seeding import derive_seed
 from assft.utils.threads import threads_for_call
+from assft.utils.timing import add_time, timed, timing_record
 
 logger = logging.getLogger(__name__)
 
@@ -167,10 +168,11 @@ def run_ssft(
         labels: the class map (default: `labeled.labels` for a DatasetSpec, else the checkpoint's).
         pretrained: the weights θ0 that stage 3 restarts from when `config.restart_from_pretrained` (default: model).
         save_pseudo_labels: also write out_dir/pseudo_labels/ID.nii.gz for the selected cases.
-        show_progress: False silences the pool pass's progress; None follows the caller's reporter.
+        show_progress: deprecated: progress follows the active reporter (`with silenced(): ...` prints nothing).
 
     Returns:
-        SSFTResult with the final weights, the per-case table and timings.
+        SSFTResult with the final weights, the per-case table and timings (seconds of stage1, stage2_score,
+        stage2_pseudo_labels, stage3 and total).
 
     Raises:
         DataError: a labeled case has no label or labels outside the class map.
@@ -181,7 +183,6 @@ def run_ssft(
     if out_dir is not None and not join_process_group().is_main:
         out_dir = None  # under torchrun rank 0 alone writes (checkpoint, tables, gallery, pseudo-labels)
     t_start = time.perf_counter()
-    timings: dict[str, float] = {}
     ckpt, source = (model, None) if isinstance(model, Checkpoint) else (load_checkpoint(model), model)
     labeled_cases, labels = _check_labeled(labeled, labels, ckpt)
     labeled_ids = tuple(c.case_id for c in labeled_cases)
@@ -195,17 +196,18 @@ def run_ssft(
     inference = config.resolved_inference()
     check_sizes(model_config, config.train.patch_size, inference.roi_size)
     # a config's thread count holds for this call only; the caller's policy comes back
-    with threads_for_call(config.train.num_threads):
+    with threads_for_call(config.train.num_threads), deprecated_show_progress(show_progress, "run_ssft"), \
+            timing_record() as timings:
         num_classes = model_config.out_channels
         theta0 = _theta0(net, pretrained, labels, config, allow_partial)
 
         stage1_steps, stage3_steps = config.stage_steps()
-        t = time.perf_counter()
-        labeled_loaded = tuple(_load_labeled(c, ckpt, labels) for c in labeled_cases)  # L: built once, never extended
-        stage1 = _train_stage(net, labeled_loaded, (), pool, ckpt, config, "stage1", stage1_steps, num_classes)
-        # the stage-1 model as it predicts (BatchNorm statistics included when they were re-estimated on the pool)
-        stage1_state = _cpu_state(net)
-        timings["stage1"] = time.perf_counter() - t
+        with timed("stage1"):
+            # L: built once, never extended
+            labeled_loaded = tuple(_load_labeled(c, ckpt, labels) for c in labeled_cases)
+            stage1 = _train_stage(net, labeled_loaded, (), pool, ckpt, config, "stage1", stage1_steps, num_classes)
+            # the stage-1 model as it predicts (BatchNorm statistics included when re-estimated on the pool)
+            stage1_state = _cpu_state(net)
 
         table: list[PseudoLabelStats] = []
         reliable = select_reliable([], config.pseudo.reliability)
@@ -215,9 +217,8 @@ def run_ssft(
         if config.ssft and pool:
             pseudo_dir = Path(out_dir) / PSEUDO_DIR if out_dir is not None and save_pseudo_labels else None
             pictures: dict | None = {} if out_dir is not None and config.gallery else None
-            with reporting(show_progress):  # the pool pass's progress follows it, with no parameter of its own
-                table, reliable, pseudo_loaded, pseudo_paths = _stage2(
-                    net, model_config, ckpt, labeled_loaded, pool, truth, labels, config, pseudo_dir, timings, pictures)
+            table, reliable, pseudo_loaded, pseudo_paths = _stage2(
+                net, model_config, ckpt, labeled_loaded, pool, truth, labels, config, pseudo_dir, pictures)
             if pictures:
                 write_pseudo_label_gallery(Path(out_dir) / GALLERY_NAME,  # type: ignore[arg-type]
                                            table, pictures, labels, conf_threshold=reliable.conf_threshold,
@@ -228,16 +229,15 @@ def run_ssft(
         if stage3_steps > 0:
             # Stage 3 spends its steps even when R is empty (on L alone): an SSFT arm's compute never depends on how
             # many pseudo-labels a round happened to keep, so arms of a benchmark stay compute-matched.
-            t = time.perf_counter()
-            if config.restart_from_pretrained:
-                net.load_state_dict(theta0)
-            stage3_history = _train_stage(net, labeled_loaded, pseudo_loaded, pool, ckpt, config, "stage3",
-                                          stage3_steps, num_classes).history
-            timings["stage3"] = time.perf_counter() - t
+            with timed("stage3"):
+                if config.restart_from_pretrained:
+                    net.load_state_dict(theta0)
+                stage3_history = _train_stage(net, labeled_loaded, pseudo_loaded, pool, ckpt, config, "stage3",
+                                              stage3_steps, num_classes).history
             if not pseudo_loaded:
                 logger.info("the reliable set is empty: stage 3 trained on the labeled set alone")
 
-        timings["total"] = time.perf_counter() - t_start
+        add_time("total", time.perf_counter() - t_start)
         result = SSFTResult(_cpu_state(net), stage1_state, model_config, labels, head, report, labeled_ids, table,
                             reliable, {"stage1": stage1.history, "stage3": stage3_history}, timings,
                             compute=_compute_spent(config, stage1_steps, stage3_steps, stage3_history,
@@ -302,24 +302,23 @@ def _check_labeled(labeled: DatasetSpec | Sequence[Case], labels: dict[int, str]
 
 def _stage2(net: nn.Module, model_config: ModelConfig, ckpt: Checkpoint, labeled: Sequence[LoadedCase],
             pool: list[Case], truth: dict[str, Path], labels: dict[int, str], config: FinetuneConfig,
-            pseudo_dir: Path | None, timings: dict[str, float],
+            pseudo_dir: Path | None,
             pictures: dict | None = None) -> tuple[list[PseudoLabelStats], ReliableSet, list[LoadedCase], list[Path]]:
-    """Score the pool, pick R, and predict R's pseudo-labels (two streaming passes)."""
-    t = time.perf_counter()
-    table = score_pool(net, model_config, labeled, pool, truth, ckpt.preprocess, config.resolved_inference(),
-                       config.pseudo, labels, pictures=pictures)
-    reliable = select_reliable(table, config.pseudo.reliability, config.pseudo.qc, config.pseudo.qd)
-    table = mark_selected(table, reliable)
-    timings["stage2_score"] = time.perf_counter() - t
-    t = time.perf_counter()
-    chosen = [c for c in pool if c.case_id in set(reliable.case_ids)]
-    pseudo_loaded, paths = [], []
-    for loaded, path in iter_pseudo_labels(net, chosen, ckpt.preprocess, config.resolved_inference(),
-                                           config.pseudo, pseudo_dir):
-        pseudo_loaded.append(loaded)
-        if path is not None:
-            paths.append(path)
-    timings["stage2_pseudo_labels"] = time.perf_counter() - t
+    """Score the pool, pick R, and predict R's pseudo-labels (two streaming passes; timed as stage2_score and
+    stage2_pseudo_labels)."""
+    with timed("stage2_score"):
+        table = score_pool(net, model_config, labeled, pool, truth, ckpt.preprocess, config.resolved_inference(),
+                           config.pseudo, labels, pictures=pictures)
+        reliable = select_reliable(table, config.pseudo.reliability, config.pseudo.qc, config.pseudo.qd)
+        table = mark_selected(table, reliable)
+    with timed("stage2_pseudo_labels"):
+        chosen = [c for c in pool if c.case_id in set(reliable.case_ids)]
+        pseudo_loaded, paths = [], []
+        for loaded, path in iter_pseudo_labels(net, chosen, ckpt.preprocess, config.resolved_inference(),
+                                               config.pseudo, pseudo_dir):
+            pseudo_loaded.append(loaded)
+            if path is not None:
+                paths.append(path)
     return table, reliable, pseudo_loaded, paths
 
 

@@ -17,14 +17,24 @@ from assft.inference.engine import iter_probs
 from assft.inference.predict import iter_loaded, prepare_model
 from assft.metrics.evaluation import score_case
 from assft.models.checkpoint import build_from_checkpoint
-from assft.utils.progress import progress
+from assft.utils.progress import deprecated_show_progress, progress
 
 __all__ = ["evaluate_checkpoint"]
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: DatasetSpec, inference: InferenceConfig | None = None,
                         *, show_progress: bool | None = None) -> list[dict[str, Any]]:
-    """Predict each labeled case with the checkpoint and score it -> per-case metric dicts."""
+    """Predict each labeled case with the checkpoint and score it -> per-case metric dicts.
+
+    The loop's progress follows the active reporter (`assft.utils.progress`; `with silenced(): ...` prints nothing);
+    `show_progress` is deprecated.
+    """
+    with deprecated_show_progress(show_progress, "evaluate_checkpoint"):
+        return _evaluate(checkpoint, data, inference)
+
+
+def _evaluate(checkpoint: str | Path, data: DatasetSpec, inference: InferenceConfig | None) -> list[dict[str, Any]]:
+    """`evaluate_checkpoint`'s work."""
     model, ckpt, _ = build_from_checkpoint(checkpoint)
     if ckpt.kind == "ssl-only":
         raise DataError("this checkpoint is ssl-only (no segmentation head) and cannot be evaluated.", path=checkpoint,
@@ -35,8 +45,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: DatasetSpec, inference: In
     model = prepare_model(model, inference)
     rows = []
     cases = data.cases
-    volumes = progress(iter_loaded(cases, ckpt.preprocess, with_label=True), "Evaluating", total=len(cases),
-                      enabled=show_progress)
+    volumes = progress(iter_loaded(cases, ckpt.preprocess, with_label=True), "Evaluating", total=len(cases))
     with torch.inference_mode():  # several volumes per forward call where they fit one window (inference.engine)
         for loaded, probs in iter_probs(model, volumes, inference):
             if loaded.label is None:

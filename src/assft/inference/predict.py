@@ -95,14 +95,14 @@ def predict_probs(model: nn.Module, loaded: LoadedCase, config: InferenceConfig)
 
 
 def predict_to_folder(model: nn.Module, cases: list[Case], preprocess: PreprocessConfig, config: InferenceConfig,
-                      out_dir: str | Path, *, save_probs: bool = False, show_progress: bool | None = None) -> list[Path]:
+                      out_dir: str | Path, *, save_probs: bool = False) -> list[Path]:
     """Predict every case; write `ID.nii.gz` label maps (and `ID_probs.nii.gz`) with the input affine."""
     out_dir = Path(out_dir)
     check_not_inputs(out_dir, [p for c in cases for p in (*c.image_paths, c.label_path)], option="out_dir")
     out_dir.mkdir(parents=True, exist_ok=True)
     model = prepare_model(model, config)
     written = []
-    volumes = progress(iter_loaded(cases, preprocess), "Predicting", total=len(cases), enabled=show_progress)
+    volumes = progress(iter_loaded(cases, preprocess), "Predicting", total=len(cases))
     for loaded, probs in iter_probs(model, volumes, config):  # several volumes per forward call where they fit
         probs = to_original_grid(probs, loaded)
         path = out_dir / f"{loaded.case_id}.nii.gz"

@@ -26,8 +26,7 @@ __all__ = ["FINGERPRINT_FILE", "Fingerprint", "compute_fingerprint", "fingerprin
 
 
 def compute_fingerprint(model: nn.Module, cases: Iterable[Case], preprocess: PreprocessConfig,
-                        inference: InferenceConfig, *, model_config: ModelConfig | None = None,
-                        show_progress: bool | None = None) -> Fingerprint:
+                        inference: InferenceConfig, *, model_config: ModelConfig | None = None) -> Fingerprint:
     """Channel moments of every norm layer's input over the source `cases` -> {layer: {"mean", "var"}}; with
     `model_config`, the segmentation head's norm layers are left out (see `source_layers`).
 
@@ -48,7 +47,7 @@ def compute_fingerprint(model: nn.Module, cases: Iterable[Case], preprocess: Pre
     pooled = {name: ChannelMoments() for name in layers}
     n_cases = 0
     routing = Routing(open=False)
-    volumes = progress(iter_loaded(cases, preprocess), "Fingerprinting", enabled=show_progress)
+    volumes = progress(iter_loaded(cases, preprocess), "Fingerprinting")
     with hooked_moments(layers, routing) as per_case:
         for loaded, _, slot in iter_windows_pass(model, volumes, lambda case: case.image, inference,
                                                  predictor=hooks_only_predictor(model, inference.channels_last, layers),

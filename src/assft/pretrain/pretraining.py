@@ -71,7 +71,6 @@ def pretrain_ssl(
     preprocess: PreprocessConfig | None = None,
     inference: InferenceConfig | None = None,
     resume: bool = False,
-    show_progress: bool | None = None,
     on_step: Callable[[int, dict], None] | None = None,
 ) -> PretrainOutput:
     """Self-supervised pre-training on the images of `data` (labels unused) -> ssl-only checkpoint + fingerprint.json.
@@ -85,7 +84,6 @@ def pretrain_ssl(
         preprocess: intensity normalisation (stored in the checkpoint; fine-tuning reuses it).
         inference: sliding window used for the fingerprint (default roi rounded up to the network's divisor).
         resume: continue from the resume state when it exists (otherwise start fresh).
-        show_progress: rich progress bars (default: only on a terminal).
         on_step: optional callback on_step(step, record), called after each step.
     Returns:
         PretrainOutput with the checkpoint and fingerprint paths and the loss history.
@@ -120,14 +118,12 @@ def pretrain_ssl(
         torch.manual_seed(derive_seed(config.seed, "pretrain-model"))
         model = build_model(model_config)
         volumes = [load_case(c, preprocess, with_label=False).image
-                   for c in progress(data.cases, "Loading", total=len(data.cases), enabled=show_progress)]
+                   for c in progress(data.cases, "Loading", total=len(data.cases))]
         result = fit_pretext(model, model_config, volumes, config, resume=state, state_path=state_path,
-                             run_config=run_config, case_ids=data.case_ids, on_step=on_step,
-                             show_progress=show_progress)
+                             run_config=run_config, case_ids=data.case_ids, on_step=on_step)
         del volumes
         fp_cases = data.cases[: config.fingerprint_cases] if config.fingerprint_cases else data.cases
-        fingerprint = compute_fingerprint(model, fp_cases, preprocess, inference, model_config=model_config,
-                                          show_progress=show_progress)
+        fingerprint = compute_fingerprint(model, fp_cases, preprocess, inference, model_config=model_config)
         seconds = time.perf_counter() - start
         metadata = {
             "pretrain_config": config.model_dump(mode="json"),

@@ -78,7 +78,6 @@ def fit_pretext(
     run_config: dict[str, Any] | None = None,
     case_ids: Sequence[str] = (),
     on_step: Callable[[int, dict], None] | None = None,
-    show_progress: bool | None = None,
 ) -> PretextResult:
     """Pre-train `model` (its output channels reconstruct the input) on random cubic patches of `volumes`.
 
@@ -92,7 +91,6 @@ def fit_pretext(
         run_config: configs stored in the resume state (checked when resuming).
         case_ids: ids of `volumes`, stored in the resume state.
         on_step: called as on_step(step, record) after each step (and after that step's resume state is saved).
-        show_progress: rich progress bar (default: only on a terminal).
     Returns:
         PretextResult with one record per step run in this call plus the resumed history.
     """
@@ -129,8 +127,7 @@ def fit_pretext(
                            dict(run_config or {}), list(history), list(case_ids))
 
     try:
-        for step in progress(range(first + 1, config.steps + 1), "Pre-training", total=config.steps - first,
-                             enabled=show_progress):
+        for step in progress(range(first + 1, config.steps + 1), "Pre-training", total=config.steps - first):
             record = _train_step(model, heads, tap, padded, config, tasks, rng, optimizer, device)
             scheduler.step()
             record["step"] = step

@@ -33,6 +33,7 @@ from assft.query.summaries import CaseSummary
 from assft.utils.distributed import gather_in_order, join_process_group, merge_across_ranks, shard
 from assft.utils.progress import progress
 from assft.utils.seeding import make_rng
+from assft.utils.timing import add_time, timed, timing_record
 
 __all__ = ["QueryResult", "ScoredPool", "check_rounds", "load_models", "run_query", "save_query_result",
            "score_pool"]
@@ -147,12 +148,12 @@ def score_pool(
     sets = resolve_sets(pool, labeled, labeled_ids)
     kd = resolve_kd_source(needs, current, theta0, config, fingerprint)
     needs = kd_needs(needs, kd, current.has_head)
-    timings: dict[str, float] = {}
-    summaries = _score_candidates(sets.candidates, current, theta0, kd, needs, config, inference, theta0_cache,
-                                  timings, figures and current.has_head, seed)
-    pool_knowledge_gap(summaries, kd.source, config.kd_eps)  # kd_source "pool": KD relative to these candidates
-    timings["pool_scoring_s"] = time.perf_counter() - start
-    reference = _reference_embeddings(sets, current, theta0, needs, config, inference, timings)
+    with timing_record() as timings:  # the pass records its seconds here (`assft.utils.timing`)
+        summaries = _score_candidates(sets.candidates, current, theta0, kd, needs, config, inference, theta0_cache,
+                                      figures and current.has_head, seed)
+        pool_knowledge_gap(summaries, kd.source, config.kd_eps)  # kd_source "pool": KD relative to these candidates
+        add_time("pool_scoring_s", time.perf_counter() - start)
+        reference = _reference_embeddings(sets, current, theta0, needs, config, inference)
     return ScoredPool(summaries, sets.reference_ids, reference, current.has_head, dict(current.checkpoint.labels),
                       inference, _provenance(current, theta0, kd, needs, sets, pretrained is not None), timings)
 
@@ -261,8 +262,7 @@ def kd_needs(needs: frozenset[Need], kd: KDSource, has_head: bool) -> frozenset[
 
 def _score_candidates(candidates: list[Case], current: QueryModel, theta0: QueryModel | None, kd: KDSource,
                       needs: frozenset[Need], config: QueryConfig, inference: InferenceConfig,
-                      theta0_cache: str | Path | None, timings: dict[str, float], figures: bool,
-                      seed: int) -> list[CaseSummary]:
+                      theta0_cache: str | Path | None, figures: bool, seed: int) -> list[CaseSummary]:
     """One streaming pass over the candidates; θ0's moments come from (and extend) the on-disk cache; `seed`
     seeds BALD's MC-dropout masks."""
     if not needs:
@@ -277,7 +277,7 @@ def _score_candidates(candidates: list[Case], current: QueryModel, theta0: Query
         extra: dict[str, Any] = {"theta0_moments": moments} if moments is not None else {}
         summaries = score_cases(progress(mine, "Scoring pool", total=len(mine),
                                          enabled=None if ranks.is_main else False),
-                                current, needs, config, inference, timings=timings, pretrained=theta0,
+                                current, needs, config, inference, pretrained=theta0,
                                 source_stats=kd.stats, knowledge=kd.source, figures=figures, seed=seed, **extra)
         if moments is not None and ranks.distributed:
             moments.update(merge_across_ranks(moments, ranks))  # rank 0 writes every rank's new θ0 moments
@@ -285,15 +285,14 @@ def _score_candidates(candidates: list[Case], current: QueryModel, theta0: Query
 
 
 def _reference_embeddings(sets: QuerySets, current: QueryModel, theta0: QueryModel | None, needs: frozenset[Need],
-                          config: QueryConfig, inference: InferenceConfig,
-                          timings: dict[str, float]) -> np.ndarray | None:
-    """(n_labeled, E) embeddings of the labeled cases for Div, coreset and TypiClust (None when not needed)."""
+                          config: QueryConfig, inference: InferenceConfig) -> np.ndarray | None:
+    """(n_labeled, E) embeddings of the labeled cases for Div, coreset and TypiClust (None when not needed); the
+    seconds are recorded as labeled_embedding_s, the pass's own keys (load_s, ...) stay the pool's."""
     if Need.EMBEDDING not in needs or not sets.reference:
         return None
-    t0 = time.perf_counter()
-    summaries = score_cases([sets.reference[c] for c in sets.reference_ids], current, {Need.EMBEDDING}, config,
-                            inference, pretrained=theta0, timings={})
-    timings["labeled_embedding_s"] = time.perf_counter() - t0
+    with timed("labeled_embedding_s"), timing_record():
+        summaries = score_cases([sets.reference[c] for c in sets.reference_ids], current, {Need.EMBEDDING}, config,
+                                inference, pretrained=theta0)
     return np.stack([s.embedding for s in summaries])  # type: ignore[misc]
 
 

@@ -3,8 +3,8 @@ a CaseSummary per case, in pool order (the only place that runs passes for a que
 
 With θ = θ0 one sliding-window pass per volume yields everything. When the current model θ differs from θ0, KD (and,
 with embedding_source "pretrained", the embedding) comes from θ0's hooks-only forward over the same stream of loaded
-volumes, in the same loop: the pool is still read once, and the extra cost is reported in the timings
-("pass_pretrained_s").
+volumes, in the same loop: the pool is still read once, and the extra cost is recorded as "pass_pretrained_s" (in the
+active `assft.utils.timing` record).
 
 θ0 is frozen, so its norm-layer moments of a volume never change: a campaign passes `theta0_moments` (a mapping
 case id -> moments, persisted by `assft.query.moment_cache`) and the θ0 pass is skipped for every volume already
@@ -37,6 +37,7 @@ from assft.query.config import Need, QueryConfig
 from assft.query.figures import capture_slices
 from assft.metrics.scores import Moments
 from assft.query.summaries import CaseSummary, probability_maps, summarize_pass
+from assft.utils.timing import add_count, add_time
 
 
 @dataclass
@@ -96,7 +97,6 @@ def iter_summaries(
     *,
     pretrained: QueryModel | None = None,
     source_stats: Mapping[str, Moments] | None = None,
-    timings: MutableMapping[str, float] | None = None,
     theta0_moments: MutableMapping[str, dict] | None = None,
     figures: bool = False,
     seed: int = 0,
@@ -112,8 +112,6 @@ def iter_summaries(
         inference: sliding-window settings, shared by θ and θ0.
         pretrained: θ0 for KD; None or `current` itself means θ = θ0 (a single pass).
         source_stats: θ0's source statistics (from `resolve_source_stats`); required for Need.NORM_STATS.
-        timings: accumulates seconds under load_s, pass_current_s, pass_pretrained_s, reduce_s and a "cases" count
-            (plus "theta0_cached": volumes whose θ0 moments came from `theta0_moments`).
         theta0_moments: case id -> θ0's norm moments {layer: (mean (C,), var (C,))}; read to skip θ0's pass and
             filled with every volume θ0 sees. Only valid for one θ0, preprocessing and sliding window (the caller's
             job: see `assft.query.moment_cache`).
@@ -121,6 +119,10 @@ def iter_summaries(
         seed: seeds BALD's MC-dropout masks (the caller's global RNG is left untouched).
         knowledge: KD's source (`resolve_knowledge_source`); its statistics replace `source_stats`, and its layers
             are recorded for kd_source "pool" (no source statistics there).
+
+    The active `assft.utils.timing` record (if any) accumulates seconds under load_s, pass_current_s,
+    pass_pretrained_s, reduce_s and a "cases" count (plus "theta0_cached": volumes whose θ0 moments came from
+    `theta0_moments`).
 
     Raises:
         ConfigError: probabilities asked of an SSL-only model, or BALD for a net without dropout.
@@ -137,21 +139,20 @@ def iter_summaries(
     if layers:
         modules = dict(pretrained.model.named_modules())
         norm_modules = {name: modules[name] for name in layers}
-    timings = timings if timings is not None else {}
     for key in ("load_s", "pass_current_s", "pass_pretrained_s", "reduce_s", "cases", "theta0_cached"):
-        timings.setdefault(key, 0.0)
+        add_time(key, 0.0)  # every key present, even at zero
     if plan.current:
         prepare_model(current.model, inference)
     if plan.pretrained:
         prepare_model(pretrained.model, inference)
-    scorer = _PoolPass(current, pretrained, plan, needs, config, inference, source_stats, norm_modules, timings,
+    scorer = _PoolPass(current, pretrained, plan, needs, config, inference, source_stats, norm_modules,
                        theta0_moments, figures, seed, knowledge)
     yield from scorer.summaries(cases)
 
 
 @dataclass
 class _PoolPass:
-    """The state of one pool pass: θ and θ0, what each must compute, the θ0 moment cache and the timings."""
+    """The state of one pool pass: θ and θ0, what each must compute, the θ0 moment cache, the seconds loading."""
 
     current: QueryModel
     pretrained: QueryModel
@@ -161,11 +162,11 @@ class _PoolPass:
     inference: InferenceConfig
     source_stats: Mapping[str, Moments] | None
     norm_modules: dict | None
-    timings: MutableMapping[str, float]
     theta0_moments: MutableMapping[str, dict] | None
     figures: bool = False
     seed: int = 0
     knowledge: KnowledgeSource | None = None
+    loading_s: float = 0.0  # seconds spent loading volumes so far: taken out of the passes' own seconds
 
     @property
     def same_preprocess(self) -> bool:
@@ -187,7 +188,7 @@ class _PoolPass:
             cached = self._cached(loaded.case_id)
             if cached is not None:
                 parts["norm_moments"] = cached
-                self.timings["theta0_cached"] += 1
+                add_count("theta0_cached")
             elif two:
                 (_, loaded0), parts0 = next(pretrained)
                 if loaded0.case_id != loaded.case_id:  # both streams follow the input order
@@ -206,18 +207,18 @@ class _PoolPass:
             return loaded.image
         t0 = time.perf_counter()
         image = load_case(item, self.pretrained.checkpoint.preprocess, with_label=False).image
-        self.timings["load_s"] += time.perf_counter() - t0
+        self._loaded_for(time.perf_counter() - t0)
         return image
 
     def _timed(self, stream: Iterator, key: str) -> Iterator:
-        """`stream`'s items, adding the time spent producing them (less volume loading) to timings[key]."""
+        """`stream`'s items, recording the time spent producing them (less volume loading) under `key`."""
         while True:
-            t0, load0 = time.perf_counter(), self.timings["load_s"]
+            t0, load0 = time.perf_counter(), self.loading_s
             try:
                 item = next(stream)
             except StopIteration:
                 return
-            self.timings[key] += time.perf_counter() - t0 - (self.timings["load_s"] - load0)
+            add_time(key, time.perf_counter() - t0 - (self.loading_s - load0))
             yield item
 
     def _engine(self, qm: QueryModel, needs: frozenset[Need], pairs: Iterable[tuple], image_of) -> Iterator[tuple]:
@@ -280,8 +281,8 @@ class _PoolPass:
             summary.figure = capture_slices(loaded.case_id, loaded.image, parts["probs"], maps.entropy, maps.mask)
         if summary.n_voxels == 0:
             summary.n_voxels = int(loaded.image[0].size)
-        self.timings["reduce_s"] += time.perf_counter() - t0
-        self.timings["cases"] += 1
+        add_time("reduce_s", time.perf_counter() - t0)
+        add_count("cases")
         return summary
 
     def _cached(self, case_id: str) -> dict | None:
@@ -292,8 +293,13 @@ class _PoolPass:
             t0 = time.perf_counter()
             loaded = item if isinstance(item, LoadedCase) else load_case(item, self.current.checkpoint.preprocess,
                                                                          with_label=False)
-            self.timings["load_s"] += time.perf_counter() - t0
+            self._loaded_for(time.perf_counter() - t0)
             yield item, loaded
+
+    def _loaded_for(self, seconds: float) -> None:
+        """Volume loading took `seconds`: recorded as load_s, and kept to take out of the passes' seconds."""
+        self.loading_s += seconds
+        add_time("load_s", seconds)
 
 
 def score_cases(cases: Iterable[Case | LoadedCase], current: QueryModel, needs: Iterable[Need], config: QueryConfig,

@@ -8,7 +8,8 @@ Two pieces share one clock:
   whenever nothing was printed for `interval` (25) seconds. A watchdog thread of the reporter covers the remaining
   gaps (code without a loop, one slow item), so a run with a reporter never stays quiet for 30 s.
 
-`enabled=False` (`show_progress=False`, which simulation workers use) silences everything, nested loops included.
+`silenced()` (a disabled reporter: simulation workers, the MONAI Label app, tests) silences everything nested, loops
+included; library functions take no progress parameter.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any, TextIO, TypeVar
 
@@ -30,7 +32,8 @@ HEARTBEAT_S = 25.0
 # stack (a training loop) report through the caller's reporter without a parameter through every layer.
 _ACTIVE: ContextVar[StepReporter | None] = ContextVar("assft_step_reporter", default=None)
 
-__all__ = ["HEARTBEAT_S", "Heartbeat", "StepReporter", "begin_step", "current_reporter", "progress", "reporting"]
+__all__ = ["HEARTBEAT_S", "Heartbeat", "StepReporter", "begin_step", "current_reporter", "deprecated_show_progress",
+           "progress", "reporting", "silenced"]
 
 
 def _isatty(stream: Any) -> bool:
@@ -249,6 +252,23 @@ def reporting(enabled: bool | None = None, **options: Any) -> Iterator[StepRepor
             yield reporter
     finally:
         _ACTIVE.reset(token)
+
+
+def silenced() -> AbstractContextManager[StepReporter]:
+    """A block that prints nothing: steps, heartbeats, the watchdog and every nested loop (`reporting(False)`)."""
+    return reporting(False)
+
+
+def deprecated_show_progress(show_progress: bool | None, function: str) -> AbstractContextManager[object]:
+    """The block a caller still passing `show_progress=` asked for, with a DeprecationWarning (None: no block).
+
+    A public function's old keyword, kept for one release: `show_progress=False` now reads `with silenced(): ...`.
+    """
+    if show_progress is None:
+        return nullcontext()
+    warnings.warn(f"{function}(show_progress=...) is deprecated and will be removed; wrap the call in "
+                  "`with assft.utils.progress.silenced():` to silence it", DeprecationWarning, stacklevel=3)
+    return reporting(show_progress)
 
 
 def progress(items: Iterable[T], description: str, total: int | None = None,

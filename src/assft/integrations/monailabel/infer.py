@@ -11,6 +11,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from assft.config import InferenceConfig
 
 from assft.integrations.monailabel.state import AppState, model_version
+from assft.utils.progress import silenced
 
 
 class AssftInfer(InferTask):
@@ -60,7 +61,8 @@ class AssftInfer(InferTask):
             inference = inference.model_copy(update={"overlap": float(request["sw_overlap"])})
         out = Path(tempfile.mkdtemp(prefix="assft-infer-"))
         case = Case(strip_suffix(image.name), (image,), None)
-        (label,) = predict_to_folder(model, [case], checkpoint.preprocess, inference, out, show_progress=False)
+        with silenced():  # the server's log is MONAI Label's
+            (label,) = predict_to_folder(model, [case], checkpoint.preprocess, inference, out)
         return str(label), {"model": str(self.state.current_model().relative_to(self.state.app_dir)),
                             "model_version": model_version(self.state.current_model()),
                             "labels": {name: value for value, name in checkpoint.labels.items()}}

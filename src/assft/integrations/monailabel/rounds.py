@@ -66,7 +66,7 @@ def run_round(state: AppState, datastore: Datastore, label_dir: str | Path) -> d
     says so. Returns the round's ledger record (plus "status_message")."""
     from assft.campaign.engine import finetune_round, import_labels
     from assft.campaign.ledger import Ledger, campaign_lock
-    from assft.utils.progress import reporting
+    from assft.utils.progress import silenced
 
     start = time.perf_counter()
     campaign_dir = ensure_campaign(state)
@@ -86,7 +86,7 @@ def run_round(state: AppState, datastore: Datastore, label_dir: str | Path) -> d
                 labeled_before=len(done), source="monailabel")
     if last.status == "queried":
         import_labels(campaign_dir, label_dir)
-    with reporting(False):  # the server's log is MONAI Label's
+    with silenced():  # the server's log is MONAI Label's
         record = finetune_round(campaign_dir)
     n = len(Ledger.load(campaign_dir).labeled_ids())
     return {**_as_dict(record), "status_message": f"round {record.round}: fine-tuned on {n} labeled images in "
