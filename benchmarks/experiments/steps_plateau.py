@@ -1,6 +1,8 @@
 """The steps curve's plateau (validation split, pool draws): final Dice per steps-per-round value S, domain and draw,
-and the change each doubling of S brings. The plateau is the smallest S whose doubling changes the final Dice (mean
-over draws) by less than `--tolerance` (0.005) on every domain; "none" when even the largest doubling changes more.
+and the change each doubling of S brings. The plateau is the smallest S from which every further doubling tried
+changes the final Dice (mean over draws) by less than `--tolerance` (0.005) on every domain; "none" when the last
+doubling still changes more. (Every further doubling, not only the next: a single flat step followed by a rise is
+noise, not a plateau.)
 
 Usage: python benchmarks/experiments/steps_plateau.py benchmarks/results/steps_v3/ledgers [--json OUT.json]
 (arms named STRATEGY@sS, as in benchmarks/configs/steps_v3.yaml)
@@ -38,7 +40,7 @@ def plateau(curve: dict[str, dict[int, dict[int, float]]], tolerance: float = TO
     for domain, by_steps in sorted(curve.items()):
         steps = sorted(by_steps)
         rows = []
-        flat = set()
+        changes: dict[int, float | None] = {}
         for s in steps:
             values = list(by_steps[s].values())
             row = {"steps": s, "draws": len(values), "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))
@@ -47,9 +49,11 @@ def plateau(curve: dict[str, dict[int, dict[int, float]]], tolerance: float = TO
                 shared = sorted(set(by_steps[s]) & set(by_steps[2 * s]))
                 change = float(np.mean([by_steps[2 * s][d] - by_steps[s][d] for d in shared])) if shared else None
                 row["doubling_change"] = change
-                if change is not None and abs(change) < tolerance:
-                    flat.add(s)
+                changes[s] = change
             rows.append(row)
+        doubled = [s for s in steps if s in changes]
+        flat = {s for s in doubled if all(changes[t] is not None and abs(changes[t]) < tolerance
+                                          for t in doubled if t >= s)}
         table["domains"][domain] = rows
         candidates = flat if candidates is None else candidates & flat
     table["plateau_steps"] = min(candidates) if candidates else None
@@ -70,7 +74,8 @@ def main() -> None:
             change = row.get("doubling_change")
             print(f"| {domain} | {row['steps']} | {row['draws']} | {row['mean']:.3f} ± {row['sd']:.3f} | "
                   f"{'' if change is None else f'{change:+.4f}'} |")
-    print(f"\nplateau (every domain's doubling change < {args.tolerance}): {table['plateau_steps'] or 'none'}")
+    print(f"\nplateau (from it on, every doubling changes < {args.tolerance} on every domain): "
+          f"{table['plateau_steps'] or 'none'}")
     if args.json:
         args.json.write_text(json.dumps(table, indent=2) + "\n")
 
