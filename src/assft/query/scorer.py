@@ -120,7 +120,7 @@ def iter_summaries(
         figures: also cut each volume's figure slices from its probability map (`assft.query.figures`).
         seed: seeds BALD's MC-dropout masks (the caller's global RNG is left untouched).
         knowledge: KD's source (`resolve_knowledge_source`); its statistics replace `source_stats`, and its layers
-            are recorded for kd_source "pool" (no source statistics there).
+            are recorded for kd.source "pool" (no source statistics there).
 
     Raises:
         ConfigError: probabilities asked of an SSL-only model, or BALD for a net without dropout.
