@@ -102,7 +102,7 @@ def kd_aurocs(model: Path, pool: Path, shifted: dict[str, bool], fingerprint: di
         t0 = time.perf_counter()
         try:
             result = run_query(_shape_only(model) if source == "intensity_shape" else model, pool,
-                               QueryConfig(strategy="kd", budget=1, kd_source=source.replace("_shape", "")),
+                               QueryConfig(strategy="kd", budget=1, kd={"source": source.replace("_shape", "")}),
                                fingerprint=fingerprint if source == "fingerprint" else None)
         except CheckpointError as exc:  # e.g. running statistics of an InstanceNorm net
             out[source] = {"auroc": None, "why": exc.message}

@@ -50,3 +50,7 @@ class UnknownNameError(AssftError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return Exception.__str__(self)
+
+
+class ConfigNotice(UserWarning):
+    """A config was read as meant but is written in an old spelling; the CLI prints it as one "note:" line."""

@@ -98,7 +98,7 @@ def test_campaign_yaml_records_every_query_and_finetune_field(setup: dict, tmp_p
     written = yaml.safe_load((tmp_path / "c" / "campaign.yaml").read_text())
     # every default is written (a later version's defaults cannot change a running campaign) except what the
     # campaign owns: the strategy and budget (top level) and the fine-tuning seed (derived per round)
-    assert written["query"]["alpha"] == 0.75 and written["query"]["dkd_combine"] == "product"
+    assert written["query"]["alpha"] == 0.75 and written["query"]["kd"]["combine"] == "product"
     assert "strategy" not in written["query"] and "budget" not in written["query"]
     assert "seed" not in written["finetune"] and written["finetune"]["bn_stats"] == "pool"
     loaded = load_campaign_config(tmp_path / "c")

@@ -334,7 +334,8 @@ CASES: list[Case] = [
          prepare=lambda sb, b: write(sb, "c.yaml", "budgte: 3\n")),
     # nested query / finetune fields are typed: a bad one fails at init, naming the field, not in round 1
     Case("campaign-config-bad-query-field", ("campaign", "init", "--model", "{model}", "--images", "{data}", "--out",
-                                             "c", "--config", "c.yaml"), 2, ("c.yaml", "query.alpha", "[0, 1]"),
+                                             "c", "--config", "c.yaml"), 2,
+         ("c.yaml", "query.alpha", "less than or equal to 1"),
          prepare=lambda sb, b: write(sb, "c.yaml", "query: {alpha: 3}\n")),
     Case("campaign-config-query-strategy", ("campaign", "init", "--model", "{model}", "--images", "{data}", "--out",
                                             "c", "--config", "c.yaml"), 2, ("c.yaml", "top-level `strategy`"),

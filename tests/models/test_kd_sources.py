@@ -231,13 +231,13 @@ def test_run_query_with_each_source_free_kd_on_an_instance_norm_net(phantom_dir:
     assert auto.provenance["kd_source"] == "intensity" and auto.provenance["network_norm"] == "per_input"
     assert auto.provenance["kd_source_reason"].startswith("auto: per_input network")
     for source in ("intensity", "pool", "consistency"):
-        result = run_query(path, phantom_dir, QueryConfig(strategy="kd", budget=2, kd_source=source),
+        result = run_query(path, phantom_dir, QueryConfig(strategy="kd", budget=2, kd={"source": source}),
                            inference=inference)
         kd = [s.kd for s in result.summaries]
         assert result.provenance["kd_source"] == source and all(np.isfinite(kd)) and min(kd) >= 0
         assert all(s.norm_moments is None for s in result.summaries)  # pool's moments are dropped once used
     with pytest.raises(CheckpointError, match="no BatchNorm running statistics and no source fingerprint"):
-        run_query(path, phantom_dir, QueryConfig(strategy="kd", budget=2, kd_source="fingerprint"),
+        run_query(path, phantom_dir, QueryConfig(strategy="kd", budget=2, kd={"source": "fingerprint"}),
                   inference=inference)
 
 
@@ -301,7 +301,7 @@ def test_source_free_kd_always_comes_from_theta0(phantom_dir: Path, tmp_path: Pa
     torch.manual_seed(1)  # a different θ (as after fine-tuning)
     theta = save_checkpoint(tmp_path / "theta.pt", make_checkpoint(build_model(config), config, PHANTOM_LABELS,
                                                                    metadata=META))
-    query = QueryConfig(strategy="kd", budget=2, kd_source=source)
+    query = QueryConfig(strategy="kd", budget=2, kd={"source": source})
     alone = run_query(theta0, phantom_dir, query, inference=inference)
     later = run_query(theta, phantom_dir, query, pretrained=theta0, inference=inference)
     assert later.provenance["theta_equals_theta0"] is False

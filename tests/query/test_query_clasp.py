@@ -71,13 +71,13 @@ def test_class_pe_known_answers() -> None:
     assert whole == pytest.approx([8 * LOG2_OVER_LOG3 / 512, 4 * LOG2_OVER_LOG3 / 512, 0.0])
     assert clasp_box((8, 8, 8), size=(20, 3, 2)) == (8, 3, 2)
     assert compute_top_mean(torch.arange(10.0), 0.2) == pytest.approx(8.5)
-    with pytest.raises(ConfigError, match="clasp_reduce"):
+    with pytest.raises(ConfigError, match="clasp.reduce"):
         compute_class_pe(probs, reduce="max")
 
 
 def test_summarize_probs_adds_class_pe_only_when_asked() -> None:
     probs = torch.softmax(torch.randn(3, 10, 12, 8, generator=torch.Generator().manual_seed(0)), 0)
-    config = QueryConfig(clasp_box_fraction=0.5)
+    config = QueryConfig(clasp={"box_fraction": 0.5})
     assert "class_pe" not in summarize_probs(probs, config)
     out = summarize_probs(probs, config, class_pe=True)
     expected = compute_class_pe(probs, entropy=compute_voxel_entropy(probs), box=(5, 6, 4))
@@ -174,7 +174,7 @@ def test_clasp_pe_through_the_scorer(phantom_dir: Path, tmp_path: Path) -> None:
     assert all(s.class_pe is not None and s.class_pe.shape == (5,) for s in result.summaries)
     data = result.to_json()
     assert data["round_index"] == 2 and data["total_rounds"] == 3 and data["notes"]["power_beta"] == 10.0
-    assert data["config"]["sampling"] == "auto" and data["config"]["clasp_reduce"] == "box_max"
+    assert data["config"]["sampling"] == "auto" and data["config"]["clasp"]["reduce"] == "box_max"
     rationale = [pick["rationale"] for pick in data["selected"]]
     assert rationale[0].startswith(f"class 2 ({PHANTOM_LABELS[2]}) uncertainty")  # round 2: classes 2, 3, then PE
     assert rationale[1].startswith(f"class 3 ({PHANTOM_LABELS[3]}) uncertainty")
@@ -196,13 +196,13 @@ def test_cli_config_file_sets_the_new_options(phantom_dir: Path, tmp_path: Path)
     torch.manual_seed(0)
     ckpt = save_checkpoint(tmp_path / "m.pt", make_checkpoint(build_model(config), config, PHANTOM_LABELS,
                                                               metadata={"train_config": {"patch_size": [16] * 3}}))
-    (tmp_path / "q.yaml").write_text("strategy: clasp-pe\npower_beta: 2.5\nclasp_reduce: topk_mean\n")
+    (tmp_path / "q.yaml").write_text("strategy: clasp-pe\npower: {beta: 2.5}\nclasp: {reduce: topk_mean}\n")
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["query", "--model", str(ckpt), "--images", str(phantom_dir), "--budget", "2",
                                       "--config", str(tmp_path / "q.yaml"), "--out", str(out)])
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "selection.json").read_text())
-    assert meta["config"]["power_beta"] == 2.5 and meta["config"]["clasp_reduce"] == "topk_mean"
+    assert meta["config"]["power"]["beta"] == 2.5 and meta["config"]["clasp"]["reduce"] == "topk_mean"
     assert meta["notes"]["power_beta"] == 2.5 and meta["round_index"] is None
     listed = CliRunner().invoke(app, ["list-strategies"])
     assert "clasp-pe" in listed.output and "class_pe" in listed.output

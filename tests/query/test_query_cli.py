@@ -87,7 +87,7 @@ def test_query_options_labeled_ids_and_errors(workspace, tmp_path: Path) -> None
     assert len(rows) == 4 and {"phantom_001", "phantom_004"}.isdisjoint(r["case_id"] for r in rows)
     assert sum(r["selected"] == "1" for r in rows) == 2  # 50 % of the 4 candidates
     config = json.loads((out / "selection.json").read_text())["config"]
-    assert (config["alpha"], config["dkd_combine"], config["asd_reduce"]) == (0.2, "sum", "mean")
+    assert (config["alpha"], config["kd"]["combine"], config["asd"]["reduce"]) == (0.2, "sum", "mean")
     result = invoke("query", "--model", model, "--images", data, "--budget", 5, "--labeled-ids", ids, "--out", out)
     assert isinstance(result.exception, BudgetError) and "budget 5" in str(result.exception) \
         and "pool of 4" in str(result.exception)

@@ -46,17 +46,17 @@ def _select(name: str, pool: list[CaseSummary], budget: int, **options):
 def test_plain_kd_picks_the_outlier_and_typicality_weighting_does_not() -> None:
     pool = _outlier_pool()
     assert _select("kd", pool, 1).selected == ["out"]
-    weighted = _select("kd", pool, 1, kd_weighting="typicality")
+    weighted = _select("kd", pool, 1, kd={"weighting": "typicality"})
     assert weighted.selected == ["c1"]  # KD x typicality: c0 0.30, c1 0.33, c3 0.23, c2 and c4 < 0.2, out ~0.1
     assert weighted.notes["kd_weighting"] == "typicality" and weighted.columns["typicality"]["out"] < 0.1
     assert "typical" in weighted.rationale["c1"]
     assert _select("dkd", pool, 1).selected == ["out"]
-    assert _select("dkd", pool, 1, kd_weighting="typicality").selected != ["out"]
+    assert _select("dkd", pool, 1, kd={"weighting": "typicality"}).selected != ["out"]
 
 
 def test_kd_clip_quantile_caps_the_outlier_before_normalisation() -> None:
     pool = _outlier_pool()
-    clipped = _select("kd", pool, 2, kd_clip_quantile=0.5)  # the median of 0.30..0.50 and 5.0 is 0.425
+    clipped = _select("kd", pool, 2, kd={"clip_quantile": 0.5})  # the median of 0.30..0.50 and 5.0 is 0.425
     notes = clipped.notes["kd_clip"]
     assert notes["value"] == pytest.approx(0.425) and notes["clipped"] == 3  # 0.45, 0.50 and 5.0
     assert clipped.columns["KD_adjusted"]["out"] == pytest.approx(0.425)
@@ -68,24 +68,25 @@ def test_kd_guard_falls_back_to_typicality_when_kd_barely_varies() -> None:
     pool = _outlier_pool()
     spread = compute_kd_spread(np.array([s.kd for s in pool]))  # 0.35..0.4875 around 0.425: small
     assert spread == pytest.approx((0.4875 - 0.3625) / 0.425)
-    fired = _select("kd", pool, 1, kd_guard=spread + 0.01)
+    fired = _select("kd", pool, 1, kd={"guard": spread + 0.01})
     assert fired.notes["kd_guard"] == {"threshold": spread + 0.01, "fired": True}
     assert fired.selected == ["c0"]  # the most typical volume (the cluster's centre)
     assert fired.rationale["c0"].startswith(f"KD spread {spread:.3g} < guard")
-    quiet = _select("kd", pool, 1, kd_guard=spread - 0.01)
+    quiet = _select("kd", pool, 1, kd={"guard": spread - 0.01})
     assert quiet.notes["kd_guard"]["fired"] is False and quiet.selected == ["out"]
-    greedy = _select("assft", pool, 2, kd_guard=10.0)
+    greedy = _select("assft", pool, 2, kd={"guard": 10.0})
     assert greedy.notes["kd_guard"]["fired"] and "Typ_norm" in greedy.columns and "KD_norm" not in greedy.columns
     assert all("typicality replaces KD" in greedy.rationale[c] for c in greedy.selected)
 
 
 def test_guard_takes_precedence_over_clipping_and_weighting() -> None:
     kd, z = np.array([1.0, 1.0, 1.0, 1.0, 9.0]), np.array([[0.0], [0.1], [0.2], [0.4], [5.0]])
-    options = {"kd_clip_quantile": 0.5, "kd_weighting": "typicality", "typiclust_neighbors": 1}
-    fired = adjust_kd(kd, z, QueryConfig(kd_guard=0.5, **options))  # spread 0: the guard fires
+    options = {"clip_quantile": 0.5, "weighting": "typicality"}
+    # spread 0: the guard fires
+    fired = adjust_kd(kd, z, QueryConfig(kd={"guard": 0.5, **options}, typiclust_neighbors=1))
     assert fired.label == "Typ" and fired.values == pytest.approx(compute_pool_typicality(z, 1))
     assert "kd_clip" not in fired.notes and "kd_weighting" not in fired.notes
-    plain = adjust_kd(kd, z, QueryConfig(**options))  # clipped at 1.0, then x typicality
+    plain = adjust_kd(kd, z, QueryConfig(kd=options, typiclust_neighbors=1))  # clipped at 1.0, then x typicality
     assert plain.label == "KD" and plain.values == pytest.approx(np.minimum(kd, 1.0) * compute_pool_typicality(z, 1))
     assert adjust_kd(kd, None, QueryConfig()).values is not None  # plain KD needs no embeddings
 
@@ -99,8 +100,8 @@ def test_default_options_report_the_spread_and_leave_kd_alone() -> None:
 
 def test_kd_options_add_the_embedding_need_to_kd_only_when_used() -> None:
     assert make_strategy("kd").resolve_needs(True) == {Need.NORM_STATS}
-    for options in ({"kd_weighting": "typicality"}, {"kd_guard": 0.1}):
-        assert make_strategy("kd", QueryConfig(**options)).resolve_needs(True) == {Need.NORM_STATS, Need.EMBEDDING}
+    for options in ({"weighting": "typicality"}, {"guard": 0.1}):
+        assert make_strategy("kd", QueryConfig(kd=options)).resolve_needs(True) == {Need.NORM_STATS, Need.EMBEDDING}
 
 
 @pytest.mark.parametrize(("method", "expected_first"), [("typicality", None), ("kcenter", "out")])

@@ -31,15 +31,16 @@ def test_beta_schedule_rises_exponentially_from_1_to_100() -> None:
     assert compute_beta_schedule(2, 5) == pytest.approx(100 ** 0.25)
     assert compute_beta_schedule(None, None) == 1.0 and compute_beta_schedule(1, 1) == 1.0  # documented fallback
     assert compute_beta_schedule(9, 3) == pytest.approx(100.0)  # past the last round: stays at the end
-    config = QueryConfig(power_beta_start=2.0, power_beta_end=8.0)
+    config = QueryConfig(power={"beta_start": 2.0, "beta_end": 8.0})
     assert resolve_power_beta(config, 2, 3) == pytest.approx(4.0)
-    assert resolve_power_beta(QueryConfig(power_beta=3.5), 2, 3) == 3.5  # fixed beta ignores the round
+    assert resolve_power_beta(QueryConfig(power={"beta": 3.5}), 2, 3) == 3.5  # fixed beta ignores the round
 
 
 def test_power_options_are_validated() -> None:
-    for bad in ({"power_beta": 0.0}, {"power_beta": "sched"}, {"power_eps": 0.0}, {"sampling": "gumbel"},
-                {"kd_clip_quantile": 1.5}, {"kd_guard": -1.0}, {"clasp_class_fraction": 1.2},
-                {"clasp_box_size": (0, 4, 4)}, {"cold_start_method": "random"}):
+    for bad in ({"power": {"beta": 0.0}}, {"power": {"beta": "sched"}}, {"power": {"eps": 0.0}},
+                {"sampling": "gumbel"}, {"kd": {"clip_quantile": 1.5}}, {"kd": {"guard": -1.0}},
+                {"clasp": {"class_fraction": 1.2}}, {"clasp": {"box_size": (0, 4, 4)}},
+                {"cold_start_method": "random"}):
         with pytest.raises(ValidationError):
             QueryConfig(**bad)
 
@@ -90,7 +91,7 @@ def test_every_score_based_strategy_accepts_power_sampling(name: str) -> None:
     assert a.selected == strategy.select(pool[::-1], context, 4, np.random.default_rng(1)).selected
     assert len(set(a.selected)) == 4 and a.notes["power_beta"] == pytest.approx(10.0)
     assert all("β=10" in a.rationale[c] for c in a.selected)
-    infinite = make_strategy(name, QueryConfig(strategy=name, sampling="power", power_beta=1e12))
+    infinite = make_strategy(name, QueryConfig(strategy=name, sampling="power", power={"beta": 1e12}))
     greedy = make_strategy(name, QueryConfig(strategy=name, sampling="greedy"))
     assert infinite.select(pool, context, 4, np.random.default_rng(1)).selected == \
         greedy.select(pool, context, 4, np.random.default_rng(1)).selected
@@ -115,7 +116,7 @@ def test_power_selection_does_not_depend_on_pool_order(n: int, seed: int, data: 
     pool = _pool(n, seed)
     budget = data.draw(st.integers(1, n))
     perm = data.draw(st.permutations(range(n)))
-    config = QueryConfig(strategy=name, sampling="power", power_beta=data.draw(st.sampled_from([0.5, 1.0, 30.0])))
+    config = QueryConfig(strategy=name, sampling="power", power={"beta": data.draw(st.sampled_from([0.5, 1.0, 30.0]))})
     context = SelectionContext(config)
     strategy = make_strategy(name, config)
     a = strategy.select(pool, context, budget, np.random.default_rng(seed))

@@ -215,7 +215,7 @@ def test_kd_without_running_stats_needs_a_fingerprint(phantom_dir: Path, tmp_pat
                                                       inference: InferenceConfig) -> None:
     ckpt = _checkpoint(tmp_path / "in.pt", params={"norm": "instance"})
     with pytest.raises(CheckpointError, match="assft fingerprint --model"):
-        run_query(ckpt, phantom_dir, QueryConfig(strategy="kd", budget=2, kd_source="fingerprint"),
+        run_query(ckpt, phantom_dir, QueryConfig(strategy="kd", budget=2, kd={"source": "fingerprint"}),
                   inference=inference)
     qm = load_query_model(ckpt)
     spec = load_dataset(phantom_dir)

@@ -3,7 +3,7 @@
 Layout: OUT/{domain}/{strategy}/seed{S}/ (one campaign each) and OUT/{domain}/bounds.json. Everything resumes:
 a finished campaign is skipped, an unfinished one continues from its ledger, bounds are computed once.
 
-Arms are named variants for ablations: `arms: {assft-sum: {strategy: assft, query: {dkd_combine: sum}}}` runs
+Arms are named variants for ablations: `arms: {assft-sum: {strategy: assft, query: {kd: {combine: sum}}}}` runs
 into OUT/{domain}/assft-sum/seed{S} with the arm's query/fine-tuning settings merged over the experiment's.
 """
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import warnings
+from typing import Any
 
 import typer
 
@@ -89,6 +91,23 @@ def _interrupted(exc: BaseException) -> bool:
     return False
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    """warnings.showwarning for the console: a ConfigNotice is one stderr line "note: ...", any other warning as
+    Python shows it (with its source line, which helps with a library's warning but not with a note on a config)."""
+    from rich.markup import escape
+
+    from assft.errors import ConfigNotice
+
+    if issubclass(category, ConfigNotice):
+        err_console.print(f"[yellow]note:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
+
+
 def main() -> None:
     """Console entry point: usage errors as typer prints them (exit 2); any other failure one line and exit 2."""
     from rich.markup import escape
@@ -97,6 +116,7 @@ def main() -> None:
     from assft.errors import AssftError
 
     debug = "--debug" in sys.argv
+    warnings.showwarning = _show_warning
     try:
         # standalone mode: typer prints usage errors with its usual usage message (exit 2) and turns typer.Exit
         # (e.g. `data check` finding problems: exit 1) into the process's exit code.

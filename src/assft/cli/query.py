@@ -34,20 +34,20 @@ def query(
                                      help="File with ids of pool cases already labeled (one per line)."),
     seed: int = typer.Option(0, "--seed", help="Seed for tie-breaks and random strategies."),
     config: Path = typer.Option(None, "--config", exists=True, dir_okay=False,
-                                help="QueryConfig YAML/JSON (every option, e.g. sampling, power_beta, kd_guard, "
-                                     "clasp_reduce); the options below override it."),
+                                help="QueryConfig YAML/JSON (every option, e.g. sampling, power.beta, kd.guard, "
+                                     "clasp.reduce); the options below override it."),
     alpha: float = typer.Option(None, "--alpha", help="Q = alpha*norm(DKD) + (1-alpha)*norm(ASD) "
                                                         f"(default {default_of(QueryConfig, 'alpha')})."),
-    dkd_combine: str = typer.Option(None, "--dkd-combine", help=f"product or sum (default {default_of(QueryConfig, 'dkd_combine')})."),
-    asd_threshold: str = typer.Option(None, "--asd-threshold", help=f"otsu or fixed (default {default_of(QueryConfig, 'asd_threshold')})."),
+    dkd_combine: str = typer.Option(None, "--dkd-combine", help=f"product or sum (default {default_of(QueryConfig, 'kd.combine')})."),
+    asd_threshold: str = typer.Option(None, "--asd-threshold", help=f"otsu or fixed (default {default_of(QueryConfig, 'asd.threshold')})."),
     asd_fixed_threshold: float = typer.Option(None, "--asd-fixed-threshold", help="tau for 'fixed' "
-                                             f"(default {default_of(QueryConfig, 'asd_fixed_threshold')})."),
+                                             f"(default {default_of(QueryConfig, 'asd.fixed_threshold')})."),
     asd_reduce: str = typer.Option(None, "--asd-reduce", help="class_balanced or mean "
-                                    f"(default {default_of(QueryConfig, 'asd_reduce')})."),
+                                    f"(default {default_of(QueryConfig, 'asd.reduce')})."),
     cold_start: str = typer.Option(None, "--cold-start", help="auto, always or never "
                                     f"(default {default_of(QueryConfig, 'cold_start')})."),
     kd_source: str = typer.Option(None, "--kd-source", help="auto, running_stats, fingerprint, intensity, pool or "
-                                   f"consistency (default {default_of(QueryConfig, 'kd_source')})."),
+                                   f"consistency (default {default_of(QueryConfig, 'kd.source')})."),
     fingerprint_file: Path = typer.Option(None, "--fingerprint", exists=True, dir_okay=False,
                                           help="Source fingerprint (from `assft fingerprint`) for KD."),
     embedding_source: str = typer.Option(None, "--embedding-source", help="current or pretrained "
@@ -71,11 +71,15 @@ def query(
     check_output_dir(out, inputs={"--model": model, "--images": pool, "--pretrained": pretrained,
                                   "--data": labeled})
     base = load_config(config, QueryConfig).model_dump() if config else {}
-    overrides = {"strategy": strategy, "budget": budget, "alpha": alpha, "dkd_combine": dkd_combine,
-                 "asd_threshold": asd_threshold, "asd_fixed_threshold": asd_fixed_threshold, "asd_reduce": asd_reduce,
-                 "cold_start": cold_start, "kd_source": kd_source, "embedding_source": embedding_source,
-                 "mc_samples": mc_samples}
-    base.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = {"strategy": strategy, "budget": budget, "alpha": alpha, "cold_start": cold_start,
+                 "embedding_source": embedding_source, "mc_samples": mc_samples,
+                 "asd": {"threshold": asd_threshold, "fixed_threshold": asd_fixed_threshold, "reduce": asd_reduce},
+                 "kd": {"source": kd_source, "combine": dkd_combine}}
+    for key, value in overrides.items():  # an option given on the command line replaces the file's value
+        if isinstance(value, dict):
+            base[key] = {**base.get(key, {}), **{k: v for k, v in value.items() if v is not None}}
+        elif value is not None:
+            base[key] = value
     query_config = parse_config(base, QueryConfig)
     inference = InferenceConfig(roi_size=parse_triple(roi, "--roi")) if roi else None
     from assft.cli.common import load_data

@@ -295,7 +295,7 @@ def compute_class_pe(probs: torch.Tensor, *, entropy: torch.Tensor | None = None
         def peak(values: torch.Tensor) -> float:
             return compute_top_mean(values, top_fraction)
     else:
-        raise ConfigError(f"unknown clasp_reduce {reduce!r}.", fix="use 'box_max' or 'topk_mean'")
+        raise ConfigError(f"unknown clasp.reduce {reduce!r}.", fix="use 'box_max' or 'topk_mean'")
     # one class at a time: the running sums are float64 maps of the volume's size, never C of them at once
     out = [peak(entropy)] + [peak(entropy * probs[c].float()) for c in range(1, probs.shape[0])]
     return np.asarray(out, dtype=np.float64)

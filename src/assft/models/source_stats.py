@@ -31,7 +31,7 @@ SOURCE_INTENSITY_KEY = "source_intensity"  # checkpoint.metadata key of the sour
 BATCH_NORM_AT_INFERENCE_KEY = "batch_norm_at_inference"  # metadata: "batch" when BatchNorm uses batch statistics
 KL_SOURCES = ("running_stats", "fingerprint")  # the paper's Gaussian-KL KD against stored channel moments
 SOURCE_FREE = ("intensity", "pool", "consistency")  # need no source images and no running statistics
-# kd_source "auto" on a network without usable running statistics and without a fingerprint: the source-free KD the
+# kd.source "auto" on a network without usable running statistics and without a fingerprint: the source-free KD the
 # cheap AUROC measurement preferred (docs/method.md, "KD sources"), provisional until the tier-2 validation split
 # chooses; an unavailable source (no intensity record, no head) falls through to the next. "intensity" first only
 # when its record is in the network's input space (the full comparison, as `assft train` records it); a raw-space
@@ -248,23 +248,23 @@ def _source_free(name: str, model: nn.Module, checkpoint: Checkpoint, path: str 
                  layers: tuple[str, ...], kind: str, has_head: bool, reason: str) -> KnowledgeSource:
     if name == "pool":
         if not layers:
-            raise CheckpointError("kd_source 'pool' needs normalisation layers; this network has none.", path=path,
-                                  fix="use kd_source intensity or consistency")
+            raise CheckpointError("kd.source 'pool' needs normalisation layers; this network has none.", path=path,
+                                  fix="use kd.source intensity or consistency")
         return KnowledgeSource("pool", None, layers, network=kind, reason=reason)
     if name == "consistency":
         if not has_head:
-            raise CheckpointError("kd_source 'consistency' needs θ0's predictions, but θ0 is SSL-only.", path=path,
-                                  fix="use kd_source pool or intensity, or give a supervised θ0 (--pretrained)")
+            raise CheckpointError("kd.source 'consistency' needs θ0's predictions, but θ0 is SSL-only.", path=path,
+                                  fix="use kd.source pool or intensity, or give a supervised θ0 (--pretrained)")
         return KnowledgeSource("consistency", network=kind, reason=reason)
     record = read_source_intensity(checkpoint, path)
     if record is None:
-        raise CheckpointError(f"kd_source 'intensity' needs metadata[{SOURCE_INTENSITY_KEY!r}]; this checkpoint has "
+        raise CheckpointError(f"kd.source 'intensity' needs metadata[{SOURCE_INTENSITY_KEY!r}]; this checkpoint has "
                               "none.", path=path, fix="train or import the model with assft (it records them), or "
-                              "use kd_source pool or consistency")
+                              "use kd.source pool or consistency")
     if not has_head and not all("nonzero" in channel for channel in record):
-        raise CheckpointError("kd_source 'intensity' on an SSL-only θ0 needs the non-zero-region statistics "
+        raise CheckpointError("kd.source 'intensity' on an SSL-only θ0 needs the non-zero-region statistics "
                               f"(metadata[{SOURCE_INTENSITY_KEY!r}][c]['nonzero']).", path=path,
-                              fix="use kd_source pool, or a supervised θ0")
+                              fix="use kd.source pool, or a supervised θ0")
     location = all(c.get("space", "raw") == "input" for c in record) or checkpoint.preprocess.normalization == "none"
     return KnowledgeSource("intensity", intensity=record, location=location, network=kind, reason=reason)
 
@@ -284,17 +284,17 @@ def resolve_source_stats(model: nn.Module, checkpoint: Checkpoint, kd_source: st
     if kd_source in ("auto", "running_stats"):
         batch = batch_statistics_layers(model, checkpoint)
         if batch and kd_source == "running_stats":
-            raise CheckpointError("kd_source is 'running_stats' but this network's BatchNorm normalises with batch "
+            raise CheckpointError("kd.source is 'running_stats' but this network's BatchNorm normalises with batch "
                                   "statistics at inference: its running statistics do not describe what it computes "
                                   f"({', '.join(batch[:3])}).", path=checkpoint_path,
-                                  fix="use kd_source intensity, pool, consistency or fingerprint (" + HOW_TO_FINGERPRINT
+                                  fix="use kd.source intensity, pool, consistency or fingerprint (" + HOW_TO_FINGERPRINT
                                   + ")")
         stats = {} if batch else running_stats(model, checkpoint.model_config)
         if stats:
             return stats, "running_stats"
         if kd_source == "running_stats":
-            raise CheckpointError("kd_source is 'running_stats' but the network has no BatchNorm running statistics.",
-                                  path=checkpoint_path, fix="use kd_source 'fingerprint': " + HOW_TO_FINGERPRINT)
+            raise CheckpointError("kd.source is 'running_stats' but the network has no BatchNorm running statistics.",
+                                  path=checkpoint_path, fix="use kd.source 'fingerprint': " + HOW_TO_FINGERPRINT)
     if checkpoint.fingerprint:
         return check_fingerprint(checkpoint.fingerprint, model, checkpoint_path), "fingerprint:checkpoint"
     raise CheckpointError("KD needs source statistics of the pre-trained model: it has no BatchNorm running "

@@ -83,7 +83,7 @@ def train_supervised(
         metadata = {"train_cases": train.case_ids, "val_cases": val.case_ids if val else [],
                     "dataset": str(train.root), "train_config": train_config.model_dump(mode="json"),
                     "best_val_dice": result.best_val_dice, **init_info,
-                    # source intensity statistics travel with the model: kd_source "intensity" needs no source image
+                    # source intensity statistics travel with the model: kd.source "intensity" needs no source image
                     SOURCE_INTENSITY_KEY: compute_source_intensity(labeled, seed=train_config.seed)}
         if not join_process_group().is_main:  # under torchrun rank 0 alone writes; the others return its paths
             return TrainOutput(out_dir / "best.pt", out_dir / "last.pt", out_dir / "train_log.json",

@@ -151,7 +151,7 @@ def score_pool(
     with timing_record() as timings:  # the pass records its seconds here (`assft.utils.timing`)
         summaries = _score_candidates(sets.candidates, current, theta0, kd, needs, config, inference, theta0_cache,
                                       figures and current.has_head, seed)
-        pool_knowledge_gap(summaries, kd.source, config.kd_eps)  # kd_source "pool": KD relative to these candidates
+        pool_knowledge_gap(summaries, kd.source, config.kd.eps)  # kd.source "pool": KD relative to these candidates
         add_time("pool_scoring_s", time.perf_counter() - start)
         reference = _reference_embeddings(sets, current, theta0, needs, config, inference)
     return ScoredPool(summaries, sets.reference_ids, reference, current.has_head, dict(current.checkpoint.labels),
@@ -245,7 +245,7 @@ def resolve_kd_source(needs: frozenset[Need], current: QueryModel, theta0: Query
     if Need.NORM_STATS not in needs:
         return KDSource(None, None, None)
     base = theta0 or current
-    source = resolve_knowledge_source(base.model, base.checkpoint, config.kd_source, fingerprint, base.path,
+    source = resolve_knowledge_source(base.model, base.checkpoint, config.kd.source, fingerprint, base.path,
                                       has_head=base.has_head)
     return KDSource(source.stats, source.kind, base, source)
 

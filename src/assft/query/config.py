@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import warnings
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from assft.config import _Config
-from assft.errors import BudgetError
+from assft.errors import BudgetError, ConfigNotice
 
 
 class Need(str, Enum):
@@ -27,60 +29,193 @@ class Need(str, Enum):
 
 PROB_NEEDS = frozenset({Need.PROBS, Need.MC_PROBS, Need.GRAD_EMBEDDING, Need.CLASS_PE})  # need a segmentation head
 
+Share = Annotated[float, Field(ge=0.0, le=1.0)]  # [0, 1]
+UnitFraction = Annotated[float, Field(gt=0.0, le=1.0)]  # (0, 1]: a fraction that must keep something
+PositiveFinite = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+Side = Annotated[int, Field(ge=1)]
 
-class QueryConfig(_Config):
-    """Options of one query (method.md); defaults live here only. Every field is written to selection.json."""
 
-    strategy: str = "assft"
-    budget: int | str = "10%"  # N volumes or "P%" of the candidate pool (pool minus labeled cases)
-    alpha: float = 0.5  # Q = alpha * norm(DKD) + (1 - alpha) * norm(ASD)
-    dkd_combine: Literal["product", "sum"] = "product"  # DKD = norm(KD) * Div, or (norm(KD) + norm(Div)) / 2
-    asd_threshold: Literal["otsu", "fixed", "none"] = "otsu"  # tau on 1 - p0; "none": the whole volume (ablation)
-    asd_fixed_threshold: float = 0.5
-    asd_threshold_clip: tuple[float, float] = (0.1, 0.9)  # Otsu's tau is clipped to this range
-    asd_reduce: Literal["class_balanced", "mean"] = "class_balanced"
-    asd_empty_top_fraction: float = 0.01  # empty foreground: mean of the top 1 % entropy voxels
-    otsu_bins: int = 256
-    cold_start: Literal["auto", "always", "never"] = "auto"  # auto: Q = DKD when the model has no head (SSL-only)
+class ASDConfig(_Config):
+    """ASD: the foreground Ω (a threshold tau on 1 - p0) and the entropy reduced over it."""
+
+    threshold: Literal["otsu", "fixed", "none"] = "otsu"  # tau on 1 - p0; "none": the whole volume (ablation)
+    fixed_threshold: UnitFraction = 0.5
+    threshold_clip: tuple[Share, Share] = (0.1, 0.9)  # Otsu's tau is clipped to this range
+    reduce: Literal["class_balanced", "mean"] = "class_balanced"
+    empty_top_fraction: UnitFraction = 0.01  # empty foreground: mean of the top 1 % entropy voxels
+    otsu_bins: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered_clip(self) -> ASDConfig:
+        lo, hi = self.threshold_clip
+        if lo > hi:
+            raise ValueError("asd.threshold_clip must satisfy low <= high")
+        return self
+
+
+class KDConfig(_Config):
+    """KD, the knowledge gap to θ0: its reference, the outlier-aware variants and how DKD combines it with Div."""
+
     # KD's reference (docs/method.md, "KD sources"): BatchNorm running statistics or a fingerprint (the paper's KD),
     # or one that needs no source images: source intensity statistics stored with θ0, atypicality of the norm-layer
     # moments within the pool, θ0's self-consistency. auto: running statistics when θ0's BatchNorm uses them at
     # inference, else a fingerprint if there is one, else the source-free order in assft.models.source_stats.
-    kd_source: Literal["auto", "running_stats", "fingerprint", "intensity", "pool", "consistency"] = "auto"
-    kd_eps: float = 1e-5  # variances are clamped at this value in the Gaussian KL
-    embedding_source: Literal["current", "pretrained"] = "current"  # z from θ (round >= 2) or θ0
-    mc_samples: int = 10  # BALD: T stochastic passes per window
-    typiclust_neighbors: int = 20  # TypiClust typicality: k nearest neighbours (inside a cluster; pool-wide for KD)
-    # power sampling (Kirsch et al., TMLR 2023): pick by log(score) + Gumbel(0, 1/beta), i.e. P ∝ score^beta.
-    # auto: the strategy's own way (power for clasp-pe, greedy for every other strategy).
-    sampling: Literal["auto", "greedy", "power"] = "auto"
-    power_beta: float | Literal["schedule"] = "schedule"  # fixed beta, or the exponential schedule below
-    power_beta_start: float = 1.0  # schedule: beta_t = start * (end / start) ** ((t - 1) / (T - 1)), t = 1..T
-    power_beta_end: float = 100.0
-    power_eps: float = 1e-6  # scores are clipped at this value before the log (a min-max normalised 0 stays possible)
+    source: Literal["auto", "running_stats", "fingerprint", "intensity", "pool", "consistency"] = "auto"
+    eps: float = Field(1e-5, gt=0.0)  # variances are clamped at this value in the Gaussian KL
+    combine: Literal["product", "sum"] = "product"  # DKD = norm(KD) * Div, or (norm(KD) + norm(Div)) / 2
     # outlier-aware knowledge gap (strategies assft, dkd, kd); the defaults keep plain KD
-    kd_weighting: Literal["none", "typicality"] = "none"  # KD x typicality / max typicality over the pool
-    kd_clip_quantile: float | None = None  # KD clipped at this pool quantile before normalisation
-    kd_guard: float | None = None  # KD spread (IQR / median over the pool) below this: typicality replaces KD
+    weighting: Literal["none", "typicality"] = "none"  # KD x typicality / max typicality over the pool
+    clip_quantile: UnitFraction | None = None  # KD clipped at this pool quantile before normalisation
+    guard: PositiveFinite | None = None  # KD spread (IQR / median over the pool) below this: typicality replaces KD
+
+
+class PowerConfig(_Config):
+    """Power sampling (Kirsch et al., TMLR 2023): pick by log(score) + Gumbel(0, 1/beta), i.e. P ∝ score^beta."""
+
+    beta: float | Literal["schedule"] = "schedule"  # fixed beta, or the exponential schedule below
+    beta_start: PositiveFinite = 1.0  # schedule: beta_t = start * (end / start) ** ((t - 1) / (T - 1)), t = 1..T
+    beta_end: PositiveFinite = 100.0
+    eps: PositiveFinite = 1e-6  # scores are clipped here before the log (a min-max normalised 0 stays possible)
+
+    # A union of a constrained float and a literal reports a failure once per member; one message says it plainly.
+    @field_validator("beta")
+    @classmethod
+    def _beta(cls, v: float | str) -> float | str:
+        if v != "schedule" and not (isinstance(v, int | float) and 0.0 < v < math.inf):
+            raise ValueError("power.beta must be a finite number > 0 or 'schedule'")
+        return v
+
+
+class ClaspConfig(_Config):
+    """ClaSP PE (Lüth et al. 2026, adapted to whole volumes): a volume's peak entropy, the class-stratified share."""
+
+    reduce: Literal["box_max", "topk_mean"] = "box_max"  # a volume's score from its uncertainty map
+    box_fraction: UnitFraction = 0.5  # box side as a fraction of each volume side (1.0: the whole-volume mean)
+    box_size: tuple[Side, Side, Side] | None = None  # box in voxels (clipped to the volume); overrides fraction
+    top_fraction: UnitFraction = 0.01  # topk_mean: mean of the top 1 % voxels
+    class_fraction: Share = 0.66  # share of the round's budget split evenly across the foreground classes
+
+
+# The flat names the query options had before they were grouped by strategy: {old key: (section, field)}. Configs
+# and campaign.yaml files written with them keep loading (QueryConfig folds them in, with one notice per key set).
+LEGACY_KEYS: dict[str, tuple[str, str]] = {
+    "asd_threshold": ("asd", "threshold"),
+    "asd_fixed_threshold": ("asd", "fixed_threshold"),
+    "asd_threshold_clip": ("asd", "threshold_clip"),
+    "asd_reduce": ("asd", "reduce"),
+    "asd_empty_top_fraction": ("asd", "empty_top_fraction"),
+    "otsu_bins": ("asd", "otsu_bins"),
+    "kd_source": ("kd", "source"),
+    "kd_eps": ("kd", "eps"),
+    "dkd_combine": ("kd", "combine"),
+    "kd_weighting": ("kd", "weighting"),
+    "kd_clip_quantile": ("kd", "clip_quantile"),
+    "kd_guard": ("kd", "guard"),
+    "power_beta": ("power", "beta"),
+    "power_beta_start": ("power", "beta_start"),
+    "power_beta_end": ("power", "beta_end"),
+    "power_eps": ("power", "eps"),
+    "clasp_reduce": ("clasp", "reduce"),
+    "clasp_box_fraction": ("clasp", "box_fraction"),
+    "clasp_box_size": ("clasp", "box_size"),
+    "clasp_top_fraction": ("clasp", "top_fraction"),
+    "clasp_class_fraction": ("clasp", "class_fraction"),
+}
+_NOTICED: set[frozenset[str]] = set()  # key sets already announced in this process
+
+
+def nested_name(key: str) -> str:
+    """The dotted name ("kd.source") a legacy flat key ("kd_source") now has."""
+    section, name = LEGACY_KEYS[key]
+    return f"{section}.{name}"
+
+
+def fold_legacy_keys(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`raw` with every legacy flat key moved into its section, and the legacy keys found (in LEGACY_KEYS order).
+
+    A setting given both flat and nested is fine when the two agree (a preset and an arm merged as raw dicts) and a
+    PydanticCustomError naming both keys when they differ.
+    """
+    found = [key for key in LEGACY_KEYS if key in raw]
+    if not found:
+        return raw, []
+    out = dict(raw)
+    for key in found:
+        section, name = LEGACY_KEYS[key]
+        nested = out.get(section)
+        if isinstance(nested, BaseModel):
+            nested = nested.model_dump(exclude_unset=True)
+        if not isinstance(nested, dict | None):
+            continue  # left flat: pydantic reports the section's type and the unknown key
+        nested = dict(nested or {})
+        value = out.pop(key)
+        if name in nested and _plain(nested[name]) != _plain(value):
+            raise PydanticCustomError(
+                "query_key_conflict", "{flat} and {nested} are one option, given two values ({a} and {b}): give it "
+                "once, as {nested}", {"flat": key, "nested": nested_name(key), "a": repr(value),
+                                      "b": repr(nested[name])})
+        nested[name] = value
+        out[section] = nested
+    return out, found
+
+
+def _plain(value: Any) -> Any:
+    """YAML lists and Python tuples compare equal (a flat value from one file and a nested one from another)."""
+    return [_plain(v) for v in value] if isinstance(value, list | tuple) else value
+
+
+def notify_legacy_keys(keys: list[str]) -> None:
+    """One ConfigNotice per process for a set of legacy keys (the CLI prints it as one "note:" line)."""
+    if not keys or frozenset(keys) in _NOTICED:
+        return
+    _NOTICED.add(frozenset(keys))
+    plural = len(keys) > 1
+    warnings.warn(ConfigNotice(
+        f"query key{'s' if plural else ''} {', '.join(keys)} {'are the' if plural else 'is the'} old flat "
+        f"name{'s' if plural else ''}; write {', '.join(nested_name(k) for k in keys)} (read as such)"), stacklevel=2)
+
+
+class QueryConfig(_Config):
+    """Options of one query (method.md); defaults live here only. Every field is written to selection.json.
+
+    Each strategy family's options form a section (`asd`, `kd`, `power`, `clasp`); the flat names they had before
+    (`asd_threshold`, `kd_source`, ... LEGACY_KEYS) are still read, with a one-line notice.
+    """
+
+    strategy: str = "assft"
+    budget: int | str = "10%"  # N volumes or "P%" of the candidate pool (pool minus labeled cases)
+    alpha: Share = 0.5  # Q = alpha * norm(DKD) + (1 - alpha) * norm(ASD)
+    cold_start: Literal["auto", "always", "never"] = "auto"  # auto: Q = DKD when the model has no head (SSL-only)
+    embedding_source: Literal["current", "pretrained"] = "current"  # z from θ (round >= 2) or θ0
+    mc_samples: int = Field(10, ge=2)  # BALD: T stochastic passes per window (a mutual information needs two)
+    typiclust_neighbors: int = Field(20, ge=1)  # TypiClust: k nearest neighbours (in a cluster; pool-wide for KD)
+    # power sampling (section `power`). auto: the strategy's own way (power for clasp-pe, greedy for every other one).
+    sampling: Literal["auto", "greedy", "power"] = "auto"
     # spread-adaptive alpha: when the pool's KD spread is at least `alpha_spread_threshold`, Q uses
     # `alpha_high_spread` instead of `alpha`. Default (chosen on the validation split, docs/method.md): alpha 1, i.e.
     # no ASD term, on a pool that mixes shifted and unshifted volumes (spread >= 1.1), where the foreground-entropy
     # term cost AUBC; None: `alpha` always (the paper's Q).
-    alpha_high_spread: float | None = 1.0
-    alpha_spread_threshold: float = 1.1
+    alpha_high_spread: Share | None = 1.0
+    alpha_spread_threshold: PositiveFinite = 1.1
     cold_start_method: Literal["dkd", "typicality", "kcenter"] = "dkd"  # assft's pick without a head (SSL-only)
-    # clasp-pe (ClaSP PE, Lüth et al. 2026, adapted to whole volumes)
-    clasp_reduce: Literal["box_max", "topk_mean"] = "box_max"  # a volume's score from its uncertainty map
-    clasp_box_fraction: float = 0.5  # box side as a fraction of each volume side (1.0: the whole-volume mean)
-    clasp_box_size: tuple[int, int, int] | None = None  # box in voxels (clipped to the volume); overrides fraction
-    clasp_top_fraction: float = 0.01  # topk_mean: mean of the top 1 % voxels
-    clasp_class_fraction: float = 0.66  # share of the round's budget split evenly across the foreground classes
+    asd: ASDConfig = Field(default_factory=ASDConfig)
+    kd: KDConfig = Field(default_factory=KDConfig)
+    power: PowerConfig = Field(default_factory=PowerConfig)
+    clasp: ClaspConfig = Field(default_factory=ClaspConfig)
 
-    @field_validator("alpha", "alpha_high_spread")
+    @model_validator(mode="before")
     @classmethod
-    def _alpha(cls, v: float | None) -> float | None:
-        if v is not None and not 0.0 <= v <= 1.0:
-            raise ValueError("alpha must be in [0, 1]")
+    def _read_legacy_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data, found = fold_legacy_keys(data)
+        notify_legacy_keys(found)
+        return data
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, v: int | str) -> int | str:
+        parse_budget(v)
         return v
 
     def alpha_for_spread(self, spread: float) -> float:
@@ -89,76 +224,6 @@ class QueryConfig(_Config):
         if self.alpha_high_spread is not None and spread >= self.alpha_spread_threshold:
             return self.alpha_high_spread
         return self.alpha
-
-    @field_validator("asd_fixed_threshold", "asd_empty_top_fraction", "clasp_box_fraction", "clasp_top_fraction",
-                     "kd_clip_quantile")
-    @classmethod
-    def _unit(cls, v: float | None) -> float | None:
-        if v is not None and not 0.0 < v <= 1.0:
-            raise ValueError("must be in (0, 1]")
-        return v
-
-    @field_validator("clasp_class_fraction")
-    @classmethod
-    def _fraction(cls, v: float) -> float:
-        if not 0.0 <= v <= 1.0:
-            raise ValueError("clasp_class_fraction must be in [0, 1]")
-        return v
-
-    @field_validator("power_beta")
-    @classmethod
-    def _beta(cls, v: float | str) -> float | str:
-        if v != "schedule" and not (isinstance(v, int | float) and 0.0 < v < math.inf):
-            raise ValueError("power_beta must be a finite number > 0 or 'schedule'")
-        return v
-
-    @field_validator("power_beta_start", "power_beta_end", "power_eps", "kd_guard", "alpha_spread_threshold")
-    @classmethod
-    def _positive_float(cls, v: float | None) -> float | None:
-        if v is not None and not 0.0 < v < math.inf:
-            raise ValueError("must be a finite number > 0")
-        return v
-
-    @field_validator("clasp_box_size")
-    @classmethod
-    def _box(cls, v: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
-        if v is not None and min(v) < 1:
-            raise ValueError("clasp_box_size must be three sides >= 1 voxel")
-        return v
-
-    @field_validator("mc_samples", "typiclust_neighbors", "otsu_bins")
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("must be >= 1")
-        return v
-
-    @field_validator("mc_samples")
-    @classmethod
-    def _mc(cls, v: int) -> int:
-        if v < 2:
-            raise ValueError("BALD needs at least 2 MC samples")
-        return v
-
-    @field_validator("kd_eps")
-    @classmethod
-    def _eps(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("kd_eps must be > 0")
-        return v
-
-    @field_validator("budget")
-    @classmethod
-    def _budget(cls, v: int | str) -> int | str:
-        parse_budget(v)
-        return v
-
-    @model_validator(mode="after")
-    def _clip(self) -> QueryConfig:
-        lo, hi = self.asd_threshold_clip
-        if not 0.0 <= lo <= hi <= 1.0:
-            raise ValueError("asd_threshold_clip must satisfy 0 <= low <= high <= 1")
-        return self
 
 
 def parse_budget(budget: int | str) -> tuple[str, float]:

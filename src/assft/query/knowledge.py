@@ -39,13 +39,13 @@ def compute_kd_spread(kd: np.ndarray) -> float:
 
 
 def pool_knowledge_gap(summaries: Sequence[CaseSummary], source: KnowledgeSource | None, eps: float = 1e-5) -> None:
-    """kd_source "pool": set each summary's KD to its norm-moment outlierness within these summaries (the whole
+    """kd.source "pool": set each summary's KD to its norm-moment outlierness within these summaries (the whole
     candidate pool, in any order) and drop the moments; any other source: nothing to do."""
     if source is None or source.name != "pool":
         return
     missing = [s.case_id for s in summaries if s.norm_moments is None]
     if missing:
-        raise RuntimeError(f"kd_source 'pool' but no norm moments for {missing[:3]} (was Need.NORM_STATS scored?)")
+        raise RuntimeError(f"kd.source 'pool' but no norm moments for {missing[:3]} (was Need.NORM_STATS scored?)")
     for summary, kd in zip(summaries, compute_pool_outlierness([s.norm_moments for s in summaries], eps), strict=True):
         summary.kd, summary.norm_moments = float(kd), None
 
@@ -69,30 +69,30 @@ class AdjustedKD:
 
 
 def adjust_kd(kd: np.ndarray, embeddings: np.ndarray | None, config: QueryConfig) -> AdjustedKD:
-    """Apply `kd_guard`, `kd_clip_quantile` and `kd_weighting` to a pool's KD (n,); embeddings (n, d) are needed
+    """Apply `kd.guard`, `kd.clip_quantile` and `kd.weighting` to a pool's KD (n,); embeddings (n, d) are needed
     for typicality (weighting or guard). Notes always include the pool's KD spread, so a guard can be calibrated."""
     kd = np.asarray(kd, dtype=np.float64)
     spread = compute_kd_spread(kd)
     notes: dict[str, object] = {"kd_spread": spread}
-    needs_typicality = config.kd_weighting == "typicality" or config.kd_guard is not None
+    needs_typicality = config.kd.weighting == "typicality" or config.kd.guard is not None
     typicality = None
     if needs_typicality:
         if embeddings is None:
-            raise ConfigError("kd_weighting 'typicality' and kd_guard need the pool's embeddings.",
+            raise ConfigError("kd.weighting 'typicality' and kd.guard need the pool's embeddings.",
                               fix="score the pool with Need.EMBEDDING (the strategy's resolve_needs adds it)")
         typicality = compute_pool_typicality(embeddings, config.typiclust_neighbors)
-    if config.kd_guard is not None:
-        fired = spread < config.kd_guard
-        notes["kd_guard"] = {"threshold": config.kd_guard, "fired": bool(fired)}
+    if config.kd.guard is not None:
+        fired = spread < config.kd.guard
+        notes["kd_guard"] = {"threshold": config.kd.guard, "fired": bool(fired)}
         if fired:  # KD barely varies over this pool: rank by typicality instead (no clipping or weighting)
             return AdjustedKD(typicality, "Typ", typicality, notes)  # type: ignore[arg-type]
     values = kd
-    if config.kd_clip_quantile is not None:
-        ceiling = float(np.quantile(kd, config.kd_clip_quantile))
+    if config.kd.clip_quantile is not None:
+        ceiling = float(np.quantile(kd, config.kd.clip_quantile))
         values = np.minimum(values, ceiling)
-        notes["kd_clip"] = {"quantile": config.kd_clip_quantile, "value": ceiling,
+        notes["kd_clip"] = {"quantile": config.kd.clip_quantile, "value": ceiling,
                             "clipped": int((kd > ceiling).sum())}
-    if config.kd_weighting == "typicality":
+    if config.kd.weighting == "typicality":
         values = values * typicality  # type: ignore[operator]
         notes["kd_weighting"] = "typicality"
     return AdjustedKD(values, "KD", typicality, notes)

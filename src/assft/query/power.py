@@ -28,10 +28,10 @@ def compute_beta_schedule(round_index: int | None, total_rounds: int | None, sta
 
 
 def resolve_power_beta(config: QueryConfig, round_index: int | None, total_rounds: int | None) -> float:
-    """The beta of this round: `power_beta` when fixed, else the schedule at (round_index, total_rounds)."""
-    if config.power_beta != "schedule":
-        return float(config.power_beta)
-    return compute_beta_schedule(round_index, total_rounds, config.power_beta_start, config.power_beta_end)
+    """The beta of this round: `power.beta` when fixed, else the schedule at (round_index, total_rounds)."""
+    if config.power.beta != "schedule":
+        return float(config.power.beta)
+    return compute_beta_schedule(round_index, total_rounds, config.power.beta_start, config.power.beta_end)
 
 
 def compute_power_scores(scores: np.ndarray, beta: float, rng: np.random.Generator, eps: float = 1e-6

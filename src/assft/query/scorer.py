@@ -118,7 +118,7 @@ def iter_summaries(
         figures: also cut each volume's figure slices from its probability map (`assft.query.figures`).
         seed: seeds BALD's MC-dropout masks (the caller's global RNG is left untouched).
         knowledge: KD's source (`resolve_knowledge_source`); its statistics replace `source_stats`, and its layers
-            are recorded for kd_source "pool" (no source statistics there).
+            are recorded for kd.source "pool" (no source statistics there).
 
     The active `assft.utils.timing` record (if any) accumulates seconds under load_s, pass_current_s,
     pass_pretrained_s, reduce_s and a "cases" count (plus "theta0_cached": volumes whose θ0 moments came from

@@ -197,7 +197,7 @@ def greedy_diverse_top_k(
     n = len(case_ids)
     check_budget(budget, n)
     if combine not in ("product", "sum"):
-        raise ConfigError(f"unknown dkd_combine {combine!r}.", fix="use 'product' or 'sum'")
+        raise ConfigError(f"unknown kd.combine {combine!r}.", fix="use 'product' or 'sum'")
     ids, order, tiebreak = canonical_order(case_ids, rng)
     kd_s = np.asarray(kd, dtype=np.float64)[order]
     check_finite("KD", kd_s, ids)

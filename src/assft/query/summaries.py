@@ -57,7 +57,7 @@ class CaseSummary:
     grad_embedding: np.ndarray | None = None
     class_pe: np.ndarray | None = None
     figure: FigureSlices | None = None  # slices for the query figures (only when figures were asked for)
-    # θ0's norm-layer input moments, kept only for kd_source "pool" until the pool's KD is computed (then dropped)
+    # θ0's norm-layer input moments, kept only for kd.source "pool" until the pool's KD is computed (then dropped)
     norm_moments: Mapping[str, Moments] | None = None
 
     def scalars(self) -> dict[str, float]:
@@ -83,8 +83,8 @@ class ProbabilityMaps:
 
 def probability_maps(probs: torch.Tensor, config: QueryConfig) -> ProbabilityMaps:
     """probs (C, D, H, W) -> its voxel entropy and foreground Omega under `config`'s ASD threshold."""
-    mask, tau = compute_foreground_mask(probs, config.asd_threshold, config.asd_fixed_threshold,
-                                        config.asd_threshold_clip, config.otsu_bins)
+    mask, tau = compute_foreground_mask(probs, config.asd.threshold, config.asd.fixed_threshold,
+                                        config.asd.threshold_clip, config.asd.otsu_bins)
     return ProbabilityMaps(compute_voxel_entropy(probs), mask, tau)
 
 
@@ -99,13 +99,13 @@ def summarize_probs(probs: torch.Tensor, config: QueryConfig, *, class_pe: bool 
     extra: dict[str, np.ndarray] = {}
     if class_pe:
         extra["class_pe"] = compute_class_pe(
-            probs, entropy=entropy, reduce=config.clasp_reduce, top_fraction=config.clasp_top_fraction,
-            box=clasp_box(tuple(entropy.shape), config.clasp_box_fraction, config.clasp_box_size))
+            probs, entropy=entropy, reduce=config.clasp.reduce, top_fraction=config.clasp.top_fraction,
+            box=clasp_box(tuple(entropy.shape), config.clasp.box_fraction, config.clasp.box_size))
     return {**extra,
         "entropy": float(entropy.mean(dtype=torch.float64)),
         "entropy_foreground": float((entropy * mask).sum(dtype=torch.float64) / n_mask) if n_mask else 0.0,
-        "asd": compute_asd(probs, entropy=entropy, mask=mask, reduce=config.asd_reduce,
-                           top_fraction=config.asd_empty_top_fraction),
+        "asd": compute_asd(probs, entropy=entropy, mask=mask, reduce=config.asd.reduce,
+                           top_fraction=config.asd.empty_top_fraction),
         "confidence": compute_confidence(probs, mask),
         "foreground_fraction": n_mask / mask.numel(),
         "foreground_threshold": tau,
@@ -148,15 +148,15 @@ def summarize_pass(
         summary.n_voxels = int(bald_map.numel())
         summary.bald = float(bald_map.double().mean())
     if norm_moments is not None and source_stats is not None:
-        summary.kd = compute_knowledge_divergence(norm_moments, source_stats, config.kd_eps)
+        summary.kd = compute_knowledge_divergence(norm_moments, source_stats, config.kd.eps)
     elif norm_moments is not None and source == "pool":
         summary.norm_moments = norm_moments
     if consistency is not None:
         summary.kd = compute_consistency_gap(
-            consistency[0], consistency[1], method=config.asd_threshold, fixed=config.asd_fixed_threshold,
-            clip=config.asd_threshold_clip, bins=config.otsu_bins, top_fraction=config.asd_empty_top_fraction)
+            consistency[0], consistency[1], method=config.asd.threshold, fixed=config.asd.fixed_threshold,
+            clip=config.asd.threshold_clip, bins=config.asd.otsu_bins, top_fraction=config.asd.empty_top_fraction)
     if source == "intensity" and image is not None:
-        summary.kd = intensity_gap(image, maps.mask if maps is not None else None, knowledge, config.kd_eps)
+        summary.kd = intensity_gap(image, maps.mask if maps is not None else None, knowledge, config.kd.eps)
     # Copies owned by numpy, never views of torch storage: a small long-lived torch tensor per case pins glibc heap
     # pages between the large transient activations, and RSS would grow with every volume of the pool.
     if embedding is not None:
@@ -169,7 +169,7 @@ def summarize_pass(
 
 def intensity_gap(image: np.ndarray, foreground: torch.Tensor | None, knowledge: KnowledgeSource,
                   eps: float = 1e-5) -> float:
-    """kd_source "intensity": the mean over input channels and regions of `compute_intensity_divergence` between the
+    """kd.source "intensity": the mean over input channels and regions of `compute_intensity_divergence` between the
     volume's intensities (image (Cin, D, H, W), θ's input) and the source record, over the predicted foreground
     Omega (mask (D, H, W), when θ has a head) and over the non-zero region (when the record has one)."""
     assert knowledge.intensity is not None

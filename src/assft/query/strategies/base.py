@@ -82,7 +82,7 @@ class Strategy:
         """Top-k of `scores`, or power sampling P ∝ score^beta when `beta` is given."""
         if beta is None:
             return top_k(scores, budget, rng)
-        return power_top_k(scores, budget, rng, beta, self.config.power_eps)
+        return power_top_k(scores, budget, rng, beta, self.config.power.eps)
 
     def resolve_needs_without_check(self, has_head: bool) -> frozenset[Need]:
         """What the scorer must compute for this strategy given the model (subclasses adapt it, e.g. a cold start)."""

@@ -1,7 +1,7 @@
 """`clasp-pe`: class-stratified scheduled power predictive entropy (ClaSP PE, Lüth et al., TMLR 2026), per volume.
 
 From the one pass: PE (normalised by log C) and, per foreground class c, U_c = PE * p_c, each reduced to a volume
-score by its peak (box maximum or top-k mean, `summaries.class_pe`). A share `clasp_class_fraction` of the round's
+score by its peak (box maximum or top-k mean, `summaries.class_pe`). A share `clasp.class_fraction` of the round's
 budget is dealt round-robin over the classes (best remaining volume by class score), the rest by plain PE; scores are
 power-noised with beta rising from 1 to 100 over the campaign's rounds.
 """
@@ -45,7 +45,7 @@ class ClaSPPEStrategy(Strategy):
         first = (context.round_index - 1) % n_classes if context.round_index else 0
         beta = self.power_beta(context)
         ranked = class_stratified_select(ids, scores, budget, rng, beta=beta, first_class=first,
-                                         class_fraction=config.clasp_class_fraction, eps=config.power_eps)
+                                         class_fraction=config.clasp.class_fraction, eps=config.power.eps)
         part = ranked.columns["clasp_part"]
         pe = ranked.columns["PE"]
 
@@ -57,7 +57,7 @@ class ClaSPPEStrategy(Strategy):
             label = f"class {c} ({name})" if name else f"class {c}"
             return f"{label} uncertainty (peak PE x p {ranked.columns[f'U_{c}'][case_id]:.3f}){power_note(beta)}"
 
-        per_class = split_stratified_budget(budget, n_classes, config.clasp_class_fraction, first)
+        per_class = split_stratified_budget(budget, n_classes, config.clasp.class_fraction, first)
         counts = {str(c + 1): per_class.count(c) for c in range(n_classes)}
         return self.finish(ranked, explain, clasp_class_picks=counts, clasp_pe_picks=budget - len(per_class),
                            **sampling_notes(beta, context))

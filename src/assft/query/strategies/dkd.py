@@ -1,6 +1,6 @@
 """`dkd` (Diversified Knowledge Divergence, greedy) and `kd` (knowledge divergence from pre-training only).
 
-Both, and `assft`, take the outlier-aware KD options (`kd_weighting`, `kd_clip_quantile`, `kd_guard`, see
+Both, and `assft`, take the outlier-aware KD options (`kd.weighting`, `kd.clip_quantile`, `kd.guard`, see
 `query.knowledge`) and `sampling: power`.
 """
 
@@ -28,7 +28,7 @@ from assft.query.summaries import CaseSummary
 
 def needs_typicality(config: QueryConfig) -> bool:
     """Whether the KD options need the pool's embeddings (typicality weighting or the spread guard)."""
-    return config.kd_weighting == "typicality" or config.kd_guard is not None
+    return config.kd.weighting == "typicality" or config.kd.guard is not None
 
 
 def pool_kd(pool: Sequence[CaseSummary], config: QueryConfig, with_embeddings: bool
@@ -69,8 +69,8 @@ def greedy_select(pool: Sequence[CaseSummary], context: SelectionContext, budget
         adjusted.notes["alpha"] = {"used": alpha, "kd_spread": adjusted.notes["kd_spread"],
                                    "threshold": config.alpha_spread_threshold}
     ranked = greedy_diverse_top_k(ids, adjusted.values, z, budget, rng, asd=asd, alpha=alpha,
-                                  combine=config.dkd_combine, reference=context.labeled_embeddings,
-                                  power_beta=beta, power_eps=config.power_eps, kd_label=adjusted.label)
+                                  combine=config.kd.combine, reference=context.labeled_embeddings,
+                                  power_beta=beta, power_eps=config.power.eps, kd_label=adjusted.label)
     ranked.columns.update(kd_columns(ids, raw, adjusted))
     ranked.columns["KD"] = dict(zip(ids, raw.tolist(), strict=True))
     return ranked, adjusted, alpha
