@@ -124,7 +124,7 @@ def test_a_rerun_replaces_its_own_single_file_output(sb: Path) -> None:
 
 def test_file_kinds_are_told_by_their_content(tmp_path: Path) -> None:
     from assft.models.source_stats import save_fingerprint
-    from assft.reporting.plots import save_png
+    from assft.reporting.png import save_png
 
     model = tiny_model(tmp_path / "anything.bin")
     assert written_by_assft(model, "checkpoint")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from assft.utils.atomic import atomic_write
+from assft.reporting.png import save_png
 
 __all__ = ["REFERENCE_BASELINE", "bound_label", "build_budget_figure", "build_win_matrix_figure", "plot_budget_curves",
            "plot_pseudo_label_rounds", "plot_win_matrix", "strategy_colors", "strategy_styles"]
@@ -76,11 +76,6 @@ def _new_figure(width: float, height: float, *, constrained: bool = False) -> An
     fig = Figure(figsize=(width, height), dpi=110, layout="constrained" if constrained else None)
     FigureCanvasAgg(fig)
     return fig
-
-
-def save_png(fig: Any, out_png: str | Path) -> Path:
-    """Atomically write `fig` as a PNG tagged "Software: assft" (a re-run may replace its own figure, nothing else)."""
-    return atomic_write(Path(out_png), lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": "assft"}))
 
 
 def _bound_value(value: Any) -> float | None:

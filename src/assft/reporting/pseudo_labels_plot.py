@@ -10,7 +10,7 @@ import numpy as np
 
 from assft.errors import DataError
 from assft.finetune.pseudo_labels import PseudoLabelStats, read_pseudo_label_table, stats_from_row
-from assft.reporting.plots import save_png
+from assft.reporting.png import save_png
 
 TableLike = str | Path | Sequence[Mapping[str, Any]] | Sequence[PseudoLabelStats] | Any  # Any: a pandas DataFrame
 COLORS = {"selected": "#2a9d8f", "unselected": "#9e9e9e"}

@@ -51,7 +51,7 @@ def check_output_dir(path: str | Path, option: str = "--out") -> Path:
 OutputKind = Literal["checkpoint", "fingerprint", "split", "figure"]
 CHECKPOINT_TAG = b"assft-checkpoint"
 FINGERPRINT_TAG = "assft-fingerprint"
-FIGURE_TAG = b"assft"  # PNG text chunk "Software: assft" (reporting.figures.save_figure)
+FIGURE_TAG = b"assft"  # PNG text chunk "Software: assft" (reporting.png.save_png)
 _SNIFF_BYTES = 1 << 20
 
 
