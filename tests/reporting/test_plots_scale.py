@@ -52,14 +52,14 @@ def drawn(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             write_ledger(root / "t2like" / arm / f"seed{seed}", arm, index, seed)
     (root / "t2like" / "bounds.json").write_text(json.dumps({"lower": metrics(0.5), "upper": metrics(0.9)}))
     saved: dict[str, Any] = {}
-    original = plots._save
+    original = plots.save_png
 
     def keep(fig: Any, out_png: Path) -> Path:
         saved[Path(out_png).name] = fig
         return original(fig, out_png)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(plots, "_save", keep)
+        patch.setattr(plots, "save_png", keep)
         report = write_report(root, tmp_path_factory.mktemp("report15"))
     return {"report": report, "figures": saved}
 
