@@ -12,7 +12,7 @@ spec = importlib.util.spec_from_file_location("query_choice", SCRIPT)
 query_choice = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(query_choice)  # type: ignore[union-attr]
 
-PAIRS = [(domain, draw) for domain in ("multisite", "mixed", "t2like") for draw in range(3)]
+PAIRS = [(domain, draw) for domain in ("multisite", "mixed", "t2like") for draw in range(3)]  # 9 pairs: any n works
 
 
 def _table(offsets: dict[str, list[float]]) -> dict:
