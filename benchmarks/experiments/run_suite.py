@@ -53,8 +53,35 @@ def source_model(preset: dict, spec, split: dict, work: Path) -> Path:
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     folder = work / f"source-{kind}-{key}"
     path = folder / ("best.pt" if kind == "supervised" else "ssl.pt")
-    if path.exists():
-        return path
+    if not path.exists():
+        train_source_model(kind, steps, overrides, spec, split, folder, path)
+    if source.get("fingerprint"):
+        return with_source_fingerprint(path, spec.subset(split["source"]))
+    return path
+
+
+def with_source_fingerprint(path: Path, source_cases) -> Path:
+    """A copy of θ0 carrying the fingerprint of its own source split (`source: {fingerprint: true}`), for the arms
+    that set `kd: {source: fingerprint}`: the "with source data" reference. Cached beside θ0; every other arm of such a
+    preset must name its KD source, since `auto` prefers an attached fingerprint."""
+    from assft.models.checkpoint import build_from_checkpoint
+    from assft.models.source_stats import attach_fingerprint
+    from assft.pretrain.fingerprint import compute_fingerprint
+
+    out = path.with_name(f"{path.stem}_fingerprint.pt")
+    if out.exists():
+        return out
+    net, ckpt, _ = build_from_checkpoint(path, allow_partial=True)
+    fingerprint = compute_fingerprint(net, source_cases.cases, ckpt.preprocess, ckpt.inference_config(None),
+                                      model_config=ckpt.model_config)
+    tmp = out.with_suffix(".tmp.pt")
+    attach_fingerprint(path, fingerprint, tmp)
+    tmp.replace(out)  # atomic: a half-written copy is never mistaken for the cached one
+    return out
+
+
+def train_source_model(kind: str, steps: int, overrides: dict, spec, split: dict, folder: Path, path: Path) -> None:
+    """Train θ0 into `folder` (supervised: best.pt; ssl: ssl.pt) with the fixed source thread count."""
     print(f"{kind} source model on {len(split['source'])} unshifted cases, {steps} steps", flush=True)
     if kind == "supervised":
         from assft.config import ModelConfig, TrainConfig
@@ -72,7 +99,6 @@ def source_model(preset: dict, spec, split: dict, work: Path) -> Path:
                      config=PretrainConfig(steps=steps, seed=0, num_threads=SOURCE_THREADS), resume=True)
     else:
         raise SystemExit(f"unknown source kind {kind!r} (supervised or ssl)")
-    return path
 
 
 def copy_ledgers(runs: Path, dest: Path) -> int:
@@ -106,10 +132,29 @@ def read_preset(name: str) -> dict:
     replicate = preset.get("replicate", "seed")
     if replicate not in ("seed", "draw"):
         raise SystemExit(f"{path}: replicate: {replicate!r} is not 'seed' or 'draw'")
+    if preset.get("source", {}).get("fingerprint"):
+        check_kd_sources_named(preset, path)
     for pair in preset.get("comparisons", []):
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(a, str) for a in pair)):
             raise SystemExit(f"{path}: comparisons: {pair!r} is not an [arm, reference] pair")
     return preset
+
+
+def check_kd_sources_named(preset: dict, path: Path) -> None:
+    """With a fingerprint attached to θ0, `kd.source: auto` would pick it: every KD arm must name its source."""
+    from assft.query.config import Need
+    from assft.query.strategies import STRATEGIES
+
+    def uses_kd(strategy: str) -> bool:
+        return Need.NORM_STATS in STRATEGIES.get(strategy).requires
+
+    shared = preset.get("query", {}).get("kd", {}).get("source")
+    unnamed = [s for s in preset.get("strategies", []) if uses_kd(s) and not shared]
+    unnamed += [name for name, arm in preset.get("arms", {}).items() if uses_kd(arm["strategy"])
+                and not (arm.get("query", {}).get("kd", {}).get("source") or shared)]
+    if unnamed:
+        raise SystemExit(f"{path}: source.fingerprint attaches a fingerprint to θ0, so {', '.join(unnamed)} would "
+                         "measure KD against it under kd.source auto; give each `query: {kd: {source: ...}}`")
 
 
 def share_with_draws(folder: Path, shared: Path) -> None:

@@ -93,3 +93,34 @@ def test_a_bad_replicate_or_comparison_is_refused(tmp_path: Path) -> None:
     assert done.returncode != 0 and "replicate: 'pool' is not 'seed' or 'draw'" in done.stderr
     done = _suite("--preset", str(_preset(tmp_path, comparisons=[["a"]])), "--report-only")
     assert done.returncode != 0 and "is not an [arm, reference] pair" in done.stderr
+
+
+def test_the_fingerprint_reference_arm_reads_the_source_splits_fingerprint(tmp_path: Path) -> None:
+    from assft.data.synthetic import make_phantom_dataset
+    from assft.models.checkpoint import load_checkpoint
+
+    data = make_phantom_dataset(tmp_path / "data", 12, shape=(16, 16, 16), seed=0)
+    instance_net = {**TINY, "params": {**TINY["params"], "norm": ["instance", {"affine": True}]}}
+    preset = _preset(tmp_path, seeds=[0], strategies=["random"], comparisons=[],
+                     source={"kind": "supervised", "steps": 2, "fingerprint": True, "model": instance_net,
+                             "train": {"batch_size": 2, "patch_size": PATCH}},
+                     adapt={"method": "auto"},
+                     arms={"assft-fingerprint": {"strategy": "assft", "query": {"kd": {"source": "fingerprint"}}},
+                           "assft-intensity": {"strategy": "assft", "query": {"kd": {"source": "intensity"}}}})
+    done = _suite("--preset", str(preset), "--data", str(data), "--work", str(tmp_path / "work"),
+                  "--results", str(tmp_path / "results"), "--threads", "1")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    draw = tmp_path / "work" / "draws_smoke" / "draws" / "draw0"
+    model = Path(json.loads((draw / "experiment.json").read_text())["model"])
+    assert model.name == "best_fingerprint.pt" and load_checkpoint(model).fingerprint  # θ0 carries its source's
+    sources = {arm: json.loads((draw / "bias" / arm / "seed0" / "rounds" / "r001" / "query" / "selection.json")
+                               .read_text())["provenance"]["kd_source"] for arm in ("assft-fingerprint", "assft-intensity")}
+    assert sources == {"assft-fingerprint": "fingerprint:checkpoint", "assft-intensity": "intensity"}
+
+
+def test_a_kd_arm_without_a_named_source_is_refused_when_theta0_carries_a_fingerprint(tmp_path: Path) -> None:
+    preset = _preset(tmp_path, source={"kind": "supervised", "steps": 2, "fingerprint": True},
+                     arms={"assft": {"strategy": "assft"}}, strategies=["random", "dkd"])
+    done = _suite("--preset", str(preset), "--report-only")
+    assert done.returncode != 0
+    assert "so dkd, assft would measure KD against it" in done.stderr  # both, the plain strategy and the arm
