@@ -5,9 +5,9 @@ lower-to-upper-bound gap closed at the last budget point and at the early one, a
 strategies against a reference over every (domain, seed) pair, plus any extra pairs (--pairs a:b, e.g. the full
 method against the reference given the same SSFT, to split a gain into its query and fine-tuning parts). Also writes the numbers to JSON (--json).
 
-Usage: python benchmarks/experiments/summarize_results.py benchmarks/results/full/summary.json [--reference fg-random]
+Usage: python benchmarks/experiments/summarize_results.py benchmarks/results/full_v3/summary.json [--reference fg-random]
        [--against assft,assft+ssft] [--pairs assft+ssft:fg-random+ssft,assft+ssft:assft]
-       [--json benchmarks/results/full/tables.json]
+       [--json benchmarks/results/full_v3/tables.json]
 """
 
 from __future__ import annotations
