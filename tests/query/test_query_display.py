@@ -113,3 +113,17 @@ def test_the_legend_and_colour_bar_carry_the_colours_the_figure_uses(tmp_path: P
     found = {tuple(p) for p in picture.reshape(-1, 3)}
     assert tuple(CLASS_COLOURS[0]) in found and tuple(CLASS_COLOURS[1]) in found  # the legend is drawn
     assert tuple(ramp[255]) in found  # the colour bar reaches entropy 1 (the panels here never do)
+
+
+def test_the_low_foreground_share_counts_volumes_under_a_quarter_of_the_pool_median() -> None:
+    """Predicted foreground 400, 300, 200, 60, 40: median 200, a quarter is 50, so only 40 is almost empty: 1/5.
+    Without predictions (an SSL-only pass) there is no share."""
+    sizes = (400.0, 300.0, 200.0, 60.0, 40.0)
+    pool = [CaseSummary(f"v{i}", kd=1.0, predicted_foreground_voxels=v) for i, v in enumerate(sizes)]
+    config = QueryConfig(strategy="random")
+    selection = make_strategy("random", config).select(pool, SelectionContext(config), 1, np.random.default_rng(0))
+    result = QueryResult(selection, pool, config, 1, 0, InferenceConfig(roi_size=(8, 8, 8)))
+    assert result.low_foreground_share() == pytest.approx(0.2)
+    assert result.to_json()["low_foreground_share"] == pytest.approx(0.2)
+    bare = [CaseSummary(f"v{i}", kd=1.0) for i in range(3)]
+    assert QueryResult(selection, bare, config, 1, 0, InferenceConfig()).low_foreground_share() is None

@@ -65,7 +65,8 @@ def query(
     from assft.config import InferenceConfig, load_config, parse_config
     from assft.data.splits import read_case_ids
     from assft.query.api import run_query
-    from assft.query.result import FIGURES_DIR, save_query_result, write_result_figures
+    from assft.query.result import (FIGURES_DIR, LOW_FOREGROUND_FRACTION, LOW_FOREGROUND_SHARE_HINT, save_query_result,
+                                    write_result_figures)
     from assft.utils.distributed import join_process_group
 
     check_output_dir(out, inputs={"--model": model, "--images": pool, "--pretrained": pretrained,
@@ -109,6 +110,11 @@ def query(
         method = result.selection.notes.get("cold_start_method", "dkd")
         console.print(f"cold start: SSL-only model, {'Q = DKD' if method == 'dkd' else f'{method} on the embeddings'}")
     console.print(theta0_line(result.provenance))
+    share = result.low_foreground_share()
+    if share is not None and share >= LOW_FOREGROUND_SHARE_HINT:
+        console.print(f"pool: {share:.0%} of the volumes get almost no predicted foreground (under "
+                      f"{LOW_FOREGROUND_FRACTION:g} x the pool's median): part of the pool may lie outside what the "
+                      "model knows, the kind of pool where a knowledge-gap query beat random (docs/method.md)")
     t = result.timings
     console.print(f"scored {len(result.summaries)} volumes in {t.get('pool_scoring_s', 0):.1f} s "
                   f"(θ0 pass {t.get('pass_pretrained_s', 0):.1f} s); wrote {out / 'selection.csv'} and "

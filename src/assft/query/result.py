@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,11 @@ __all__ = ["FIGURES_DIR", "FIXED_COLUMNS", "QueryResult", "save_query_result", "
 FIGURES_DIR = "figures"  # beside selection.csv: one PNG per pick and contact_sheet.png
 
 FIXED_COLUMNS = ("case_id", "rank", "selected", "Q", "DKD", "KD", "Div", "ASD")
+# A volume whose predicted foreground is under this fraction of the pool's median counts as "almost empty": on the
+# benchmark's one pool with a site the model could not see, 17-30 % of the volumes were, on the others <= 7 %, and
+# only there did the KD query beat random (docs/method.md, "When a knowledge-gap query is worth it").
+LOW_FOREGROUND_FRACTION = 0.25
+LOW_FOREGROUND_SHARE_HINT = 0.15  # the share above which `assft query` says a KD query is likely worth it
 
 
 @dataclass
@@ -84,6 +90,16 @@ class QueryResult:
                    "ones' the distance to the nearest pick, and " + why)
         return text + f". Picks are in greedy order, not sorted by Q: {why}, so a later pick can read higher."
 
+    def low_foreground_share(self) -> float | None:
+        """Share of the pool whose predicted foreground is under LOW_FOREGROUND_FRACTION of the pool's median
+        (None when the pass predicted nothing, e.g. an SSL-only model or a strategy without probabilities)."""
+        sizes = [s.scalars().get("predicted_foreground_voxels") for s in self.summaries]
+        known = [float(v) for v in sizes if v is not None and math.isfinite(v)]
+        if not known:
+            return None
+        median = statistics.median(known)
+        return sum(v < LOW_FOREGROUND_FRACTION * median for v in known) / len(known)
+
     def rows(self) -> list[dict[str, Any]]:
         """One dict per candidate in rank order: case_id, rank, selected, Q, DKD, KD, Div, ASD, then other columns."""
         by_id = {s.case_id: s for s in self.summaries}
@@ -133,6 +149,7 @@ class QueryResult:
             "selected": [{"case_id": c, "rank": i + 1, "rationale": self.selection.rationale.get(c, "")}
                          for i, c in enumerate(self.selection.selected)],
             "notes": self.selection.notes,
+            "low_foreground_share": self.low_foreground_share(),
             "provenance": self.provenance,
             "versions": versions(),
             "timings": self.timings,
