@@ -209,8 +209,8 @@ def test_batch_statistics_batchnorm_is_never_read_for_running_statistics(tmp_pat
     source = resolve_knowledge_source(model, ckpt, "auto")
     assert source.name == "consistency" and source.stats is None and "batch_stats" in source.reason
     ckpt.metadata[SOURCE_INTENSITY_KEY] = [{**SOURCE, "space": "input"}]
-    assert resolve_knowledge_source(model, ckpt, "auto").name == "intensity"
-    assert resolve_knowledge_source(model, ckpt, "auto", has_head=False).name == "pool"  # no nonzero record
+    assert resolve_knowledge_source(model, ckpt, "auto").name == "consistency"  # validation's order, record or not
+    assert resolve_knowledge_source(model, ckpt, "auto", has_head=False).name == "pool"  # no head: the next one
 
 
 def test_flagged_batchnorm_with_running_statistics_is_routed_too(tmp_path: Path) -> None:
@@ -228,7 +228,7 @@ def test_run_query_with_each_source_free_kd_on_an_instance_norm_net(phantom_dir:
     record = compute_source_intensity([load_case(c) for c in load_dataset(phantom_dir).cases[:3]])
     path = _checkpoint(tmp_path / "in.pt", norm="instance", metadata={SOURCE_INTENSITY_KEY: record})
     auto = run_query(path, phantom_dir, QueryConfig(strategy="assft", budget=2), inference=inference)
-    assert auto.provenance["kd_source"] == "intensity" and auto.provenance["network_norm"] == "per_input"
+    assert auto.provenance["kd_source"] == "consistency" and auto.provenance["network_norm"] == "per_input"
     assert auto.provenance["kd_source_reason"].startswith("auto: per_input network")
     for source in ("intensity", "pool", "consistency"):
         result = run_query(path, phantom_dir, QueryConfig(strategy="kd", budget=2, kd={"source": source}),
@@ -308,7 +308,7 @@ def test_source_free_kd_always_comes_from_theta0(phantom_dir: Path, tmp_path: Pa
     np.testing.assert_allclose([s.kd for s in later.summaries], [s.kd for s in alone.summaries], rtol=1e-5)
 
 
-def test_auto_prefers_consistency_over_a_shape_only_intensity_record(tmp_path: Path) -> None:
+def test_auto_follows_the_validation_order_consistency_then_pool(tmp_path: Path) -> None:
     raw = {**SOURCE, "space": "raw"}  # as an nnU-Net fingerprint stores it: only the shape term compares
     ckpt = load_checkpoint(_checkpoint(tmp_path / "in.pt", norm="instance", metadata={SOURCE_INTENSITY_KEY: [raw]}))
     model = build_model(ckpt.model_config)
@@ -317,4 +317,50 @@ def test_auto_prefers_consistency_over_a_shape_only_intensity_record(tmp_path: P
     assert shape_only.name == "pool"  # no head, and no non-zero record for the SSL-only case
     assert resolve_knowledge_source(model, ckpt, "intensity").location is False
     ckpt.metadata[SOURCE_INTENSITY_KEY] = [{**SOURCE, "space": "input"}]
-    assert resolve_knowledge_source(model, ckpt, "auto").name == "intensity"
+    assert resolve_knowledge_source(model, ckpt, "auto").name == "consistency"
+    assert resolve_knowledge_source(model, ckpt, "auto", has_head=False).name == "pool"
+
+
+def test_the_default_query_follows_what_theta0_carries_of_the_source(tmp_path: Path) -> None:
+    from assft.models.source_stats import default_query_for
+
+    def query_for(path: Path, fingerprint: object = None) -> str:
+        ckpt = load_checkpoint(path)
+        return default_query_for(build_model(ckpt.model_config), ckpt, fingerprint)[0]
+
+    batch_norm, instance_norm = _checkpoint(tmp_path / "bn.pt"), _checkpoint(tmp_path / "in.pt", norm="instance")
+    assert query_for(batch_norm) == "assft"  # running statistics: the paper's KD
+    assert query_for(instance_norm) == "fg-random"  # no record of the source: no source-free KD beat random
+    assert query_for(instance_norm, fingerprint={"layer": {}}) == "assft"  # a fingerprint given for KD
+    batch_stats = _checkpoint(tmp_path / "bs.pt", metadata={BATCH_NORM_AT_INFERENCE_KEY: "batch"})
+    assert query_for(batch_stats) == "fg-random"  # BatchNorm that normalises with batch statistics: none either
+
+
+def test_query_and_campaign_init_without_a_strategy_pick_the_source_free_default(phantom_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    entry = [shutil.which("assft")] if shutil.which("assft") else [sys.executable, "-m", "assft"]
+    env = {**os.environ, "ASSFT_THREADS": "1", "COLUMNS": "400"}
+    model = _checkpoint(tmp_path / "in.pt", norm="instance")
+    common = ["--model", str(model), "--images", str(phantom_dir), "--budget", "2", "--roi", "16,16,16"]
+    plain = subprocess.run([*entry, "query", *common, "--out", str(tmp_path / "q")], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr
+    assert "query: fg-random (θ0 has no BatchNorm running statistics (per_input network)" in plain.stdout
+    assert json.loads((tmp_path / "q" / "selection.json").read_text())["strategy"] == "fg-random"
+    chosen = subprocess.run([*entry, "query", *common, "--strategy", "assft", "--out", str(tmp_path / "q2")], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert chosen.returncode == 0 and "query: fg-random" not in chosen.stdout  # a named strategy is kept
+    assert json.loads((tmp_path / "q2" / "selection.json").read_text())["strategy"] == "assft"
+    init = subprocess.run([*entry, "campaign", "init", "--model", str(model), "--images", str(phantom_dir), "--out",
+                           str(tmp_path / "c"), "--budget", "2", "--rounds", "1"], env=env, capture_output=True, text=True, timeout=300)
+    assert init.returncode == 0, init.stderr
+    assert yaml.safe_load((tmp_path / "c" / "campaign.yaml").read_text())["strategy"] == "fg-random"
+    assert "query: fg-random" in init.stdout

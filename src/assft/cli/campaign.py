@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from assft.campaign.config import CAMPAIGN_STEPS_PER_ROUND, CampaignConfig
-from assft.cli.common import console, default_of, recorded_theta0_of
+from assft.cli.common import console, default_of, default_query_of, recorded_theta0_of
 from assft.finetune.config import FINETUNE_LR
 
 app = typer.Typer(no_args_is_help=True)
@@ -75,6 +75,12 @@ def init(
              "upper_model": upper_model}
     raw.update({k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
     raw.setdefault("pretrained", recorded_theta0_of(raw.get("model")))  # θ0 follows --model's provenance
+    if "strategy" not in raw:  # nobody chose: the query the evidence supports for θ0's kind of network
+        chosen = default_query_of(raw.get("pretrained") or raw.get("model"))
+        if chosen is not None:
+            raw["strategy"] = chosen[0]
+            if chosen[0] != default_of(CampaignConfig, "strategy"):
+                console.print(f"query: {chosen[0]} ({chosen[1]})")
     if adapt is not None:
         raw["adapt"] = {**(raw.get("adapt") or {}), "method": adapt}
     finetune = dict(raw.get("finetune") or {})

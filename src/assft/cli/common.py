@@ -124,6 +124,17 @@ def recorded_theta0_of(model: str | Path | None) -> str | None:
     return str(found) if found is not None else None
 
 
+def default_query_of(theta0: str | Path | None, fingerprint: str | Path | None = None) -> tuple[str, str] | None:
+    """(strategy, why) for a command whose user named no strategy, from θ0's network (None: no such file)."""
+    if theta0 is None or not Path(theta0).is_file():
+        return None  # the command's own check reports a missing --model
+    from assft.models.checkpoint import build_from_checkpoint
+    from assft.models.source_stats import default_query_for
+
+    model, checkpoint, _ = build_from_checkpoint(theta0, allow_partial=True)
+    return default_query_for(model, checkpoint, fingerprint)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The error boundary's answers to the machine's own faults (a full disk, no permission, a folder gone).
 

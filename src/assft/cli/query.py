@@ -62,7 +62,8 @@ def query(
     """Choose the volumes to annotate next; writes selection.csv/json and prints the picks with a rationale."""
     from rich.table import Table
 
-    from assft.config import InferenceConfig, load_config, parse_config
+    from assft.cli.common import default_query_of, recorded_theta0_of
+    from assft.config import InferenceConfig, load_config, parse_config, read_yaml
     from assft.data.splits import read_case_ids
     from assft.query.api import run_query
     from assft.query.result import (FIGURES_DIR, LOW_FOREGROUND_FRACTION, LOW_FOREGROUND_SHARE_HINT, save_query_result,
@@ -81,6 +82,12 @@ def query(
             base[key] = {**base.get(key, {}), **{k: v for k, v in value.items() if v is not None}}
         elif value is not None:
             base[key] = value
+    chosen_by_file = config is not None and "strategy" in (read_yaml(config) or {})
+    if strategy is None and not chosen_by_file:  # nobody chose: the query the evidence supports for θ0's network
+        chosen = default_query_of(pretrained or recorded_theta0_of(model) or model, fingerprint_file)
+        if chosen is not None and chosen[0] != base.get("strategy", default_of(QueryConfig, "strategy")):
+            base["strategy"] = chosen[0]
+            console.print(f"query: {chosen[0]} ({chosen[1]})")
     query_config = parse_config(base, QueryConfig)
     inference = InferenceConfig(roi_size=parse_triple(roi, "--roi")) if roi else None
     from assft.cli.common import load_data

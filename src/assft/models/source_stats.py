@@ -31,12 +31,12 @@ SOURCE_INTENSITY_KEY = "source_intensity"  # checkpoint.metadata key of the sour
 BATCH_NORM_AT_INFERENCE_KEY = "batch_norm_at_inference"  # metadata: "batch" when BatchNorm uses batch statistics
 KL_SOURCES = ("running_stats", "fingerprint")  # the paper's Gaussian-KL KD against stored channel moments
 SOURCE_FREE = ("intensity", "pool", "consistency")  # need no source images and no running statistics
-# kd.source "auto" on a network without usable running statistics and without a fingerprint: the source-free KD the
-# cheap AUROC measurement preferred (docs/method.md, "KD sources"), provisional until the tier-2 validation split
-# chooses; an unavailable source (no intensity record, no head) falls through to the next. "intensity" first only
-# when its record is in the network's input space (the full comparison, as `assft train` records it); a raw-space
-# record (an nnU-Net fingerprint of MR images) allows only the shape term, which ranked below consistency.
-AUTO_SOURCE_FREE_ORDER = ("intensity", "consistency", "intensity_shape", "pool")
+# kd.source "auto" on a network without usable running statistics and without a fingerprint: the source-free KD
+# with the highest validation AUBC on the InstanceNorm tier (docs/method.md, "KD sources"; the differences were
+# within 0.005 and none beat random there); an unavailable source (no head) falls through to the next. "intensity"
+# only when its record is in the network's input space; a raw-space record (an nnU-Net fingerprint of MR images)
+# allows only the shape term ("intensity_shape").
+AUTO_SOURCE_FREE_ORDER = ("consistency", "pool", "intensity", "intensity_shape")
 FINGERPRINT_FORMAT = "assft-fingerprint"
 HOW_TO_FINGERPRINT = ("where the source images are available, run `assft fingerprint --model CKPT --images SOURCE_DIR "
                       "--out fingerprint.json` and pass `--fingerprint fingerprint.json` (or attach it to the "
@@ -122,6 +122,25 @@ def network_norm_kind(model: nn.Module, checkpoint: Checkpoint) -> str:
     if batch_statistics_layers(model, checkpoint):
         return "batch_stats"
     return "running_stats" if running_stats(model, checkpoint.model_config) else "per_input"
+
+
+# The default query for θ0 when nobody chose one: `assft` where KD has the paper's record of the source (BatchNorm
+# running statistics, or a fingerprint), `fg-random` otherwise: on the InstanceNorm tier's validation split no
+# source-free KD beat random and foreground-aware random led (docs/method.md, "The query for networks without
+# BatchNorm statistics").
+KD_QUERY, SOURCE_FREE_QUERY = "assft", "fg-random"
+
+
+def default_query_for(model: nn.Module, checkpoint: Checkpoint, fingerprint: object = None) -> tuple[str, str]:
+    """(strategy, why) for θ0 when the user named no strategy: see KD_QUERY / SOURCE_FREE_QUERY."""
+    kind = network_norm_kind(model, checkpoint)
+    if kind == "running_stats":
+        return KD_QUERY, "θ0's BatchNorm running statistics give the paper's KD"
+    if fingerprint is not None or checkpoint.fingerprint:
+        return KD_QUERY, "θ0 has a source fingerprint for KD"
+    return SOURCE_FREE_QUERY, (f"θ0 has no BatchNorm running statistics ({kind} network) and no source fingerprint; "
+                               "no source-free knowledge gap beat random on such a network, so the default query is "
+                               f"{SOURCE_FREE_QUERY} (docs/method.md; --strategy assft to use one anyway)")
 
 
 @dataclass(frozen=True)
@@ -227,7 +246,7 @@ def resolve_knowledge_source(model: nn.Module, checkpoint: Checkpoint, kd_source
         try:
             source = _source_free(name.removesuffix("_shape"), model, checkpoint, checkpoint_path, layers, kind,
                                   has_head, f"auto: {kind} network without a fingerprint; {name} is the first "
-                                  f"available of {', '.join(AUTO_SOURCE_FREE_ORDER)} (provisional order, "
+                                  f"available of {', '.join(AUTO_SOURCE_FREE_ORDER)} (the validation order, "
                                   "docs/method.md)")
         except CheckpointError:
             continue
