@@ -73,6 +73,28 @@ def decide(table: dict, default: str, baseline: str, candidates: list[str]) -> d
             "default_vs_baseline": default_vs_baseline, "passing": passing, "new_default": winner}
 
 
+def print_arm_table(table: dict, means: dict[str, float], order: list[str], *, show_n: bool = False) -> None:
+    """A markdown table: AUBC mean ± sd per arm (rows in `order`) and domain, and the arm's mean over pairs."""
+    domains = sorted({k[0] for values in table.values() for k in values})
+    print("| arm | " + " | ".join(domains) + " | mean |")
+    print("|---|" + "---|" * (len(domains) + 1))
+    for arm in order:
+        cells = []
+        for domain in domains:
+            values = [v for (d, _), v in table[arm].items() if d == domain]
+            cell = f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}"
+            cells.append(cell + (f" (n={len(values)})" if show_n else ""))
+        print(f"| `{arm}` | " + " | ".join(cells) + f" | {means[arm]:.3f} |")
+
+
+def format_paired(row: dict) -> str:
+    """One line for a `paired` result (with its Holm p when it has one)."""
+    holm_text = f", Holm p = {row['p_holm']:.3f}" if "p_holm" in row else ""
+    return (f"{row['arm']} vs {row['reference']}: {row['mean_diff']:+.4f}, {row['wins']}/{row['n']}, one-sided "
+            f"p = {row['p_one_sided']:.3f}{holm_text}; per domain "
+            + ", ".join(f"{d} {v:+.4f}" for d, v in row["per_domain"].items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", type=Path)
@@ -83,21 +105,10 @@ def main() -> None:
     args = parser.parse_args()
     table = aubc_table(args.runs)
     result = decide(table, args.default, args.baseline, args.candidates.split(","))
-    domains = sorted({k[0] for values in table.values() for k in values})
-    print("| arm | " + " | ".join(domains) + " | mean |")
-    print("|---|" + "---|" * (len(domains) + 1))
-    for arm in sorted(table):
-        cells = []
-        for domain in domains:
-            values = [v for (d, _), v in table[arm].items() if d == domain]
-            cells.append(f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.3f} (n={len(values)})")
-        print(f"| `{arm}` | " + " | ".join(cells) + f" | {result['mean_aubc'][arm]:.3f} |")
+    print_arm_table(table, result["mean_aubc"], sorted(table), show_n=True)
     print()
     for row in result["versus_baseline"] + result["versus_default"] + [result["default_vs_baseline"]]:
-        holm_text = f", Holm p = {row['p_holm']:.3f}" if "p_holm" in row else ""
-        print(f"{row['arm']} vs {row['reference']}: {row['mean_diff']:+.4f}, {row['wins']}/{row['n']}, one-sided "
-              f"p = {row['p_one_sided']:.3f}{holm_text}; per domain "
-              + ", ".join(f"{d} {v:+.4f}" for d, v in row["per_domain"].items()))
+        print(format_paired(row))
     print(f"\nnew default: {result['new_default'] or 'none (the default stays)'}")
     if args.json:
         args.json.write_text(json.dumps({"rule_margin": MARGIN, **result}, indent=2) + "\n")

@@ -75,21 +75,10 @@ def main() -> None:
     table = query_choice.aubc_table(args.runs)
     kd = choose_kd_source(table, args.candidates.split(","), reference=args.reference)
     round0 = choose_round0(budget0_dice(args.runs))
-    domains = sorted({k[0] for values in table.values() for k in values})
-    print("| arm | " + " | ".join(domains) + " | mean |")
-    print("|---|" + "---|" * (len(domains) + 1))
-    for arm in sorted(table, key=lambda a: -kd["mean_aubc"][a]):
-        cells = []
-        for domain in domains:
-            values = [v for (d, _), v in table[arm].items() if d == domain]
-            cells.append(f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}")
-        print(f"| `{arm}` | " + " | ".join(cells) + f" | {kd['mean_aubc'][arm]:.3f} |")
+    query_choice.print_arm_table(table, kd["mean_aubc"], sorted(table, key=lambda a: -kd["mean_aubc"][a]))
     print()
     for row in kd["versus_baseline"] + kd["versus_reference"]:
-        holm_text = f", Holm p = {row['p_holm']:.3f}" if "p_holm" in row else ""
-        print(f"{row['arm']} vs {row['reference']}: {row['mean_diff']:+.4f}, {row['wins']}/{row['n']}, one-sided "
-              f"p = {row['p_one_sided']:.3f}{holm_text}; per domain "
-              + ", ".join(f"{d} {v:+.4f}" for d, v in row["per_domain"].items()))
+        print(query_choice.format_paired(row))
     print(f"\nbest source-free candidate: {kd['best_candidate']}; the tier's query: {kd['query']}")
     print(f"round 0: no adaptation {round0['mean']['auto']:.3f}, TENT {round0['mean']['tent']:.3f} (TENT - none "
           f"{round0['mean_diff']:+.4f}, {round0['wins']}/{round0['n']}) -> {round0['round0']}")
