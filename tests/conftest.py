@@ -14,6 +14,17 @@ HIPPOCAMPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "
 torch.set_num_threads(1)  # tiny tensors: threading overhead outweighs the second core
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files that hold slow tests run first, otherwise the collection order is kept.
+
+    Why: the suite runs as `pytest -n 2` with `--dist loadfile --no-loadscope-reorder` (pyproject), so xdist hands
+    whole files to the two workers in this order; a long file handed out last would leave one worker idle while the
+    other finishes it.
+    """
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: each file's tests stay together, in order
+
+
 @pytest.fixture(autouse=True)
 def _fixed_threads():
     """Every test starts and ends with one thread and no load-following governor: an in-process CLI call installs

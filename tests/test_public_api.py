@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import assft
 
 
@@ -78,6 +80,7 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         raise AssertionError("expected AttributeError")
 
 
+@pytest.mark.slow
 def test_every_subpackage_imports_first_without_a_cycle() -> None:
     """Each package imported first in a fresh interpreter (a circular import only shows in some orders)."""
     packages = ["inference", "models", "query", "pretrain", "finetune", "adapt"]  # they import one another

@@ -172,7 +172,8 @@ def run_draw(preset: dict, spec, data: Path, work: Path, cache: Path, draw: int,
              jobs: int, on_campaign) -> None:
     """One pool draw: the split drawn with seed `draw`, its source model, and every campaign of the grid seeded
     `draw` into WORK/draws/draw{draw} (AdaBN start and bounds per domain, as in any simulation)."""
-    from assft.campaign.simulate import SimulationConfig, run_simulation
+    from assft.campaign.experiment import SimulationConfig
+    from assft.campaign.simulate import run_simulation
     from assft.data import make_split, save_split
     from assft.utils.paths import check_generated_folder, mark_generated_folder
 
@@ -221,7 +222,8 @@ def main() -> None:
 
     import torch
 
-    from assft.campaign.simulate import SimulationConfig, run_simulation
+    from assft.campaign.experiment import SimulationConfig
+    from assft.campaign.simulate import run_simulation
     from assft.data import load_dataset, make_split, save_split
     from assft.reporting import write_report
 

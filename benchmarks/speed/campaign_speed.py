@@ -32,7 +32,8 @@ def run(label: str, domain: str, arms: list[str], seeds: list[int], work: Path, 
     import run_suite
 
     import assft
-    from assft.campaign.simulate import SimulationConfig, run_simulation
+    from assft.campaign.experiment import SimulationConfig
+    from assft.campaign.simulate import run_simulation
     from assft.data import load_dataset, make_split, save_split
     from assft.utils.provenance import run_provenance
 

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from assft.campaign.simulate import SimulationConfig, run_simulation
+from assft.campaign.experiment import SimulationConfig
+from assft.campaign.simulate import run_simulation
 from assft.config import ModelConfig, TrainConfig
 from assft.data import load_dataset, make_split, save_split
 from assft.utils.atomic import atomic_write_json

@@ -172,6 +172,7 @@ def test_campaign_round0_adapts_and_records_both_starts(source: dict, tmp_path: 
     assert first.compute["optimizer_steps"] == 2
 
 
+@pytest.mark.slow
 def test_cli_adapt_through_the_console_script(source: dict, tmp_path: Path) -> None:
     import shutil
     import subprocess
@@ -191,6 +192,7 @@ def test_cli_adapt_through_the_console_script(source: dict, tmp_path: Path) -> N
     assert bad.returncode == 2 and "method" in bad.stdout + bad.stderr and not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.slow
 def test_cli_campaign_with_round0_adaptation(source: dict, tmp_path: Path) -> None:
     import json
     import shutil

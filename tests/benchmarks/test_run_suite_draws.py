@@ -52,6 +52,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"root": root, "work": root / "work" / "draws_smoke", "results": root / "results" / "draws_smoke"}
 
 
+@pytest.mark.slow
 def test_each_draw_has_its_own_split_source_model_and_start(suite: dict) -> None:
     draws = suite["work"] / "draws"
     splits = [json.loads((draws / f"split_draw{d}.json").read_text()) for d in (0, 1)]
@@ -95,6 +96,7 @@ def test_a_bad_replicate_or_comparison_is_refused(tmp_path: Path) -> None:
     assert done.returncode != 0 and "is not an [arm, reference] pair" in done.stderr
 
 
+@pytest.mark.slow
 def test_the_fingerprint_reference_arm_reads_the_source_splits_fingerprint(tmp_path: Path) -> None:
     from assft.data.synthetic import make_phantom_dataset
     from assft.models.checkpoint import load_checkpoint

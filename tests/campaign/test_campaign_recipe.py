@@ -40,6 +40,7 @@ def _finetune(campaign: Path) -> dict:
     return yaml.safe_load((campaign / "campaign.yaml").read_text())["finetune"]
 
 
+@pytest.mark.slow
 def test_campaign_init_writes_the_validated_recipe(model: Path, phantom_dir: Path, tmp_path: Path) -> None:
     init = assft("campaign", "init", "--model", str(model), "--images", str(phantom_dir), "--out", str(tmp_path / "c"),
                  "--budget", "2", "--rounds", "2")

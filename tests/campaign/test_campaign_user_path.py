@@ -52,6 +52,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"root": root, "pool": pool, "test": test, "model": model, "config": config}
 
 
+@pytest.mark.slow
 def test_a_real_campaign_shows_before_and_after_and_hands_out_pre_annotations(data: dict, tmp_path: Path) -> None:
     camp = tmp_path / "camp"
     assft("campaign", "init", "--model", str(data["model"]), "--images", str(data["pool"]), "--test", str(data["test"]),

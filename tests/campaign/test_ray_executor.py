@@ -34,6 +34,7 @@ def _outcome(dirs: list[Path], out: Path) -> dict:
             for k, v in ledgers.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_killed_ray_driver_resumes_and_matches_the_sequential_run(setup: dict, tmp_path: Path) -> None:  # noqa: F811
     grid = {"strategies": ["random", "entropy"], "seeds": [0, 1], "rounds": 2, "budget": "2"}

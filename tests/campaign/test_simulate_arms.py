@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from assft.campaign.config import load_campaign_config
-from assft.campaign.simulate import SimulationConfig, campaign_config, deep_merge, run_simulation
+from assft.campaign.experiment import SimulationConfig, deep_merge
+from assft.campaign.simulate import campaign_config, run_simulation
 from assft.errors import ConfigError
 from assft.finetune.config import FinetuneConfig
 from assft.query.config import QueryConfig
@@ -121,6 +122,7 @@ def test_simulation_from_an_ssl_only_model(setup: dict, tmp_path: Path) -> None:
     assert first_query.strategy == "assft"
 
 
+@pytest.mark.slow
 def test_parallel_campaigns_match_the_sequential_run(setup: dict, tmp_path: Path) -> None:  # noqa: F811
     import json
 

@@ -34,6 +34,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_import_of_the_longest_legal_case_id_is_complete(base: Path, tmp_path: Path) -> None:
     camp = tmp_path / "c"
     for args in (("campaign", "init", "--model", base / "m.pt", "--images", base / "pool", "--out", camp, "--budget",

@@ -27,6 +27,8 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # the matrix runs ~110 console-script cases
+
 ASSFT = shutil.which("assft")
 ENTRY = [ASSFT] if ASSFT else [sys.executable, "-c", "from assft.cli.app import main; main()"]
 

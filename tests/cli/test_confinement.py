@@ -45,6 +45,7 @@ def experiment(folder: Path, base: Path, **fields: object) -> Path:
     ({"strategies": ["random/x"]}, "strategy name 'random/x' is not a plain name"),
     ({"arms": {"a\nb": {"strategy": "random"}}}, "control characters"),
 ], ids=["arm-dotdot", "arm-absolute", "domain-dotdot", "strategy-separator", "arm-newline"])
+@pytest.mark.slow
 def test_simulate_names_stay_plain(fields: dict, words: str, base: Path, tmp_path: Path) -> None:
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
@@ -55,6 +56,7 @@ def test_simulate_names_stay_plain(fields: dict, words: str, base: Path, tmp_pat
     assert snapshot(tmp_path, base) == before
 
 
+@pytest.mark.slow
 def test_simulate_out_is_checked_before_work(base: Path, tmp_path: Path) -> None:
     (tmp_path / "sim").write_text("a file where the experiment folder should go\n")
     config = experiment(tmp_path, base)
@@ -64,6 +66,7 @@ def test_simulate_out_is_checked_before_work(base: Path, tmp_path: Path) -> None
     assert snapshot(tmp_path, base) == before
 
 
+@pytest.mark.slow
 def test_a_failing_simulation_leaves_nothing_behind(base: Path, tmp_path: Path) -> None:
     (tmp_path / "m.pt").write_text("not a checkpoint\n")
     config = experiment(tmp_path, base, model=str(tmp_path / "m.pt"))
@@ -72,6 +75,7 @@ def test_a_failing_simulation_leaves_nothing_behind(base: Path, tmp_path: Path) 
     assert snapshot(tmp_path, base) == before and not (tmp_path / "sim").exists()
 
 
+@pytest.mark.slow
 def test_simulate_into_its_data_is_refused(base: Path, tmp_path: Path) -> None:
     config = experiment(tmp_path, base, out=str(base / "d" / "sim"))
     before = snapshot(tmp_path, base)

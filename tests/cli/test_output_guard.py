@@ -79,6 +79,7 @@ REFUSED = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_id, args, needles", REFUSED, ids=[c[0] for c in REFUSED])
 def test_an_output_that_would_destroy_an_input_is_refused(case_id: str, args: tuple[str, ...],
                                                           needles: tuple[str, ...], sb: Path) -> None:
@@ -98,6 +99,7 @@ def test_an_output_that_would_destroy_an_input_is_refused(case_id: str, args: tu
     assert snapshot(sb) == before
 
 
+@pytest.mark.slow
 def test_a_generated_folder_is_reused_but_a_foreign_one_is_not(tmp_path: Path) -> None:
     result = run_assft("data", "phantoms", "--out", "ph", "--n", "2", "--size", "8", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -111,6 +113,7 @@ def test_a_generated_folder_is_reused_but_a_foreign_one_is_not(tmp_path: Path) -
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_a_rerun_replaces_its_own_single_file_output(sb: Path) -> None:
     first = run_assft("adapt", "--model", "m.pt", "--images", "d", "--out", "adapted.pt", cwd=sb)
     assert first.returncode == 0, first.stderr

@@ -95,6 +95,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_evaluate_scores_in_world_space(base: Path, tmp_path: Path) -> None:
     pred = tmp_path / "p"
     pred.mkdir()
@@ -106,6 +107,7 @@ def test_evaluate_scores_in_world_space(base: Path, tmp_path: Path) -> None:
     assert summary["mean_dice"]["mean"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_a_prediction_elsewhere_in_space(base: Path, tmp_path: Path) -> None:
     pred = tmp_path / "p"
     pred.mkdir()
@@ -147,6 +149,7 @@ def label_folder(base: Path, camp: Path, folder: Path, change=None) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_folder_pool_label_values_are_checked_against_the_model(base: Path, queried: Path, tmp_path: Path) -> None:
     labels = label_folder(base, queried, tmp_path / "L", lambda a, aff: (np.where(a == 1, 7, a), aff))
     before = snapshot(queried, labels)
@@ -155,6 +158,7 @@ def test_folder_pool_label_values_are_checked_against_the_model(base: Path, quer
     assert snapshot(queried, labels) == before
 
 
+@pytest.mark.slow
 def test_a_label_stored_x_reversed_is_imported_reoriented(base: Path, queried: Path, tmp_path: Path) -> None:
     camp = tmp_path / "c"
     shutil.copytree(queried, camp, symlinks=True)
@@ -170,6 +174,7 @@ def test_a_label_stored_x_reversed_is_imported_reoriented(base: Path, queried: P
     assert ledger["rounds"][0]["status"] == "queried"
 
 
+@pytest.mark.slow
 def test_a_label_linked_out_of_its_folder_is_not_imported(base: Path, queried: Path, tmp_path: Path) -> None:
     labels = label_folder(base, queried, tmp_path / "L")
     first = selected(queried)[0]

@@ -38,6 +38,7 @@ def imported(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return root / "m.pt"
 
 
+@pytest.mark.slow
 def test_predict_query_finetune(imported: Path, phantom_dir: Path, tmp_path: Path) -> None:
     """predict, query (random, entropy, coreset: embeddings from the SegResNet's bottleneck), a few fine-tuning steps."""
     result = assft("predict", "--model", imported, "--images", phantom_dir, "--out", tmp_path / "pred")

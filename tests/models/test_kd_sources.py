@@ -270,6 +270,7 @@ def test_consistency_mirror_ignores_classes_that_follow_orientation() -> None:
     assert torch.allclose(compute_disagreement(probs, torch.cat([probs, softer])), torch.full((1, 1, 2, 1, 1), 0.25))
 
 
+@pytest.mark.slow
 def test_cli_adapt_auto_and_query_kd_source_through_the_console_script(phantom_dir: Path, tmp_path: Path) -> None:
     import json
     import os
@@ -336,6 +337,7 @@ def test_the_default_query_follows_what_theta0_carries_of_the_source(tmp_path: P
     assert query_for(batch_stats) == "fg-random"  # BatchNorm that normalises with batch statistics: none either
 
 
+@pytest.mark.slow
 def test_query_and_campaign_init_without_a_strategy_pick_the_source_free_default(phantom_dir: Path,
                                                                                 tmp_path: Path) -> None:
     import json

@@ -62,6 +62,7 @@ def assft(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run(["assft", *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
 
 
+@pytest.mark.slow
 def test_reoriented_copy_gets_the_same_world_space_prediction(tmp_path: Path) -> None:
     """A 1 mm RAS model predicts a thin-slice volume and its axis-swapped, flipped copy: each output has its input's
     shape and affine, and the two agree voxel for voxel in world space; `data check --model` says what happens."""

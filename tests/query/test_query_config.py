@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 import assft.query.config as query_config
 from assft.campaign.config import CampaignConfig, load_campaign_config
-from assft.campaign.simulate import deep_merge
+from assft.campaign.experiment import deep_merge
 from assft.config import parse_config
 from assft.errors import ConfigError, ConfigNotice
 from assft.query.config import LEGACY_KEYS, QueryConfig

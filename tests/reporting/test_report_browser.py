@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from assft.campaign.simulate import SimulationConfig, run_simulation
+from assft.campaign.experiment import SimulationConfig
+from assft.campaign.simulate import run_simulation
 from assft.reporting import write_report
 from assft.utils.progress import silenced
 from browser import Page, find_chromium

@@ -51,6 +51,7 @@ def _tiny_model(path: Path) -> Path:
                                                  metadata={"train_config": {"patch_size": [16, 16, 16]}}))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_torchrun_processes_select_what_one_process_selects(tmp_path: Path) -> None:
     data = make_phantom_dataset(tmp_path / "pool", 7, shape=(16, 16, 16))
@@ -74,6 +75,7 @@ def test_two_torchrun_processes_select_what_one_process_selects(tmp_path: Path) 
     assert two.stdout.count("scored 7 volumes") == 1  # rank 0 alone prints (and writes)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_campaign_next_under_torchrun_writes_the_round_once(tmp_path: Path) -> None:
     """Round 0 (AdaBN) and the query under 2 ranks: the same picks as one process, one ledger round, no lock clash."""

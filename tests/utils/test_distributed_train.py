@@ -117,6 +117,7 @@ def test_a_global_batch_that_does_not_split_is_a_config_error() -> None:
         trainer._data_parallel(_model(), TRAIN.model_copy(update={"batch_size": 3}), Ranks(0, 2))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_torchrun_train_writes_one_checkpoint_set(tmp_path: Path) -> None:
     data = make_phantom_dataset(tmp_path / "data", 4, shape=(16, 16, 16))

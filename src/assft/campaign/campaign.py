@@ -6,14 +6,14 @@ before its own (`expect`), and records its result with `update_round` / `update_
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from assft.campaign.budget import Budget
-from assft.campaign.config import CONFIG_NAME, CampaignConfig, load_campaign_config, save_campaign_config
+from assft.campaign.config import (CONFIG_NAME, CampaignConfig, absolute_paths, input_paths, load_campaign_config,
+                                   save_campaign_config)
 from assft.campaign.layout import ADAPTED_CHECKPOINT
 from assft.campaign.ledger import Ledger, LedgerMeta, RoundRecord, campaign_lock
 from assft.data.cases import DatasetSpec
@@ -25,13 +25,6 @@ from assft.utils.paths import check_generated_folder, check_output_guard, mark_g
 def now() -> str:
     """The current UTC time as the ledger records it (ISO 8601, seconds)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def absolute_paths(config: CampaignConfig) -> CampaignConfig:
-    """`config` with its file paths made absolute: later steps may run from another directory."""
-    return config.model_copy(update={k: os.path.abspath(v) for k in ("model", "pretrained", "pool", "test",
-                                                                     "upper_model")
-                                     if (v := getattr(config, k)) is not None})
 
 
 def load_pool(config: CampaignConfig) -> DatasetSpec:
@@ -131,8 +124,7 @@ def init_campaign(campaign_dir: str | Path, config: CampaignConfig) -> Path:
     """Create a campaign directory (validated config + empty ledger); re-running with the same config is a no-op."""
     campaign_dir = Path(campaign_dir)
     config = absolute_paths(config)
-    check_output_guard(campaign_dir, {k: getattr(config, k) for k in ("model", "pretrained", "pool", "test",
-                                                                     "upper_model")})
+    check_output_guard(campaign_dir, input_paths(config))
     check_generated_folder(campaign_dir, "campaign", signatures=(CONFIG_NAME, ".lock"))
     pool = load_pool(config)  # the cheap checks first: no torch import until the folders are known to be fine
     load_test(config)  # a missing test set fails now, not after the first fine-tuning

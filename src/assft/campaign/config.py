@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -153,12 +154,25 @@ def save_campaign_config(campaign_dir: str | Path, config: CampaignConfig) -> Pa
     return atomic_write_text(Path(campaign_dir) / CONFIG_NAME, text)
 
 
+INPUT_PATHS = ("model", "pretrained", "pool", "test", "upper_model")  # what a campaign reads and never writes
+
+
+def absolute_paths(config: CampaignConfig) -> CampaignConfig:
+    """`config` with its file paths made absolute: later steps may run from another directory."""
+    return config.model_copy(update={k: os.path.abspath(v) for k in INPUT_PATHS if (v := getattr(config, k)) is not None})
+
+
+def input_paths(config: CampaignConfig) -> dict[str, str | None]:
+    """{field: path} of everything the campaign reads: its folder may not be, hold or lie inside any of them."""
+    return {k: getattr(config, k) for k in INPUT_PATHS}
+
+
 def load_campaign_config(campaign_dir: str | Path) -> CampaignConfig:
     """Read and validate campaign.yaml of a campaign directory."""
     path = Path(campaign_dir) / CONFIG_NAME
     if not path.exists():
         raise ConfigError("not a campaign directory (no campaign.yaml).", path=campaign_dir,
-                          fix="create one with `assft campaign init`")
+                          fix="check the path, or create a campaign with `assft campaign init`")
     raw = read_yaml(path)
     # campaign.yaml holds every field, so a query field it lacks did not exist when the campaign was created: keep
     # the behaviour it was created with rather than a later default (fields added since, with their old meaning).

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
 
 from assft.campaign.adaptation import adapt_start
 from assft.campaign.campaign import Campaign, campaign_budget, init_campaign
-from assft.campaign.curve import campaign_curve, curve_aubc
 from assft.campaign.evaluation import evaluate_round, record_round0
 from assft.campaign.layout import (
     THETA0_CACHE,
@@ -160,33 +158,4 @@ def finetune_round(campaign_dir: str | Path) -> RoundRecord:
         return evaluate_round(campaign, record)
 
 
-def campaign_status(campaign_dir: str | Path) -> dict[str, Any]:
-    """Config, meta and a row per round (status, selected, labeled so far, metrics) for display."""
-    campaign = Campaign.open(campaign_dir)
-    rows = []
-    for record in campaign.records():
-        rows.append({"round": record.round, "status": record.status, "selected": record.selected,
-                     "labels_received": record.labels_received,
-                     "labeled_total": record.labeled_total, "mean_dice": (record.metrics or {}).get("mean_dice"),
-                     "n_pseudo": sum(1 for p in record.pseudo_labels if p.get("selected"))})
-    curve = campaign_curve(campaign.meta, campaign.records())
-    return {"config": campaign.config.model_dump(mode="json"), "meta": campaign.meta.model_dump(mode="json",
-                                                                                              exclude_unset=True),
-            "rounds": rows, "curve": curve, "aubc": curve_aubc(curve), "next_step": next_step(campaign)}
-
-
-def next_step(campaign: Campaign) -> str:
-    """The command that moves the campaign on ("done" when every round is evaluated)."""
-    last = campaign.last()
-    if last is None:
-        return "assft campaign next"
-    follow = {"queried": "assft campaign import-labels", "labeled": "assft campaign finetune",
-              "finetuned": "assft campaign finetune"}
-    if last.status in follow:
-        return follow[last.status]
-    if last.round >= (campaign.meta.rounds or 0):
-        return "done (more rounds: assft campaign extend --rounds N)"
-    return "assft campaign next"
-
-
-__all__ = ["STEPS", "campaign_status", "finetune_round", "import_labels", "init_campaign", "next_round"]
+__all__ = ["STEPS", "finetune_round", "import_labels", "init_campaign", "next_round"]

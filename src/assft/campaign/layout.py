@@ -16,10 +16,13 @@ import csv
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from assft.data.cases import DatasetSpec
-from assft.query.result import FIGURES_DIR, QueryResult, save_query_result, write_result_figures
 from assft.utils.atomic import atomic_write
+
+if TYPE_CHECKING:
+    from assft.query.result import QueryResult
 
 ADAPTED_CHECKPOINT = Path("round0") / "adapted.pt"
 THETA0_CACHE = "theta0_moments.json"  # θ0's norm moments per pool volume: KD costs one θ0 pass per volume
@@ -57,6 +60,10 @@ def relative_to(path: str | Path, root: Path) -> str:
 def write_query(folder: Path, result: QueryResult, *, figures: bool = False) -> list[str]:
     """selection.csv and selection.json in folder/query/ (and with `figures` a PNG per pick); the files written,
     relative to `folder`."""
+    # Imported here: the layout's paths are read by `campaign status` and the CLI's checks, which must not wait for
+    # the query code (torch, MONAI); a writer of query files has loaded it anyway.
+    from assft.query.result import FIGURES_DIR, save_query_result, write_result_figures
+
     save_query_result(result, folder / QUERY_DIR)
     if figures:
         write_result_figures(result, folder / QUERY_DIR / FIGURES_DIR, result.class_names)

@@ -15,21 +15,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field, ValidationError, model_validator
+from typing import Any
 
 from assft.adapt import adapt_checkpoint
 from assft.adapt.config import AdaptConfig
 from assft.campaign.campaign import Campaign, init_campaign, load_pool, now
 from assft.campaign.config import CONFIG_NAME, CampaignConfig, load_campaign_config
 from assft.campaign.engine import finetune_round, next_round
+from assft.campaign.experiment import BOUNDS_NAME, SimulationConfig, deep_merge
 from assft.campaign.evaluation import EVALUATE_STEP, evaluate_on_test, has_baseline, record_baseline
 from assft.campaign.executors import run_on_processes, run_on_ray
 from assft.campaign.ledger import Ledger, campaign_lock
 from assft.campaign.oracle import GroundTruthOracle, annotation_costs
 from assft.campaign.volumes import with_volume_cache
-from assft.config import InferenceConfig, _Config, parse_config, read_yaml
+from assft.config import parse_config
 from assft.data.splits import load_split
 from assft.data.volume_cache import use_volume_cache
 from assft.domains import apply_domain_to_dataset
@@ -39,99 +38,12 @@ from assft.finetune.ssft import run_ssft
 from assft.models.checkpoint import load_checkpoint
 from assft.utils.atomic import atomic_write_json
 from assft.utils.progress import StepReporter, deprecated_show_progress, reporting, silenced
-from assft.utils.paths import (check_generated_folder, check_output_dir, check_output_guard, check_plain_name,
+from assft.utils.paths import (check_generated_folder, check_output_dir, check_output_guard,
                                mark_generated_folder)
 from assft.utils.seeding import derive_seed
 from assft.utils.threads import governor
 
-BOUNDS_NAME = "bounds.json"  # OUT/{domain}/bounds.json: the budget-0 references and the upper bound
 GRID_VOLUME_CACHE = "_volumes"  # the grid's preprocessed volumes (assft.data.volume_cache), shared by its campaigns
-
-
-class ArmConfig(_Config):
-    """A named variant of a strategy: its query and fine-tuning settings override the experiment's (deep merge)."""
-
-    strategy: str
-    query: dict = Field(default_factory=dict)
-    finetune: dict = Field(default_factory=dict)
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    """`base` with `override` applied recursively (nested dicts merge; other values replace)."""
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-class SimulationConfig(_Config):
-    """An experiment grid (`assft simulate --config exp.yaml`)."""
-
-    out: str
-    model: str
-    pretrained: str | None = None
-    data: str  # labeled dataset: the pool and the test set are split subsets of it
-    split: str | None = None  # split JSON (assft data split); default: every case is in the pool and the test set
-    pool_subset: str = "pool"
-    test_subset: str = "test"
-    domains: list[str] = Field(default_factory=lambda: ["identity"])
-    domain_seed: int = 0
-    strategies: list[str] = Field(default_factory=lambda: ["assft", "random", "fg-random"])
-    arms: dict[str, ArmConfig] = Field(default_factory=dict)  # named variants, run after `strategies`
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
-    budget: str = "20%"
-    rounds: int = 3
-    query: dict = Field(default_factory=dict)
-    finetune: dict = Field(default_factory=dict)
-    inference: InferenceConfig | None = None
-    bounds: bool = True
-    adapt: AdaptConfig | None = None  # round 0 of every campaign: adapt the source model to the domain's pool
-    reference_adaptations: list[Literal["adabn", "tent"]] = Field(default_factory=list)  # budget-0 reference lines
-    upper_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])  # the upper bound is trained once per seed
-    figures: bool = False  # query figures in every campaign round (off: a grid runs hundreds of rounds)
-
-    @model_validator(mode="after")
-    def _plain_names(self) -> SimulationConfig:
-        # Domain, strategy and arm names become folder names under `out`: "../x" or "/x" would write elsewhere.
-        for what, names in (("domain", self.domains), ("strategy", self.strategies), ("arm", list(self.arms))):
-            for name in names:
-                try:
-                    check_plain_name(name, f"{what} name")
-                except ConfigError as exc:
-                    raise ValueError(exc.message.rstrip(".") + f" (fix: {exc.fix})") from None
-        return self
-
-    @model_validator(mode="after")
-    def _arm_names(self) -> SimulationConfig:
-        clash = sorted(set(self.arms) & set(self.strategies))
-        if clash:
-            raise ValueError(f"arm names {clash} are also strategies; campaigns would share a folder")
-        return self
-
-    @model_validator(mode="after")
-    def _cells_are_valid_campaigns(self) -> SimulationConfig:
-        # Every arm's merged query/fine-tuning settings are checked when the experiment is read, not hours later
-        # when its first campaign starts.
-        cells = {"": (self.query, self.finetune)}
-        cells.update({f"arms.{name}.": (deep_merge(self.query, arm.query), deep_merge(self.finetune, arm.finetune))
-                      for name, arm in self.arms.items()})
-        for prefix, (query, finetune) in cells.items():
-            try:
-                CampaignConfig(model=self.model, pool=self.data, query=query, finetune=finetune)
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                raise ValueError(f"{prefix}{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
-        return self
-
-
-def load_simulation_config(path: str | Path) -> SimulationConfig:
-    """Read and validate an experiment YAML; relative paths are taken relative to the YAML file."""
-    path = Path(path)
-    raw = read_yaml(path)
-    for key in ("out", "model", "pretrained", "data", "split"):
-        if isinstance(raw.get(key), str) and not Path(raw[key]).is_absolute():
-            raw[key] = str((path.parent / raw[key]).resolve())
-    return parse_config(raw, SimulationConfig, source=path)  # type: ignore[return-value]
 
 
 def _domain_data(config: SimulationConfig, domain: str) -> str:

@@ -31,8 +31,6 @@ def adapt(
     roi: str = typer.Option(None, "--roi", help="Sliding window / TENT patch D,H,W (default: the training patch)."),
 ) -> None:
     """Adapt a model to a new site without labels; writes a checkpoint that records what was adapted."""
-    from assft.adapt import adapt_checkpoint
-    from assft.cli.common import load_data
     from assft.config import parse_config
     from assft.errors import ConfigError
 
@@ -42,6 +40,10 @@ def adapt(
     check_output_file(out, inputs={"--model": model, "--images": images}, kind="checkpoint")
     raw = {"method": method, "seed": seed, "tent_epochs": epochs, "tent_lr": lr, "patch_size": parse_triple(roi)}
     config = parse_config({k: v for k, v in raw.items() if v is not None}, AdaptConfig)
+    # After the checks: these load torch and MONAI (seconds), and a refused output should not wait for them.
+    from assft.adapt import adapt_checkpoint
+    from assft.cli.common import load_data
+
     result = adapt_checkpoint(model, load_data(images), config, out)  # type: ignore[arg-type]
     console.print(f"{result.method}: adapted {len(result.statistics_layers)} BatchNorm layers' statistics"
                   + (f" and {len(result.affine_layers)} norm layers' affine parameters" if result.affine_layers else "")

@@ -57,9 +57,9 @@ def init(
     lr: float = typer.Option(None, "--lr", show_default=str(FINETUNE_LR), help="Fine-tuning learning rate (AdamW)."),
 ) -> None:
     """Create a campaign directory with a validated campaign.yaml and an empty ledger."""
-    from assft.campaign.campaign import init_campaign
-    from assft.campaign.config import recipe_finetune
+    from assft.campaign.config import absolute_paths, input_paths, recipe_finetune
     from assft.cli.common import check_output_dir
+    from assft.utils.paths import check_output_guard
     from assft.config import parse_config, read_yaml
 
     check_output_dir(out)
@@ -74,13 +74,6 @@ def init(
              "pretrained": pretrained, "test": test, "seed": seed, "cache_volumes": volume_cache,
              "upper_model": upper_model}
     raw.update({k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
-    raw.setdefault("pretrained", recorded_theta0_of(raw.get("model")))  # θ0 follows --model's provenance
-    if "strategy" not in raw:  # nobody chose: the query the evidence supports for θ0's kind of network
-        chosen = default_query_of(raw.get("pretrained") or raw.get("model"))
-        if chosen is not None:
-            raw["strategy"] = chosen[0]
-            if chosen[0] != default_of(CampaignConfig, "strategy"):
-                console.print(f"query: {chosen[0]} ({chosen[1]})")
     if adapt is not None:
         raw["adapt"] = {**(raw.get("adapt") or {}), "method": adapt}
     finetune = dict(raw.get("finetune") or {})
@@ -93,14 +86,40 @@ def init(
     raw["finetune"] = recipe_finetune(finetune)  # the validated recipe under whatever the user set
     raw["oracle"] = "folder"  # a campaign created here is annotated by a person
     raw["figures"] = figures if figures is not None else raw.get("figures", True)  # the annotator sees why
+    # Every field, and where the campaign may be written, is checked before θ0 is read: reading it loads torch, and
+    # building it (for the default query) MONAI.
+    check_output_guard(out, input_paths(absolute_paths(parse_config(raw, CampaignConfig, source=config_file))))
+    raw.setdefault("pretrained", recorded_theta0_of(raw.get("model")))  # θ0 follows --model's provenance
+    if "strategy" not in raw:  # nobody chose: the query the evidence supports for θ0's kind of network
+        chosen = default_query_of(raw.get("pretrained") or raw.get("model"))
+        if chosen is not None:
+            raw["strategy"] = chosen[0]
+            if chosen[0] != default_of(CampaignConfig, "strategy"):
+                console.print(f"query: {chosen[0]} ({chosen[1]})")
     config = parse_config(raw, CampaignConfig, source=config_file)
+    from assft.campaign.campaign import init_campaign  # after the checks above: it loads torch and MONAI
+
     init_campaign(out, config)  # type: ignore[arg-type]
     console.print(f"campaign ready in {out}; next: assft campaign next {out}")
+
+
+def _check_campaign(campaign: Path) -> None:
+    """Read campaign.yaml and ledger.json before the campaign code is imported.
+
+    Why: the steps import torch and MONAI (seconds); a mistyped folder, a folder that is not a campaign or a broken
+    ledger is then refused in a fraction of a second. The step reads both files again under its lock.
+    """
+    from assft.campaign.config import load_campaign_config
+    from assft.campaign.ledger import Ledger
+
+    load_campaign_config(campaign)
+    Ledger.load(campaign)
 
 
 @app.command("next")
 def next_cmd(campaign: Path = typer.Argument(..., help="Campaign directory.")) -> None:
     """Score the pool and write the round's to-annotate list (to_annotate.csv and image links)."""
+    _check_campaign(campaign)
     from rich.table import Table
 
     from assft.campaign.engine import next_round
@@ -157,6 +176,7 @@ def import_labels_cmd(campaign: Path = typer.Argument(..., help="Campaign direct
                       labels: Path = typer.Option(..., "--labels", help="Folder with ID.nii.gz for each queried case.")
                       ) -> None:
     """Validate the annotator's labels (shape, affine, values, NaN) and record them; invalid input changes nothing."""
+    _check_campaign(campaign)
     from assft.campaign.engine import import_labels
 
     record = import_labels(campaign, labels)
@@ -172,6 +192,7 @@ def finetune_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."
                  lr: float = typer.Option(None, "--lr", help="Fine-tuning learning rate of this and later rounds "
                                                              "(written to campaign.yaml).")) -> None:
     """Selective semi-supervised fine-tuning on the labels so far, then evaluation on the test set if any."""
+    _check_campaign(campaign)
     from assft.campaign.engine import finetune_round
 
     if steps_per_round is not None or lr is not None:
@@ -190,6 +211,7 @@ def extend_cmd(campaign: Path = typer.Argument(..., help="Campaign directory."),
                                                                  "(default: --rounds times the last round's share).")
                ) -> None:
     """Add rounds (and volumes) to a campaign whose plan is spent; campaign.yaml and the ledger record them."""
+    _check_campaign(campaign)
     from assft.campaign.extend import extend_campaign
 
     plan = extend_campaign(campaign, rounds, budget)
@@ -228,9 +250,10 @@ def _recipe_text(config: CampaignConfig) -> str:
 @app.command("status")
 def status_cmd(campaign: Path = typer.Argument(..., help="Campaign directory.")) -> None:
     """Rounds done, volumes labeled, Dice per round, and the next step."""
+    _check_campaign(campaign)
     from rich.table import Table
 
-    from assft.campaign.engine import campaign_status
+    from assft.campaign.status import campaign_status
 
     status = campaign_status(campaign)
     meta = status["meta"]
@@ -286,9 +309,10 @@ def simulate(config: Path = typer.Option(..., "--config", help="Experiment YAML 
                                                      help="Ray: GPUs per campaign task (fractions share a GPU)."),
              ) -> None:
     """Simulated campaigns with the ground truth as the annotator, plus lower/upper bounds (resumable)."""
-    from assft.campaign.simulate import load_simulation_config, run_simulation
+    from assft.campaign.experiment import load_simulation_config
     from assft.errors import ConfigError
 
+    # Options and the experiment file are checked before the simulation loop (torch, MONAI) is imported.
     if executor not in ("process", "ray"):
         raise ConfigError(f"--executor {executor!r} is not known.", fix="use --executor process or --executor ray")
     if executor != "ray" and (address or cpus_per_campaign != 1.0 or gpus_per_campaign):
@@ -301,6 +325,8 @@ def simulate(config: Path = typer.Option(..., "--config", help="Experiment YAML 
         raise ConfigError("--jobs is for --executor process; Ray runs as many campaigns as its CPUs allow.",
                           fix="drop --jobs, or set --cpus-per-campaign")
     experiment = load_simulation_config(config)
+    from assft.campaign.simulate import run_simulation
+
     ray_options = {"address": address, "cpus_per_campaign": cpus_per_campaign,
                    "gpus_per_campaign": gpus_per_campaign} if executor == "ray" else None
     dirs = run_simulation(experiment, on_campaign=lambda d: console.print(f"finished {d}"), jobs=jobs,

@@ -101,9 +101,9 @@ def plot_pseudo_labels(
 ) -> None:
     """Figure 5: true Dice of selected vs unselected pseudo-labels (needs ground truth for the pool)."""
     from assft.cli.common import check_output_file
-    from assft.reporting.pseudo_labels_plot import plot_pseudo_label_dice
 
     check_output_file(out, inputs={f"table {i + 1}": t for i, t in enumerate(tables)}, kind="figure")
+    from assft.reporting.pseudo_labels_plot import plot_pseudo_label_dice  # after the check: loads matplotlib
     path = plot_pseudo_label_dice(list(tables), out, names=names.split(",") if names else None)
     console.print(f"wrote {path}")
 

@@ -50,9 +50,9 @@ def pretrain(
 ) -> None:
     """Self-supervised pre-training (masked inpainting + rotation) -> an ssl-only checkpoint with a fingerprint."""
     from assft.config import InferenceConfig, parse_config
-    from assft.pretrain.pretraining import default_roi, pretrain_ssl, ssl_model_config
 
     check_output_file(out, inputs={"--images": images, "--split": split}, kind="checkpoint")
+    from assft.pretrain.pretraining import default_roi, pretrain_ssl, ssl_model_config  # after the check: loads MONAI
     given = {"tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None,
              "steps": steps, "batch_size": batch_size, "patch_size": patch, "lr": lr, "mask_ratio": mask_ratio,
              "save_every": save_every, "fingerprint_cases": fingerprint_cases, "seed": seed}

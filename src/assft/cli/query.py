@@ -65,10 +65,6 @@ def query(
     from assft.cli.common import default_query_of, recorded_theta0_of
     from assft.config import InferenceConfig, load_config, parse_config, read_yaml
     from assft.data.splits import read_case_ids
-    from assft.query.api import run_query
-    from assft.query.result import (FIGURES_DIR, LOW_FOREGROUND_FRACTION, LOW_FOREGROUND_SHARE_HINT, save_query_result,
-                                    write_result_figures)
-    from assft.utils.distributed import join_process_group
 
     check_output_dir(out, inputs={"--model": model, "--images": pool, "--pretrained": pretrained,
                                   "--data": labeled})
@@ -90,7 +86,12 @@ def query(
             console.print(f"query: {chosen[0]} ({chosen[1]})")
     query_config = parse_config(base, QueryConfig)
     inference = InferenceConfig(roi_size=parse_triple(roi, "--roi")) if roi else None
+    # After the checks: these load torch and MONAI (seconds), and a refused output should not wait for them.
     from assft.cli.common import load_data
+    from assft.query.api import run_query
+    from assft.query.result import (FIGURES_DIR, LOW_FOREGROUND_FRACTION, LOW_FOREGROUND_SHARE_HINT, save_query_result,
+                                    write_result_figures)
+    from assft.utils.distributed import join_process_group
 
     result = run_query(model, load_data(pool), query_config, pretrained=pretrained, labeled=labeled,  # type: ignore[arg-type]
                        labeled_ids=read_case_ids(labeled_ids, allow_empty=True) if labeled_ids else (), seed=seed,
@@ -137,16 +138,17 @@ def fingerprint(
     roi: str = typer.Option(None, "--roi", help="Sliding-window size D,H,W (default: the training patch)."),
 ) -> None:
     """Per-layer channel means/variances of θ0's norm-layer inputs over source images (KD without BatchNorm)."""
-    from assft.cli.common import load_data
-    from assft.models.checkpoint import build_from_checkpoint
-    from assft.models.source_stats import attach_fingerprint, save_fingerprint
-    from assft.pretrain.fingerprint import compute_fingerprint
-
     check_output_file(out, inputs={"--model": model, "--images": images}, kind="fingerprint")
     if attach_to is not None:
         check_output_file(attach_to, "--attach-to", inputs={"--model": model, "--images": images, "--out": out},
                           kind="checkpoint")
     roi_size = parse_triple(roi, "--roi")
+    # After the checks: these load torch and MONAI (seconds), and a refused output should not wait for them.
+    from assft.cli.common import load_data
+    from assft.models.checkpoint import build_from_checkpoint
+    from assft.models.source_stats import attach_fingerprint, save_fingerprint
+    from assft.pretrain.fingerprint import compute_fingerprint
+
     net, ckpt, _ = build_from_checkpoint(model, allow_partial=True)
     inference = ckpt.inference_config(roi_size)
     cases = load_data(images, limit=limit).cases

@@ -18,7 +18,7 @@ from typing import Any
 
 from assft.campaign.config import CONFIG_NAME
 from assft.campaign.ledger import LEDGER_NAME, RoundRecord, read_ledger
-from assft.campaign.simulate import BOUNDS_NAME
+from assft.campaign.experiment import BOUNDS_NAME
 from assft.errors import CampaignError, DataError
 
 __all__ = ["DEFAULT_DOMAIN", "RunData", "RunSet", "load_runs", "mean_bounds"]
