@@ -159,7 +159,8 @@ INPUT_PATHS = ("model", "pretrained", "pool", "test", "upper_model")  # what a c
 
 def absolute_paths(config: CampaignConfig) -> CampaignConfig:
     """`config` with its file paths made absolute: later steps may run from another directory."""
-    return config.model_copy(update={k: os.path.abspath(v) for k in INPUT_PATHS if (v := getattr(config, k)) is not None})
+    return config.model_copy(update={k: os.path.abspath(v) for k in INPUT_PATHS
+                                     if (v := getattr(config, k)) is not None})
 
 
 def input_paths(config: CampaignConfig) -> dict[str, str | None]:
